@@ -1,0 +1,37 @@
+# Two commands on a fresh machine:  `make demo`  and  `make test`.
+# Each creates .venv and installs what it needs first.
+#
+# torch: on a CPU machine `pip install torch==2.13.0` takes the local CPU wheel.
+# GPU users: install your CUDA torch into .venv first (or set PYTHON to an
+# environment that has it); an importable torch is never replaced.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_VERSION ?= 2.13.0
+PY := $(VENV)/bin/python
+export HF_HUB_OFFLINE ?= 1
+export PYTHONUNBUFFERED := 1
+
+.PHONY: install demo test bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==$(TORCH_VERSION)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+demo: install
+	$(VENV)/bin/synthgen demo
+
+test: install
+	$(PY) -m pytest -q
+
+bench: install
+	$(PY) bench/bench_demo.py
+	$(PY) bench/bench_generator.py
+	$(PY) bench/bench_embedder.py
+
+clean:
+	rm -rf synthgen-data

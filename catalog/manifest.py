@@ -1,0 +1,71 @@
+"""Version manifests: the small, immutable file that defines a dataset version.
+
+A manifest lists the version's shards (content hashes, row counts), its
+parent and the parent manifest's hash (a hash chain back to version 1), the
+job spec and run ids that produced the new rows, and how the version was
+derived, in W3C PROV terms (used / wasGeneratedBy / wasDerivedFrom).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ShardRef(BaseModel):
+    """One immutable Parquet shard, named by the sha256 of its bytes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file: str  # relative to the dataset folder, e.g. shards/ab12....parquet
+    sha256: str
+    rows: int
+    rows_by_status: dict[str, int] = Field(default_factory=dict)
+
+
+class RunRef(BaseModel):
+    """The orchestration and tracking runs that produced rows of a version."""
+
+    prefect_flow_run_id: str | None = None
+    mlflow_run_id: str | None = None
+
+
+class Manifest(BaseModel):
+    """A dataset version. Never modified once written."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: int = 1
+    dataset: str
+    version: int
+    origin: Literal["real", "synthetic"]
+    parent: int | None = None
+    parent_sha256: str | None = None
+    created_at: str
+    shards: list[ShardRef]
+    added_shards: list[str] = Field(default_factory=list, description="sha256 of shards new in this version")
+    rows: int = 0
+    rows_by_status: dict[str, int] = Field(default_factory=dict)
+    job_digest: str | None = None
+    job: dict | None = None
+    runs: list[RunRef] = Field(default_factory=list)
+    embedding_model: str | None = None
+    message: str = ""
+    prov: dict = Field(default_factory=dict, description="W3C PROV: wasGeneratedBy, used, wasDerivedFrom")
+
+    def to_bytes(self) -> bytes:
+        return (self.model_dump_json(indent=2) + "\n").encode()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,264 @@
+"""The catalog on disk: datasets, immutable shards, versions and the head pointer.
+
+Layout under the catalog root::
+
+    <name>/dataset.json            origin (real|synthetic), restricted, created_at
+    <name>/HEAD                    the current version number
+    <name>/shards/<sha256>.parquet immutable, content-addressed row files
+    <name>/versions/000003.json    manifest of version 3 (never rewritten)
+    <name>/versions/000003/        derived files (sample grid, card)
+    <name>/.lock                   commit lock (filelock)
+
+Every file is written to a temporary name in the same folder, fsynced and
+renamed into place, and HEAD moves last, so a crash at any point leaves the
+catalog readable at its previous version. Temporary names start with '.tmp-'
+and are never read; ``cleanup_temp`` removes leftovers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import uuid
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator, Literal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from filelock import FileLock
+
+from catalog.manifest import Manifest, RunRef, ShardRef, sha256_bytes, sha256_file
+from catalog.schema import SCHEMA
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+TMP_PREFIX = ".tmp-"
+
+
+class CatalogError(RuntimeError):
+    """A catalog operation that cannot proceed (unknown dataset, conflict...)."""
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes, exclusive: bool = False) -> None:
+    """Write ``data`` to ``path`` via a temp file + fsync + rename.
+
+    ``exclusive`` refuses to replace an existing file (used for manifests,
+    which are immutable): it links the temp file into place, which fails if
+    the target exists, instead of renaming over it.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f"{TMP_PREFIX}{uuid.uuid4().hex}-{path.name}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    try:
+        if exclusive:
+            os.link(tmp, path)  # raises FileExistsError instead of overwriting
+            os.unlink(tmp)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def write_parquet_atomic(table: pa.Table, path: Path) -> None:
+    """Write a Parquet file under a temp name and rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f"{TMP_PREFIX}{uuid.uuid4().hex}-{path.name}"
+    try:
+        pq.write_table(table, tmp, compression="zstd", row_group_size=4096)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
+
+
+class Catalog:
+    """All datasets under one root folder."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    # -- datasets -----------------------------------------------------------
+    def path(self, name: str) -> Path:
+        if not NAME_RE.match(name):
+            raise CatalogError(f"invalid dataset name {name!r} (use lowercase letters, digits, '.', '_', '-')")
+        return self.root / name
+
+    def exists(self, name: str) -> bool:
+        return (self.path(name) / "dataset.json").is_file()
+
+    def names(self) -> list[str]:
+        return sorted(p.parent.name for p in self.root.glob("*/dataset.json"))
+
+    def info(self, name: str) -> dict:
+        """The dataset's own metadata (origin, restricted, description)."""
+        meta = self.path(name) / "dataset.json"
+        if not meta.is_file():
+            known = ", ".join(self.names()) or "none"
+            raise CatalogError(f"no dataset {name!r} in {self.root} (known: {known})")
+        return json.loads(meta.read_text())
+
+    def create(
+        self, name: str, origin: Literal["real", "synthetic"], description: str = "", restricted: bool = False
+    ) -> dict:
+        """Create an empty dataset (idempotent when origin matches)."""
+        if self.exists(name):
+            info = self.info(name)
+            if info["origin"] != origin:
+                raise CatalogError(f"dataset {name!r} holds {info['origin']} data; cannot add {origin} rows")
+            return info
+        info = {
+            "name": name,
+            "origin": origin,
+            "description": description,
+            "restricted": restricted,
+            "created_at": datetime.now(timezone.utc).isoformat(),
+        }
+        atomic_write(self.path(name) / "dataset.json", json.dumps(info, indent=2).encode())
+        return info
+
+    # -- versions -----------------------------------------------------------
+    def head(self, name: str) -> int | None:
+        """The current version number, or None for an empty dataset."""
+        self.info(name)
+        head = self.path(name) / "HEAD"
+        return int(head.read_text().strip()) if head.is_file() else None
+
+    def manifest_path(self, name: str, version: int) -> Path:
+        return self.path(name) / "versions" / f"{version:06d}.json"
+
+    def version_dir(self, name: str, version: int) -> Path:
+        """Folder for files derived from a version (grid, card)."""
+        return self.path(name) / "versions" / f"{version:06d}"
+
+    def manifest(self, name: str, version: int | None = None) -> Manifest:
+        """A version's manifest; the head when ``version`` is None."""
+        if version is None:
+            version = self.head(name)
+            if version is None:
+                raise CatalogError(f"dataset {name!r} has no versions yet")
+        path = self.manifest_path(name, version)
+        if not path.is_file():
+            raise CatalogError(f"dataset {name!r} has no version {version} (head is {self.head(name)})")
+        return Manifest.model_validate_json(path.read_bytes())
+
+    def versions(self, name: str) -> list[Manifest]:
+        head = self.head(name)
+        return [self.manifest(name, v) for v in range(1, (head or 0) + 1)]
+
+    @contextmanager
+    def lock(self, name: str, timeout: float = 600) -> Iterator[None]:
+        """Exclusive commit lock for one dataset (safe across processes)."""
+        self.path(name).mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.path(name) / ".lock"), timeout=timeout):
+            yield
+
+    def write_shard(self, name: str, table: pa.Table) -> ShardRef:
+        """Write rows as an immutable, content-addressed shard."""
+        table = table.cast(SCHEMA) if table.schema != SCHEMA else table
+        shard_dir = self.path(name) / "shards"
+        tmp = shard_dir / f"{TMP_PREFIX}{uuid.uuid4().hex}.parquet"
+        write_parquet_atomic(table, tmp)
+        digest = sha256_file(tmp)
+        final = shard_dir / f"{digest}.parquet"
+        if final.exists():
+            tmp.unlink()
+        else:
+            os.replace(tmp, final)
+            _fsync_dir(shard_dir)
+        counts: dict[str, int] = {}
+        for status in table.column("status").to_pylist():
+            counts[status] = counts.get(status, 0) + 1
+        return ShardRef(file=f"shards/{digest}.parquet", sha256=digest, rows=table.num_rows, rows_by_status=counts)
+
+    def commit(
+        self,
+        name: str,
+        new_shards: list[ShardRef],
+        *,
+        expected_parent: int | None | str = "any",
+        keep_parent_shards: bool = True,
+        job: dict | None = None,
+        job_digest: str | None = None,
+        runs: list[RunRef] | None = None,
+        embedding_model: str | None = None,
+        message: str = "",
+        prov: dict | None = None,
+    ) -> Manifest:
+        """Commit a new version = parent's shards (optionally) + ``new_shards``.
+
+        Call inside ``with catalog.lock(name)``. ``expected_parent`` guards
+        against a head that moved since the caller read it (compare-and-swap).
+        """
+        info = self.info(name)
+        head = self.head(name)
+        if expected_parent != "any" and head != expected_parent:
+            raise CatalogError(f"{name}: head moved from {expected_parent} to {head} during this commit; retry")
+        parent = self.manifest(name, head) if head else None
+        shards = list(parent.shards) if (parent and keep_parent_shards) else []
+        shards += new_shards
+        counts: dict[str, int] = {}
+        for s in shards:
+            for k, v in s.rows_by_status.items():
+                counts[k] = counts.get(k, 0) + v
+        version = (head or 0) + 1
+        manifest = Manifest(
+            dataset=name,
+            version=version,
+            origin=info["origin"],
+            parent=head,
+            parent_sha256=sha256_file(self.manifest_path(name, head)) if head else None,
+            created_at=datetime.now(timezone.utc).isoformat(),
+            shards=shards,
+            added_shards=[s.sha256 for s in new_shards],
+            rows=sum(s.rows for s in shards),
+            rows_by_status=counts,
+            job_digest=job_digest,
+            job=job,
+            runs=runs or [],
+            embedding_model=embedding_model,
+            message=message,
+            prov=prov or {},
+        )
+        data = manifest.to_bytes()
+        atomic_write(self.manifest_path(name, version), data, exclusive=True)
+        # HEAD moves last: until here, readers still see the previous version.
+        atomic_write(self.path(name) / "HEAD", f"{version}\n".encode())
+        return manifest
+
+    def manifest_sha256(self, name: str, version: int) -> str:
+        return sha256_bytes(self.manifest_path(name, version).read_bytes())
+
+    def find_job(self, name: str, job_digest: str) -> Manifest | None:
+        """The version that already committed this exact job spec, if any."""
+        if not self.exists(name):
+            return None
+        for m in reversed(self.versions(name)):
+            if m.job_digest == job_digest:
+                return m
+        return None
+
+    def cleanup_temp(self) -> int:
+        """Remove leftover temporary files from interrupted writes."""
+        n = 0
+        for tmp in self.root.rglob(f"{TMP_PREFIX}*"):
+            tmp.unlink(missing_ok=True)
+            n += 1
+        return n

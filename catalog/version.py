@@ -1,0 +1,134 @@
+"""Reading one dataset version: Arrow, pandas, torch, file lists.
+
+A version is read only through its manifest's shard list, so versions stay
+readable exactly as they were committed (time travel), and temporary or
+foreign files in the folder are never seen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Sequence
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from catalog.manifest import Manifest
+from catalog.schema import SCHEMA
+from catalog.store import Catalog, CatalogError
+
+Status = Literal["kept", "all"] | str
+
+
+def parse_ref(ref: str) -> tuple[str, int | None]:
+    """'name' or 'name@3' -> (name, version or None for head)."""
+    name, _, ver = ref.partition("@")
+    if ver in ("", "head", "latest"):
+        return name, None
+    try:
+        return name, int(ver.lstrip("v"))
+    except ValueError:
+        raise CatalogError(f"bad dataset reference {ref!r}; use NAME or NAME@VERSION") from None
+
+
+@dataclass
+class DatasetVersion:
+    """An immutable view of one version of one dataset."""
+
+    catalog: Catalog
+    manifest: Manifest
+
+    @property
+    def name(self) -> str:
+        return self.manifest.dataset
+
+    @property
+    def version(self) -> int:
+        return self.manifest.version
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @property
+    def files(self) -> list[str]:
+        """Absolute paths of this version's Parquet shards (for HF datasets, DuckDB, Polars)."""
+        base = self.catalog.path(self.name)
+        return [str(base / s.file) for s in self.manifest.shards]
+
+    def table(
+        self,
+        columns: Sequence[str] | None = None,
+        status: Status = "kept",
+        origin: str | None = None,
+    ) -> pa.Table:
+        """Rows as one Arrow table; by default only rows with status 'kept'."""
+        cols = list(columns) if columns else None
+        need = set(cols or [])
+        read_cols = None if cols is None else sorted(need | {"status", "origin"}, key=SCHEMA.names.index)
+        parts = [pq.read_table(f, columns=read_cols, schema=SCHEMA) for f in self.files] if self.files else []
+        table = pa.concat_tables(parts) if parts else SCHEMA.empty_table()
+        if read_cols is not None and not parts:
+            table = table.select(read_cols)
+        if status != "all":
+            table = table.filter(pc.equal(table["status"], status))
+        if origin is not None:
+            table = table.filter(pc.equal(table["origin"], origin))
+        return table.select(cols) if cols else table
+
+    def to_pandas(self, columns: Sequence[str] | None = None, status: Status = "kept"):
+        return self.table(columns, status).to_pandas()
+
+    def to_torch(self, status: Status = "kept", transform=None):
+        """A torch ``Dataset`` yielding (image tensor, label, sample id)."""
+        from catalog.torch_dataset import ImageTableDataset
+
+        return ImageTableDataset(self.table(["sample_id", "image", "label", "origin"], status), transform)
+
+
+def open_version(catalog: Catalog, ref: str) -> DatasetVersion:
+    """Open 'name' (head) or 'name@N' for reading."""
+    name, version = parse_ref(ref)
+    return DatasetVersion(catalog, catalog.manifest(name, version))
+
+
+def load(
+    catalog: Catalog,
+    refs: str | Sequence[str],
+    origin: Literal["synthetic", "real", "both"] = "both",
+    status: Status = "kept",
+    columns: Sequence[str] | None = None,
+) -> pa.Table:
+    """Concatenate versions into one table, every row labelled by ``origin``.
+
+    ``origin='synthetic'`` never returns a real row (and vice versa): the
+    filter is on the row's own ``origin`` column, not on folder names.
+    """
+    refs = [refs] if isinstance(refs, str) else list(refs)
+    want = None if origin == "both" else origin
+    tables = [open_version(catalog, r).table(columns, status, origin=want) for r in refs]
+    return pa.concat_tables(tables) if tables else SCHEMA.empty_table()
+
+
+def embeddings_of(version: DatasetVersion, status: Status = "kept") -> tuple[list[str], "object", set[str]]:
+    """(sample ids, (n, d) float32 embeddings, embedding model names) of a version."""
+    import numpy as np
+
+    t = version.table(["sample_id", "embedding", "embedding_model"], status)
+    ids = t["sample_id"].to_pylist()
+    models = set(t["embedding_model"].drop_null().to_pylist())
+    emb_col = t["embedding"].combine_chunks()
+    if len(ids) == 0 or emb_col.null_count == len(ids):
+        return ids, np.zeros((0, 0), np.float32), models
+    if emb_col.null_count:
+        raise CatalogError(f"{version.ref}: {emb_col.null_count} rows have no embedding")
+    flat = emb_col.values.to_numpy(zero_copy_only=False).astype(np.float32)
+    return ids, flat.reshape(len(ids), -1), models
+
+
+def output_path(path: str | Path) -> Path:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    return p

@@ -1,0 +1,250 @@
+"""The ``synthgen`` command line (Typer).
+
+Heavy imports (torch, prefect, mlflow) happen inside commands, after the
+data folder is configured, so ``synthgen --help`` is instant and Prefect
+and MLflow always see the right folder.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from flows.settings import DATA_ENV, Paths, configure
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Synthetic image datasets with provenance.")
+out = Console()
+err = Console(stderr=True)
+REPO = Path(__file__).resolve().parent.parent
+DEMO_SPEC = REPO / "jobs" / "digits-demo.yaml"
+DEMO_REAL = "digits-real"
+
+
+class _State:
+    data_dir: Optional[str] = None
+
+
+def _paths() -> Paths:
+    return configure(_State.data_dir)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+@app.callback()
+def main(
+    data_dir: Optional[str] = typer.Option(
+        None, "--data-dir", "-d", envvar=DATA_ENV, help="All state lives here (default ./synthgen-data)."
+    ),
+) -> None:
+    _State.data_dir = data_dir
+
+
+def _catalog():
+    from catalog import Catalog
+
+    return Catalog(_paths().catalog)
+
+
+def _run_job(spec_path: Path) -> dict:
+    from catalog import CatalogError
+    from synthgen.spec import SpecError, load_spec
+
+    try:
+        spec = load_spec(spec_path)  # validated before anything loads or is written
+    except SpecError as exc:
+        _fail(str(exc))
+    paths = _paths()
+    from catalog import Catalog
+    from flows.generate import generate_dataset, preflight
+
+    try:
+        preflight(spec, Catalog(paths.catalog))
+    except CatalogError as exc:
+        _fail(str(exc))
+    err.print(f"[bold]synthgen[/] {spec.name}: {spec.total_images} images -> {spec.output.dataset} (data: {paths.root})")
+    return generate_dataset(spec.model_dump(mode="json"), str(paths.root))
+
+
+def _print_summary(r: dict) -> None:
+    m = r["metrics"]
+    c = r["counts"]
+    t = Table(title=f"{r['job']} -> {r['dataset']}@{r['version']}" + ("  (already committed: reused)" if r["reused"] else ""))
+    t.add_column("what")
+    t.add_column("value", overflow="fold")
+    t.add_row("generated", f"{sum(c.values())}")
+    t.add_row("kept", f"{c.get('kept', 0)}")
+    t.add_row("dropped: near-duplicate", f"{c.get('dropped_duplicate', 0)}")
+    t.add_row("blocked: near-copy of real data", f"{c.get('blocked_real_copy', 0)}")
+    t.add_row("throughput", f"{m['images_per_s']:.1f} images/s over {m['wall_s']:.1f} s (start-up {m['startup_s']:.1f} s)")
+    t.add_row("dataset", f"{r['dataset']} version {r['version']}")
+    t.add_row("parquet", "\n".join(r["files"]) or "(no new shards)")
+    t.add_row("manifest", r["manifest"])
+    t.add_row("sample grid", r["grid"])
+    t.add_row("MLflow run", f"{r['mlflow_run_id']} ({r['mlflow_tracking_uri']})")
+    t.add_row("Prefect flow run", f"{r['prefect_flow_run_name']} ({r['prefect_flow_run_id']})")
+    out.print(t)
+
+
+@app.command()
+def run(spec: Path = typer.Argument(..., help="Job spec YAML.")) -> None:
+    """Run a job spec: generate, deduplicate, commit a version, log to MLflow."""
+    _print_summary(_run_job(spec))
+
+
+@app.command()
+def ingest(
+    folder: Path = typer.Argument(..., help="Folder with one sub-folder per class."),
+    name: str = typer.Option(..., "--name", "-n", help="Real dataset name."),
+    embedder: str = typer.Option("embedded:digits-clip", help="CLIP model for the memorisation guard."),
+    restricted: bool = typer.Option(False, help="Mark the dataset restricted (no export without a flag)."),
+) -> None:
+    """Ingest an image folder as a real dataset (class = sub-folder name)."""
+    from catalog import IngestError, ingest_folder
+    from catalog.ingest import scan
+    from synthgen.embedder import load_embedder
+    from synthgen.spec import EmbedderSpec
+
+    try:
+        scan(folder)  # clear error before any model loads
+    except IngestError as exc:
+        _fail(str(exc))
+    emb = load_embedder(EmbedderSpec(model=embedder))
+    m = ingest_folder(_catalog(), name, folder, emb.embed_images, emb.name, restricted=restricted)
+    out.print(f"ingested {m.rows} real images into [bold]{name}@{m.version}[/] ({emb.name})")
+
+
+@app.command()
+def demo() -> None:
+    """Ingest the bundled real digits (once) and run jobs/digits-demo.yaml."""
+    import tempfile
+
+    from synthgen.digits import CLASS_NAMES, export_image_folder
+
+    cat = _catalog()
+    if not cat.exists(DEMO_REAL) or cat.head(DEMO_REAL) is None:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = export_image_folder(Path(tmp) / "digits")
+            (folder / "classes.txt").write_text("\n".join(CLASS_NAMES) + "\n")
+            ingest(folder, DEMO_REAL, "embedded:digits-clip", False)
+    _print_summary(_run_job(DEMO_SPEC))
+
+
+@app.command()
+def datasets() -> None:
+    """List datasets with origin, head version and row counts."""
+    cat = _catalog()
+    t = Table(title=f"datasets in {cat.root}")
+    for col in ("name", "origin", "head", "rows", "kept", "restricted"):
+        t.add_column(col)
+    for name in cat.names():
+        info, head = cat.info(name), cat.head(name)
+        m = cat.manifest(name, head) if head else None
+        t.add_row(
+            name, info["origin"], str(head or "-"), str(m.rows if m else 0),
+            str(m.rows_by_status.get("kept", 0) if m else 0), "yes" if info.get("restricted") else "",
+        )
+    out.print(t)
+
+
+@app.command()
+def versions(name: str = typer.Argument(..., help="Dataset name.")) -> None:
+    """List a dataset's versions: time, parent, rows by status, job digest, runs."""
+    from catalog import CatalogError
+
+    cat = _catalog()
+    try:
+        ms = cat.versions(name)
+    except CatalogError as exc:
+        _fail(str(exc))
+    t = Table(title=f"{name} ({cat.info(name)['origin']})")
+    for col in ("version", "created", "parent", "rows", "by status", "job digest", "MLflow runs"):
+        t.add_column(col, overflow="fold")
+    for m in ms:
+        t.add_row(
+            str(m.version), m.created_at[:19], str(m.parent or "-"), str(m.rows),
+            ", ".join(f"{k}={v}" for k, v in sorted(m.rows_by_status.items())),
+            (m.job_digest or "-")[:12], ", ".join(r.mlflow_run_id or "-" for r in m.runs) or "-",
+        )
+    out.print(t)
+
+
+@app.command()
+def export(
+    ref: str = typer.Argument(..., help="NAME or NAME@VERSION."),
+    dest: Path = typer.Argument(..., help="A .parquet file, or a folder for PNG files."),
+    status: str = typer.Option("kept", help="Row status to export ('all' for every row)."),
+    allow_restricted: bool = typer.Option(False, help="Required to export a restricted dataset."),
+) -> None:
+    """Export a version as one Parquet file or as PNGs with provenance inside each file."""
+    from catalog import CatalogError, open_version
+    from flows.export import export_parquet, export_pngs
+
+    cat = _catalog()
+    try:
+        v = open_version(cat, ref)
+    except CatalogError as exc:
+        _fail(str(exc))
+    if cat.info(v.name).get("restricted") and not allow_restricted:
+        _fail(f"{v.name} is restricted; pass --allow-restricted to export it")
+    n = export_parquet(v, dest, status) if dest.suffix == ".parquet" else export_pngs(v, dest, status)
+    out.print(f"exported {n} rows of {v.ref} to {dest}")
+
+
+@app.command()
+def load(
+    ref: str = typer.Argument(..., help="NAME or NAME@VERSION."),
+    status: str = typer.Option("kept", help="Row status ('all' for every row)."),
+    limit: int = typer.Option(5, help="Rows to show."),
+) -> None:
+    """Open a version the way training code does and show a few rows."""
+    from catalog import CatalogError, open_version
+
+    try:
+        v = open_version(_catalog(), ref)
+    except CatalogError as exc:
+        _fail(str(exc))
+    cols = ["sample_id", "origin", "status", "label", "label_name", "prompt", "seed", "nn_similarity"]
+    table = v.table(cols, status)
+    out.print(f"{v.ref}: {table.num_rows} rows ({status}); files:\n  " + "\n  ".join(v.files))
+    out.print(table.slice(0, limit).to_pandas().to_string(index=False))
+
+
+@app.command()
+def audit(sample_id: str = typer.Argument(..., help="A sample id.")) -> None:
+    """Print a sample's whole lineage: provenance, versions, runs."""
+    from catalog import audit as run_audit
+
+    records = run_audit(_catalog(), sample_id)
+    if not records:
+        _fail(f"no sample {sample_id!r} in any committed version", code=1)
+    for rec in records:
+        t = Table(title=f"sample {sample_id} in {rec.dataset} (versions {', '.join(map(str, rec.versions))})")
+        t.add_column("field")
+        t.add_column("value", overflow="fold")
+        for k, v in rec.row.items():
+            if v is not None:
+                t.add_row(k, str(v))
+        t.add_row("shard", rec.shard)
+        out.print(t)
+
+
+def entrypoint() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted; committed versions are intact, rerun the job to resume")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    entrypoint()

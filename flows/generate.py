@@ -1,0 +1,150 @@
+"""The generation flow: Prefect orchestrates, ``flows.steps`` does the work.
+
+One flow run = one MLflow run = at most one new dataset version. Tasks work
+at shard granularity (hundreds to thousands of images), never per image;
+each shard task retries with backoff, and staged shards make a rerun after a
+crash redo only the shards that were not finished.
+"""
+
+from __future__ import annotations
+
+import time
+
+import yaml
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+
+from catalog import Catalog, RunRef
+from flows import progress
+from flows.settings import configure
+from flows.steps import (
+    CommitReport,
+    ShardReport,
+    dedup_and_commit,
+    generate_shard,
+    get_embedder,
+    get_generator,
+    summary_metrics,
+    write_grid,
+)
+from flows.tracking import Tracker
+from synthgen.plan import Shard, make_shards
+from synthgen.spec import JobSpec, parse_spec
+
+
+@task(name="load-models", cache_policy=NO_CACHE)
+def load_models_task(spec: JobSpec) -> dict:
+    gen, emb = get_generator(spec), get_embedder(spec)
+    return {"generator": f"{gen.pipeline_class} on {gen.device}", "embedder": emb.name}
+
+
+@task(
+    name="generate-shard",
+    task_run_name="generate {shard.name} [{shard.start}:{shard.stop})",
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    cache_policy=NO_CACHE,
+)
+def generate_shard_task(spec: JobSpec, shard: Shard, data_dir: str, runs: RunRef) -> ShardReport:
+    return generate_shard(spec, shard, configure(data_dir), runs, on_batch=progress.advance)
+
+
+@task(name="dedup-and-commit", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def commit_task(spec: JobSpec, shards: list[Shard], data_dir: str, runs: RunRef) -> CommitReport:
+    return dedup_and_commit(spec, shards, configure(data_dir), [runs])
+
+
+def preflight(spec: JobSpec, catalog: Catalog) -> None:
+    """Check catalog references before any model loads (a bad name costs nothing)."""
+    from catalog import CatalogError
+
+    if spec.dedup.real_dataset:
+        info = catalog.info(spec.dedup.real_dataset)  # raises with the known names
+        if info["origin"] != "real":
+            raise CatalogError(f"dedup.real_dataset: {spec.dedup.real_dataset!r} is a {info['origin']} dataset")
+        if catalog.head(spec.dedup.real_dataset) is None:
+            raise CatalogError(f"dedup.real_dataset: {spec.dedup.real_dataset!r} has no versions yet")
+    if catalog.exists(spec.output.dataset) and catalog.info(spec.output.dataset)["origin"] != "synthetic":
+        raise CatalogError(f"output.dataset: {spec.output.dataset!r} is a real dataset")
+
+
+@flow(name="synthgen-generate", log_prints=True)
+def generate_dataset(spec: dict, data_dir: str | None = None) -> dict:
+    """Generate, deduplicate and commit one job's images as a new dataset version."""
+    t0 = time.perf_counter()
+    job = parse_spec(spec)  # validated again: deployments pass raw dicts
+    paths = configure(data_dir)
+    catalog = Catalog(paths.catalog)
+    preflight(job, catalog)
+    log = get_run_logger()
+    tracker = Tracker(paths.tracking_uri, paths.artifact_root)
+    runs = RunRef(prefect_flow_run_id=str(flow_run.id), mlflow_run_id=None)
+    runs.mlflow_run_id = tracker.start(job, tags={"prefect.flow_run_id": runs.prefect_flow_run_id})
+    try:
+        shards = make_shards(job.total_images, job.output.shard_size)
+        log.info(f"{job.name}: {job.total_images} images in {len(shards)} shards -> {job.output.dataset}")
+        models = load_models_task(job)
+        startup_s = time.perf_counter() - t0
+        with progress.display(job.total_images, f"{job.name}"):
+            reports = [generate_shard_task(job, s, str(paths.root), runs) for s in shards]
+        commit = commit_task(job, shards, str(paths.root), runs)
+        grid = write_grid(catalog, commit.dataset, commit.version, commit.files)
+        wall = time.perf_counter() - t0
+        metrics = summary_metrics(commit, reports, wall)
+        metrics["startup_s"] = startup_s
+        tracker.log_metrics(metrics)
+        tracker.log_artifact(grid)
+        tracker.log_artifact(commit.manifest_path)
+        spec_file = catalog.version_dir(commit.dataset, commit.version) / "job.yaml"
+        spec_file.write_text(yaml.safe_dump(job.model_dump(mode="json"), sort_keys=False))
+        tracker.log_artifact(spec_file)
+        ref = f"{commit.dataset}@{commit.version}"
+        tracker.log_dataset(ref, commit.manifest_sha256, commit.manifest_path, "output")
+        if job.dedup.real_dataset:
+            real = catalog.head(job.dedup.real_dataset)
+            real_path = catalog.manifest_path(job.dedup.real_dataset, real)
+            tracker.log_dataset(
+                f"{job.dedup.real_dataset}@{real}", catalog.manifest_sha256(job.dedup.real_dataset, real),
+                str(real_path), "reference",
+            )
+        tracker.set_tags({"synthgen.dataset": ref, "synthgen.reused_version": str(commit.reused)})
+        result = {
+            "job": job.name,
+            "dataset": commit.dataset,
+            "version": commit.version,
+            "reused": commit.reused,
+            "counts": commit.counts,
+            "metrics": metrics,
+            "models": models,
+            "files": commit.files,
+            "manifest": commit.manifest_path,
+            "grid": str(grid),
+            "prefect_flow_run_id": runs.prefect_flow_run_id,
+            "prefect_flow_run_name": flow_run.name,
+            "mlflow_run_id": runs.mlflow_run_id,
+            "mlflow_tracking_uri": tracker.tracking_uri,
+            "data_dir": str(paths.root),
+        }
+        create_markdown_artifact(
+            key="synthgen-summary",
+            markdown=_markdown(result),
+            description=f"{job.name} -> {ref}",
+        )
+        tracker.end("FINISHED")
+        return result
+    except BaseException:
+        tracker.end("FAILED")
+        raise
+
+
+def _markdown(r: dict) -> str:
+    m = r["metrics"]
+    return (
+        f"# {r['job']} -> {r['dataset']}@{r['version']}\n\n"
+        f"| generated | kept | duplicates | real copies | images/s |\n|---|---|---|---|---|\n"
+        f"| {m['generated']:.0f} | {m['kept']:.0f} | {m['dropped_duplicate']:.0f} | "
+        f"{m['blocked_real_copy']:.0f} | {m['images_per_s']:.1f} |\n\n"
+        f"MLflow run `{r['mlflow_run_id']}`; manifest `{r['manifest']}`\n"
+    )

@@ -1,0 +1,58 @@
+"""Terminal progress for long jobs (rich), fed by the engine's per-batch callback.
+
+The flow runs tasks in this process, so a module-level hook is enough; when
+no display is active (tests, workers) the callback does nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+console = Console(stderr=True)
+_progress: Progress | None = None
+_task = None
+_t0 = 0.0
+_done = 0
+
+
+@contextmanager
+def display(total: int, description: str) -> Iterator[None]:
+    """Show a progress bar with images done, images/s and ETA while the block runs."""
+    global _progress, _task, _t0, _done
+    _progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+    _task, _t0, _done = _progress.add_task(description, total=total, rate=""), time.perf_counter(), 0
+    with _progress:
+        try:
+            yield
+        finally:
+            _progress, _task = None, None
+
+
+def advance(n: int) -> None:
+    """Count ``n`` more images sampled."""
+    global _done
+    if _progress is None:
+        return
+    _done += n
+    rate = _done / max(time.perf_counter() - _t0, 1e-9)
+    _progress.update(_task, advance=n, rate=f"{rate:6.1f} img/s")
+
+
+def note(message: str) -> None:
+    """A one-line status message above the bar (or plain when no bar)."""
+    console.log(message) if _progress is None else _progress.console.log(message)

@@ -1,0 +1,282 @@
+"""The job's stages as plain functions; Prefect tasks in ``flows.generate`` wrap them.
+
+1. ``generate_shard``: sample, encode and embed one shard of the plan and
+   stage it as Parquet (idempotent: a staged shard is reused on rerun).
+2. ``dedup_and_commit``: under the dataset's lock, decide every sample in
+   plan order against the prior index, write final content-addressed shards
+   and commit the version (atomic; HEAD moves last).
+3. ``write_grid``: a contact sheet of kept samples for MLflow and the README.
+
+Nothing here imports prefect or mlflow, so the bench and tests can run the
+same stages bare.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from catalog import Catalog, CatalogError, Manifest, RunRef, open_version, samples_to_table
+from catalog.schema import SCHEMA
+from catalog.store import write_parquet_atomic
+from catalog.version import embeddings_of
+from flows.settings import Paths
+from synthgen import __version__
+from synthgen.dedup import Decisions, VectorSet, decide
+from synthgen.embedder import Embedder, load_embedder
+from synthgen.engine import run_samples
+from synthgen.generators import Generator, load_generator
+from synthgen.imaging import decode, make_grid
+from synthgen.plan import Shard, make_plan
+from synthgen.records import Provenance
+from synthgen.runtime import code_commit, library_version, set_threads
+from synthgen.spec import EmbedderSpec, GeneratorSpec, JobSpec
+
+
+@dataclass
+class ShardReport:
+    """What one shard task did."""
+
+    shard: int
+    rows: int
+    reused: bool
+    sampling_s: float = 0.0
+    wall_s: float = 0.0
+
+
+@dataclass
+class CommitReport:
+    """The committed version and the dedup outcome."""
+
+    dataset: str
+    version: int
+    reused: bool
+    counts: dict[str, int] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+    manifest_path: str = ""
+    manifest_sha256: str = ""
+
+
+# -- model cache: one load per process, shared by all shards -----------------
+@lru_cache(maxsize=4)
+def _generator(gen_json: str, kind: str, class_ids: tuple[int, ...]) -> Generator:
+    spec = GeneratorSpec.model_validate_json(gen_json)
+    set_threads(spec.threads)
+    return load_generator(spec, kind, list(class_ids))
+
+
+@lru_cache(maxsize=4)
+def _embedder(emb_json: str) -> Embedder:
+    return load_embedder(EmbedderSpec.model_validate_json(emb_json))
+
+
+def get_generator(spec: JobSpec) -> Generator:
+    """The job's generator, loaded once per process."""
+    ids = tuple(c.id for c in spec.conditioning.classes or [])
+    return _generator(spec.generator.model_dump_json(), spec.conditioning.kind, ids)
+
+
+def get_embedder(spec: JobSpec) -> Embedder:
+    return _embedder(spec.embedder.model_dump_json())
+
+
+def staging_dir(paths: Paths, spec: JobSpec) -> Path:
+    """Staged shards of one job (keyed by spec digest, so reruns find them)."""
+    return paths.staging / spec.output.dataset / spec.digest()[:24]
+
+
+def provenance_for(spec: JobSpec, gen: Generator, emb: Embedder, runs: RunRef) -> Provenance:
+    """The fields every sample of this run shares."""
+    return Provenance(
+        job_name=spec.name,
+        job_digest=spec.digest(),
+        model_id=gen.model_id,
+        model_weights_sha256=gen.weights_sha256,
+        pipeline_class=gen.pipeline_class,
+        scheduler=gen.scheduler_name,
+        scheduler_config=gen.scheduler_config,
+        num_inference_steps=spec.generator.steps,
+        guidance_scale=spec.generator.guidance_scale,
+        batch_size=spec.generator.batch_size,
+        dtype=str(gen.dtype).removeprefix("torch."),
+        device=gen.device,
+        torch_version=library_version("torch"),
+        diffusers_version=library_version("diffusers"),
+        synthgen_version=__version__,
+        code_commit=code_commit(),
+        embedding_model=emb.name,
+        dedup_threshold=spec.dedup.threshold,
+        real_threshold=spec.dedup.real_threshold,
+        real_dataset=spec.dedup.real_dataset,
+        prefect_flow_run_id=runs.prefect_flow_run_id,
+        mlflow_run_id=runs.mlflow_run_id,
+    )
+
+
+def generate_shard(spec: JobSpec, shard: Shard, paths: Paths, runs: RunRef, on_batch=None) -> ShardReport:
+    """Stage one shard: reuse it if a previous (crashed) run already staged it."""
+    out = staging_dir(paths, spec) / f"{shard.name}.parquet"
+    if out.is_file():
+        return ShardReport(shard.index, pq.read_metadata(out).num_rows, reused=True)
+    t0 = time.perf_counter()
+    gen, emb = get_generator(spec), get_embedder(spec)
+    samples = make_plan(spec, shard.start, shard.stop)
+    cond = spec.conditioning
+    caption = (lambda s: cond.caption(s.class_name)) if cond.kind == "class" else (lambda s: s.prompt)
+    stats = run_samples(samples, gen, emb, provenance_for(spec, gen, emb, runs), caption, on_batch)
+    write_parquet_atomic(samples_to_table(samples), out)
+    return ShardReport(shard.index, len(samples), False, stats.sampling_s, time.perf_counter() - t0)
+
+
+def _vectors(catalog: Catalog, ref: str, embedder: Embedder) -> VectorSet:
+    """Kept rows of a version as a FAISS set, re-embedding if another model made them."""
+    version = open_version(catalog, ref)
+    ids, emb, models = embeddings_of(version)
+    if ids and (models != {embedder.name} or emb.shape[1] == 0):
+        images = version.table(["image"])["image"].combine_chunks().field("bytes").to_pylist()
+        emb = embedder.embed_images([decode(b) for b in images])
+    return VectorSet.build(ids, emb if len(ids) else np.zeros((0, embedder.dim), np.float32))
+
+
+def _apply(table: pa.Table, d: Decisions, start: int, stop: int) -> pa.Table:
+    cols = {
+        "status": pa.array(d.status[start:stop], pa.string()),
+        "drop_reason": pa.array(d.drop_reason[start:stop], pa.string()),
+        "nn_id": pa.array(d.nn_id[start:stop], pa.string()),
+        "nn_source": pa.array(d.nn_source[start:stop], pa.string()),
+        "nn_similarity": pa.array(d.nn_similarity[start:stop], pa.float32()),
+        "real_nn_id": pa.array(d.real_nn_id[start:stop], pa.string()),
+        "real_nn_similarity": pa.array(d.real_nn_similarity[start:stop], pa.float32()),
+    }
+    for name, arr in cols.items():
+        table = table.set_column(SCHEMA.get_field_index(name), name, arr)
+    return table
+
+
+def dedup_and_commit(spec: JobSpec, shards: list[Shard], paths: Paths, runs: list[RunRef]) -> CommitReport:
+    """Decide every staged sample in plan order and commit a new version."""
+    catalog = Catalog(paths.catalog)
+    name = spec.output.dataset
+    catalog.create(name, "synthetic")
+    stage = staging_dir(paths, spec)
+    files = [stage / f"{s.name}.parquet" for s in shards]
+    missing = [f.name for f in files if not f.is_file()]
+    if missing:
+        raise CatalogError(f"cannot commit {name}: shards not generated: {', '.join(missing)}")
+    with catalog.lock(name):
+        done = catalog.find_job(name, spec.digest())
+        if done is not None:
+            shutil.rmtree(stage, ignore_errors=True)
+            return _report(catalog, done, reused=True)
+        embedder = get_embedder(spec)
+        head = catalog.head(name)
+        earlier = _vectors(catalog, f"{name}@{head}", embedder) if head else None
+        real = None
+        if spec.dedup.real_dataset:
+            if catalog.info(spec.dedup.real_dataset)["origin"] != "real":
+                raise CatalogError(f"dedup.real_dataset {spec.dedup.real_dataset!r} is not a real dataset")
+            real = _vectors(catalog, spec.dedup.real_dataset, embedder)
+        keys = pa.concat_tables(pq.read_table(f, columns=["sample_id", "embedding"]) for f in files)
+        emb = np.asarray(keys["embedding"].combine_chunks().values.to_numpy(), np.float32).reshape(keys.num_rows, -1)
+        decisions = decide(
+            keys["sample_id"].to_pylist(), emb, spec.dedup.threshold, spec.dedup.real_threshold, earlier, real
+        )
+        refs, offset = [], 0
+        for f in files:
+            table = pq.read_table(f, schema=SCHEMA)
+            refs.append(catalog.write_shard(name, _apply(table, decisions, offset, offset + table.num_rows)))
+            offset += table.num_rows
+        job_runs = _runs_of(files) or runs
+        manifest = catalog.commit(
+            name,
+            refs,
+            expected_parent=head,
+            job=spec.model_dump(mode="json"),
+            job_digest=spec.digest(),
+            runs=job_runs,
+            embedding_model=embedder.name,
+            message=f"{spec.name}: {spec.total_images} images",
+            prov={
+                "wasGeneratedBy": {"activity": "synthgen.generate", "job": spec.name, "runs": [r.model_dump() for r in job_runs]},
+                "used": [spec.generator.model, embedder.name] + ([spec.dedup.real_dataset] if real else []),
+                "wasDerivedFrom": f"{name}@{head}" if head else None,
+            },
+        )
+    shutil.rmtree(stage, ignore_errors=True)
+    return _report(catalog, manifest, reused=False)
+
+
+def _runs_of(files: list[Path]) -> list[RunRef]:
+    """Distinct (Prefect, MLflow) run ids found in staged shards (a resumed job has several)."""
+    seen: dict[tuple, RunRef] = {}
+    for f in files:
+        t = pq.read_table(f, columns=["prefect_flow_run_id", "mlflow_run_id"])
+        for p, m in zip(t["prefect_flow_run_id"].to_pylist(), t["mlflow_run_id"].to_pylist()):
+            seen.setdefault((p, m), RunRef(prefect_flow_run_id=p, mlflow_run_id=m))
+    return list(seen.values())
+
+
+def _report(catalog: Catalog, m: Manifest, reused: bool) -> CommitReport:
+    added = [s for s in m.shards if s.sha256 in set(m.added_shards)]
+    counts: dict[str, int] = {}
+    for s in added:
+        for k, v in s.rows_by_status.items():
+            counts[k] = counts.get(k, 0) + v
+    return CommitReport(
+        dataset=m.dataset,
+        version=m.version,
+        reused=reused,
+        counts=counts,
+        files=[str(catalog.path(m.dataset) / s.file) for s in added],
+        manifest_path=str(catalog.manifest_path(m.dataset, m.version)),
+        manifest_sha256=catalog.manifest_sha256(m.dataset, m.version),
+    )
+
+
+def write_grid(catalog: Catalog, dataset: str, version: int, files: list[str], per_row: int = 10) -> Path:
+    """A grid of kept samples (one row per class or prompt) in the version's folder."""
+    rows: dict[str, list] = {}
+    for f in files:
+        t = pq.read_table(f, columns=["image", "label", "label_name", "prompt", "status"])
+        t = t.filter(pc.equal(t["status"], "kept"))
+        for img, name, prompt in zip(
+            t["image"].combine_chunks().field("bytes").to_pylist(), t["label_name"].to_pylist(), t["prompt"].to_pylist()
+        ):
+            row = rows.setdefault(name or prompt or "", [])
+            if len(row) < per_row:
+                row.append(decode(img))
+    out = catalog.version_dir(dataset, version) / "grid.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    make_grid(list(rows.values())[:32]).save(out)
+    return out
+
+
+def summary_metrics(report: CommitReport, shard_reports: list[ShardReport], wall_s: float) -> dict[str, float]:
+    """The numbers MLflow and the CLI summary show."""
+    generated = sum(report.counts.values())
+    fresh = sum(r.rows for r in shard_reports if not r.reused)
+    sampling = sum(r.sampling_s for r in shard_reports)
+    return {
+        "generated": generated,
+        "kept": report.counts.get("kept", 0),
+        "dropped_duplicate": report.counts.get("dropped_duplicate", 0),
+        "blocked_real_copy": report.counts.get("blocked_real_copy", 0),
+        "generated_this_run": fresh,
+        "shards_reused": sum(r.reused for r in shard_reports),
+        "images_per_s": fresh / wall_s if wall_s > 0 else 0.0,
+        "sampling_s": sampling,
+        "wall_s": wall_s,
+    }
+
+
+def dump_json(obj) -> str:
+    return json.dumps(obj, indent=2, default=str)

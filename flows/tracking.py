@@ -1,0 +1,94 @@
+"""MLflow logging: one run per flow run, through ``MlflowClient`` with explicit ids.
+
+The client API (not the fluent one) is used because it is thread-safe and
+never depends on a process-global "active run".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from synthgen.spec import JobSpec
+
+EXPERIMENT = "synthgen"
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            text = v if isinstance(v, str) else json.dumps(v)
+            out[key] = text if len(text) <= 500 else text[:497] + "..."  # MLflow's param limit
+    return out
+
+
+class Tracker:
+    """Creates and fills the MLflow run of one job."""
+
+    def __init__(self, tracking_uri: str, artifact_root: str, experiment: str = EXPERIMENT):
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        from mlflow import MlflowClient
+
+        self.client = MlflowClient(tracking_uri=tracking_uri)
+        exp = self.client.get_experiment_by_name(experiment)
+        if exp is None:
+            self.experiment_id = self.client.create_experiment(experiment, artifact_location=artifact_root)
+        else:
+            self.experiment_id = exp.experiment_id
+        self.run_id: str | None = None
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.client.tracking_uri
+
+    def start(self, spec: JobSpec, tags: dict[str, str] | None = None) -> str:
+        """Open the run and log the spec as params."""
+        run = self.client.create_run(
+            self.experiment_id, run_name=spec.name, tags={"synthgen.job_digest": spec.digest(), **(tags or {})}
+        )
+        self.run_id = run.info.run_id
+        from mlflow.entities import Param
+
+        params = [Param(k, v) for k, v in _flatten(spec.model_dump(mode="json")).items()]
+        for i in range(0, len(params), 100):
+            self.client.log_batch(self.run_id, params=params[i : i + 100])
+        return self.run_id
+
+    def log_metrics(self, metrics: dict[str, float]) -> None:
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+
+    def log_artifact(self, path: str | Path, folder: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), folder)
+
+    def log_dataset(self, name: str, digest: str, source: str, context: str) -> None:
+        """Record a dataset version as an input ('training', 'reference') or 'output'."""
+        import warnings
+
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+        from mlflow.data.meta_dataset import MetaDataset
+        from mlflow.entities import DatasetInput, InputTag
+
+        with warnings.catch_warnings():  # "can be interpreted in multiple ways": both are local files
+            warnings.simplefilter("ignore")
+            src = resolve_dataset_source(Path(source).resolve().as_uri())
+        ds = MetaDataset(source=src, name=name, digest=digest[:36])
+        tag = InputTag(key="mlflow.data.context", value=context)
+        self.client.log_inputs(self.run_id, datasets=[DatasetInput(ds._to_mlflow_entity(), tags=[tag])])
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        for k, v in tags.items():
+            self.client.set_tag(self.run_id, k, v)
+
+    def end(self, status: str = "FINISHED") -> None:
+        if self.run_id:
+            self.client.set_terminated(self.run_id, status=status)

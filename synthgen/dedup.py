@@ -1,0 +1,129 @@
+"""Near-duplicate and memorisation decisions over CLIP embeddings in FAISS.
+
+``decide`` is a pure function of (embeddings in plan order, the prior index,
+the thresholds): it walks the plan in fixed-size chunks, independent of how
+the samples were sharded or which worker made them, so the kept/dropped set
+never depends on the execution layout.
+
+Every sample gets evidence whether kept or not: its nearest neighbour over
+all sources (id, source, similarity) and its nearest real sample, so any
+other threshold can be applied later without re-embedding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import faiss
+import numpy as np
+
+from synthgen.records import DUPLICATE, KEPT, NN_DATASET, NN_REAL, NN_RUN, REAL_COPY
+
+_CHUNK = 256  # fixed: part of the definition of "plan order"
+
+
+@dataclass
+class VectorSet:
+    """Unit-length embeddings with their sample ids, searchable by cosine."""
+
+    ids: list[str]
+    index: faiss.Index
+
+    @classmethod
+    def build(cls, ids: list[str], embeddings: np.ndarray) -> "VectorSet":
+        emb = np.ascontiguousarray(embeddings, dtype=np.float32)
+        index = faiss.IndexFlatIP(emb.shape[1])
+        if len(emb):
+            index.add(emb)
+        return cls(list(ids), index)
+
+    def nearest(self, queries: np.ndarray) -> tuple[np.ndarray, list[str | None]]:
+        """Best similarity and id per query (-inf / None when empty)."""
+        if self.index.ntotal == 0:
+            return np.full(len(queries), -np.inf, dtype=np.float32), [None] * len(queries)
+        sims, idx = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), 1)
+        return sims[:, 0], [self.ids[i] if i >= 0 else None for i in idx[:, 0]]
+
+
+@dataclass
+class Decisions:
+    """Per-sample dedup outcome and evidence, in plan order."""
+
+    status: list[str] = field(default_factory=list)
+    drop_reason: list[str | None] = field(default_factory=list)
+    nn_id: list[str | None] = field(default_factory=list)
+    nn_source: list[str | None] = field(default_factory=list)
+    nn_similarity: list[float | None] = field(default_factory=list)
+    real_nn_id: list[str | None] = field(default_factory=list)
+    real_nn_similarity: list[float | None] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for s in self.status:
+            out[s] = out.get(s, 0) + 1
+        return out
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
+
+
+def decide(
+    ids: list[str],
+    embeddings: np.ndarray,
+    threshold: float,
+    real_threshold: float,
+    earlier: VectorSet | None = None,
+    real: VectorSet | None = None,
+) -> Decisions:
+    """Decide kept / dropped_duplicate / blocked_real_copy for each sample in plan order.
+
+    A sample is blocked when its cosine similarity to a real sample reaches
+    ``real_threshold``; otherwise dropped when its similarity to a kept
+    sample (earlier in this run, or in an earlier version) reaches
+    ``threshold``; earliest in plan order wins.
+    """
+    emb = np.ascontiguousarray(embeddings, dtype=np.float32)
+    n = len(ids)
+    real_sim, real_id = real.nearest(emb) if real else (np.full(n, -np.inf), [None] * n)
+    ds_sim, ds_id = earlier.nearest(emb) if earlier else (np.full(n, -np.inf), [None] * n)
+    run = VectorSet.build([], np.zeros((0, emb.shape[1] if emb.ndim == 2 else 1), np.float32))
+    out = Decisions()
+
+    for start in range(0, n, _CHUNK):
+        block = emb[start : start + _CHUNK]
+        run_sim, run_id = run.nearest(block)
+        gram = block @ block.T
+        kept_local: list[int] = []
+        for i in range(len(block)):
+            g = start + i
+            best_run, best_run_id = float(run_sim[i]), run_id[i]
+            if kept_local:
+                j = max(kept_local, key=lambda k: gram[i, k])
+                if gram[i, j] > best_run:
+                    best_run, best_run_id = float(gram[i, j]), ids[start + j]
+            candidates = [
+                (best_run, best_run_id, NN_RUN),
+                (float(ds_sim[g]), ds_id[g], NN_DATASET),
+                (float(real_sim[g]), real_id[g], NN_REAL),
+            ]
+            sim, nid, src = max(candidates, key=lambda c: c[0])
+            synth_sim = max(best_run, float(ds_sim[g]))
+            if real_sim[g] >= real_threshold:
+                status, reason = REAL_COPY, f"cosine {real_sim[g]:.4f} >= {real_threshold} to real sample {real_id[g]}"
+            elif synth_sim >= threshold:
+                status, reason = DUPLICATE, f"cosine {sim:.4f} >= {threshold} to kept sample {nid} ({src})"
+            else:
+                status, reason = KEPT, None
+                kept_local.append(i)
+            out.status.append(status)
+            out.drop_reason.append(reason)
+            out.nn_id.append(nid if np.isfinite(sim) else None)
+            out.nn_source.append(src if np.isfinite(sim) else None)
+            out.nn_similarity.append(_finite(sim))
+            out.real_nn_id.append(real_id[g])
+            out.real_nn_similarity.append(_finite(real_sim[g]))
+        if kept_local:
+            run.index.add(np.ascontiguousarray(block[kept_local]))
+            run.ids.extend(ids[start + k] for k in kept_local)
+    return out

@@ -1,0 +1,65 @@
+"""CLIP image/text embeddings through sentence-transformers.
+
+The embedded digits CLIP ships in Hugging Face CLIP format; a real CLIP
+(``clip-ViT-B-32``, or any local folder) is one spec value away.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from synthgen.runtime import resolve_device, resolve_model_path, weights_sha256
+from synthgen.spec import EmbedderSpec
+
+
+@dataclass
+class Embedder:
+    """L2-normalised image and text embeddings in one space."""
+
+    model: object  # sentence_transformers.SentenceTransformer
+    name: str  # recorded in every row, e.g. 'embedded:digits-clip@1a2b3c4d5e6f'
+    batch_size: int = 256
+    _text_cache: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def dim(self) -> int:
+        return int(self.embed_texts(["x"]).shape[1])
+
+    def embed_images(self, images: list[Image.Image]) -> np.ndarray:
+        """(n, d) float32, unit length."""
+        if not images:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        rgb = [im if im.mode == "RGB" else im.convert("RGB") for im in images]
+        emb = self.model.encode(
+            rgb, batch_size=self.batch_size, convert_to_numpy=True,
+            normalize_embeddings=True, show_progress_bar=False,
+        )
+        return np.ascontiguousarray(emb, dtype=np.float32)
+
+    def embed_texts(self, texts: list[str]) -> np.ndarray:
+        """(n, d) float32, unit length; repeated texts are cached."""
+        missing = [t for t in dict.fromkeys(texts) if t not in self._text_cache]
+        if missing:
+            emb = self.model.encode(
+                missing, batch_size=self.batch_size, convert_to_numpy=True,
+                normalize_embeddings=True, show_progress_bar=False,
+            )
+            self._text_cache.update(zip(missing, np.asarray(emb, dtype=np.float32)))
+        return np.stack([self._text_cache[t] for t in texts])
+
+
+def load_embedder(spec: EmbedderSpec) -> Embedder:
+    """Load the spec's CLIP model with ``SentenceTransformer(path_or_id)``."""
+    from sentence_transformers import SentenceTransformer
+
+    path = resolve_model_path(spec.model)
+    model = SentenceTransformer(path, device=resolve_device(spec.device))
+    name = spec.model
+    if Path(path).is_dir():
+        # The hash pins the exact weights: two folders with one name differ here.
+        name = f"{spec.model}@{weights_sha256(path)[:12]}"
+    return Embedder(model=model, name=name, batch_size=spec.batch_size)

@@ -1,0 +1,99 @@
+"""The record types that travel through every stage.
+
+``Sample`` is the one per-image record: the plan creates it (id, condition,
+seed), the generator fills the image, the embedder the embedding, dedup the
+decision, and the catalog turns a list of them into an Arrow batch.
+``Provenance`` holds what every sample of one run shares (model, weights
+hash, sampler, library versions, run ids); samples point to one instance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+import numpy as np
+from PIL import Image
+
+Origin = Literal["real", "synthetic"]
+
+# Row status values. Dropped rows are written too, with their evidence.
+KEPT = "kept"
+DUPLICATE = "dropped_duplicate"  # near-duplicate of a kept synthetic sample
+REAL_COPY = "blocked_real_copy"  # near-copy of a real sample (memorisation guard)
+PENDING = "pending"  # generated, not yet deduplicated (staging only)
+STATUSES = (KEPT, DUPLICATE, REAL_COPY, PENDING)
+
+# Where a nearest neighbour was found.
+NN_RUN = "run"  # an earlier kept sample of this run (plan order)
+NN_DATASET = "dataset"  # a kept sample of an earlier version of the dataset
+NN_REAL = "real"  # a row of the designated real dataset
+
+
+@dataclass(slots=True)
+class Provenance:
+    """What all samples of one generation run share."""
+
+    job_name: str
+    job_digest: str
+    model_id: str
+    model_weights_sha256: str
+    pipeline_class: str
+    scheduler: str
+    scheduler_config: str  # JSON
+    num_inference_steps: int
+    guidance_scale: float
+    batch_size: int
+    dtype: str
+    device: str
+    torch_version: str
+    diffusers_version: str
+    synthgen_version: str
+    code_commit: str | None
+    embedding_model: str
+    dedup_threshold: float
+    real_threshold: float
+    real_dataset: str | None
+    prefect_flow_run_id: str | None = None
+    mlflow_run_id: str | None = None
+
+
+@dataclass(slots=True)
+class Sample:
+    """One image and everything known about it, stage by stage."""
+
+    sample_id: str
+    origin: Origin
+    plan_index: int = -1
+    class_id: int | None = None
+    class_name: str | None = None
+    prompt: str | None = None
+    negative_prompt: str | None = None
+    seed: int | None = None
+    provenance: Provenance | None = None
+    source_path: str | None = None  # real rows: the file it was ingested from
+    # filled by generation / ingest
+    image: Image.Image | None = None
+    png: bytes | None = None
+    image_sha256: str | None = None
+    width: int | None = None
+    height: int | None = None
+    created_at: datetime | None = None
+    # filled by the embedder
+    embedding: np.ndarray | None = None
+    clip_score: float | None = None
+    # filled by dedup
+    status: str = PENDING
+    drop_reason: str | None = None
+    nn_id: str | None = None
+    nn_source: str | None = None
+    nn_similarity: float | None = None
+    real_nn_id: str | None = None
+    real_nn_similarity: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def condition_text(self) -> str:
+        """The text this sample was conditioned on (prompt or class caption)."""
+        return self.prompt if self.prompt is not None else (self.class_name or "")

@@ -1,0 +1,96 @@
+"""Device, dtype, thread and version facts about the process that samples."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+ASSETS = Path(__file__).parent / "assets"
+EMBEDDED = {
+    "embedded:digits": ASSETS / "digits-ddpm",
+    "embedded:digits-clip": ASSETS / "digits-clip",
+}
+
+
+def resolve_model_path(model: str) -> str:
+    """Map 'embedded:*' names to the shipped folders; other names pass through."""
+    if model.startswith("embedded:"):
+        if model not in EMBEDDED:
+            raise ValueError(f"unknown embedded model {model!r}; known: {sorted(EMBEDDED)}")
+        return str(EMBEDDED[model])
+    return model
+
+
+def resolve_device(device: str) -> str:
+    """'auto' picks CUDA, then MPS, then CPU."""
+    if device != "auto":
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def torch_dtype(name: str, device: str) -> torch.dtype:
+    """The torch dtype for a spec name; half precision on CPU falls back to float32."""
+    dtype = getattr(torch, name)
+    if device == "cpu" and dtype == torch.float16:
+        return torch.float32  # fp16 matmuls are slow or missing on CPU
+    return dtype
+
+
+def set_threads(threads: int | None) -> None:
+    """Pin torch's CPU threads; one thread is much faster for tiny models on busy cores."""
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def library_version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+@lru_cache(maxsize=1)
+def code_commit() -> str | None:
+    """The git commit of the synthgen checkout, with '-dirty' if it has local changes."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        if not sha:
+            return None
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=10,
+        ).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def weights_sha256(folder: str | Path) -> str:
+    """One sha256 over every weight and config file of a model folder.
+
+    Covers file names and contents, so a changed weight, a swapped component
+    or a changed config all change the hash.
+    """
+    folder = Path(folder)
+    h = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = path.relative_to(folder).as_posix()
+        if path.suffix not in {".safetensors", ".bin", ".json", ".txt", ".model"} or rel.startswith("."):
+            continue
+        h.update(rel.encode() + b"\0")
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()

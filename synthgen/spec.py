@@ -1,0 +1,185 @@
+"""The job spec: a typed, validated description of one synthetic-data job.
+
+A spec is validated completely before any model loads, so a typo costs no
+GPU time and writes nothing. ``load_spec`` turns pydantic's errors into one
+message that names each bad field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+EMBEDDED_GENERATOR = "embedded:digits"
+EMBEDDED_EMBEDDER = "embedded:digits-clip"
+NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+
+# Friendly scheduler names -> diffusers classes (any diffusers class name works too).
+SCHEDULER_ALIASES = {
+    "dpm++2m": "DPMSolverMultistepScheduler",
+    "dpmsolver": "DPMSolverMultistepScheduler",
+    "ddim": "DDIMScheduler",
+    "ddpm": "DDPMScheduler",
+    "euler": "EulerDiscreteScheduler",
+    "euler_a": "EulerAncestralDiscreteScheduler",
+    "heun": "HeunDiscreteScheduler",
+    "unipc": "UniPCMultistepScheduler",
+    "pndm": "PNDMScheduler",
+    "lms": "LMSDiscreteScheduler",
+}
+
+
+class SpecError(ValueError):
+    """A job spec that cannot be run; the message names every bad field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GeneratorSpec(_Strict):
+    """Which diffusion model samples the images, and how."""
+
+    model: str = Field(EMBEDDED_GENERATOR, description="'embedded:digits', a local diffusers folder, or a hub id")
+    scheduler: str | None = Field(None, description="alias (dpm++2m, ddim, euler, ...) or diffusers class; None keeps the model's")
+    steps: int = Field(10, ge=1, le=1000)
+    guidance_scale: float = Field(2.0, ge=0.0, le=50.0)
+    height: int | None = Field(None, ge=8, le=4096)
+    width: int | None = Field(None, ge=8, le=4096)
+    batch_size: int = Field(64, ge=1, le=4096)
+    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    threads: int | None = Field(1, ge=1, le=256, description="torch CPU threads; 1 is fastest for tiny models")
+
+    @field_validator("scheduler")
+    @classmethod
+    def _known_scheduler(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        name = SCHEDULER_ALIASES.get(v.lower(), v)
+        if not name.endswith("Scheduler"):
+            raise ValueError(f"unknown scheduler {v!r}; use one of {sorted(SCHEDULER_ALIASES)} or a diffusers class name")
+        return name
+
+
+class ClassCondition(_Strict):
+    """One class to generate: the model's class id and a human name."""
+
+    id: int = Field(ge=0)
+    name: str = Field(min_length=1)
+
+
+class Conditioning(_Strict):
+    """What to condition on: exactly one of ``classes`` or ``prompts``."""
+
+    classes: list[ClassCondition] | None = None
+    prompts: list[str] | None = None
+    negative_prompt: str | None = None
+    caption_template: str = Field(
+        "a photo of a {name}", description="caption for a class, used for CLIP alignment scores"
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "Conditioning":
+        if (self.classes is None) == (self.prompts is None):
+            raise ValueError("give exactly one of 'classes' or 'prompts'")
+        items = self.classes if self.classes is not None else self.prompts
+        if not items:
+            raise ValueError("the list of conditions is empty")
+        if self.classes is not None:
+            ids = [c.id for c in self.classes]
+            if len(set(ids)) != len(ids):
+                raise ValueError("class ids must be unique")
+        if self.prompts is not None and any(not p.strip() for p in self.prompts):
+            raise ValueError("prompts must not be empty strings")
+        if "{name}" not in self.caption_template:
+            raise ValueError("caption_template must contain '{name}'")
+        return self
+
+    def caption(self, class_name: str) -> str:
+        """The text a class-conditioned sample is scored against."""
+        return self.caption_template.format(name=class_name)
+
+    @property
+    def kind(self) -> Literal["class", "text"]:
+        return "class" if self.classes is not None else "text"
+
+
+class EmbedderSpec(_Strict):
+    """The CLIP model whose image embeddings drive dedup and quality scores."""
+
+    model: str = Field(EMBEDDED_EMBEDDER, description="'embedded:digits-clip', 'clip-ViT-B-32', or a local folder")
+    batch_size: int = Field(256, ge=1, le=8192)
+    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+class DedupSpec(_Strict):
+    """Near-duplicate and memorisation thresholds (cosine similarity)."""
+
+    threshold: float = Field(0.97, gt=0.0, le=1.0, description="drop if this close to a kept synthetic sample")
+    real_threshold: float = Field(0.95, gt=0.0, le=1.0, description="block if this close to a real sample")
+    real_dataset: str | None = Field(None, pattern=NAME_PATTERN, description="real dataset to guard against")
+
+
+class OutputSpec(_Strict):
+    """Where the samples go."""
+
+    dataset: str = Field(pattern=NAME_PATTERN)
+    shard_size: int = Field(250, ge=1, le=1_000_000, description="images per shard (the unit of work and resume)")
+
+
+class JobSpec(_Strict):
+    """A whole synthetic-data job, as written in a YAML file."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str = ""
+    generator: GeneratorSpec = GeneratorSpec()
+    conditioning: Conditioning
+    images_per_condition: int = Field(ge=1, le=10_000_000)
+    seed: int = Field(0, ge=0, lt=2**63)
+    embedder: EmbedderSpec = EmbedderSpec()
+    dedup: DedupSpec = DedupSpec()
+    output: OutputSpec
+
+    @property
+    def total_images(self) -> int:
+        items = self.conditioning.classes or self.conditioning.prompts or []
+        return len(items) * self.images_per_condition
+
+    def digest(self) -> str:
+        """sha256 of the canonical JSON form: identical specs share a digest."""
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+
+def parse_spec(data: dict, source: str = "spec") -> JobSpec:
+    """Validate a dict as a ``JobSpec``; raise ``SpecError`` naming each bad field."""
+    try:
+        return JobSpec.model_validate(data)
+    except ValidationError as exc:
+        lines = [f"{source}: invalid job spec ({exc.error_count()} problem(s))"]
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            lines.append(f"  - {where}: {err['msg']}")
+        raise SpecError("\n".join(lines)) from None
+
+
+def load_spec(path: str | Path) -> JobSpec:
+    """Read and validate a YAML job spec file."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"{path}: no such job spec file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: a job spec must be a mapping of fields, got {type(data).__name__}")
+    return parse_spec(data, source=str(path))
