@@ -1,0 +1,51 @@
+import datasets
+import torch
+
+from catalog import Catalog, load, open_version, parse_ref, samples_to_table
+from tests.conftest import make_samples
+
+
+def build(tmp_path):
+    cat = Catalog(tmp_path)
+    for name, origin in (("synth", "synthetic"), ("real", "real")):
+        cat.create(name, origin)
+        rows = make_samples(6, origin=origin)
+        rows[0].status = "dropped_duplicate"
+        with cat.lock(name):
+            cat.commit(name, [cat.write_shard(name, samples_to_table(rows))])
+    return cat
+
+
+def test_parse_ref():
+    assert parse_ref("a") == ("a", None)
+    assert parse_ref("a@3") == ("a", 3)
+    assert parse_ref("a@v3") == ("a", 3)
+
+
+def test_origin_filter_never_leaks_real_rows(tmp_path):
+    cat = build(tmp_path)
+    synth = load(cat, ["synth@1", "real@1"], origin="synthetic")
+    assert set(synth["origin"].to_pylist()) == {"synthetic"} and synth.num_rows == 5
+    both = load(cat, ["synth@1", "real@1"], origin="both")
+    assert both["origin"].to_pylist().count("real") == 5 and both.num_rows == 10
+    assert load(cat, "synth", status="all").num_rows == 6
+
+
+def test_torch_dataset_yields_tensor_label_id(tmp_path):
+    cat = build(tmp_path)
+    ds = open_version(cat, "synth@1").to_torch()
+    x, y, sid = ds[0]
+    assert isinstance(x, torch.Tensor) and x.shape == (1, 16, 16) and 0 <= x.min() and x.max() <= 1
+    assert y == 1 and sid == "s00001"
+    batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=5)))
+    assert batch[0].shape == (5, 1, 16, 16)
+
+
+def test_hf_datasets_reads_a_version(tmp_path):
+    cat = build(tmp_path)
+    v = open_version(cat, "synth@1")
+    ds = datasets.load_dataset("parquet", data_files=v.files, split="train", cache_dir=str(tmp_path / "hf"))
+    assert isinstance(ds.features["image"], datasets.Image)
+    assert ds[0]["image"].size == (16, 16)
+    assert ds[0]["origin"] == "synthetic"
+    assert v.to_pandas().shape[0] == 5

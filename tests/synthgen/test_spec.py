@@ -1,0 +1,72 @@
+import pytest
+import yaml
+
+from synthgen.spec import JobSpec, SpecError, load_spec, parse_spec
+from tests.conftest import DEMO_SPEC, REPO, small_job
+
+
+def test_shipped_specs_are_valid():
+    demo = load_spec(DEMO_SPEC)
+    assert demo.total_images == 1000
+    assert demo.conditioning.kind == "class"
+    text = load_spec(REPO / "jobs" / "sd-text2img.yaml")
+    assert text.conditioning.kind == "text"
+    assert text.generator.scheduler == "DPMSolverMultistepScheduler"  # alias resolved
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"generator": {"steps": 0}}, "generator.steps"),
+        ({"generator": {"device": "tpu"}}, "generator.device"),
+        ({"generator": {"scheduler": "fastest"}}, "generator.scheduler"),
+        ({"images_per_condition": -1}, "images_per_condition"),
+        ({"dedup": {"threshold": 1.5}}, "dedup.threshold"),
+        ({"output": {"dataset": "Bad Name!"}}, "output.dataset"),
+        ({"colour": "blue"}, "colour"),
+    ],
+)
+def test_bad_field_is_named(change, field):
+    with pytest.raises(SpecError) as err:
+        parse_spec(small_job(**change))
+    assert field in str(err.value)
+
+
+def test_conditioning_needs_exactly_one_kind():
+    spec = small_job()
+    spec["conditioning"]["prompts"] = ["a cat"]
+    with pytest.raises(SpecError, match="exactly one"):
+        parse_spec(spec)
+
+
+def test_duplicate_class_ids_rejected():
+    spec = small_job()
+    spec["conditioning"]["classes"].append({"id": 0, "name": "again"})
+    with pytest.raises(SpecError, match="unique"):
+        parse_spec(spec)
+
+
+def test_load_spec_errors_are_clear(tmp_path):
+    with pytest.raises(SpecError, match="no such job spec"):
+        load_spec(tmp_path / "missing.yaml")
+    bad = tmp_path / "list.yaml"
+    bad.write_text("- just\n- a list\n")
+    with pytest.raises(SpecError, match="mapping"):
+        load_spec(bad)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: [unclosed\n")
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_spec(broken)
+
+
+def test_digest_is_canonical(tmp_path):
+    a = parse_spec(small_job())
+    reordered = dict(reversed(list(small_job().items())))
+    b = parse_spec(reordered)
+    assert a.digest() == b.digest()
+    c = parse_spec(small_job(seed=1))
+    assert c.digest() != a.digest()
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(small_job()))
+    assert load_spec(path).digest() == a.digest()
+    assert isinstance(a, JobSpec)
