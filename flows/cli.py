@@ -70,6 +70,9 @@ def _run_job(spec_path: Path) -> dict:
         preflight(spec, Catalog(paths.catalog))
     except CatalogError as exc:
         _fail(str(exc))
+    from flows.steps import prefetch_models
+
+    prefetch_models(spec)  # loads models on the second core while Prefect's server starts
     err.print(f"[bold]synthgen[/] {spec.name}: {spec.total_images} images -> {spec.output.dataset} (data: {paths.root})")
     return generate_dataset(spec.model_dump(mode="json"), str(paths.root))
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -79,14 +80,39 @@ def _embedder(emb_json: str) -> Embedder:
     return load_embedder(EmbedderSpec.model_validate_json(emb_json))
 
 
+_load_lock = threading.Lock()  # one loader at a time: a prefetch and a task never load twice
+
+
 def get_generator(spec: JobSpec) -> Generator:
     """The job's generator, loaded once per process."""
     ids = tuple(c.id for c in spec.conditioning.classes or [])
-    return _generator(spec.generator.model_dump_json(), spec.conditioning.kind, ids)
+    with _load_lock:
+        return _generator(spec.generator.model_dump_json(), spec.conditioning.kind, ids)
 
 
 def get_embedder(spec: JobSpec) -> Embedder:
-    return _embedder(spec.embedder.model_dump_json())
+    """The job's embedder, loaded once per process."""
+    with _load_lock:
+        return _embedder(spec.embedder.model_dump_json())
+
+
+def prefetch_models(spec: JobSpec) -> threading.Thread:
+    """Load the models in a background thread (e.g. while Prefect's server starts).
+
+    Errors are not raised here: the flow's own load raises them again, in
+    the right place.
+    """
+
+    def load() -> None:
+        try:
+            get_generator(spec)
+            get_embedder(spec)
+        except Exception:  # noqa: BLE001 - reported by the flow's load task
+            pass
+
+    thread = threading.Thread(target=load, name="synthgen-prefetch", daemon=True)
+    thread.start()
+    return thread
 
 
 def staging_dir(paths: Paths, spec: JobSpec) -> Path:

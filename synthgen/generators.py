@@ -104,18 +104,20 @@ def _pipeline_class_name(path: str) -> str:
 
 def _load_pipeline(path: str, class_name: str, kind: str, dtype: torch.dtype):
     from diffusers import AutoPipelineForText2Image, DiffusionPipeline
+    from diffusers.utils import logging as diffusers_logging
 
     from synthgen.pipelines.class_conditional import ClassConditionalPipeline
 
+    diffusers_logging.disable_progress_bar()  # our own progress display is enough
     is_class_model = class_name in CLASS_PIPELINES
     if is_class_model != (kind == "class"):
         want = "class-conditional" if kind == "class" else "text-to-image"
         raise GeneratorError(f"{path!r} is a {class_name}, but the job's conditioning needs a {want} model")
     if class_name == "ClassConditionalPipeline":
-        return ClassConditionalPipeline.from_pretrained(path, torch_dtype=dtype)
+        return ClassConditionalPipeline.from_pretrained(path, dtype=dtype)
     if kind == "class":
-        return DiffusionPipeline.from_pretrained(path, torch_dtype=dtype)
-    return AutoPipelineForText2Image.from_pretrained(path, torch_dtype=dtype)
+        return DiffusionPipeline.from_pretrained(path, dtype=dtype)
+    return AutoPipelineForText2Image.from_pretrained(path, dtype=dtype)
 
 
 def _num_classes(pipe) -> int | None:
