@@ -40,7 +40,7 @@ class Manifest(BaseModel):
     format: int = 1
     dataset: str
     version: int
-    origin: Literal["real", "synthetic"]
+    origin: Literal["real", "synthetic", "mixed"]
     parent: int | None = None
     parent_sha256: str | None = None
     created_at: str

@@ -3,7 +3,7 @@
 Layout under the catalog root::
 
     <name>/dataset.json            origin (real|synthetic), restricted, created_at
-    <name>/HEAD                    the current version number
+    <name>/HEAD                    the current version number and its manifest's sha256
     <name>/shards/<sha256>.parquet immutable, content-addressed row files
     <name>/versions/000003.json    manifest of version 3 (never rewritten)
     <name>/versions/000003/        derived files (sample grid, card)
@@ -116,7 +116,7 @@ class Catalog:
         return json.loads(meta.read_text())
 
     def create(
-        self, name: str, origin: Literal["real", "synthetic"], description: str = "", restricted: bool = False
+        self, name: str, origin: Literal["real", "synthetic", "mixed"], description: str = "", restricted: bool = False
     ) -> dict:
         """Create an empty dataset (idempotent when origin matches)."""
         if self.exists(name):
@@ -139,7 +139,13 @@ class Catalog:
         """The current version number, or None for an empty dataset."""
         self.info(name)
         head = self.path(name) / "HEAD"
-        return int(head.read_text().strip()) if head.is_file() else None
+        return int(head.read_text().split()[0]) if head.is_file() else None
+
+    def head_sha256(self, name: str) -> str | None:
+        """The head manifest's sha256 as recorded in HEAD (seals the end of the chain)."""
+        head = self.path(name) / "HEAD"
+        parts = head.read_text().split() if head.is_file() else []
+        return parts[1] if len(parts) > 1 else None
 
     def manifest_path(self, name: str, version: int) -> Path:
         return self.path(name) / "versions" / f"{version:06d}.json"
@@ -240,7 +246,7 @@ class Catalog:
         data = manifest.to_bytes()
         atomic_write(self.manifest_path(name, version), data, exclusive=True)
         # HEAD moves last: until here, readers still see the previous version.
-        atomic_write(self.path(name) / "HEAD", f"{version}\n".encode())
+        atomic_write(self.path(name) / "HEAD", f"{version} {sha256_bytes(data)}\n".encode())
         return manifest
 
     def manifest_sha256(self, name: str, version: int) -> str:

@@ -222,10 +222,16 @@ def load(
 
 
 @app.command()
-def audit(sample_id: str = typer.Argument(..., help="A sample id.")) -> None:
-    """Print a sample's whole lineage: provenance, versions, runs."""
+def audit(
+    target: str = typer.Argument(..., help="A sample id, or an image file to trace back."),
+    embedder: str = typer.Option("embedded:digits-clip", help="CLIP model for tracing edited files."),
+) -> None:
+    """Print a sample's whole lineage: provenance, versions, runs. Accepts an image file too."""
     from catalog import audit as run_audit
 
+    sample_id = target
+    if Path(target).is_file():
+        sample_id = _trace(Path(target), embedder)
     records = run_audit(_catalog(), sample_id)
     if not records:
         _fail(f"no sample {sample_id!r} in any committed version", code=1)
@@ -238,6 +244,142 @@ def audit(sample_id: str = typer.Argument(..., help="A sample id.")) -> None:
                 t.add_row(k, str(v))
         t.add_row("shard", rec.shard)
         out.print(t)
+
+
+def _trace(path: Path, embedder: str) -> str:
+    """Find the sample an image file came from; print how it was matched."""
+    from catalog.trace import by_embedding, by_pixel_hash
+    from synthgen.embedder import load_embedder
+    from synthgen.imaging import decode, pixel_sha256, png_text
+    from synthgen.spec import EmbedderSpec
+
+    img = decode(path.read_bytes())
+    meta = png_text(img)
+    cat = _catalog()
+    exact = by_pixel_hash(cat, pixel_sha256(img))
+    if meta.get("sample_id") and (not exact or exact[0].sample_id == meta["sample_id"]):
+        verified = "pixels match the catalog" if exact else "pixels do NOT match the catalog row"
+        out.print(f"{path}: provenance chunk names sample {meta['sample_id']} ({verified})")
+        return meta["sample_id"]
+    if exact:
+        out.print(f"{path}: exact pixel match (sha256) -> {exact[0].sample_id} in {exact[0].dataset}")
+        return exact[0].sample_id
+    emb = load_embedder(EmbedderSpec(model=embedder))
+    match = by_embedding(cat, emb.embed_images([img])[0], emb.name)
+    if match is None:
+        _fail(f"{path}: no exact match and no dataset embedded with {emb.name}", code=1)
+    margin = f", margin {match.margin:.4f} to the runner-up" if match.margin is not None else ""
+    out.print(f"{path}: no exact match; nearest by CLIP is {match.sample_id} in {match.dataset} "
+              f"(cosine {match.similarity:.4f}{margin}; confidence {match.confidence})")
+    return match.sample_id
+
+
+@app.command()
+def verify(
+    ref: str = typer.Argument(..., help="NAME or NAME@VERSION."),
+    regenerate: int = typer.Option(0, help="Also regenerate N synthetic samples and compare pixel hashes."),
+) -> None:
+    """Check integrity: shard hashes, row counts, schema, manifest hash chain (exit 1 on any problem)."""
+    from catalog import parse_ref
+    from catalog.verify import verify as run_verify
+
+    name, version = parse_ref(ref)
+    report = run_verify(_catalog(), name, version)
+    for problem in report.problems:
+        err.print(f"[red]FAIL[/] {problem}")
+    out.print(
+        f"{name}@{report.version}: {report.manifests_checked} manifests, {report.shards_checked} shards checked; "
+        f"head manifest sha256 {report.head_sha256}; " + ("[green]OK[/]" if report.ok else "[red]CORRUPT[/]")
+    )
+    ok = report.ok
+    if regenerate:
+        from flows.regenerate import regenerate_sample_check
+
+        result = regenerate_sample_check(_catalog(), ref, regenerate)
+        for line in result.mismatches:
+            err.print(f"[red]MISMATCH[/] {line}")
+        out.print(f"regenerated {result.checked} samples: {result.matched} identical, {len(result.mismatches)} differ")
+        ok = ok and not result.mismatches
+    if not ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def diff(a: str = typer.Argument(..., help="NAME@A"), b: str = typer.Argument(..., help="NAME@B")) -> None:
+    """Rows added and removed between two versions, and how their job specs differ."""
+    from catalog.diff import diff as run_diff
+
+    d = run_diff(_catalog(), a, b)
+    out.print(f"{d.a} -> {d.b}: +{len(d.added)} rows, -{len(d.removed)} rows")
+    for sid in d.removed[:20]:
+        out.print(f"  - {sid}")
+    for sid in d.added[:20]:
+        out.print(f"  + {sid}")
+    for key, (old, new) in d.spec_changes.items():
+        out.print(f"  spec {key}: {old!r} -> {new!r}")
+
+
+@app.command()
+def takedown(
+    name: str = typer.Argument(..., help="Dataset name."),
+    where: str = typer.Option(..., help="SQL filter, e.g. \"sample_id = 'abc'\" or \"prompt LIKE '%logo%'\"."),
+    reason: str = typer.Option(..., help="Why (recorded in the new version's manifest)."),
+) -> None:
+    """Commit a new version without the rows a filter selects (old versions stay readable)."""
+    from catalog import CatalogError
+    from catalog.derive import takedown as run_takedown
+
+    try:
+        m = run_takedown(_catalog(), name, where, reason)
+    except CatalogError as exc:
+        _fail(str(exc))
+    out.print(f"{name}@{m.version}: {m.message}")
+
+
+@app.command()
+def mix(
+    synthetic: str = typer.Argument(..., help="Synthetic NAME@VERSION."),
+    real: str = typer.Argument(..., help="Real NAME@VERSION."),
+    name: str = typer.Option(..., "--name", "-n", help="Name of the mixed dataset."),
+    ratio: float = typer.Option(..., help="Synthetic share of the mix, e.g. 0.3."),
+    seed: int = typer.Option(0, help="Seed for choosing the synthetic rows."),
+    allow_restricted: bool = typer.Option(False, help="Required to mix a restricted real dataset."),
+) -> None:
+    """Build a training mix of real and synthetic rows at an explicit ratio."""
+    from catalog import CatalogError
+    from catalog.derive import mix as run_mix
+
+    try:
+        m = run_mix(_catalog(), synthetic, real, ratio, name, seed, allow_restricted)
+    except CatalogError as exc:
+        _fail(str(exc))
+    out.print(f"{name}@{m.version}: {m.message}")
+
+
+@app.command()
+def query(sql: str = typer.Argument(..., help="SQL; views: <dataset> (head) and <dataset>_v<N>, '-' -> '_'.")) -> None:
+    """Run DuckDB SQL over the catalog's Parquet."""
+    from catalog import CatalogError
+    from catalog.query import query as run_query
+
+    try:
+        table = run_query(_catalog(), sql)
+    except CatalogError as exc:
+        _fail(str(exc))
+    drop = [c for c in ("image", "embedding") if c in table.column_names]
+    out.print(table.drop(drop).to_pandas().to_string(index=False, max_colwidth=60))
+    out.print(f"({table.num_rows} rows)")
+
+
+@app.command()
+def card(ref: str = typer.Argument(..., help="NAME or NAME@VERSION."), write: bool = typer.Option(False, help="Also write card.md into the version's folder.")) -> None:
+    """Print a version's dataset card (Markdown)."""
+    from catalog.card import render_card, write_card
+
+    cat = _catalog()
+    out.print(render_card(cat, ref), markup=False, highlight=False)
+    if write:
+        out.print(f"wrote {write_card(cat, ref)}")
 
 
 def entrypoint() -> None:

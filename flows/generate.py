@@ -17,6 +17,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from catalog import Catalog, RunRef
+from catalog.card import write_card
 from flows import progress
 from flows.settings import configure
 from flows.steps import (
@@ -100,6 +101,7 @@ def generate_dataset(spec: dict, data_dir: str | None = None) -> dict:
         spec_file = catalog.version_dir(commit.dataset, commit.version) / "job.yaml"
         spec_file.write_text(yaml.safe_dump(job.model_dump(mode="json"), sort_keys=False))
         tracker.log_artifact(spec_file)
+        tracker.log_artifact(write_card(catalog, f"{commit.dataset}@{commit.version}"))
         ref = f"{commit.dataset}@{commit.version}"
         tracker.log_dataset(ref, commit.manifest_sha256, commit.manifest_path, "output")
         if job.dedup.real_dataset:

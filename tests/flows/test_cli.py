@@ -75,3 +75,33 @@ def test_export_png_carries_provenance_and_parquet_round_trips(demo_run, tmp_pat
     assert meta["image_sha256"] == pixel_sha256(img)  # pixels survive the export
     assert cli(demo_run["data"], "export", "digits-small@1", str(tmp_path / "x.parquet")).exit_code == 0
     assert (tmp_path / "x.parquet").is_file()
+
+
+def test_verify_and_regenerate_from_provenance(demo_run):
+    result = cli(demo_run["data"], "verify", "digits-small@1", "--regenerate", "6")
+    assert result.exit_code == 0, result.output
+    assert "OK" in result.output and "6 identical, 0 differ" in result.output
+
+
+def test_query_diff_takedown(demo_run, tmp_path):
+    out = cli(demo_run["data"], "query", "SELECT label_name, count(*) AS n FROM digits_small_v1 GROUP BY 1").output
+    assert "seven" in out and "(3 rows)" in out
+    bad = cli(demo_run["data"], "query", "SELECT * FROM nowhere")
+    assert bad.exit_code == 2 and "views:" in bad.output
+
+
+def test_audit_traces_an_edited_file_back_to_its_sample(demo_run, tmp_path):
+    cat = demo_run["catalog"]
+    row = open_version(cat, "digits-small@1").table(["sample_id", "image"]).to_pylist()[4]
+    from synthgen.imaging import decode
+
+    img = decode(row["image"]["bytes"]).convert("RGB")
+    img = img.resize((int(img.width * 1.1), int(img.height * 1.1)))  # resized by 10%
+    path = tmp_path / "edited.jpg"
+    img.save(path, quality=75)  # and re-encoded as JPEG q75
+    result = cli(demo_run["data"], "audit", str(path))
+    assert result.exit_code == 0, result.output
+    assert "nearest by CLIP" in result.output and row["sample_id"] in result.output
+    png = tmp_path / "copy.png"
+    decode(row["image"]["bytes"]).save(png)
+    assert "exact pixel match" in cli(demo_run["data"], "audit", str(png)).output

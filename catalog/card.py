@@ -1,0 +1,71 @@
+"""Dataset cards: a Markdown summary of one version, for people and for MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from catalog.store import Catalog
+from catalog.version import DatasetVersion, open_version
+
+
+def _table(rows: list[tuple], header: tuple[str, ...]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join("" if v is None else str(v) for v in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def render_card(cat: Catalog, ref: str) -> str:
+    """The card of a version as Markdown."""
+    v: DatasetVersion = open_version(cat, ref)
+    m, info = v.manifest, cat.info(v.name)
+    t = v.table(["origin", "status", "label_name", "prompt", "model_id", "scheduler", "num_inference_steps",
+                 "guidance_scale", "embedding_model", "nn_similarity", "real_nn_similarity"], status="all")
+    con = duckdb.connect()
+    con.register("t", t)
+    q = lambda sql: con.execute(sql).fetchall()
+    parts = [
+        f"# {v.ref}",
+        f"{info.get('description') or ''}".strip(),
+        f"- origin: **{info['origin']}**{' (restricted)' if info.get('restricted') else ''}",
+        f"- created: {m.created_at}; parent: {m.parent or '-'}; rows: {m.rows}",
+        f"- manifest sha256 (hash chain head): `{cat.manifest_sha256(v.name, v.version)}`",
+        f"- how it was made: {m.message or '-'}",
+        "\n## Rows by origin and status\n",
+        _table(q("SELECT origin, status, count(*) FROM t GROUP BY ALL ORDER BY ALL"), ("origin", "status", "rows")),
+        "\n## Rows by class or prompt\n",
+        _table(q("SELECT coalesce(label_name, prompt), count(*) FILTER (status = 'kept'), count(*) FROM t "
+                 "GROUP BY ALL ORDER BY ALL LIMIT 50"), ("class / prompt", "kept", "all")),
+    ]
+    gens = q("SELECT model_id, scheduler, num_inference_steps, guidance_scale, embedding_model, count(*) "
+             "FROM t WHERE origin = 'synthetic' GROUP BY ALL ORDER BY ALL")
+    if gens:
+        parts += ["\n## Generators and embedder\n",
+                  _table(gens, ("model", "scheduler", "steps", "guidance", "embedder", "rows"))]
+        stats = q("SELECT count(*) FILTER (status='dropped_duplicate'), count(*) FILTER (status='blocked_real_copy'),"
+                  " quantile_cont(nn_similarity, [0.5, 0.9, 0.99]), max(real_nn_similarity) "
+                  "FROM t WHERE origin = 'synthetic'")[0]
+        parts += ["\n## Dedup and memorisation guard\n",
+                  f"- dropped as near-duplicates: {stats[0]}; blocked as near-copies of real data: {stats[1]}",
+                  f"- nearest-neighbour cosine p50/p90/p99: {', '.join(f'{x:.4f}' for x in stats[2] or [])}",
+                  f"- highest similarity to a real sample: {stats[3]}"]
+    grid = cat.version_dir(v.name, v.version) / "grid.png"
+    if grid.is_file():
+        parts += ["\n## Samples\n", "![sample grid](grid.png)"]
+    parts += [
+        "\n## Load it\n",
+        "```python\nfrom catalog import Catalog, open_version\n"
+        f"v = open_version(Catalog('{cat.root}'), '{v.ref}')\n"
+        "table = v.table()        # Arrow, kept rows\nds = v.to_torch()        # (image, label, sample_id)\n```",
+    ]
+    return "\n".join(p for p in parts if p) + "\n"
+
+
+def write_card(cat: Catalog, ref: str) -> Path:
+    """Render the card into the version's folder (card.md) and return its path."""
+    v = open_version(cat, ref)
+    path = cat.version_dir(v.name, v.version) / "card.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_card(cat, ref))
+    return path

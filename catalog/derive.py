@@ -1,0 +1,115 @@
+"""Versions built from other versions, without regenerating anything.
+
+* ``takedown``: a new version without the rows a SQL filter selects (by sample
+  id, model, prompt pattern...). Untouched shards are reused as they are.
+* ``mix``: a training mix of a synthetic and a real version at an explicit
+  synthetic share, every row keeping its own ``origin``.
+
+Each result is an ordinary immutable version whose manifest says how it was
+derived, in W3C PROV terms.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from catalog.manifest import Manifest
+from catalog.schema import SCHEMA
+from catalog.store import Catalog, CatalogError
+from catalog.version import open_version
+
+
+def select_ids(files: list[str], where: str) -> set[str]:
+    """Sample ids of rows matching a DuckDB ``WHERE`` clause over the files."""
+    if not files:
+        return set()
+    con = duckdb.connect()
+    try:
+        rows = con.execute(f"SELECT sample_id FROM read_parquet(?) WHERE {where}", [files]).fetchall()
+    except duckdb.Error as exc:
+        raise CatalogError(f"bad --where filter {where!r}: {exc}") from None
+    return {r[0] for r in rows}
+
+
+def takedown(cat: Catalog, name: str, where: str, reason: str) -> Manifest:
+    """Commit a new head without the rows matching ``where`` (all statuses)."""
+    with cat.lock(name):
+        head = open_version(cat, name)
+        drop = select_ids(head.files, where)
+        if not drop:
+            raise CatalogError(f"{head.ref}: no rows match {where!r}; nothing to take down")
+        keep_refs, new_refs = [], []
+        for ref, path in zip(head.manifest.shards, head.files):
+            table = pq.read_table(path, schema=SCHEMA)
+            mask = pc.is_in(table["sample_id"], value_set=pa.array(sorted(drop)))
+            if not pc.any(mask).as_py():
+                keep_refs.append(ref)
+                continue
+            rest = table.filter(pc.invert(mask))
+            if rest.num_rows:
+                new_refs.append(cat.write_shard(name, rest))
+        return cat.commit(
+            name,
+            keep_refs + new_refs,
+            expected_parent=head.version,
+            keep_parent_shards=False,
+            job=head.manifest.job,
+            job_digest=None,
+            runs=head.manifest.runs,
+            embedding_model=head.manifest.embedding_model,
+            message=f"takedown of {len(drop)} rows: {reason}",
+            prov={
+                "wasDerivedFrom": head.ref,
+                "wasGeneratedBy": {"activity": "takedown", "where": where, "reason": reason, "removed": len(drop)},
+                "used": [head.ref],
+            },
+        )
+
+
+def mix(
+    cat: Catalog,
+    synthetic_ref: str,
+    real_ref: str,
+    synthetic_share: float,
+    out: str,
+    seed: int = 0,
+    allow_restricted: bool = False,
+) -> Manifest:
+    """A new 'mixed' dataset version: all kept real rows plus synthetic rows at the given share."""
+    if not 0.0 <= synthetic_share < 1.0:
+        raise CatalogError("synthetic share must be in [0, 1)")
+    synth, real = open_version(cat, synthetic_ref), open_version(cat, real_ref)
+    if cat.info(synth.name)["origin"] != "synthetic" or cat.info(real.name)["origin"] != "real":
+        raise CatalogError(f"mix needs a synthetic and a real version, got {synth.ref} and {real.ref}")
+    if cat.info(real.name).get("restricted") and not allow_restricted:
+        raise CatalogError(f"{real.name} is restricted; pass allow_restricted to mix it into {out}")
+    real_rows = real.table(origin="real")
+    synth_rows = synth.table(origin="synthetic")
+    want = round(real_rows.num_rows * synthetic_share / (1 - synthetic_share))
+    if want > synth_rows.num_rows:
+        raise CatalogError(f"{synth.ref} has {synth_rows.num_rows} kept rows; the mix needs {want}")
+    # deterministic choice: order by a seeded hash of the sample id
+    order = duckdb.sql(
+        f"SELECT sample_id FROM synth_rows ORDER BY hash(sample_id || '{int(seed)}') LIMIT {want}"
+    ).fetchall()
+    chosen = pa.array([r[0] for r in order])
+    synth_pick = synth_rows.filter(pc.is_in(synth_rows["sample_id"], value_set=chosen))
+    restricted = bool(cat.info(real.name).get("restricted"))  # a mix of restricted rows stays restricted
+    cat.create(out, "mixed", description=f"{synth.ref} + {real.ref} at {synthetic_share:.0%} synthetic",
+               restricted=restricted)
+    with cat.lock(out):
+        refs = [cat.write_shard(out, real_rows), cat.write_shard(out, synth_pick)]
+        return cat.commit(
+            out,
+            refs,
+            keep_parent_shards=False,
+            message=f"mix: {real_rows.num_rows} real + {synth_pick.num_rows} synthetic",
+            prov={
+                "wasDerivedFrom": [synth.ref, real.ref],
+                "wasGeneratedBy": {"activity": "mix", "synthetic_share": synthetic_share, "seed": seed},
+                "used": [synth.ref, real.ref],
+            },
+        )
