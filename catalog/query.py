@@ -40,7 +40,7 @@ def query(cat: Catalog, sql: str) -> pa.Table:
     """Run SQL against the catalog's views; returns Arrow."""
     con = connect(cat)
     try:
-        return con.execute(sql).to_arrow_table()
+        return con.sql(sql).to_arrow_table()
     except duckdb.Error as exc:
         views = [r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()]
         raise CatalogError(f"query failed: {exc}\nviews: {', '.join(sorted(views)) or 'none'}") from None

@@ -26,28 +26,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
+from synthgen.clip_bytes import bytes_to_unicode  # noqa: E402
+
 _MAX_LENGTH = 77
-
-
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2 byte -> printable unicode char mapping (as used by CLIP's BPE).
-
-    Written out here because transformers 5 no longer exports it from
-    ``tokenization_clip``.
-    """
-    bs = (
-        list(range(ord("!"), ord("~") + 1))
-        + list(range(ord("¡"), ord("¬") + 1))
-        + list(range(ord("®"), ord("ÿ") + 1))
-    )
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, (chr(c) for c in cs)))
 
 
 def _write_tokenizer_files(directory: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
@@ -56,7 +37,7 @@ def _write_tokenizer_files(directory: pathlib.Path) -> tuple[pathlib.Path, pathl
     Every byte maps to one token (plus a ``</w>`` end-of-word variant), so any
     text tokenizes without unknowns; words just become one token per char.
     """
-    chars = list(_bytes_to_unicode().values())
+    chars = list(bytes_to_unicode().values())
     tokens = chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
     vocab = {tok: i for i, tok in enumerate(tokens)}
     vocab_file = directory / "vocab.json"
