@@ -382,6 +382,67 @@ def card(ref: str = typer.Argument(..., help="NAME or NAME@VERSION."), write: bo
         out.print(f"wrote {write_card(cat, ref)}")
 
 
+@app.command("dedup-report")
+def dedup_report_cmd(
+    ref: str = typer.Argument(..., help="NAME or NAME@VERSION."),
+    png: Optional[Path] = typer.Option(None, help="Histogram PNG (default: in the version's folder)."),
+) -> None:
+    """Nearest-neighbour similarity histogram and what other thresholds would drop."""
+    from catalog import open_version
+    from catalog.dedup_report import dedup_report
+
+    cat = _catalog()
+    v = open_version(cat, ref)
+    target = png or cat.version_dir(v.name, v.version) / "dedup-histogram.png"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    r = dedup_report(v, target)
+    out.print(f"{r.ref}: {r.rows} synthetic rows; " + ", ".join(f"{k}={n}" for k, n in sorted(r.by_status.items())))
+    t = Table(title="rows at or above each cosine threshold")
+    for col in ("threshold", "near a kept synthetic sample", "near a real sample"):
+        t.add_column(col)
+    for x in r.would_drop:
+        t.add_row(f"{x:.2f}", str(r.would_drop[x]), str(r.would_block[x]))
+    out.print(t)
+    out.print("examples nearest the threshold:")
+    for e in r.near_threshold:
+        out.print(f"  {e['sample_id']} {e['status']:<18} nn {e['nn_id']} ({e['nn_source']}) cos {e['nn_similarity']}")
+    out.print(f"histogram: {r.histogram}")
+
+
+@app.command()
+def search(
+    ref: str = typer.Argument(..., help="NAME or NAME@VERSION."),
+    text: str = typer.Argument(..., help="What to look for, e.g. 'a seven with a crossbar'."),
+    where: Optional[str] = typer.Option(None, help="SQL filter on the rows, e.g. 'label = 7'."),
+    k: int = typer.Option(10, help="How many results."),
+    sheet: Optional[Path] = typer.Option(None, help="Write a contact sheet PNG of the results."),
+    embedder: str = typer.Option("embedded:digits-clip", help="Must be the model the rows were embedded with."),
+) -> None:
+    """Nearest samples to a text by CLIP embedding, filtered by metadata."""
+    from catalog import CatalogError, open_version
+    from catalog.search import search as run_search
+    from synthgen.embedder import load_embedder
+    from synthgen.imaging import decode, make_grid
+    from synthgen.spec import EmbedderSpec
+
+    v = open_version(_catalog(), ref)
+    emb = load_embedder(EmbedderSpec(model=embedder))
+    if v.manifest.embedding_model and v.manifest.embedding_model != emb.name:
+        _fail(f"{v.ref} was embedded with {v.manifest.embedding_model}, not {emb.name}; pass --embedder")
+    try:
+        hits = run_search(v, emb.embed_texts([text])[0], k, where)
+    except CatalogError as exc:
+        _fail(str(exc))
+    for sid, sim in hits:
+        out.print(f"{sid}  {sim:.4f}")
+    if sheet and hits:
+        want = {sid for sid, _ in hits}
+        rows = [r for r in v.table(["sample_id", "image"]).to_pylist() if r["sample_id"] in want]
+        by_id = {r["sample_id"]: decode(r["image"]["bytes"]) for r in rows}
+        make_grid([[by_id[sid] for sid, _ in hits]]).save(sheet)
+        out.print(f"contact sheet: {sheet}")
+
+
 def entrypoint() -> None:
     """Console-script entry point."""
     try:

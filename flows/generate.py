@@ -18,6 +18,8 @@ from prefect.runtime import flow_run
 
 from catalog import Catalog, RunRef
 from catalog.card import write_card
+from catalog.dedup_report import dedup_report
+from catalog.version import open_version
 from flows import progress
 from flows.settings import configure
 from flows.steps import (
@@ -102,6 +104,11 @@ def generate_dataset(spec: dict, data_dir: str | None = None) -> dict:
         spec_file.write_text(yaml.safe_dump(job.model_dump(mode="json"), sort_keys=False))
         tracker.log_artifact(spec_file)
         tracker.log_artifact(write_card(catalog, f"{commit.dataset}@{commit.version}"))
+        report = dedup_report(open_version(catalog, f"{commit.dataset}@{commit.version}"),
+                              catalog.version_dir(commit.dataset, commit.version) / "dedup-histogram.png")
+        tracker.log_artifact(report.histogram)
+        tracker.log_metrics({f"rows_nn_synthetic_ge_{x:.2f}": n for x, n in report.would_drop.items()}
+                            | {f"rows_nn_real_ge_{x:.2f}": n for x, n in report.would_block.items()})
         ref = f"{commit.dataset}@{commit.version}"
         tracker.log_dataset(ref, commit.manifest_sha256, commit.manifest_path, "output")
         if job.dedup.real_dataset:

@@ -47,16 +47,18 @@ class Tracker:
         return self.client.tracking_uri
 
     def start(self, spec: JobSpec, tags: dict[str, str] | None = None) -> str:
-        """Open the run and log the spec as params."""
-        run = self.client.create_run(
-            self.experiment_id, run_name=spec.name, tags={"synthgen.job_digest": spec.digest(), **(tags or {})}
-        )
-        self.run_id = run.info.run_id
+        """Open the run of a job and log its spec as params."""
+        tags = {"synthgen.job_digest": spec.digest(), **(tags or {})}
+        return self.start_run(spec.name, spec.model_dump(mode="json"), tags)
+
+    def start_run(self, name: str, params: dict, tags: dict[str, str] | None = None) -> str:
+        """Open a run with (nested) params flattened to dotted keys."""
         from mlflow.entities import Param
 
-        params = [Param(k, v) for k, v in _flatten(spec.model_dump(mode="json")).items()]
-        for i in range(0, len(params), 100):
-            self.client.log_batch(self.run_id, params=params[i : i + 100])
+        self.run_id = self.client.create_run(self.experiment_id, run_name=name, tags=tags or {}).info.run_id
+        flat = [Param(k, v) for k, v in _flatten(params).items()]
+        for i in range(0, len(flat), 100):  # MLflow caps a batch at 100 params
+            self.client.log_batch(self.run_id, params=flat[i : i + 100])
         return self.run_id
 
     def log_metrics(self, metrics: dict[str, float]) -> None:

@@ -105,3 +105,17 @@ def test_audit_traces_an_edited_file_back_to_its_sample(demo_run, tmp_path):
     png = tmp_path / "copy.png"
     decode(row["image"]["bytes"]).save(png)
     assert "exact pixel match" in cli(demo_run["data"], "audit", str(png)).output
+
+
+def test_dedup_report_and_search(demo_run, tmp_path):
+    result = cli(demo_run["data"], "dedup-report", "digits-small@1", "--png", str(tmp_path / "h.png"))
+    assert result.exit_code == 0 and "0.95" in result.output and (tmp_path / "h.png").stat().st_size > 1000
+    result = cli(demo_run["data"], "search", "digits-small@1", "a handwritten digit seven", "--k", "3",
+                 "--sheet", str(tmp_path / "s.png"))
+    assert result.exit_code == 0, result.output
+    assert len([line for line in result.output.splitlines() if line and line[0].isalnum() and "  0." in line]) == 3
+    assert (tmp_path / "s.png").is_file()
+    filtered = cli(demo_run["data"], "search", "digits-small@1", "a handwritten digit seven", "--where", "label = 1")
+    ids = [line.split()[0] for line in filtered.output.splitlines() if "  0." in line or "  -0." in line]
+    labels = {r["sample_id"]: r["label"] for r in open_version(demo_run["catalog"], "digits-small@1").table(["sample_id", "label"]).to_pylist()}
+    assert ids and all(labels[i] == 1 for i in ids)

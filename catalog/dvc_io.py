@@ -1,0 +1,217 @@
+"""Read a dataset version as it was at a git revision, through DVC.
+
+The catalog folder is plain files (see ``catalog.store``), so a project can
+version it with DVC like any other data folder::
+
+    dvc add synthgen-data/catalog/digits-synth    # one directory output per dataset
+    git add synthgen-data/catalog/digits-synth.dvc synthgen-data/catalog/.gitignore
+    git commit -m "digits-synth v3" && git tag digits-synth-v3
+    dvc push                                      # shards and manifests to the DVC remote
+
+Repeat after every catalog commit. Shards are immutable and named by their
+sha256, and manifests are never rewritten, so each ``dvc add`` puts only the
+new shard files, the new manifest and the changed ``HEAD`` into the DVC cache;
+the objects of earlier versions are reused, not copied. (``dvc add`` also picks
+up the empty ``.lock`` file and any derived ``versions/NNNNNN/`` files; they are
+harmless and never read here.)
+
+A training script can then pull the rows it trained on, by revision, from any
+clone, even one without the data checked out::
+
+    from catalog.dvc_io import read_version_at
+    table = read_version_at(".", rev="digits-synth-v3", ref="digits-synth")     # head at that tag
+    table = read_version_at("https://github.com/org/proj", rev="main", ref="digits-synth@2")
+
+Everything goes through ``dvc.api.DVCFileSystem``: git objects for the
+``.dvc`` files at ``rev``, then the local DVC cache or, failing that, the
+default DVC remote for the file contents. Nothing is written to the working
+copy. Only the files a version's manifest lists are read, exactly as
+``DatasetVersion.table`` does, and each shard's bytes are checked against the
+sha256 in the manifest, because the bytes came over a network from a remote
+that this process does not control.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+import tempfile
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from catalog.manifest import Manifest, sha256_bytes
+from catalog.schema import SCHEMA
+from catalog.store import CatalogError
+from catalog.version import Status, parse_ref
+
+DEFAULT_CATALOG_PATH = "synthgen-data/catalog"
+
+# Shards up to this size are verified and parsed in memory; larger ones spill
+# to a temporary file so a multi-GB shard does not need that much RAM.
+_SPOOL_MAX = 256 << 20
+_CHUNK = 1 << 20
+
+
+class IntegrityError(CatalogError):
+    """A file read through DVC does not match the hash its manifest or HEAD records."""
+
+
+@contextmanager
+def dvc_fs(repo: str, rev: str | None = None, **fs_kwargs: Any) -> Iterator[Any]:
+    """``dvc.api.DVCFileSystem`` for ``repo`` at ``rev``, closed on exit.
+
+    ``repo`` is a local path or a git URL; ``fs_kwargs`` go to DVCFileSystem
+    (``remote=``, ``remote_config=``, ``config=``...). Closing matters: for a
+    URL, DVC clones into a temporary folder that lives as long as the fs.
+    """
+    from dvc.api import DVCFileSystem  # dvc is heavy; import only when used
+
+    fs = DVCFileSystem(repo, rev=rev, **fs_kwargs)
+    try:
+        yield fs
+    finally:
+        fs.close()
+
+
+def _dataset_dir(catalog_path: str, name: str) -> str:
+    # DVCFileSystem paths are POSIX and relative to the repo root, whatever
+    # the OS and whatever the current directory is.
+    return posixpath.join(catalog_path.strip("/").replace("\\", "/"), name)
+
+
+def _missing(fs: Any, path: str, what: str, exc: FileNotFoundError) -> CatalogError:
+    """Say which of two very different problems a FileNotFoundError from DVC is.
+
+    DVC raises FileNotFoundError both for a path the revision does not have
+    and for a tracked file whose content is in neither the local cache nor
+    the remote ("No storage files available"); the fix differs (wrong ref or
+    rev vs. a missing ``dvc push``), so the message must too.
+    """
+    try:
+        tracked = fs.exists(path)
+    except Exception:  # the listing itself may be unavailable; keep the original reason
+        tracked = False
+    if tracked:
+        return CatalogError(
+            f"{path} is tracked at this revision but its content is in neither the local DVC cache "
+            f"nor the DVC remote (was `dvc push` run after `dvc add`?): {exc}"
+        )
+    return CatalogError(f"{what}: {path} not found at this revision")
+
+
+def _read_small(fs: Any, path: str, what: str) -> bytes:
+    try:
+        with fs.open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError as exc:
+        raise _missing(fs, path, what, exc) from None
+
+
+def _manifest(fs: Any, catalog_path: str, ref: str) -> Manifest:
+    name, version = parse_ref(ref)
+    base = _dataset_dir(catalog_path, name)
+    head_sha = None
+    if version is None:
+        head = _read_small(fs, f"{base}/HEAD", f"dataset {name!r} has no versions (or is not tracked)").split()
+        version = int(head[0])
+        head_sha = head[1].decode() if len(head) > 1 else None
+    path = f"{base}/versions/{version:06d}.json"
+    data = _read_small(fs, path, f"dataset {name!r} has no version {version}")
+    # HEAD seals the head manifest's hash; checking it catches a HEAD and a
+    # manifest that came from different commits (e.g. a half-done dvc add).
+    if head_sha is not None and sha256_bytes(data) != head_sha:
+        raise IntegrityError(f"{path}: sha256 {sha256_bytes(data)} does not match {base}/HEAD ({head_sha})")
+    manifest = Manifest.model_validate_json(data)
+    if manifest.dataset != name or manifest.version != version:
+        raise IntegrityError(f"{path} describes {manifest.dataset}@{manifest.version}, not {name}@{version}")
+    return manifest
+
+
+def manifest_at(
+    repo: str, rev: str | None, ref: str, catalog_path: str = DEFAULT_CATALOG_PATH, **fs_kwargs: Any
+) -> Manifest:
+    """The manifest of ``ref`` ('name' = head, or 'name@N') as committed at git ``rev``."""
+    with dvc_fs(repo, rev, **fs_kwargs) as fs:
+        return _manifest(fs, catalog_path, ref)
+
+
+def _read_shard(fs: Any, path: str, sha256: str, columns: list[str] | None) -> pa.Table:
+    """Read one shard, hashing its bytes as they arrive; refuse it on mismatch.
+
+    Parquet is read footer-first (random access), so the bytes are spooled to
+    memory or a temp file while hashing, and parsed only once the hash matches:
+    no row from a corrupt or substituted file reaches the caller.
+    """
+    h = hashlib.sha256()
+    with tempfile.SpooledTemporaryFile(max_size=_SPOOL_MAX) as spool:
+        try:
+            with fs.open(path, "rb") as f:
+                for chunk in iter(lambda: f.read(_CHUNK), b""):
+                    h.update(chunk)
+                    spool.write(chunk)
+        except FileNotFoundError as exc:
+            raise _missing(fs, path, "shard listed in the manifest", exc) from None
+        if h.hexdigest() != sha256:
+            raise IntegrityError(f"shard {path}: sha256 is {h.hexdigest()}, manifest says {sha256}")
+        spool.seek(0)
+        return pq.read_table(spool, columns=columns, schema=SCHEMA)
+
+
+def _table(
+    fs: Any,
+    catalog_path: str,
+    manifest: Manifest,
+    columns: Sequence[str] | None,
+    status: Status,
+    origin: str | None,
+) -> pa.Table:
+    # Same selection rules as DatasetVersion.table, so the two readers agree.
+    cols = list(columns) if columns else None
+    read_cols = None if cols is None else sorted(set(cols) | {"status", "origin"}, key=SCHEMA.names.index)
+    base = _dataset_dir(catalog_path, manifest.dataset)
+    parts = [_read_shard(fs, f"{base}/{s.file}", s.sha256, read_cols) for s in manifest.shards]
+    table = pa.concat_tables(parts) if parts else SCHEMA.empty_table()
+    if read_cols is not None and not parts:
+        table = table.select(read_cols)
+    if status != "all":
+        table = table.filter(pc.equal(table["status"], status))
+    if origin is not None:
+        table = table.filter(pc.equal(table["origin"], origin))
+    return table.select(cols) if cols else table
+
+
+def read_version_at(
+    repo: str,
+    rev: str | None,
+    ref: str,
+    catalog_path: str = DEFAULT_CATALOG_PATH,
+    status: Status = "kept",
+    columns: Sequence[str] | None = None,
+    origin: str | None = None,
+    **fs_kwargs: Any,
+) -> pa.Table:
+    """Rows of dataset ``ref`` as it was at git revision ``rev`` of ``repo``.
+
+    ``ref`` is 'name' (the head recorded in that revision's ``HEAD``) or
+    'name@N' (version N, which is the same at every later revision because
+    manifests and shards are immutable). ``rev`` is any git revision (tag,
+    branch, sha); None means the working copy. ``catalog_path`` is the
+    catalog root relative to the repo root. ``status``, ``columns`` and
+    ``origin`` filter as in ``DatasetVersion.table``. Raises
+    ``IntegrityError`` naming the file when a shard's bytes do not match
+    its manifest.
+    """
+    with dvc_fs(repo, rev, **fs_kwargs) as fs:
+        manifest = _manifest(fs, catalog_path, ref)
+        return _table(fs, catalog_path, manifest, columns, status, origin)
+
+
+def open_at_revision(
+    repo: str, rev: str | None, ref: str, catalog_path: str = DEFAULT_CATALOG_PATH, **kw: Any
+) -> pa.Table:
+    """Alias of ``read_version_at`` (the name a training script's ``rev=`` option reads well with)."""
+    return read_version_at(repo, rev, ref, catalog_path, **kw)

@@ -1,0 +1,143 @@
+"""Reading a dataset version at a git revision through DVC (real git, real dvc, local remote)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from catalog import Catalog, CatalogError, open_version, samples_to_table
+from catalog.dvc_io import IntegrityError, _read_shard, manifest_at, read_version_at
+from tests.conftest import make_samples
+
+DVC = str(Path(sys.executable).with_name("dvc")) if Path(sys.executable).with_name("dvc").exists() else "dvc"
+ENV = {**os.environ, "DVC_NO_ANALYTICS": "1", "DO_NOT_TRACK": "1", "GIT_TERMINAL_PROMPT": "0"}
+CATALOG = "synthgen-data/catalog"
+
+
+def sh(cwd: Path, *args: str) -> None:
+    subprocess.run(args, cwd=cwd, env=ENV, check=True, capture_output=True, text=True)
+
+
+def cache_objects(repo: Path) -> set[str]:
+    """md5s of every object in the local DVC cache ('.dir' listings included)."""
+    root = repo / ".dvc" / "cache"
+    return {p.parent.name + p.name for p in root.rglob("*") if p.is_file()}
+
+
+def md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def snapshot(repo: Path, msg: str, tag: str) -> None:
+    """What a user does after a catalog commit: dvc add, git commit + tag, dvc push."""
+    sh(repo, DVC, "add", f"{CATALOG}/ds")
+    sh(repo, "git", "add", f"{CATALOG}/ds.dvc", f"{CATALOG}/.gitignore")
+    sh(repo, "git", "commit", "-q", "-m", msg)
+    sh(repo, "git", "tag", tag)
+    sh(repo, DVC, "push", "-q")
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A git + DVC project whose catalog holds ds@1 (tag v1) and ds@2 (tag v2), pushed to a local remote."""
+    repo = tmp_path_factory.mktemp("project")
+    remote = tmp_path_factory.mktemp("dvc-remote")
+    sh(repo, "git", "init", "-q")
+    sh(repo, "git", "config", "user.name", "synthgen test")
+    sh(repo, "git", "config", "user.email", "test@synthgen.invalid")
+    sh(repo, "git", "config", "commit.gpgsign", "false")
+    sh(repo, DVC, "init", "-q")
+    sh(repo, DVC, "config", "core.analytics", "false")
+    sh(repo, DVC, "remote", "add", "-d", "local", str(remote))
+    sh(repo, "git", "add", ".dvc", ".dvcignore")
+    sh(repo, "git", "commit", "-q", "-m", "dvc init")
+
+    cat = Catalog(repo / CATALOG)
+    cat.create("ds", "synthetic")
+    t1 = samples_to_table(make_samples(10, start=0))
+    with cat.lock("ds"):
+        cat.commit("ds", [cat.write_shard("ds", t1)], message="v1")
+    snapshot(repo, "ds v1", "v1")
+    cache_v1 = cache_objects(repo)
+
+    rows2 = make_samples(6, start=10)
+    rows2[0].status = "dropped_duplicate"
+    t2 = samples_to_table(rows2)
+    with cat.lock("ds"):
+        shard2 = cat.write_shard("ds", t2)
+        cat.commit("ds", [shard2], message="v2")
+    ds_dir = repo / CATALOG / "ds"
+    new_files = {md5(ds_dir / shard2.file), md5(cat.manifest_path("ds", 2)), md5(ds_dir / "HEAD")}
+    expected_v2 = open_version(cat, "ds@2").table(status="all")
+    snapshot(repo, "ds v2", "v2")
+    cache_v2 = cache_objects(repo)
+
+    # From here on nothing is local: every read must come from git + the DVC remote.
+    shutil.rmtree(repo / ".dvc" / "cache")
+    shutil.rmtree(repo / CATALOG / "ds")
+    return {
+        "repo": repo, "remote": remote, "t1": t1, "expected_v2": expected_v2,
+        "cache_v1": cache_v1, "cache_v2": cache_v2, "new_files": new_files,
+    }
+
+
+def test_dvc_add_of_v2_stores_only_new_files(project):
+    added = project["cache_v2"] - project["cache_v1"]
+    # One new '.dir' listing for the directory output, plus exactly the new
+    # shard, the new manifest and the moved HEAD: shard 1 is not stored again.
+    assert {o for o in added if o.endswith(".dir")} and len([o for o in added if o.endswith(".dir")]) == 1
+    assert {o for o in added if not o.endswith(".dir")} == project["new_files"]
+
+
+def test_reads_each_revision_from_the_remote(project):
+    repo, t1 = str(project["repo"]), project["t1"]
+    assert not (project["repo"] / ".dvc" / "cache").exists()
+
+    m1 = manifest_at(repo, "v1", "ds", CATALOG)
+    assert m1.version == 1 and m1.rows == 10
+    at_v1 = read_version_at(repo, "v1", "ds", CATALOG)
+    assert at_v1.equals(t1)
+
+    m2 = manifest_at(repo, "v2", "ds", CATALOG)
+    assert m2.version == 2 and m2.parent == 1 and m2.rows == 16
+    everything = read_version_at(repo, "v2", "ds", CATALOG, status="all")
+    assert everything.equals(project["expected_v2"])
+    kept = read_version_at(repo, "v2", "ds", CATALOG, columns=["sample_id"])
+    assert kept.column_names == ["sample_id"] and kept.num_rows == 15
+    assert "s00010" not in kept["sample_id"].to_pylist()  # the dropped row
+
+    # A pinned version reads the same at a later revision (immutability).
+    pinned = read_version_at(repo, "v2", "ds@1", CATALOG)
+    assert pinned.equals(t1)
+    two_cols = read_version_at(repo, "v1", "ds@1", CATALOG, columns=["sample_id", "label"])
+    assert two_cols.equals(t1.select(["sample_id", "label"]))
+
+    # Version 2 does not exist yet at v1.
+    with pytest.raises(CatalogError, match="no version 2"):
+        manifest_at(repo, "v1", "ds@2", CATALOG)
+
+    # Reads did not repopulate a local cache, and without the remote they fail:
+    # the rows above really came from the DVC remote.
+    assert not (project["repo"] / ".dvc" / "cache").exists()
+    moved = project["remote"].with_name(project["remote"].name + "-away")
+    project["remote"].rename(moved)
+    try:
+        with pytest.raises(CatalogError, match="neither the local DVC cache nor the DVC remote"):
+            read_version_at(repo, "v2", "ds@1", CATALOG)
+    finally:
+        moved.rename(project["remote"])
+
+
+def test_shard_hash_mismatch_names_the_file():
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/cat/ds/shards/abc.parquet", b"not the bytes the manifest promised")
+    with pytest.raises(IntegrityError, match="shards/abc.parquet"):
+        _read_shard(fs, "/cat/ds/shards/abc.parquet", "0" * 64, None)
