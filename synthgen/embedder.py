@@ -55,7 +55,9 @@ class Embedder:
 def load_embedder(spec: EmbedderSpec) -> Embedder:
     """Load the spec's CLIP model with ``SentenceTransformer(path_or_id)``."""
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # "Loading weights" bars would break the job's own progress display
     path = resolve_model_path(spec.model)
     model = SentenceTransformer(path, device=resolve_device(spec.device))
     name = spec.model
