@@ -443,6 +443,55 @@ def search(
         out.print(f"contact sheet: {sheet}")
 
 
+@app.command("schedule")
+def schedule_cmd(
+    spec: Path = typer.Argument(..., help="Job spec YAML."),
+    cron: Optional[str] = typer.Option(None, help="Cron schedule, e.g. '0 2 * * *' (none: run on demand)."),
+    pool: str = typer.Option("synthgen", help="Prefect work pool (created as a process pool if missing)."),
+    name: Optional[str] = typer.Option(None, help="Deployment name (default: the job's name)."),
+) -> None:
+    """Register a job as a Prefect deployment with a cron schedule (needs `prefect server start`)."""
+    from flows.schedule import ScheduleError, schedule
+    from synthgen.spec import SpecError, load_spec
+
+    try:
+        job = load_spec(spec)
+        dep = schedule(job, str(_paths().root), cron, pool, name)
+    except (SpecError, ScheduleError) as exc:
+        _fail(str(exc))
+    out.print(f"scheduled {name or job.name} (deployment {dep}) on pool {pool!r}" + (f", cron {cron!r}" if cron else ""))
+    out.print(f"start a worker where it should run:  prefect worker start --pool {pool}")
+
+
+@app.command()
+def schedules() -> None:
+    """List scheduled jobs with their next run times."""
+    from flows.schedule import ScheduleError, list_schedules
+
+    try:
+        items = list_schedules()
+    except ScheduleError as exc:
+        _fail(str(exc))
+    t = Table(title="synthgen schedules")
+    for col in ("name", "cron", "pool", "dataset", "next runs", "deployment"):
+        t.add_column(col, overflow="fold")
+    for s in items:
+        t.add_row(s.name, s.cron or "-", s.pool or "-", s.dataset or "-", "\n".join(s.next_runs) or "-", s.deployment_id)
+    out.print(t)
+
+
+@app.command()
+def unschedule(name: str = typer.Argument(..., help="Deployment name.")) -> None:
+    """Remove a scheduled job."""
+    from flows.schedule import ScheduleError, unschedule as run_unschedule
+
+    try:
+        run_unschedule(name)
+    except ScheduleError as exc:
+        _fail(str(exc))
+    out.print(f"removed schedule {name}")
+
+
 def entrypoint() -> None:
     """Console-script entry point."""
     try:

@@ -1,0 +1,127 @@
+"""Scheduled jobs: Prefect deployments of the generation flow on a work pool.
+
+A schedule is a deployment of ``flows/generate.py:generate_dataset`` whose
+parameters are the job spec (as a dict) and the data folder, with a cron
+schedule, on a work pool served by ``prefect worker start --pool NAME``
+processes (one per GPU machine). Cron schedules never fire on the temporary
+server a plain run starts, so every function here needs ``PREFECT_API_URL``
+pointing at a long-lived ``prefect server start``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from synthgen.spec import JobSpec
+
+REPO = Path(__file__).resolve().parent.parent
+ENTRYPOINT = "flows/generate.py:generate_dataset"
+TAG = "synthgen"
+
+
+class ScheduleError(RuntimeError):
+    """Scheduling is not possible as configured (no server, no pool...)."""
+
+
+def require_server() -> str:
+    """The configured Prefect API URL, or a clear error saying how to get one."""
+    url = os.environ.get("PREFECT_API_URL")
+    if not url:
+        from prefect.settings import PREFECT_API_URL
+
+        url = PREFECT_API_URL.value()
+    if not url:
+        raise ScheduleError(
+            "scheduling needs a long-lived Prefect server (cron never fires on the temporary one):\n"
+            "  prefect server start --host 127.0.0.1 --port 4200   # use Postgres in production\n"
+            "  export PREFECT_API_URL=http://127.0.0.1:4200/api\n"
+            "  prefect work-pool create gpu --type process && prefect worker start --pool gpu"
+        )
+    return url
+
+
+@dataclass
+class ScheduleInfo:
+    name: str
+    deployment_id: str
+    cron: str | None
+    pool: str | None
+    next_runs: list[str]
+    dataset: str | None
+
+
+def schedule(spec: JobSpec, data_dir: str, cron: str | None, pool: str, name: str | None = None) -> str:
+    """Register (or update) a deployment of the job; returns its id."""
+    require_server()
+    from prefect import flow
+
+    _ensure_pool(pool)
+    deployable = flow.from_source(source=str(REPO), entrypoint=ENTRYPOINT)
+    deployment_id = deployable.deploy(
+        name=name or spec.name,
+        work_pool_name=pool,
+        cron=cron,
+        parameters={"spec": spec.model_dump(mode="json"), "data_dir": data_dir},
+        tags=[TAG, f"dataset:{spec.output.dataset}"],
+        build=False,
+        push=False,
+        print_next_steps=False,
+        ignore_warnings=True,
+    )
+    return str(deployment_id)
+
+
+def _ensure_pool(pool: str) -> None:
+    async def run() -> None:
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.actions import WorkPoolCreate
+        from prefect.exceptions import ObjectNotFound
+
+        async with get_client() as client:
+            try:
+                await client.read_work_pool(pool)
+            except ObjectNotFound:
+                await client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
+
+    asyncio.run(run())
+
+
+def list_schedules() -> list[ScheduleInfo]:
+    """synthgen deployments with their cron, pool and next scheduled runs."""
+    require_server()
+
+    async def run() -> list[ScheduleInfo]:
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags
+
+        async with get_client() as client:
+            deps = await client.read_deployments(
+                deployment_filter=DeploymentFilter(tags=DeploymentFilterTags(all_=[TAG]))
+            )
+            out = []
+            for d in deps:
+                crons = [getattr(s.schedule, "cron", None) for s in d.schedules or []]
+                runs = await client.get_scheduled_flow_runs_for_deployments([d.id], limit=3)
+                dataset = next((t.split(":", 1)[1] for t in d.tags if t.startswith("dataset:")), None)
+                out.append(ScheduleInfo(d.name, str(d.id), next((c for c in crons if c), None),
+                                        d.work_pool_name, [str(r.expected_start_time) for r in runs], dataset))
+            return out
+
+    return asyncio.run(run())
+
+
+def unschedule(name: str) -> None:
+    """Delete the deployment ``generate_dataset/<name>`` (or ``synthgen-generate/<name>``)."""
+    require_server()
+
+    async def run() -> None:
+        from prefect.client.orchestration import get_client
+
+        async with get_client() as client:
+            dep = await client.read_deployment_by_name(f"synthgen-generate/{name}")
+            await client.delete_deployment(dep.id)
+
+    asyncio.run(run())
