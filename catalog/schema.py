@@ -63,6 +63,9 @@ _COLUMNS: list[tuple[str, pa.DataType]] = [
     ("nn_similarity", pa.float32()),
     ("real_nn_id", pa.string()),
     ("real_nn_similarity", pa.float32()),
+    ("real_pixel_nn_id", pa.string()),
+    ("real_pixel_distance", pa.float32()),
+    ("pixel_threshold", pa.float32()),
     ("drop_reason", pa.string()),
     ("created_at", pa.timestamp("us", tz="UTC")),
 ]
@@ -119,6 +122,8 @@ def samples_to_table(samples: list[Sample], embedding_model: str | None = None) 
             "nn_similarity": s.nn_similarity,
             "real_nn_id": s.real_nn_id,
             "real_nn_similarity": s.real_nn_similarity,
+            "real_pixel_nn_id": s.real_pixel_nn_id,
+            "real_pixel_distance": s.real_pixel_distance,
             "drop_reason": s.drop_reason,
             "created_at": s.created_at or datetime.now(timezone.utc),
         }

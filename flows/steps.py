@@ -37,6 +37,8 @@ from synthgen.embedder import Embedder, load_embedder
 from synthgen.engine import run_samples
 from synthgen.generators import Generator, load_generator
 from synthgen.imaging import decode, make_grid
+from synthgen.index import vector_set
+from synthgen.memorisation import PixelGuard
 from synthgen.plan import Shard, make_plan
 from synthgen.records import Provenance
 from synthgen.runtime import code_commit, library_version, set_threads
@@ -115,6 +117,25 @@ def prefetch_models(spec: JobSpec) -> threading.Thread:
     return thread
 
 
+@lru_cache(maxsize=2)
+def _guard(catalog_root: str, real_ref: str, manifest_sha: str) -> PixelGuard:
+    version = open_version(Catalog(catalog_root), real_ref)
+    t = version.table(["sample_id", "image"])
+    images = [decode(b) for b in t["image"].combine_chunks().field("bytes").to_pylist()]
+    return PixelGuard(t["sample_id"].to_pylist(), images)
+
+
+def get_guard(spec: JobSpec, paths: Paths) -> PixelGuard | None:
+    """The pixel-space memorisation guard over the spec's real dataset (head), if any."""
+    real = spec.dedup.real_dataset
+    if not real or spec.dedup.pixel_threshold is None:
+        return None
+    cat = Catalog(paths.catalog)
+    head = cat.head(real)
+    with _load_lock:
+        return _guard(str(paths.catalog), f"{real}@{head}", cat.manifest_sha256(real, head))
+
+
 def staging_dir(paths: Paths, spec: JobSpec) -> Path:
     """Staged shards of one job (keyed by spec digest, so reruns find them)."""
     return paths.staging / spec.output.dataset / spec.digest()[:24]
@@ -142,6 +163,7 @@ def provenance_for(spec: JobSpec, gen: Generator, emb: Embedder, runs: RunRef) -
         embedding_model=emb.name,
         dedup_threshold=spec.dedup.threshold,
         real_threshold=spec.dedup.real_threshold,
+        pixel_threshold=spec.dedup.pixel_threshold if spec.dedup.real_dataset else None,
         real_dataset=spec.dedup.real_dataset,
         prefect_flow_run_id=runs.prefect_flow_run_id,
         mlflow_run_id=runs.mlflow_run_id,
@@ -158,7 +180,8 @@ def generate_shard(spec: JobSpec, shard: Shard, paths: Paths, runs: RunRef, on_b
     samples = make_plan(spec, shard.start, shard.stop)
     cond = spec.conditioning
     caption = (lambda s: cond.caption(s.class_name)) if cond.kind == "class" else (lambda s: s.prompt)
-    stats = run_samples(samples, gen, emb, provenance_for(spec, gen, emb, runs), caption, on_batch)
+    stats = run_samples(samples, gen, emb, provenance_for(spec, gen, emb, runs), caption, on_batch,
+                        guard=get_guard(spec, paths))
     write_parquet_atomic(samples_to_table(samples), out)
     return ShardReport(shard.index, len(samples), False, stats.sampling_s, time.perf_counter() - t0)
 
@@ -170,7 +193,9 @@ def _vectors(catalog: Catalog, ref: str, embedder: Embedder) -> VectorSet:
     if ids and (models != {embedder.name} or emb.shape[1] == 0):
         images = version.table(["image"])["image"].combine_chunks().field("bytes").to_pylist()
         emb = embedder.embed_images([decode(b) for b in images])
-    return VectorSet.build(ids, emb if len(ids) else np.zeros((0, embedder.dim), np.float32))
+    if not ids:
+        return VectorSet.build([], np.zeros((0, embedder.dim), np.float32))
+    return vector_set(ids, emb)  # exact up to 100k rows, calibrated IVF beyond
 
 
 def _apply(table: pa.Table, d: Decisions, start: int, stop: int) -> pa.Table:
@@ -211,10 +236,16 @@ def dedup_and_commit(spec: JobSpec, shards: list[Shard], paths: Paths, runs: lis
             if catalog.info(spec.dedup.real_dataset)["origin"] != "real":
                 raise CatalogError(f"dedup.real_dataset {spec.dedup.real_dataset!r} is not a real dataset")
             real = _vectors(catalog, spec.dedup.real_dataset, embedder)
-        keys = pa.concat_tables(pq.read_table(f, columns=["sample_id", "embedding"]) for f in files)
+        keys = pa.concat_tables(
+            pq.read_table(f, columns=["sample_id", "embedding", "real_pixel_distance", "real_pixel_nn_id"])
+            for f in files
+        )
         emb = np.asarray(keys["embedding"].combine_chunks().values.to_numpy(), np.float32).reshape(keys.num_rows, -1)
+        pixel = list(zip(keys["real_pixel_distance"].to_pylist(), keys["real_pixel_nn_id"].to_pylist()))
         decisions = decide(
-            keys["sample_id"].to_pylist(), emb, spec.dedup.threshold, spec.dedup.real_threshold, earlier, real
+            keys["sample_id"].to_pylist(), emb, spec.dedup.threshold, spec.dedup.real_threshold, earlier, real,
+            real_pixel=pixel if real else None,
+            pixel_threshold=spec.dedup.pixel_threshold,
         )
         refs, offset = [], 0
         for f in files:

@@ -42,7 +42,9 @@ class VectorSet:
         if self.index.ntotal == 0:
             return np.full(len(queries), -np.inf, dtype=np.float32), [None] * len(queries)
         sims, idx = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), 1)
-        return sims[:, 0], [self.ids[i] if i >= 0 else None for i in idx[:, 0]]
+        # An IVF search whose probed cells are all empty returns id -1 with a huge negative score.
+        best = np.where(idx[:, 0] >= 0, sims[:, 0], -np.inf).astype(np.float32)
+        return best, [self.ids[i] if i >= 0 else None for i in idx[:, 0]]
 
 
 @dataclass
@@ -75,11 +77,15 @@ def decide(
     real_threshold: float,
     earlier: VectorSet | None = None,
     real: VectorSet | None = None,
+    real_pixel: list[tuple[float | None, str | None]] | None = None,
+    pixel_threshold: float | None = None,
 ) -> Decisions:
     """Decide kept / dropped_duplicate / blocked_real_copy for each sample in plan order.
 
     A sample is blocked when its cosine similarity to a real sample reaches
-    ``real_threshold``; otherwise dropped when its similarity to a kept
+    ``real_threshold``, or when ``real_pixel`` (per-sample (distance, real
+    id) from the pixel guard) is at most ``pixel_threshold``; otherwise
+    dropped when its similarity to a kept
     sample (earlier in this run, or in an earlier version) reaches
     ``threshold``; earliest in plan order wins.
     """
@@ -109,8 +115,11 @@ def decide(
             ]
             sim, nid, src = max(candidates, key=lambda c: c[0])
             synth_sim = max(best_run, float(ds_sim[g]))
+            pix, pix_id = real_pixel[g] if real_pixel else (None, None)
             if real_sim[g] >= real_threshold:
                 status, reason = REAL_COPY, f"cosine {real_sim[g]:.4f} >= {real_threshold} to real sample {real_id[g]}"
+            elif pixel_threshold is not None and pix is not None and pix <= pixel_threshold:
+                status, reason = REAL_COPY, f"pixel distance {pix:.4f} <= {pixel_threshold} to real sample {pix_id}"
             elif synth_sim >= threshold:
                 status, reason = DUPLICATE, f"cosine {sim:.4f} >= {threshold} to kept sample {nid} ({src})"
             else:

@@ -20,6 +20,7 @@ import numpy as np
 from synthgen.embedder import Embedder
 from synthgen.generators import Generator
 from synthgen.imaging import array_to_pil, encode_png, pixel_sha256
+from synthgen.memorisation import PixelGuard
 from synthgen.records import Provenance, Sample
 
 
@@ -38,6 +39,7 @@ def _finish_batch(
     embedder: Embedder | None,
     provenance: Provenance | None,
     captions: list[str] | None,
+    guard: PixelGuard | None = None,
 ) -> None:
     now = datetime.now(timezone.utc)
     for sample, arr in zip(samples, arrays):
@@ -56,6 +58,10 @@ def _finish_batch(
         for i, sample in enumerate(samples):
             sample.embedding = emb[i]
             sample.clip_score = float(scores[i]) if scores is not None else None
+    if guard is not None:
+        dists, ids = guard.nearest([s.image for s in samples])
+        for sample, d, rid in zip(samples, dists, ids):
+            sample.real_pixel_distance, sample.real_pixel_nn_id = d, rid
 
 
 def run_samples(
@@ -65,11 +71,13 @@ def run_samples(
     provenance: Provenance | None = None,
     caption: Callable[[Sample], str] | None = None,
     on_batch: Callable[[int], None] | None = None,
+    guard: PixelGuard | None = None,
 ) -> EngineStats:
     """Generate, encode and embed ``samples`` in place, in plan order.
 
     ``caption`` maps a sample to the text its CLIP alignment score is taken
-    against; ``on_batch(n)`` is called after each batch is sampled (progress).
+    against; ``on_batch(n)`` is called after each batch is sampled (progress);
+    ``guard`` finds each sample's closest real image in pixel space.
     """
     stats = EngineStats()
     t0 = time.perf_counter()
@@ -81,7 +89,7 @@ def run_samples(
             arrays = generator.generate(chunk)
             stats.sampling_s += time.perf_counter() - t
             captions = [caption(s) for s in chunk] if caption and embedder else None
-            pending.append(pool.submit(_finish_batch, chunk, arrays, embedder, provenance, captions))
+            pending.append(pool.submit(_finish_batch, chunk, arrays, embedder, provenance, captions, guard))
             if len(pending) >= 2:  # keep at most two batches in flight
                 pending.pop(0).result()
             if on_batch:

@@ -54,6 +54,7 @@ class Provenance:
     embedding_model: str
     dedup_threshold: float
     real_threshold: float
+    pixel_threshold: float | None
     real_dataset: str | None
     prefect_flow_run_id: str | None = None
     mlflow_run_id: str | None = None
@@ -91,6 +92,8 @@ class Sample:
     nn_similarity: float | None = None
     real_nn_id: str | None = None
     real_nn_similarity: float | None = None
+    real_pixel_nn_id: str | None = None  # closest real image in pixel space (memorisation guard)
+    real_pixel_distance: float | None = None
     extra: dict = field(default_factory=dict)
 
     @property

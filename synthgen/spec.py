@@ -122,7 +122,12 @@ class DedupSpec(_Strict):
     """Near-duplicate and memorisation thresholds (cosine similarity)."""
 
     threshold: float = Field(0.97, gt=0.0, le=1.0, description="drop if this close to a kept synthetic sample")
-    real_threshold: float = Field(0.95, gt=0.0, le=1.0, description="block if this close to a real sample")
+    real_threshold: float = Field(0.95, gt=0.0, le=1.0, description="block if CLIP-this close to a real sample")
+    pixel_threshold: float | None = Field(
+        0.24, gt=0.0, le=2.0,
+        description="block if a real image is this close in pixel space (shift-tolerant tiled RMS of "
+        "standardised 16px thumbnails; copies <= 0.21, distinct digits >= 0.27); null disables",
+    )
     real_dataset: str | None = Field(None, pattern=NAME_PATTERN, description="real dataset to guard against")
 
 
