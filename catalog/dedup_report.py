@@ -48,7 +48,8 @@ def dedup_report(version: DatasetVersion, out_png: str | Path | None = None, exa
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(7, 3.5))
-        bins = np.linspace(np.nanmin([np.nanmin(synth), np.nanmin(real), 0.5]), 1.0, 60)
+        finite = np.concatenate([synth[~np.isnan(synth)], real[~np.isnan(real)], [0.5]])
+        bins = np.linspace(min(finite.min(), 0.5), 1.0, 60)
         ax.hist(synth[~np.isnan(synth)], bins=bins, alpha=0.6, label="nearest synthetic (kept)")
         ax.hist(real[~np.isnan(real)], bins=bins, alpha=0.6, label="nearest real")
         ax.axvline(thr, color="k", ls="--", label=f"dedup threshold {thr:.2f}")

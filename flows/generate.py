@@ -92,11 +92,14 @@ def generate_dataset(spec: dict, data_dir: str | None = None) -> dict:
         startup_s = time.perf_counter() - t0
         with progress.display(job.total_images, f"{job.name}"):
             reports = [generate_shard_task(job, s, str(paths.root), runs) for s in shards]
+        t_commit = time.perf_counter()
         commit = commit_task(job, shards, str(paths.root), runs)
+        t_finish = time.perf_counter()
         grid = write_grid(catalog, commit.dataset, commit.version, commit.files)
         wall = time.perf_counter() - t0
         metrics = summary_metrics(commit, reports, wall)
         metrics["startup_s"] = startup_s
+        metrics["commit_s"] = t_finish - t_commit
         tracker.log_metrics(metrics)
         tracker.log_artifact(grid)
         tracker.log_artifact(commit.manifest_path)
@@ -119,6 +122,9 @@ def generate_dataset(spec: dict, data_dir: str | None = None) -> dict:
                 str(real_path), "reference",
             )
         tracker.set_tags({"synthgen.dataset": ref, "synthgen.reused_version": str(commit.reused)})
+        metrics["finish_s"] = time.perf_counter() - t_finish  # grid, card, report, MLflow logging
+        metrics["wall_s"] = time.perf_counter() - t0
+        tracker.log_metrics({"finish_s": metrics["finish_s"], "wall_s": metrics["wall_s"]})
         result = {
             "job": job.name,
             "dataset": commit.dataset,

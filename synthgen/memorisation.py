@@ -36,6 +36,23 @@ def _standardise_batch(x: np.ndarray) -> np.ndarray:
     return x / (x.std(axis=(-2, -1), keepdims=True) + 1e-6)
 
 
+def _pairwise_copy_distances(a: np.ndarray, b: np.ndarray, max_shift: int = 1, tiles: int = 4) -> np.ndarray:
+    """``copy_distance`` for each pair (a[i], b[i]) of two (n, H, W) stacks."""
+    n, h, w = b.shape
+    best = np.full(n, np.inf, dtype=np.float32)
+    for dy in range(-max_shift, max_shift + 1):
+        for dx in range(-max_shift, max_shift + 1):
+            hh, ww = h - abs(dy), w - abs(dx)
+            th, tw = max(1, hh // tiles), max(1, ww // tiles)
+            ny, nx = hh // th, ww // tw
+            pa = a[:, max(0, dy) : max(0, dy) + hh, max(0, dx) : max(0, dx) + ww]
+            pb = b[:, max(0, -dy) : max(0, -dy) + hh, max(0, -dx) : max(0, -dx) + ww]
+            d = _standardise_batch(pa) - _standardise_batch(pb)
+            d = d[:, : ny * th, : nx * tw].reshape(n, ny, th, nx, tw)
+            best = np.minimum(best, np.sqrt((d * d).mean(axis=(2, 4))).max(axis=(1, 2)))
+    return best
+
+
 def copy_distances(a: np.ndarray, candidates: np.ndarray, max_shift: int = 1, tiles: int = 4) -> np.ndarray:
     """Shift-tolerant tiled distance from one standardised image to each of ``candidates`` (n, H, W).
 
@@ -45,20 +62,7 @@ def copy_distances(a: np.ndarray, candidates: np.ndarray, max_shift: int = 1, ti
     taken; the best translation wins. Lower = more alike.
     """
     c = np.asarray(candidates, dtype=np.float32).reshape(-1, *a.shape)
-    h, w = a.shape
-    best = np.full(len(c), np.inf, dtype=np.float32)
-    for dy in range(-max_shift, max_shift + 1):
-        for dx in range(-max_shift, max_shift + 1):
-            hh, ww = h - abs(dy), w - abs(dx)
-            th, tw = max(1, hh // tiles), max(1, ww // tiles)
-            ny, nx = hh // th, ww // tw
-            pa = a[max(0, dy) : max(0, dy) + hh, max(0, dx) : max(0, dx) + ww]
-            pb = c[:, max(0, -dy) : max(0, -dy) + hh, max(0, -dx) : max(0, -dx) + ww]
-            d = _standardise_batch(pa)[None] - _standardise_batch(pb)
-            d = d[:, : ny * th, : nx * tw].reshape(len(c), ny, th, nx, tw)
-            worst = np.sqrt((d * d).mean(axis=(2, 4))).max(axis=(1, 2))
-            best = np.minimum(best, worst)
-    return best
+    return _pairwise_copy_distances(np.broadcast_to(a, c.shape), c, max_shift, tiles)
 
 
 def copy_distance(a: np.ndarray, b: np.ndarray, max_shift: int = 1, tiles: int = 4) -> float:
@@ -101,14 +105,17 @@ class PixelGuard:
             return [None] * len(images), [None] * len(images)
         q = np.stack([standardise(im, THUMB) for im in images])
         _, idx = self.index.search(np.ascontiguousarray(q.reshape(len(q), -1), dtype=np.float32), self.k)
-        dists, ids = [], []
-        for n, row in enumerate(idx):
-            cands = {int(self.owner[i]) for i in row if i >= 0}
-            if extra and extra[n] in self._pos:
-                cands.add(self._pos[extra[n]])
-            order = sorted(cands)
-            scores = copy_distances(q[n], self.thumbs[order], self.max_shift)
-            best = int(np.argmin(scores))
-            dists.append(float(scores[best]))
-            ids.append(self.ids[order[best]])
+        owners = np.where(idx >= 0, self.owner[np.maximum(idx, 0)], -1)
+        extra_pos = [self._pos.get(e, -1) if e else -1 for e in (extra or [None] * len(q))]
+        cands = np.concatenate([owners, np.array(extra_pos)[:, None]], axis=1)  # (n, k + 1)
+        # One vectorised pass over every (query, candidate) pair instead of a Python loop:
+        # this runs in the engine's background thread, where Python time would hold the GIL.
+        valid = cands >= 0
+        pairs_q = np.repeat(q, cands.shape[1], axis=0)
+        pairs_c = self.thumbs[np.maximum(cands, 0)].reshape(-1, THUMB, THUMB)
+        scores = _pairwise_copy_distances(pairs_q, pairs_c, self.max_shift).reshape(cands.shape)
+        scores = np.where(valid, scores, np.inf)
+        best = scores.argmin(axis=1)
+        dists = [float(scores[n, b]) for n, b in enumerate(best)]
+        ids = [self.ids[int(cands[n, b])] for n, b in enumerate(best)]
         return dists, ids

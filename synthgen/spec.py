@@ -151,6 +151,17 @@ class JobSpec(_Strict):
     dedup: DedupSpec = DedupSpec()
     output: OutputSpec
 
+    @model_validator(mode="after")
+    def _whole_batches(self) -> "JobSpec":
+        # The denoiser always runs full batches (padding keeps samples bit-identical),
+        # so a shard that is not a whole number of batches wastes compute on padding.
+        if self.output.shard_size % self.generator.batch_size:
+            raise ValueError(
+                f"output.shard_size ({self.output.shard_size}) must be a multiple of generator.batch_size "
+                f"({self.generator.batch_size}); otherwise every shard pads a partial batch"
+            )
+        return self
+
     @property
     def total_images(self) -> int:
         items = self.conditioning.classes or self.conditioning.prompts or []

@@ -26,7 +26,8 @@ def transforms(img: Image.Image, rng) -> list[np.ndarray]:
 def test_planted_copies_blocked_ordinary_samples_pass(demo_run):
     paths = configure(demo_run["data"])
     job = small_job(dataset="digits-guard", per_class=10, classes=tuple(range(10)))
-    job["output"]["shard_size"] = 25  # the last shard (25 samples) becomes the planted copies
+    job["output"]["shard_size"] = 24
+    job["images_per_condition"] = 12  # 120 samples: shards of 24, the last 24 become planted copies
     spec = parse_spec(job)
     shards = make_shards(spec.total_images, spec.output.shard_size)
     runs = RunRef(prefect_flow_run_id="guard-test", mlflow_run_id=None)

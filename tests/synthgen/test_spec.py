@@ -32,6 +32,11 @@ def test_bad_field_is_named(change, field):
     assert field in str(err.value)
 
 
+def test_shard_must_hold_whole_batches():
+    with pytest.raises(SpecError, match="multiple of generator.batch_size"):
+        parse_spec(small_job(output={"dataset": "x", "shard_size": 12}))
+
+
 def test_conditioning_needs_exactly_one_kind():
     spec = small_job()
     spec["conditioning"]["prompts"] = ["a cat"]
