@@ -177,6 +177,9 @@ def generate_shard(spec: JobSpec, shard: Shard, paths: Paths, runs: RunRef, on_b
         return ShardReport(shard.index, pq.read_metadata(out).num_rows, reused=True)
     t0 = time.perf_counter()
     gen, emb = get_generator(spec), get_embedder(spec)
+    # OpenMP thread settings are per calling thread: set them where sampling runs
+    # (the models may have been loaded by the prefetch thread).
+    set_threads(spec.generator.threads)
     samples = make_plan(spec, shard.start, shard.stop)
     cond = spec.conditioning
     caption = (lambda s: cond.caption(s.class_name)) if cond.kind == "class" else (lambda s: s.prompt)
