@@ -89,7 +89,8 @@ def _print_summary(r: dict) -> None:
     t.add_row("blocked: near-copy of real data", f"{c.get('blocked_real_copy', 0)}")
     t.add_row("throughput", f"{m['images_per_s']:.1f} images/s over {m['wall_s']:.1f} s (start-up {m['startup_s']:.1f} s)")
     t.add_row("dataset", f"{r['dataset']} version {r['version']}")
-    t.add_row("parquet", "\n".join(r["files"]) or "(no new shards)")
+    folder = str(Path(r["files"][0]).parent) if r["files"] else "-"
+    t.add_row("parquet", f"{len(r['files'])} new shard(s) in {folder}" if r["files"] else "(no new shards)")
     t.add_row("manifest", r["manifest"])
     t.add_row("sample grid", r["grid"])
     t.add_row("MLflow run", f"{r['mlflow_run_id']} ({r['mlflow_tracking_uri']})")

@@ -107,8 +107,11 @@ def main() -> None:
             el = time.time() - t0
             print(f"step {step:5d} loss {loss.item():.4f} lr {sched.get_last_lr()[0]:.2e} {el:6.0f}s", flush=True)
 
+    # "leading" spacing with offset 1 keeps the first step off t=999, where the
+    # cosine schedule's alpha_bar is ~0 and DPM-Solver's log-SNR blows up
+    # (measured: binary, broken digits; 93.5% vs 100% class agreement).
     scheduler = DPMSolverMultistepScheduler.from_config(
-        noise_sched.config, algorithm_type="dpmsolver++", solver_order=2
+        noise_sched.config, algorithm_type="dpmsolver++", solver_order=2, timestep_spacing="leading", steps_offset=1
     )
     pipe = ClassConditionalPipeline(unet=ema, scheduler=scheduler, class_names=list(CLASS_NAMES))
     out = Path(args.out)
