@@ -129,3 +129,24 @@ def test_rerun_after_a_crash_resumes_and_matches_a_clean_run(demo_run, real_digi
     for col in ("sample_id", "image_sha256", "seed", "status", "nn_id", "real_nn_id"):
         assert [r[col] for r in rows] == clean[col].to_pylist(), col
     assert clean["image"].to_pylist() == [r["image"] for r in rows]
+
+
+def test_dedup_decisions_do_not_depend_on_sharding(demo_run, tmp_path):
+    """The same job in 1 shard or in many gives the same rows and the same decisions."""
+    from flows.steps import dedup_and_commit
+
+    paths = configure(tmp_path)
+    outcomes = []
+    for shard_size, name in ((48, "one-shard"), (8, "six-shards")):
+        job = small_job(dataset=name, per_class=16, dedup={"threshold": 0.9, "real_dataset": None})
+        job["output"]["shard_size"] = shard_size
+        spec = parse_spec(job)
+        shards = make_shards(spec.total_images, shard_size)
+        runs = RunRef(prefect_flow_run_id="p", mlflow_run_id="m")
+        for shard in shards:
+            generate_shard(spec, shard, paths, runs)
+        dedup_and_commit(spec, shards, paths, [runs])
+        t = open_version(Catalog(paths.catalog), name).table(status="all")
+        outcomes.append([(r["plan_index"], r["image_sha256"], r["status"], r["nn_similarity"]) for r in t.to_pylist()])
+    assert len(outcomes[0]) == 48 and outcomes[0] == outcomes[1]
+    assert any(status == "dropped_duplicate" for _, _, status, _ in outcomes[0])  # threshold 0.9 drops some
