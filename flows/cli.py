@@ -87,6 +87,8 @@ def _print_summary(r: dict) -> None:
     t.add_row("kept", f"{c.get('kept', 0)}")
     t.add_row("dropped: near-duplicate", f"{c.get('dropped_duplicate', 0)}")
     t.add_row("blocked: near-copy of real data", f"{c.get('blocked_real_copy', 0)}")
+    if c.get("low_quality"):
+        t.add_row("dropped: low CLIP alignment", f"{c['low_quality']}")
     t.add_row("throughput", f"{m['images_per_s']:.1f} images/s over {m['wall_s']:.1f} s (start-up {m['startup_s']:.1f} s)")
     t.add_row("dataset", f"{r['dataset']} version {r['version']}")
     folder = str(Path(r["files"][0]).parent) if r["files"] else "-"

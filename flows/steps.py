@@ -240,7 +240,7 @@ def dedup_and_commit(spec: JobSpec, shards: list[Shard], paths: Paths, runs: lis
                 raise CatalogError(f"dedup.real_dataset {spec.dedup.real_dataset!r} is not a real dataset")
             real = _vectors(catalog, spec.dedup.real_dataset, embedder)
         keys = pa.concat_tables(
-            pq.read_table(f, columns=["sample_id", "embedding", "real_pixel_distance", "real_pixel_nn_id"])
+            pq.read_table(f, columns=["sample_id", "embedding", "real_pixel_distance", "real_pixel_nn_id", "clip_score"])
             for f in files
         )
         emb = np.asarray(keys["embedding"].combine_chunks().values.to_numpy(), np.float32).reshape(keys.num_rows, -1)
@@ -249,6 +249,9 @@ def dedup_and_commit(spec: JobSpec, shards: list[Shard], paths: Paths, runs: lis
             keys["sample_id"].to_pylist(), emb, spec.dedup.threshold, spec.dedup.real_threshold, earlier, real,
             real_pixel=pixel if real else None,
             pixel_threshold=spec.dedup.pixel_threshold,
+            scores=keys["clip_score"].to_pylist(),
+            min_score=spec.dedup.min_clip_score,
+            keep=spec.dedup.keep,
         )
         refs, offset = [], 0
         for f in files:
@@ -330,6 +333,7 @@ def summary_metrics(report: CommitReport, shard_reports: list[ShardReport], wall
         "kept": report.counts.get("kept", 0),
         "dropped_duplicate": report.counts.get("dropped_duplicate", 0),
         "blocked_real_copy": report.counts.get("blocked_real_copy", 0),
+        "low_quality": report.counts.get("low_quality", 0),
         "generated_this_run": fresh,
         "shards_reused": sum(r.reused for r in shard_reports),
         "images_per_s": fresh / wall_s if wall_s > 0 else 0.0,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import faiss
 import numpy as np
 
-from synthgen.records import DUPLICATE, KEPT, NN_DATASET, NN_REAL, NN_RUN, REAL_COPY
+from synthgen.records import DUPLICATE, KEPT, LOW_QUALITY, NN_DATASET, NN_REAL, NN_RUN, REAL_COPY
 
 _CHUNK = 256  # fixed: part of the definition of "plan order"
 
@@ -79,35 +79,49 @@ def decide(
     real: VectorSet | None = None,
     real_pixel: list[tuple[float | None, str | None]] | None = None,
     pixel_threshold: float | None = None,
+    scores: list[float | None] | None = None,
+    min_score: float | None = None,
+    keep: str = "first",
 ) -> Decisions:
-    """Decide kept / dropped_duplicate / blocked_real_copy for each sample in plan order.
+    """Decide each sample's status, in plan order, with its evidence.
 
-    A sample is blocked when its cosine similarity to a real sample reaches
-    ``real_threshold``, or when ``real_pixel`` (per-sample (distance, real
-    id) from the pixel guard) is at most ``pixel_threshold``; otherwise
-    dropped when its similarity to a kept
-    sample (earlier in this run, or in an earlier version) reaches
-    ``threshold``; earliest in plan order wins.
+    A sample is ``blocked_real_copy`` when its cosine similarity to a real
+    sample reaches ``real_threshold``, or when ``real_pixel`` (per-sample
+    (distance, real id) from the pixel guard) is at most ``pixel_threshold``;
+    else ``low_quality`` when its alignment score is below ``min_score``; else
+    ``dropped_duplicate`` when its similarity to a kept sample (of this run or
+    an earlier version) reaches ``threshold``; else kept.
+
+    ``keep='first'``: the earliest sample in plan order wins a duplicate pair.
+    ``keep='quality'``: samples are visited by descending score (ties in plan
+    order), so the better-aligned one wins. Both are pure functions of the inputs.
     """
     emb = np.ascontiguousarray(embeddings, dtype=np.float32)
     n = len(ids)
     real_sim, real_id = real.nearest(emb) if real else (np.full(n, -np.inf), [None] * n)
     ds_sim, ds_id = earlier.nearest(emb) if earlier else (np.full(n, -np.inf), [None] * n)
     run = VectorSet.build([], np.zeros((0, emb.shape[1] if emb.ndim == 2 else 1), np.float32))
-    out = Decisions()
+    score = np.array([np.nan if s is None else s for s in scores], float) if scores is not None else np.full(n, np.nan)
+    if keep == "quality":
+        order = np.lexsort((np.arange(n), -np.nan_to_num(score, nan=-np.inf)))
+    elif keep == "first":
+        order = np.arange(n)
+    else:
+        raise ValueError(f"keep policy must be 'first' or 'quality', not {keep!r}")
+    rows: list[tuple] = [()] * n
 
     for start in range(0, n, _CHUNK):
-        block = emb[start : start + _CHUNK]
+        pos = order[start : start + _CHUNK]
+        block = emb[pos]
         run_sim, run_id = run.nearest(block)
         gram = block @ block.T
         kept_local: list[int] = []
-        for i in range(len(block)):
-            g = start + i
+        for i, g in enumerate(pos):
             best_run, best_run_id = float(run_sim[i]), run_id[i]
             if kept_local:
                 j = max(kept_local, key=lambda k: gram[i, k])
                 if gram[i, j] > best_run:
-                    best_run, best_run_id = float(gram[i, j]), ids[start + j]
+                    best_run, best_run_id = float(gram[i, j]), ids[pos[j]]
             candidates = [
                 (best_run, best_run_id, NN_RUN),
                 (float(ds_sim[g]), ds_id[g], NN_DATASET),
@@ -120,19 +134,26 @@ def decide(
                 status, reason = REAL_COPY, f"cosine {real_sim[g]:.4f} >= {real_threshold} to real sample {real_id[g]}"
             elif pixel_threshold is not None and pix is not None and pix <= pixel_threshold:
                 status, reason = REAL_COPY, f"pixel distance {pix:.4f} <= {pixel_threshold} to real sample {pix_id}"
+            elif min_score is not None and not score[g] >= min_score:
+                status, reason = LOW_QUALITY, f"alignment score {score[g]:.4f} < {min_score}"
             elif synth_sim >= threshold:
                 status, reason = DUPLICATE, f"cosine {sim:.4f} >= {threshold} to kept sample {nid} ({src})"
             else:
                 status, reason = KEPT, None
                 kept_local.append(i)
-            out.status.append(status)
-            out.drop_reason.append(reason)
-            out.nn_id.append(nid if np.isfinite(sim) else None)
-            out.nn_source.append(src if np.isfinite(sim) else None)
-            out.nn_similarity.append(_finite(sim))
-            out.real_nn_id.append(real_id[g])
-            out.real_nn_similarity.append(_finite(real_sim[g]))
+            ok = np.isfinite(sim)
+            rows[g] = (status, reason, nid if ok else None, src if ok else None, _finite(sim), real_id[g],
+                       _finite(real_sim[g]))
         if kept_local:
             run.index.add(np.ascontiguousarray(block[kept_local]))
-            run.ids.extend(ids[start + k] for k in kept_local)
+            run.ids.extend(ids[pos[k]] for k in kept_local)
+    out = Decisions()
+    for r in rows:
+        out.status.append(r[0])
+        out.drop_reason.append(r[1])
+        out.nn_id.append(r[2])
+        out.nn_source.append(r[3])
+        out.nn_similarity.append(r[4])
+        out.real_nn_id.append(r[5])
+        out.real_nn_similarity.append(r[6])
     return out

@@ -22,8 +22,9 @@ Origin = Literal["real", "synthetic"]
 KEPT = "kept"
 DUPLICATE = "dropped_duplicate"  # near-duplicate of a kept synthetic sample
 REAL_COPY = "blocked_real_copy"  # near-copy of a real sample (memorisation guard)
+LOW_QUALITY = "low_quality"  # CLIP alignment with its prompt/class below the spec's minimum
 PENDING = "pending"  # generated, not yet deduplicated (staging only)
-STATUSES = (KEPT, DUPLICATE, REAL_COPY, PENDING)
+STATUSES = (KEPT, DUPLICATE, REAL_COPY, LOW_QUALITY, PENDING)
 
 # Where a nearest neighbour was found.
 NN_RUN = "run"  # an earlier kept sample of this run (plan order)

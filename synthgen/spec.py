@@ -129,6 +129,12 @@ class DedupSpec(_Strict):
         "standardised 16px thumbnails; copies <= 0.21, distinct digits >= 0.27); null disables",
     )
     real_dataset: str | None = Field(None, pattern=NAME_PATTERN, description="real dataset to guard against")
+    keep: Literal["first", "quality"] = Field(
+        "first", description="which sample of a duplicate pair stays: earliest in plan, or best CLIP alignment"
+    )
+    min_clip_score: float | None = Field(
+        None, ge=-1.0, le=1.0, description="rows whose image-caption cosine is below this get status low_quality"
+    )
 
 
 class OutputSpec(_Strict):

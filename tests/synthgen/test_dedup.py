@@ -73,3 +73,19 @@ def test_pure_function_of_inputs():
     first = decide(ids, emb, 0.9, 0.9)
     second = decide(list(ids), emb.copy(), 0.9, 0.9)
     assert first == second
+
+
+def test_quality_keep_policy_and_low_quality():
+    from synthgen.records import LOW_QUALITY
+
+    rng = np.random.default_rng(5)
+    a = unit(rng, 1)[0]
+    b = near(a, rng, 0.01)
+    c = unit(rng, 1)[0]
+    emb, ids = np.stack([a, b, c]), ["a", "b", "c"]
+    first = decide(ids, emb, 0.95, 0.99, scores=[0.2, 0.3, 0.25])
+    assert first.status == [KEPT, DUPLICATE, KEPT]
+    best = decide(ids, emb, 0.95, 0.99, scores=[0.2, 0.3, 0.25], keep="quality")
+    assert best.status == [DUPLICATE, KEPT, KEPT] and best.nn_id[0] == "b"  # the better-aligned one stays
+    low = decide(ids, emb, 0.95, 0.99, scores=[0.2, 0.3, 0.1], min_score=0.15)
+    assert low.status == [KEPT, DUPLICATE, LOW_QUALITY] and "0.1000 < 0.15" in low.drop_reason[2]
