@@ -412,6 +412,26 @@ def dedup_report_cmd(
     out.print(f"histogram: {r.histogram}")
 
 
+@app.command("rededup")
+def rededup_cmd(
+    name: str = typer.Argument(..., help="Synthetic dataset name (its head is re-decided)."),
+    threshold: float = typer.Option(..., help="New near-duplicate cosine threshold."),
+    real_threshold: Optional[float] = typer.Option(None, help="New CLIP threshold against real data."),
+    pixel_threshold: Optional[float] = typer.Option(None, help="New pixel-distance threshold against real data."),
+    min_clip_score: Optional[float] = typer.Option(None, help="Mark rows below this alignment low_quality."),
+    keep: str = typer.Option("first", help="'first' (plan order) or 'quality' (best CLIP alignment wins)."),
+) -> None:
+    """Re-deduplicate a version at new thresholds from stored evidence (a new derived version)."""
+    from catalog import CatalogError
+    from flows.rededup import rededup
+
+    try:
+        m = rededup(_catalog(), name, threshold, real_threshold, pixel_threshold, min_clip_score, keep)
+    except CatalogError as exc:
+        _fail(str(exc))
+    out.print(f"{name}@{m.version}: {m.message}")
+
+
 @app.command()
 def search(
     ref: str = typer.Argument(..., help="NAME or NAME@VERSION."),

@@ -119,3 +119,21 @@ def test_dedup_report_and_search(demo_run, tmp_path):
     ids = [line.split()[0] for line in filtered.output.splitlines() if "  0." in line or "  -0." in line]
     labels = {r["sample_id"]: r["label"] for r in open_version(demo_run["catalog"], "digits-small@1").table(["sample_id", "label"]).to_pylist()}
     assert ids and all(labels[i] == 1 for i in ids)
+
+
+def test_rededup_makes_a_derived_version_from_stored_evidence(demo_run):
+    from flows.generate import generate_dataset
+
+    cat = demo_run["catalog"]
+    generate_dataset(small_job(dataset="digits-rededup", per_class=4), str(demo_run["data"]))
+    before = open_version(cat, "digits-rededup").table(status="all")
+    result = cli(demo_run["data"], "rededup", "digits-rededup", "--threshold", "0.5")
+    assert result.exit_code == 0, result.output
+    m = cat.manifest("digits-rededup")
+    assert m.version == 2 and m.prov["wasGeneratedBy"]["activity"] == "rededup"
+    after = open_version(cat, "digits-rededup").table(status="all")
+    assert after["sample_id"].to_pylist() == before["sample_id"].to_pylist()
+    assert after["image_sha256"].to_pylist() == before["image_sha256"].to_pylist()  # nothing regenerated
+    kept_before = before["status"].to_pylist().count("kept")
+    assert after["status"].to_pylist().count("kept") < kept_before  # a much lower threshold drops more
+    assert set(after["dedup_threshold"].to_pylist()) == {0.5}
