@@ -50,9 +50,12 @@ def render_card(cat: Catalog, ref: str) -> str:
                   f"- dropped as near-duplicates: {stats[0]}; blocked as near-copies of real data: {stats[1]}",
                   f"- nearest-neighbour cosine p50/p90/p99: {', '.join(f'{x:.4f}' for x in stats[2] or [])}",
                   f"- highest similarity to a real sample: {stats[3]}"]
-    grid = cat.version_dir(v.name, v.version) / "grid.png"
-    if grid.is_file():
+    folder = cat.version_dir(v.name, v.version)
+    if (folder / "grid.png").is_file():
         parts += ["\n## Samples\n", "![sample grid](grid.png)"]
+    if (folder / "closest-real-pairs.png").is_file():
+        parts += ["\n## Closest pairs to real data (synthetic | real; blocked first)\n",
+                  "![closest pairs](closest-real-pairs.png)"]
     parts += [
         "\n## Load it\n",
         "```python\nfrom catalog import Catalog, open_version\n"

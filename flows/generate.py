@@ -31,6 +31,7 @@ from flows.steps import (
     get_generator,
     summary_metrics,
     write_grid,
+    write_real_pairs,
 )
 from flows.tracking import Tracker
 from synthgen.plan import Shard, make_shards
@@ -106,6 +107,10 @@ def generate_dataset(spec: dict, data_dir: str | None = None) -> dict:
         spec_file = catalog.version_dir(commit.dataset, commit.version) / "job.yaml"
         spec_file.write_text(yaml.safe_dump(job.model_dump(mode="json"), sort_keys=False))
         tracker.log_artifact(spec_file)
+        if job.dedup.real_dataset:
+            pairs = write_real_pairs(catalog, commit.dataset, commit.version, commit.files, job.dedup.real_dataset)
+            if pairs:
+                tracker.log_artifact(pairs)
         tracker.log_artifact(write_card(catalog, f"{commit.dataset}@{commit.version}"))
         report = dedup_report(open_version(catalog, f"{commit.dataset}@{commit.version}"),
                               catalog.version_dir(commit.dataset, commit.version) / "dedup-histogram.png")

@@ -323,6 +323,35 @@ def write_grid(catalog: Catalog, dataset: str, version: int, files: list[str], p
     return out
 
 
+def write_real_pairs(catalog: Catalog, dataset: str, version: int, files: list[str], real_ref: str,
+                     n: int = 8) -> Path | None:
+    """Side-by-side (synthetic | real) image of the run's closest pairs to real data, blocked first."""
+    rows = []
+    for f in files:
+        t = pq.read_table(f, columns=["image", "status", "real_pixel_distance", "real_pixel_nn_id",
+                                      "real_nn_similarity", "real_nn_id"])
+        rows += t.to_pylist()
+    if not rows:
+        return None
+    # closest by pixel distance when the guard ran, else by CLIP similarity
+    key = (lambda r: (r["status"] != "blocked_real_copy", r["real_pixel_distance"] if r["real_pixel_distance"]
+                      is not None else 2 - (r["real_nn_similarity"] or -1)))
+    top = sorted(rows, key=key)[:n]
+    real = open_version(catalog, real_ref).table(["sample_id", "image"]).to_pylist()
+    real_by_id = {r["sample_id"]: r["image"]["bytes"] for r in real}
+    pairs = []
+    for r in top:
+        rid = r["real_pixel_nn_id"] if r["real_pixel_distance"] is not None else r["real_nn_id"]
+        if rid in real_by_id:
+            pairs.append([decode(r["image"]["bytes"]), decode(real_by_id[rid])])
+    if not pairs:
+        return None
+    out = catalog.version_dir(dataset, version) / "closest-real-pairs.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    make_grid(pairs).save(out)
+    return out
+
+
 def summary_metrics(report: CommitReport, shard_reports: list[ShardReport], wall_s: float) -> dict[str, float]:
     """The numbers MLflow and the CLI summary show."""
     generated = sum(report.counts.values())
