@@ -466,6 +466,28 @@ def search(
         out.print(f"contact sheet: {sheet}")
 
 
+@app.command()
+def status(limit: int = typer.Option(10, help="How many recent runs.")) -> None:
+    """Recent and running jobs: MLflow run, state, dataset version, counts."""
+    from datetime import datetime
+
+    from flows.tracking import EXPERIMENT, Tracker
+
+    paths = _paths()
+    tracker = Tracker(paths.tracking_uri, paths.artifact_root)
+    runs = tracker.client.search_runs([tracker.experiment_id], max_results=limit, order_by=["attributes.start_time DESC"])
+    t = Table(title=f"recent jobs ({EXPERIMENT} experiment, {paths.tracking_uri})")
+    for col in ("started", "job", "state", "dataset", "generated", "kept", "seconds", "MLflow run", "Prefect flow run"):
+        t.add_column(col, overflow="fold")
+    for r in runs:
+        m, tags = r.data.metrics, r.data.tags
+        started = datetime.fromtimestamp(r.info.start_time / 1000).strftime("%Y-%m-%d %H:%M:%S")
+        t.add_row(started, r.info.run_name or "-", r.info.status, tags.get("synthgen.dataset", "-"),
+                  f"{m.get('generated', 0):.0f}", f"{m.get('kept', 0):.0f}", f"{m.get('wall_s', 0):.1f}",
+                  r.info.run_id, tags.get("prefect.flow_run_id", "-"))
+    out.print(t)
+
+
 @app.command("schedule")
 def schedule_cmd(
     spec: Path = typer.Argument(..., help="Job spec YAML."),

@@ -137,3 +137,8 @@ def test_rededup_makes_a_derived_version_from_stored_evidence(demo_run):
     kept_before = before["status"].to_pylist().count("kept")
     assert after["status"].to_pylist().count("kept") < kept_before  # a much lower threshold drops more
     assert set(after["dedup_threshold"].to_pylist()) == {0.5}
+
+
+def test_status_lists_recent_runs(demo_run):
+    out = cli(demo_run["data"], "status").output
+    assert demo_run["result"]["mlflow_run_id"] in out and "FINISHED" in out and "digits-small@1" in out
