@@ -40,3 +40,48 @@ class ImageTableDataset(Dataset):
             x = torch.from_numpy(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1).copy())
         label = self._labels[i]
         return x, -1 if label is None else int(label), self._ids[i]
+
+
+class ShardIterableDataset(torch.utils.data.IterableDataset):
+    """Streams a version shard by shard, for sets too large to hold in memory.
+
+    Shards are visited in a seeded random order (reshuffled each epoch via
+    ``set_epoch``) and rows are shuffled within each shard; with several
+    DataLoader workers each worker takes every n-th shard, so every row is
+    seen exactly once per epoch. PNGs are decoded lazily, one row at a time.
+    """
+
+    def __init__(self, files: list[str], status: str = "kept", origin: str | None = None,
+                 shuffle: bool = True, seed: int = 0, transform=None):
+        self.files, self.status, self.origin = list(files), status, origin
+        self.shuffle, self.seed, self.epoch, self.transform = shuffle, seed, 0, transform
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def shard_order(self) -> list[str]:
+        order = list(self.files)
+        if self.shuffle:
+            np.random.default_rng((self.seed, self.epoch)).shuffle(order)
+        return order
+
+    def __iter__(self):
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        info = torch.utils.data.get_worker_info()
+        shards = self.shard_order()
+        if info is not None:
+            shards = shards[info.id :: info.num_workers]
+        for n, path in enumerate(shards):
+            t = pq.read_table(path, columns=["sample_id", "image", "label", "origin", "status"])
+            if self.status != "all":
+                t = t.filter(pc.equal(t["status"], self.status))
+            if self.origin is not None:
+                t = t.filter(pc.equal(t["origin"], self.origin))
+            rows = ImageTableDataset(t, self.transform)
+            idx = np.arange(len(rows))
+            if self.shuffle:
+                np.random.default_rng((self.seed, self.epoch, n, hash(path) & 0xFFFF)).shuffle(idx)
+            for i in idx:
+                yield rows[int(i)]

@@ -87,6 +87,13 @@ class DatasetVersion:
 
         return ImageTableDataset(self.table(["sample_id", "image", "label", "origin"], status), transform)
 
+    def to_torch_iterable(self, status: Status = "kept", origin: str | None = None, shuffle: bool = True,
+                          seed: int = 0, transform=None):
+        """A torch ``IterableDataset`` streaming shard by shard (shuffled by shard, then within)."""
+        from catalog.torch_dataset import ShardIterableDataset
+
+        return ShardIterableDataset(self.files, status, origin, shuffle, seed, transform)
+
 
 def open_version(catalog: Catalog, ref: str) -> DatasetVersion:
     """Open 'name' (head) or 'name@N' for reading."""

@@ -49,3 +49,20 @@ def test_hf_datasets_reads_a_version(tmp_path):
     assert ds[0]["image"].size == (16, 16)
     assert ds[0]["origin"] == "synthetic"
     assert v.to_pandas().shape[0] == 5
+
+
+def test_iterable_dataset_streams_every_row_once_shuffled_by_shard(tmp_path):
+    cat = Catalog(tmp_path)
+    cat.create("big", "synthetic")
+    with cat.lock("big"):
+        shards = [cat.write_shard("big", samples_to_table(make_samples(5, start=s * 10))) for s in range(6)]
+        cat.commit("big", shards)
+    ds = open_version(cat, "big").to_torch_iterable(seed=1)
+    ids = [sid for _, _, sid in ds]
+    assert sorted(ids) == sorted(f"s{s * 10 + i:05d}" for s in range(6) for i in range(5))
+    order0 = ds.shard_order()
+    ds.set_epoch(1)
+    assert ds.shard_order() != order0 and sorted(ds.shard_order()) == sorted(order0)
+    loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2)
+    seen = [sid for batch in loader for sid in batch[2]]
+    assert sorted(seen) == sorted(ids)  # two workers split the shards, no row twice
