@@ -40,13 +40,12 @@ from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from catalog.manifest import Manifest, sha256_bytes
 from catalog.schema import SCHEMA
 from catalog.store import CatalogError
-from catalog.version import Status, parse_ref
+from catalog.version import Status, parse_ref, read_columns, select_rows
 
 DEFAULT_CATALOG_PATH = "synthgen-data/catalog"
 
@@ -169,19 +168,10 @@ def _table(
     status: Status,
     origin: str | None,
 ) -> pa.Table:
-    # Same selection rules as DatasetVersion.table, so the two readers agree.
-    cols = list(columns) if columns else None
-    read_cols = None if cols is None else sorted(set(cols) | {"status", "origin"}, key=SCHEMA.names.index)
     base = _dataset_dir(catalog_path, manifest.dataset)
-    parts = [_read_shard(fs, f"{base}/{s.file}", s.sha256, read_cols) for s in manifest.shards]
-    table = pa.concat_tables(parts) if parts else SCHEMA.empty_table()
-    if read_cols is not None and not parts:
-        table = table.select(read_cols)
-    if status != "all":
-        table = table.filter(pc.equal(table["status"], status))
-    if origin is not None:
-        table = table.filter(pc.equal(table["origin"], origin))
-    return table.select(cols) if cols else table
+    cols = read_columns(columns)
+    parts = [_read_shard(fs, f"{base}/{s.file}", s.sha256, cols) for s in manifest.shards]
+    return select_rows(parts, columns, status, origin)  # the same selection as DatasetVersion.table
 
 
 def read_version_at(

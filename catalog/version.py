@@ -33,6 +33,30 @@ def parse_ref(ref: str) -> tuple[str, int | None]:
         raise CatalogError(f"bad dataset reference {ref!r}; use NAME or NAME@VERSION") from None
 
 
+def read_columns(columns: Sequence[str] | None) -> list[str] | None:
+    """Columns to read for a selection: the requested ones plus those the filters need."""
+    if not columns:
+        return None
+    return sorted(set(columns) | {"status", "origin"}, key=SCHEMA.names.index)
+
+
+def select_rows(parts: list[pa.Table], columns: Sequence[str] | None, status: Status, origin: str | None) -> pa.Table:
+    """Concatenate shard tables read with ``read_columns`` and apply the status/origin filters.
+
+    Every reader of a version (local files, a DVC revision) goes through this,
+    so they select exactly the same rows.
+    """
+    cols = read_columns(columns)
+    table = pa.concat_tables(parts) if parts else SCHEMA.empty_table()
+    if cols is not None and not parts:
+        table = table.select(cols)
+    if status != "all":
+        table = table.filter(pc.equal(table["status"], status))
+    if origin is not None:
+        table = table.filter(pc.equal(table["origin"], origin))
+    return table.select(list(columns)) if columns else table
+
+
 @dataclass
 class DatasetVersion:
     """An immutable view of one version of one dataset."""
@@ -65,18 +89,8 @@ class DatasetVersion:
         origin: str | None = None,
     ) -> pa.Table:
         """Rows as one Arrow table; by default only rows with status 'kept'."""
-        cols = list(columns) if columns else None
-        need = set(cols or [])
-        read_cols = None if cols is None else sorted(need | {"status", "origin"}, key=SCHEMA.names.index)
-        parts = [pq.read_table(f, columns=read_cols, schema=SCHEMA) for f in self.files] if self.files else []
-        table = pa.concat_tables(parts) if parts else SCHEMA.empty_table()
-        if read_cols is not None and not parts:
-            table = table.select(read_cols)
-        if status != "all":
-            table = table.filter(pc.equal(table["status"], status))
-        if origin is not None:
-            table = table.filter(pc.equal(table["origin"], origin))
-        return table.select(cols) if cols else table
+        cols = read_columns(columns)
+        return select_rows([pq.read_table(f, columns=cols, schema=SCHEMA) for f in self.files], columns, status, origin)
 
     def to_pandas(self, columns: Sequence[str] | None = None, status: Status = "kept"):
         return self.table(columns, status).to_pandas()
