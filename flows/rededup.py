@@ -16,7 +16,8 @@ import pyarrow.parquet as pq
 from catalog import Catalog, CatalogError, Manifest, open_version
 from catalog.schema import SCHEMA
 from catalog.version import embeddings_of
-from synthgen.dedup import VectorSet, decide
+from flows.steps import apply_decisions  # the same column update the job's commit uses
+from synthgen.dedup import decide
 from synthgen.index import vector_set
 
 
@@ -30,8 +31,6 @@ def rededup(
     keep: str = "first",
 ) -> Manifest:
     """Commit a new head of ``name`` with every synthetic row decided again."""
-    from flows.steps import _apply  # the same column update the job's commit uses
-
     with cat.lock(name):
         head = open_version(cat, name)
         t = head.table(["sample_id", "embedding", "embedding_model", "real_dataset", "real_threshold",
@@ -56,7 +55,7 @@ def rededup(
         refs, offset = [], 0
         for path in head.files:
             table = pq.read_table(path, schema=SCHEMA)
-            table = _apply(table, d, offset, offset + table.num_rows)
+            table = apply_decisions(table, d, offset, offset + table.num_rows)
             table = table.set_column(SCHEMA.get_field_index("dedup_threshold"), "dedup_threshold",
                                      pa.array(np.full(table.num_rows, threshold, np.float32)))
             refs.append(cat.write_shard(name, table))
@@ -76,5 +75,3 @@ def _first(t, column: str, default):
     values = t[column].drop_null().to_pylist()
     return float(values[0]) if values else default
 
-
-__all__ = ["rededup", "VectorSet"]

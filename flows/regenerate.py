@@ -59,7 +59,7 @@ def regenerate_sample_check(cat: Catalog, ref: str, n: int, seed: int = 0) -> Re
     version = open_version(cat, ref)
     cols = ["sample_id", "seed", "label", "label_name", "prompt", "negative_prompt", "image_sha256",
             "torch_version", "diffusers_version", "code_commit", *_CONFIG_COLS]
-    synthetic_rows = version.table(cols, status="all", origin="synthetic")
+    synthetic_rows = version.table(cols, status="all", origin="synthetic")  # noqa: F841 - read by DuckDB below
     rows = duckdb.sql(
         f"SELECT * FROM synthetic_rows ORDER BY hash(sample_id || '{int(seed)}') LIMIT {int(n)}"
     ).to_arrow_table().to_pylist()

@@ -201,7 +201,8 @@ def _vectors(catalog: Catalog, ref: str, embedder: Embedder) -> VectorSet:
     return vector_set(ids, emb)  # exact up to 100k rows, calibrated IVF beyond
 
 
-def _apply(table: pa.Table, d: Decisions, start: int, stop: int) -> pa.Table:
+def apply_decisions(table: pa.Table, d: Decisions, start: int, stop: int) -> pa.Table:
+    """Set the dedup columns of ``table`` from decisions ``[start, stop)`` (plan order)."""
     cols = {
         "status": pa.array(d.status[start:stop], pa.string()),
         "drop_reason": pa.array(d.drop_reason[start:stop], pa.string()),
@@ -256,7 +257,7 @@ def dedup_and_commit(spec: JobSpec, shards: list[Shard], paths: Paths, runs: lis
         refs, offset = [], 0
         for f in files:
             table = pq.read_table(f, schema=SCHEMA)
-            refs.append(catalog.write_shard(name, _apply(table, decisions, offset, offset + table.num_rows)))
+            refs.append(catalog.write_shard(name, apply_decisions(table, decisions, offset, offset + table.num_rows)))
             offset += table.num_rows
         job_runs = _runs_of(files) or runs
         manifest = catalog.commit(

@@ -1,7 +1,6 @@
 """Planted copies of real digits, injected into a run as if generated, are all blocked."""
 
 import numpy as np
-import pyarrow.parquet as pq
 from PIL import Image
 
 from catalog import RunRef, open_version, samples_to_table

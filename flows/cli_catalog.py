@@ -1,0 +1,190 @@
+"""`synthgen` commands that check, derive and query versions (verify, diff, takedown, mix, query, card, dedup)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from flows.cli_common import _catalog, _fail, app, err, failing_on, out
+
+
+@app.command()
+def verify(
+    ref: str = typer.Argument(..., help="NAME or NAME@VERSION."),
+    regenerate: int = typer.Option(0, help="Also regenerate N synthetic samples and compare pixel hashes."),
+) -> None:
+    """Check integrity: shard hashes, row counts, schema, manifest hash chain (exit 1 on any problem)."""
+    from catalog import parse_ref
+    from catalog.verify import verify as run_verify
+
+    name, version = parse_ref(ref)
+    report = run_verify(_catalog(), name, version)
+    for problem in report.problems:
+        err.print(f"[red]FAIL[/] {problem}")
+    out.print(
+        f"{name}@{report.version}: {report.manifests_checked} manifests, {report.shards_checked} shards checked; "
+        f"head manifest sha256 {report.head_sha256}; " + ("[green]OK[/]" if report.ok else "[red]CORRUPT[/]")
+    )
+    ok = report.ok
+    if regenerate:
+        from flows.regenerate import regenerate_sample_check
+
+        result = regenerate_sample_check(_catalog(), ref, regenerate)
+        for line in result.mismatches:
+            err.print(f"[red]MISMATCH[/] {line}")
+        out.print(f"regenerated {result.checked} samples: {result.matched} identical, {len(result.mismatches)} differ")
+        ok = ok and not result.mismatches
+    if not ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def diff(a: str = typer.Argument(..., help="NAME@A"), b: str = typer.Argument(..., help="NAME@B")) -> None:
+    """Rows added and removed between two versions, and how their job specs differ."""
+    from catalog.diff import diff as run_diff
+
+    d = run_diff(_catalog(), a, b)
+    out.print(f"{d.a} -> {d.b}: +{len(d.added)} rows, -{len(d.removed)} rows")
+    for sid in d.removed[:20]:
+        out.print(f"  - {sid}")
+    for sid in d.added[:20]:
+        out.print(f"  + {sid}")
+    for key, (old, new) in d.spec_changes.items():
+        out.print(f"  spec {key}: {old!r} -> {new!r}")
+
+
+@app.command()
+def takedown(
+    name: str = typer.Argument(..., help="Dataset name."),
+    where: str = typer.Option(..., help="SQL filter, e.g. \"sample_id = 'abc'\" or \"prompt LIKE '%logo%'\"."),
+    reason: str = typer.Option(..., help="Why (recorded in the new version's manifest)."),
+) -> None:
+    """Commit a new version without the rows a filter selects (old versions stay readable)."""
+    from catalog import CatalogError
+    from catalog.derive import takedown as run_takedown
+
+    with failing_on(CatalogError):
+        m = run_takedown(_catalog(), name, where, reason)
+    out.print(f"{name}@{m.version}: {m.message}")
+
+
+@app.command()
+def mix(
+    synthetic: str = typer.Argument(..., help="Synthetic NAME@VERSION."),
+    real: str = typer.Argument(..., help="Real NAME@VERSION."),
+    name: str = typer.Option(..., "--name", "-n", help="Name of the mixed dataset."),
+    ratio: float = typer.Option(..., help="Synthetic share of the mix, e.g. 0.3."),
+    seed: int = typer.Option(0, help="Seed for choosing the synthetic rows."),
+    allow_restricted: bool = typer.Option(False, help="Required to mix a restricted real dataset."),
+) -> None:
+    """Build a training mix of real and synthetic rows at an explicit ratio."""
+    from catalog import CatalogError
+    from catalog.derive import mix as run_mix
+
+    with failing_on(CatalogError):
+        m = run_mix(_catalog(), synthetic, real, ratio, name, seed, allow_restricted)
+    out.print(f"{name}@{m.version}: {m.message}")
+
+
+@app.command()
+def query(sql: str = typer.Argument(..., help="SQL; views: <dataset> (head) and <dataset>_v<N>, '-' -> '_'.")) -> None:
+    """Run DuckDB SQL over the catalog's Parquet."""
+    from catalog import CatalogError
+    from catalog.query import query as run_query
+
+    with failing_on(CatalogError):
+        table = run_query(_catalog(), sql)
+    drop = [c for c in ("image", "embedding") if c in table.column_names]
+    out.print(table.drop(drop).to_pandas().to_string(index=False, max_colwidth=60))
+    out.print(f"({table.num_rows} rows)")
+
+
+@app.command()
+def card(ref: str = typer.Argument(..., help="NAME or NAME@VERSION."), write: bool = typer.Option(False, help="Also write card.md into the version's folder.")) -> None:
+    """Print a version's dataset card (Markdown)."""
+    from catalog.card import render_card, write_card
+
+    cat = _catalog()
+    out.print(render_card(cat, ref), markup=False, highlight=False)
+    if write:
+        out.print(f"wrote {write_card(cat, ref)}")
+
+
+@app.command("dedup-report")
+def dedup_report_cmd(
+    ref: str = typer.Argument(..., help="NAME or NAME@VERSION."),
+    png: Optional[Path] = typer.Option(None, help="Histogram PNG (default: in the version's folder)."),
+) -> None:
+    """Nearest-neighbour similarity histogram and what other thresholds would drop."""
+    from catalog import open_version
+    from catalog.dedup_report import dedup_report
+
+    cat = _catalog()
+    v = open_version(cat, ref)
+    target = png or cat.version_dir(v.name, v.version) / "dedup-histogram.png"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    r = dedup_report(v, target)
+    out.print(f"{r.ref}: {r.rows} synthetic rows; " + ", ".join(f"{k}={n}" for k, n in sorted(r.by_status.items())))
+    t = Table(title="rows at or above each cosine threshold")
+    for col in ("threshold", "near a kept synthetic sample", "near a real sample"):
+        t.add_column(col)
+    for x in r.would_drop:
+        t.add_row(f"{x:.2f}", str(r.would_drop[x]), str(r.would_block[x]))
+    out.print(t)
+    out.print("examples nearest the threshold:")
+    for e in r.near_threshold:
+        out.print(f"  {e['sample_id']} {e['status']:<18} nn {e['nn_id']} ({e['nn_source']}) cos {e['nn_similarity']}")
+    out.print(f"histogram: {r.histogram}")
+
+
+@app.command("rededup")
+def rededup_cmd(
+    name: str = typer.Argument(..., help="Synthetic dataset name (its head is re-decided)."),
+    threshold: float = typer.Option(..., help="New near-duplicate cosine threshold."),
+    real_threshold: Optional[float] = typer.Option(None, help="New CLIP threshold against real data."),
+    pixel_threshold: Optional[float] = typer.Option(None, help="New pixel-distance threshold against real data."),
+    min_clip_score: Optional[float] = typer.Option(None, help="Mark rows below this alignment low_quality."),
+    keep: str = typer.Option("first", help="'first' (plan order) or 'quality' (best CLIP alignment wins)."),
+) -> None:
+    """Re-deduplicate a version at new thresholds from stored evidence (a new derived version)."""
+    from catalog import CatalogError
+    from flows.rededup import rededup
+
+    with failing_on(CatalogError):
+        m = rededup(_catalog(), name, threshold, real_threshold, pixel_threshold, min_clip_score, keep)
+    out.print(f"{name}@{m.version}: {m.message}")
+
+
+@app.command()
+def search(
+    ref: str = typer.Argument(..., help="NAME or NAME@VERSION."),
+    text: str = typer.Argument(..., help="What to look for, e.g. 'a seven with a crossbar'."),
+    where: Optional[str] = typer.Option(None, help="SQL filter on the rows, e.g. 'label = 7'."),
+    k: int = typer.Option(10, help="How many results."),
+    sheet: Optional[Path] = typer.Option(None, help="Write a contact sheet PNG of the results."),
+    embedder: str = typer.Option("embedded:digits-clip", help="Must be the model the rows were embedded with."),
+) -> None:
+    """Nearest samples to a text by CLIP embedding, filtered by metadata."""
+    from catalog import CatalogError, open_version
+    from catalog.search import search as run_search
+    from synthgen.embedder import load_embedder
+    from synthgen.imaging import decode, make_grid
+    from synthgen.spec import EmbedderSpec
+
+    v = open_version(_catalog(), ref)
+    emb = load_embedder(EmbedderSpec(model=embedder))
+    if v.manifest.embedding_model and v.manifest.embedding_model != emb.name:
+        _fail(f"{v.ref} was embedded with {v.manifest.embedding_model}, not {emb.name}; pass --embedder")
+    with failing_on(CatalogError):
+        hits = run_search(v, emb.embed_texts([text])[0], k, where)
+    for sid, sim in hits:
+        out.print(f"{sid}  {sim:.4f}")
+    if sheet and hits:
+        want = {sid for sid, _ in hits}
+        rows = [r for r in v.table(["sample_id", "image"]).to_pylist() if r["sample_id"] in want]
+        by_id = {r["sample_id"]: decode(r["image"]["bytes"]) for r in rows}
+        make_grid([[by_id[sid] for sid, _ in hits]]).save(sheet)
+        out.print(f"contact sheet: {sheet}")
