@@ -22,6 +22,7 @@ from synthgen.generators import Generator
 from synthgen.imaging import array_to_pil, encode_png, pixel_sha256
 from synthgen.memorisation import PixelGuard
 from synthgen.records import Provenance, Sample
+from synthgen.runtime import pin_helper_thread
 
 
 @dataclass
@@ -82,7 +83,8 @@ def run_samples(
     stats = EngineStats()
     t0 = time.perf_counter()
     pending: list[Future] = []
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="synthgen-finish") as pool:
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="synthgen-finish",
+                            initializer=pin_helper_thread) as pool:
         for start in range(0, len(samples), generator.batch_size):
             chunk = samples[start : start + generator.batch_size]
             t = time.perf_counter()

@@ -59,6 +59,18 @@ def set_threads(threads: int | None) -> None:
         faiss.omp_set_num_threads(threads)
 
 
+def pin_helper_thread() -> None:
+    """Keep a background helper thread's OpenMP work (FAISS, torch CPU ops) on one core.
+
+    OpenMP thread counts are per calling thread, and a new thread starts at
+    the machine's core count: a post-processing thread would otherwise spin
+    up a team on every core, including the one the sampler runs on.
+    """
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+
+
 def library_version(name: str) -> str:
     try:
         return metadata.version(name)
