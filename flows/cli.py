@@ -19,15 +19,21 @@ from flows.cli_common import _catalog, _fail, _paths, app, err, failing_on, out
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_SPEC = REPO / "jobs" / "digits-demo.yaml"
+DEMO_PARAMS = REPO / "params.yaml"  # DVC's params: the `demo` section tunes the demo job
 DEMO_REAL = "digits-real"
 
 
-def _run_job(spec_path: Path) -> dict:
+SET_HELP = "Override a spec field: --set generator.steps=10 (repeatable; the value is YAML)."
+PARAMS_HELP = "Merge a section of a params file over the spec, e.g. params.yaml:demo (DVC's params)."
+
+
+def _run_job(spec_path: Path, params: str | None = None, assignments: list[str] | None = None) -> dict:
     from catalog import CatalogError
-    from synthgen.spec import SpecError, load_spec
+    from synthgen.spec import SpecError, load_params, load_spec, merge_overrides, parse_assignments
 
     with failing_on(SpecError):
-        spec = load_spec(spec_path)  # validated before anything loads or is written
+        overrides = merge_overrides(load_params(params) if params else {}, parse_assignments(assignments or []))
+        spec = load_spec(spec_path, overrides)  # validated before anything loads or is written
     paths = _paths()
     from catalog import Catalog
     from flows.generate import generate_dataset, preflight
@@ -65,9 +71,13 @@ def _print_summary(r: dict) -> None:
 
 
 @app.command()
-def run(spec: Path = typer.Argument(..., help="Job spec YAML.")) -> None:
+def run(
+    spec: Path = typer.Argument(..., help="Job spec YAML."),
+    params: str = typer.Option(None, "--params", help=PARAMS_HELP),
+    assignments: list[str] = typer.Option(None, "--set", help=SET_HELP),
+) -> None:
     """Run a job spec: generate, deduplicate, commit a version, log to MLflow."""
-    _print_summary(_run_job(spec))
+    _print_summary(_run_job(spec, params, assignments))
 
 
 @app.command()
@@ -91,8 +101,8 @@ def ingest(
 
 
 @app.command()
-def demo() -> None:
-    """Ingest the bundled real digits (once) and run jobs/digits-demo.yaml."""
+def demo(assignments: list[str] = typer.Option(None, "--set", help=SET_HELP)) -> None:
+    """Ingest the bundled real digits (once) and run jobs/digits-demo.yaml with params.yaml's `demo` knobs."""
     import tempfile
 
     from synthgen.digits import CLASS_NAMES, export_image_folder
@@ -103,7 +113,8 @@ def demo() -> None:
             folder = export_image_folder(Path(tmp) / "digits")
             (folder / "classes.txt").write_text("\n".join(CLASS_NAMES) + "\n")
             ingest(folder, DEMO_REAL, "embedded:digits-clip", False)
-    _print_summary(_run_job(DEMO_SPEC))
+    params = f"{DEMO_PARAMS}:demo" if DEMO_PARAMS.is_file() else None
+    _print_summary(_run_job(DEMO_SPEC, params, assignments))
 
 
 @app.command()

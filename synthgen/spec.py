@@ -193,15 +193,72 @@ def parse_spec(data: dict, source: str = "spec") -> JobSpec:
         raise SpecError("\n".join(lines)) from None
 
 
-def load_spec(path: str | Path) -> JobSpec:
-    """Read and validate a YAML job spec file."""
+def load_spec(path: str | Path, overrides: dict | None = None) -> JobSpec:
+    """Read and validate a YAML job spec file, with ``overrides`` merged in first.
+
+    ``overrides`` is a nested mapping (see ``parse_assignments`` and
+    ``load_params``); the merged spec is validated as a whole, so an override
+    with a bad value is reported like a bad field in the file.
+    """
     path = Path(path)
+    data = _read_yaml_mapping(path, "a job spec")
+    return parse_spec(merge_overrides(data, overrides or {}), source=str(path))
+
+
+def _read_yaml_mapping(path: Path, what: str) -> dict:
     if not path.is_file():
-        raise SpecError(f"{path}: no such job spec file")
+        raise SpecError(f"{path}: no such {what.removeprefix('a ')} file")
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
-        raise SpecError(f"{path}: a job spec must be a mapping of fields, got {type(data).__name__}")
-    return parse_spec(data, source=str(path))
+        raise SpecError(f"{path}: {what} must be a mapping of fields, got {type(data).__name__}")
+    return data
+
+
+def merge_overrides(data: dict, overrides: dict) -> dict:
+    """``data`` with ``overrides`` merged in, recursively for nested mappings (inputs untouched)."""
+    merged = dict(data)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_overrides(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def parse_assignments(items: list[str]) -> dict:
+    """``["generator.steps=10", "seed=3"]`` -> ``{"generator": {"steps": 10}, "seed": 3}``.
+
+    Values are read as YAML, so numbers, booleans, lists and ``null`` keep
+    their types (``--set generator.guidance_scale=3.5``).
+    """
+    out: dict = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise SpecError(f"--set {item!r}: expected FIELD.PATH=VALUE, e.g. generator.steps=10")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise SpecError(f"--set {item!r}: value is not valid YAML: {exc}") from None
+        *parents, leaf = key.strip().split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise SpecError(f"--set {item!r}: {part} is set twice, as a value and as a section")
+        node[leaf] = value
+    return out
+
+
+def load_params(ref: str) -> dict:
+    """Overrides from a section of a params file: ``"params.yaml:demo"`` (DVC's params.yaml)."""
+    file, _, section = ref.partition(":")
+    data = _read_yaml_mapping(Path(file), "a params file")
+    if not section:
+        return data
+    if not isinstance(data.get(section), dict):
+        raise SpecError(f"{file}: no mapping {section!r} (sections: {', '.join(map(str, data)) or 'none'})")
+    return data[section]

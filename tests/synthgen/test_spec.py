@@ -1,7 +1,7 @@
 import pytest
 import yaml
 
-from synthgen.spec import JobSpec, SpecError, load_spec, parse_spec
+from synthgen.spec import JobSpec, SpecError, load_params, load_spec, parse_assignments, parse_spec
 from tests.conftest import DEMO_SPEC, REPO, small_job
 
 
@@ -75,3 +75,23 @@ def test_digest_is_canonical(tmp_path):
     path.write_text(yaml.safe_dump(small_job()))
     assert load_spec(path).digest() == a.digest()
     assert isinstance(a, JobSpec)
+
+
+def test_overrides_merge_and_validate(tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(small_job()))
+    spec = load_spec(path, parse_assignments(["generator.steps=7", "generator.guidance_scale=3.5", "seed=9"]))
+    assert (spec.generator.steps, spec.generator.guidance_scale, spec.seed) == (7, 3.5, 9)
+    assert spec.generator.scheduler == parse_spec(small_job()).generator.scheduler  # siblings kept
+    with pytest.raises(SpecError, match="generator.steps"):
+        load_spec(path, parse_assignments(["generator.steps=-1"]))
+    with pytest.raises(SpecError, match="FIELD.PATH=VALUE"):
+        parse_assignments(["generator.steps"])
+
+
+def test_params_section_is_the_demo_job(tmp_path):
+    """params.yaml's `demo` knobs (what DVC tracks) equal jobs/digits-demo.yaml's, so both make one digest."""
+    merged = load_spec(DEMO_SPEC, load_params(f"{REPO / 'params.yaml'}:demo"))
+    assert merged.digest() == load_spec(DEMO_SPEC).digest()
+    with pytest.raises(SpecError, match="no mapping 'nope'"):
+        load_params(f"{REPO / 'params.yaml'}:nope")
