@@ -6,6 +6,7 @@ from pathlib import Path
 
 import duckdb
 
+from catalog.grids import write_class_grids
 from catalog.store import Catalog
 from catalog.version import DatasetVersion, open_version
 
@@ -16,8 +17,8 @@ def _table(rows: list[tuple], header: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
-def render_card(cat: Catalog, ref: str) -> str:
-    """The card of a version as Markdown."""
+def render_card(cat: Catalog, ref: str, grids: list[tuple[str, Path]] | None = None) -> str:
+    """The card of a version as Markdown; ``grids`` are (label, image path) per class to show."""
     v: DatasetVersion = open_version(cat, ref)
     m, info = v.manifest, cat.info(v.name)
     t = v.table(["origin", "status", "label_name", "prompt", "model_id", "scheduler", "num_inference_steps",
@@ -51,8 +52,10 @@ def render_card(cat: Catalog, ref: str) -> str:
                   f"- nearest-neighbour cosine p50/p90/p99: {', '.join(f'{x:.4f}' for x in stats[2] or [])}",
                   f"- highest similarity to a real sample: {stats[3]}"]
     folder = cat.version_dir(v.name, v.version)
-    if (folder / "grid.png").is_file():
-        parts += ["\n## Samples\n", "![sample grid](grid.png)"]
+    if grids:
+        parts += ["\n## Samples per class or prompt\n"]
+        parts += [f"**{label or '(unlabelled)'}**\n\n![{label}]({path.relative_to(folder).as_posix()})\n"
+                  for label, path in grids]
     if (folder / "closest-real-pairs.png").is_file():
         parts += ["\n## Closest pairs to real data (synthetic | real; blocked first)\n",
                   "![closest pairs](closest-real-pairs.png)"]
@@ -66,9 +69,9 @@ def render_card(cat: Catalog, ref: str) -> str:
 
 
 def write_card(cat: Catalog, ref: str) -> Path:
-    """Render the card into the version's folder (card.md) and return its path."""
+    """Render the card and its per-class sample grids into the version's folder; return card.md's path."""
     v = open_version(cat, ref)
     path = cat.version_dir(v.name, v.version) / "card.md"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_card(cat, ref))
+    path.write_text(render_card(cat, ref, write_class_grids(cat, ref)))
     return path

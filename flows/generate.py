@@ -111,7 +111,9 @@ def generate_dataset(spec: dict, data_dir: str | None = None) -> dict:
             pairs = write_real_pairs(catalog, commit.dataset, commit.version, commit.files, job.dedup.real_dataset)
             if pairs:
                 tracker.log_artifact(pairs)
-        tracker.log_artifact(write_card(catalog, f"{commit.dataset}@{commit.version}"))
+        card = write_card(catalog, f"{commit.dataset}@{commit.version}")
+        tracker.log_artifact(card)
+        tracker.log_artifacts(card.parent / "grids", "grids")  # the card's per-class images
         report = dedup_report(open_version(catalog, f"{commit.dataset}@{commit.version}"),
                               catalog.version_dir(commit.dataset, commit.version) / "dedup-histogram.png")
         tracker.log_artifact(report.histogram)

@@ -72,6 +72,10 @@ class Tracker:
     def log_artifact(self, path: str | Path, folder: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), folder)
 
+    def log_artifacts(self, directory: str | Path, folder: str | None = None) -> None:
+        """Log every file under ``directory`` into the run's ``folder``."""
+        self.client.log_artifacts(self.run_id, str(directory), folder)
+
     def log_dataset(self, name: str, digest: str, source: str, context: str) -> None:
         """Record a dataset version as an input ('training', 'reference') or 'output'."""
         import warnings

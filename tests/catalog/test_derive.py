@@ -72,3 +72,18 @@ def test_card_summarises_a_version(cat):
     text = render_card(cat, "synth@1")
     assert "# synth@1" in text and "| synthetic | kept | 30 |" in text and "hash chain head" in text
     assert write_card(cat, "real@1").read_text().startswith("# real@1")
+
+
+def test_card_has_a_sample_grid_per_class(cat):
+    from PIL import Image
+
+    from catalog.card import write_card
+
+    card = write_card(cat, "synth@1")
+    grids = sorted((card.parent / "grids").glob("*.png"))
+    labels = {r["label_name"] for r in open_version(cat, "synth@1").table(["label_name"]).to_pylist()}
+    assert [g.stem for g in grids] == sorted(labels)
+    text = card.read_text()
+    for g in grids:
+        assert f"](grids/{g.name})" in text
+        assert Image.open(g).size[0] > 16  # a real contact sheet, not an empty placeholder

@@ -55,7 +55,11 @@ def test_mlflow_run_has_params_metrics_artifacts_and_datasets(demo_run):
     assert run.data.metrics["images_per_s"] > 0
     assert run.data.tags["prefect.flow_run_id"] == r["prefect_flow_run_id"]
     names = {a.path for a in client.list_artifacts(r["mlflow_run_id"])}
-    assert {"grid.png", "job.yaml", "000001.json", "card.md", "closest-real-pairs.png"} <= names
+    assert {"grid.png", "job.yaml", "000001.json", "card.md", "closest-real-pairs.png", "grids"} <= names
+    grids = {a.path for a in client.list_artifacts(r["mlflow_run_id"], "grids")}
+    classes = {c["name"] for c in demo_run["catalog"].manifest("digits-small", 1).job
+               ["conditioning"]["classes"]}
+    assert grids == {f"grids/{c}.png" for c in classes}  # every class has kept samples in this run
     inputs = {(d.dataset.name, d.tags[0].value) for d in run.inputs.dataset_inputs}
     assert ("digits-small@1", "output") in inputs
     assert ("digits-real@1", "reference") in inputs
