@@ -15,10 +15,10 @@ import pyarrow.parquet as pq
 
 from catalog import Catalog, CatalogError, Manifest, open_version
 from catalog.schema import SCHEMA
+from catalog.vector_index import version_index
 from catalog.version import embeddings_of
 from flows.steps import apply_decisions  # the same column update the job's commit uses
 from synthgen.dedup import decide
-from synthgen.index import vector_set
 
 
 def rededup(
@@ -41,10 +41,11 @@ def rededup(
         reals = set(t["real_dataset"].drop_null().to_pylist())
         real = None
         if reals:
-            rids, remb, rmodels = embeddings_of(open_version(cat, sorted(reals)[0]))
-            if rmodels != models:
-                raise CatalogError(f"real dataset embedded with {sorted(rmodels)}, rows with {sorted(models)}")
-            real = vector_set(rids, remb) if rids else None
+            if len(models) != 1:
+                raise CatalogError(f"{head.ref}: rows carry no embedding model to compare with {sorted(reals)[0]}")
+            # The real dataset's persisted index in the rows' space; CatalogError
+            # when its rows were embedded by another model (nothing here re-embeds).
+            real = version_index(cat, sorted(reals)[0], next(iter(models)))
         real_threshold = real_threshold if real_threshold is not None else _first(t, "real_threshold", 1.0)
         pixel_threshold = pixel_threshold if pixel_threshold is not None else _first(t, "pixel_threshold", None)
         d = decide(

@@ -276,3 +276,39 @@ def vector_set(ids, embeddings: np.ndarray, **kw) -> VectorSet:
     if len(ids) != len(embeddings):
         raise ValueError(f"{len(ids)} ids for {len(embeddings)} embeddings")
     return VectorSet(ids, build_index(embeddings, **kw))
+
+
+@dataclass
+class SegmentedVectorSet:
+    """Several ``VectorSet`` parts searched as one set of their rows concatenated.
+
+    ``nearest`` has ``VectorSet.nearest``'s interface, so ``synthgen.dedup.decide``
+    takes either. A query's answer is its best match over all parts; on equal
+    similarity the earlier part wins, as the lower row wins within one flat
+    index, so parts that are all exact answer exactly as one ``IndexFlatIP``
+    over every row would.
+    """
+
+    parts: list[VectorSet]
+
+    @property
+    def ids(self) -> list[str]:
+        """Every row's id, parts in order."""
+        return [i for part in self.parts for i in part.ids]
+
+    @property
+    def ntotal(self) -> int:
+        return sum(int(part.index.ntotal) for part in self.parts)
+
+    def nearest(self, queries: np.ndarray) -> tuple[np.ndarray, list[str | None]]:
+        """Best similarity and id per query over all parts (-inf / None when empty)."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        best = np.full(len(queries), -np.inf, dtype=np.float32)
+        ids: list[str | None] = [None] * len(queries)
+        for part in self.parts:
+            sims, got = part.nearest(queries)
+            better = sims > best  # strict: ties keep the earlier part's row
+            best = np.where(better, sims, best)
+            for i in np.flatnonzero(better):
+                ids[i] = got[i]
+        return best, ids

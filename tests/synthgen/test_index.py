@@ -3,7 +3,9 @@ import numpy as np
 import pytest
 
 from synthgen.dedup import VectorSet, decide
-from synthgen.index import IndexChoice, build_index, describe, ivf_plan, near_duplicate_probes, vector_set
+from synthgen.index import (
+    IndexChoice, SegmentedVectorSet, build_index, describe, ivf_plan, near_duplicate_probes, vector_set,
+)
 
 faiss.omp_set_num_threads(1)
 
@@ -124,3 +126,21 @@ def test_decide_same_with_flat_or_ivf_earlier(data):
     assert approx.nn_id[:60] == flat.nn_id[:60] and approx.nn_source[:60] == flat.nn_source[:60]
     np.testing.assert_allclose(approx.nn_similarity[:60], flat.nn_similarity[:60], atol=1e-5)
     assert all(a <= f + 1e-5 for a, f in zip(approx.nn_similarity, flat.nn_similarity))
+
+
+def test_segmented_set_answers_like_one_flat_index(data):
+    base, _, queries = data
+    ids = [f"e{i}" for i in range(len(base))]
+    copy = base.copy()
+    copy[1500] = copy[20]  # a tie across parts: the earlier row wins, as in one flat index
+    cuts = [0, 300, 1200, 1201, 2000]
+    parts = SegmentedVectorSet([vector_set(ids[a:b], copy[a:b]) for a, b in zip(cuts, cuts[1:])])
+    assert parts.ids == ids and parts.ntotal == len(ids)
+    q = np.concatenate([queries, copy[[20, 1500, 7]]])
+    sims, got = parts.nearest(q)
+    want_sims, want = VectorSet.build(ids, copy).nearest(q)
+    assert got == want and got[-3:] == ["e20", "e20", "e7"]
+    np.testing.assert_array_equal(sims, want_sims)
+    empty = SegmentedVectorSet([])
+    sims, got = empty.nearest(q[:2])
+    assert got == [None, None] and np.isneginf(sims).all()
