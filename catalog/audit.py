@@ -1,13 +1,32 @@
-"""Audit: everything the catalog knows about one sample, queried with DuckDB."""
+"""Audit: everything the catalog knows about one sample.
+
+A lookup reads one row group of each id segment that matters (see
+``catalog.id_index``) and then the one row group of the shard holding the row,
+so it costs the same at 10 million rows as at 10. A dataset whose index is
+missing and cannot be rebuilt, or whose segments do not hash to the sha256
+their ids.json records, is scanned with DuckDB instead: the answer never
+depends on the index.
+"""
 
 from __future__ import annotations
 
+import bisect
+import functools
+import itertools
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 
+from catalog.id_index import FileCache, ensure_index, open_segment, read_ids_json
+from catalog.manifest import Manifest, sha256_bytes
 from catalog.store import Catalog
+
+_SKIP = ("image", "embedding")
 
 
 @dataclass
@@ -21,24 +40,129 @@ class AuditRecord:
     versions: list[int] = field(default_factory=list)
 
 
-def _committed_shards(catalog: Catalog) -> dict[str, tuple[str, list[int]]]:
-    """shard path -> (dataset, versions that list it)."""
-    out: dict[str, tuple[str, list[int]]] = {}
-    for name in catalog.names():
-        for m in catalog.versions(name):
-            for s in m.shards:
-                path = str(catalog.path(name) / s.file)
-                out.setdefault(path, (name, []))[1].append(m.version)
+@dataclass(frozen=True)
+class _Plan:
+    """One dataset at one head: shard sha256 -> (file, versions listing it), and the segments to read."""
+
+    shards: dict[str, tuple[str, list[int]]]
+    segments: list[tuple[Path, str]] | None  # None: no usable index, scan
+
+
+_plans: dict[Path, tuple[str, _Plan]] = {}  # HEAD file -> (its text, plan): one entry per dataset
+
+
+def read_manifests(cat: Catalog, name: str) -> list[tuple[Manifest, str]]:
+    """Every version's manifest, with the sha256 of its bytes."""
+    out = []
+    for v in range(1, (cat.head(name) or 0) + 1):
+        data = cat.manifest_path(name, v).read_bytes()
+        out.append((Manifest.model_validate_json(data), sha256_bytes(data)))
     return out
 
 
-def audit(catalog: Catalog, sample_id: str) -> list[AuditRecord]:
-    """Find a sample id in every committed shard of every dataset."""
-    shards = _committed_shards(catalog)
+def shard_versions(manifests: list[tuple[Manifest, str]]) -> dict[str, tuple[str, list[int]]]:
+    """shard sha256 -> (file, the versions listing it)."""
+    shards: dict[str, tuple[str, list[int]]] = {}
+    for m, _ in manifests:
+        for s in m.shards:
+            versions = shards.setdefault(s.sha256, (s.file, []))[1]
+            if m.version not in versions:
+                versions.append(m.version)
+    return shards
+
+
+def _plan(cat: Catalog, name: str) -> _Plan:
+    head_file = cat.path(name) / "HEAD"
+    head = head_file.read_text() if head_file.is_file() else ""
+    if head_file in _plans and _plans[head_file][0] == head:  # manifests and segments are immutable
+        return _plans[head_file][1]
+    manifests = read_manifests(cat, name)
+    shards = shard_versions(manifests)
+    lists = [read_ids_json(cat, name, m.version, sha) for m, sha in manifests]
+    if None in lists and ensure_index(cat, name):
+        lists = [read_ids_json(cat, name, m.version, sha) for m, sha in manifests]
+    plan = _Plan(shards, None if None in lists else _cover(cat, name, lists, shards.keys()))
+    if plan.segments is not None:
+        _plans[head_file] = (head, plan)
+    return plan
+
+
+def _cover(cat: Catalog, name: str, lists: list[list[dict]], shards) -> list[tuple[Path, str]] | None:
+    """Segments indexing every committed shard: the head's, then older ones only for dropped shards."""
+    chosen, covered = [], set()
+    for entries in reversed(lists):
+        for e in entries:
+            seg = open_segment(cat.path(name) / e["file"])
+            if seg is None:
+                return None
+            if not covered.issuperset(seg.shards):
+                chosen.append((seg.path, e["sha256"]))
+                covered.update(seg.shards)
+    return chosen if covered.issuperset(shards) else None
+
+
+@functools.cache
+def _duckdb_timezone() -> ZoneInfo | None:
+    try:
+        return ZoneInfo(duckdb.connect().execute("SELECT current_setting('TimeZone')").fetchone()[0])
+    except (duckdb.Error, KeyError, ValueError):
+        return None
+
+
+def _like_duckdb(value):
+    """DuckDB (the scan) returns aware timestamps in its session zone; do the same so both paths print alike."""
+    if isinstance(value, datetime) and value.tzinfo is not None and _duckdb_timezone() is not None:
+        return value.astimezone(_duckdb_timezone())
+    return value
+
+
+def _shard_layout(path: Path) -> tuple[pq.FileMetaData, list[int], list[str]]:
+    meta = pq.read_metadata(path)
+    starts = list(itertools.accumulate((meta.row_group(i).num_rows for i in range(meta.num_row_groups)), initial=0))
+    columns = [n for n in meta.schema.to_arrow_schema().names if n not in _SKIP]
+    return meta, starts, columns
+
+
+_shards = FileCache()
+
+
+def _read_row(path: Path, row: int) -> dict:
+    """Row ``row`` of a shard, without image and embedding, reading only its row group."""
+    meta, starts, columns = _shards.get(path, _shard_layout)
+    group = bisect.bisect_right(starts, row) - 1
+    if not 0 <= group < meta.num_row_groups:
+        raise IndexError(f"{path}: no row {row}")
+    table = pq.ParquetFile(path, metadata=meta).read_row_group(group, columns=columns)
+    return {k: _like_duckdb(v) for k, v in table.slice(row - starts[group], 1).to_pylist()[0].items()}
+
+
+def _from_index(cat: Catalog, name: str, plan: _Plan, sample_id: str) -> list[AuditRecord] | None:
+    """Records via the id index, or None if the index cannot be trusted for this lookup."""
+    hits: set[tuple[str, int]] = set()
+    for path, sha in plan.segments:
+        seg = open_segment(path, sha)
+        if seg is None:
+            return None
+        hits.update(seg.find(sample_id))
+    found = []
+    for sha, row in hits:
+        if sha not in plan.shards:
+            continue  # indexed, but listed by no version
+        file, versions = plan.shards[sha]
+        path = cat.path(name) / file
+        values = _read_row(path, row)
+        if values.get("sample_id") != sample_id:
+            return None  # the index disagrees with the shard
+        found.append((str(path), row, AuditRecord(sample_id, name, values, str(path), sorted(versions))))
+    return [rec for *_, rec in sorted(found, key=lambda f: f[:2])]
+
+
+def _scan(cat: Catalog, name: str, plan: _Plan, sample_id: str) -> list[AuditRecord]:
+    """Records via a DuckDB scan of every committed shard of the dataset."""
+    shards = {str(cat.path(name) / file): sorted(versions) for file, versions in plan.shards.values()}
     if not shards:
         return []
-    con = duckdb.connect()
-    rel = con.execute(
+    rel = duckdb.connect().execute(
         "SELECT * EXCLUDE (image, embedding), filename FROM read_parquet(?, filename=true) WHERE sample_id = ?",
         [sorted(shards), sample_id],
     )
@@ -47,6 +171,20 @@ def audit(catalog: Catalog, sample_id: str) -> list[AuditRecord]:
     for values in rel.fetchall():
         row = dict(zip(cols, values))
         shard = row.pop("filename")
-        dataset, versions = shards[str(Path(shard))]
-        records.append(AuditRecord(sample_id, dataset, row, shard, sorted(versions)))
+        records.append(AuditRecord(sample_id, name, row, shard, shards[str(Path(shard))]))
     return records
+
+
+def audit(catalog: Catalog, sample_id: str) -> list[AuditRecord]:
+    """Find a sample id in every committed shard of every dataset, ordered by shard path."""
+    records = []
+    for name in catalog.names():
+        plan = _plan(catalog, name)
+        found = None
+        if plan.segments is not None:
+            try:
+                found = _from_index(catalog, name, plan, sample_id)
+            except (OSError, IndexError, ValueError, pa.ArrowException):
+                found = None  # a shard or segment changed under us: the scan still answers
+        records += found if found is not None else _scan(catalog, name, plan, sample_id)
+    return sorted(records, key=lambda r: r.shard)  # stable: rows of one shard stay in row order

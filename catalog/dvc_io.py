@@ -10,8 +10,9 @@ version it with DVC like any other data folder::
 
 Repeat after every catalog commit. Shards are immutable and named by their
 sha256, and manifests are never rewritten, so each ``dvc add`` puts only the
-new shard files, the new manifest and the changed ``HEAD`` into the DVC cache;
-the objects of earlier versions are reused, not copied. (``dvc add`` also picks
+new shard files, the new manifest, the changed ``HEAD`` and the version's new
+index files (its id-index segment and list; a job's FAISS segment) into the
+DVC cache; the objects of earlier versions are reused, not copied. (``dvc add`` also picks
 up the empty ``.lock`` file and any derived ``versions/NNNNNN/`` files; they are
 harmless and never read here.)
 

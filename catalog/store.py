@@ -32,9 +32,11 @@ from filelock import FileLock
 
 from catalog.manifest import Manifest, RunRef, ShardRef, sha256_bytes, sha256_file
 from catalog.schema import SCHEMA
+from synthgen.failpoints import failpoint
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 TMP_PREFIX = ".tmp-"
+_HOST = re.sub(r"[^A-Za-z0-9_-]", "_", os.uname().nodename)[:40] or "host"
 
 
 class CatalogError(RuntimeError):
@@ -49,6 +51,36 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def temp_path(path: Path) -> Path:
+    """A temporary sibling of ``path`` that names its writer (host and pid).
+
+    Readers never open temp names; naming the writer lets a later commit
+    remove what a killed writer left behind without touching the files of
+    a writer that is still running (see ``Catalog.cleanup_stale``).
+    """
+    return path.parent / f"{TMP_PREFIX}{_HOST}.{os.getpid()}.{uuid.uuid4().hex[:16]}-{path.name}"
+
+
+def _writer_is_gone(tmp: Path, max_age_s: float) -> bool:
+    """True when the writer of a temp file is dead: its pid is gone on this host, or the file is old."""
+    import time
+
+    host, _, rest = tmp.name[len(TMP_PREFIX):].partition(".")
+    pid = rest.split(".", 1)[0]
+    if host == _HOST and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+    try:  # another host's (or an old-style) temp file: only age says its writer is gone
+        return time.time() - tmp.stat().st_mtime > max_age_s
+    except FileNotFoundError:
+        return False
+
+
 def atomic_write(path: Path, data: bytes, exclusive: bool = False) -> None:
     """Write ``data`` to ``path`` via a temp file + fsync + rename.
 
@@ -57,7 +89,7 @@ def atomic_write(path: Path, data: bytes, exclusive: bool = False) -> None:
     the target exists, instead of renaming over it.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f"{TMP_PREFIX}{uuid.uuid4().hex}-{path.name}"
+    tmp = temp_path(path)
     with open(tmp, "wb") as f:
         f.write(data)
         f.flush()
@@ -77,11 +109,12 @@ def atomic_write(path: Path, data: bytes, exclusive: bool = False) -> None:
 def write_parquet_atomic(table: pa.Table, path: Path) -> None:
     """Write a Parquet file under a temp name and rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f"{TMP_PREFIX}{uuid.uuid4().hex}-{path.name}"
+    tmp = temp_path(path)
     try:
         pq.write_table(table, tmp, compression="zstd", row_group_size=4096)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        failpoint("parquet-write", path.name)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -173,14 +206,18 @@ class Catalog:
     def lock(self, name: str, timeout: float = 600) -> Iterator[None]:
         """Exclusive commit lock for one dataset (safe across processes)."""
         self.path(name).mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.path(name) / ".lock"), timeout=timeout):
+        # One lock object per file and process (is_singleton), so holding it
+        # while calling commit(), which takes it too, re-enters instead of
+        # deadlocking; other threads and processes still wait.
+        lock = FileLock(str(self.path(name) / ".lock"), is_singleton=True)
+        with lock.acquire(timeout=timeout):
             yield
 
     def write_shard(self, name: str, table: pa.Table) -> ShardRef:
         """Write rows as an immutable, content-addressed shard."""
         table = table.cast(SCHEMA) if table.schema != SCHEMA else table
         shard_dir = self.path(name) / "shards"
-        tmp = shard_dir / f"{TMP_PREFIX}{uuid.uuid4().hex}.parquet"
+        tmp = temp_path(shard_dir / "shard.parquet")
         write_parquet_atomic(table, tmp)
         digest = sha256_file(tmp)
         final = shard_dir / f"{digest}.parquet"
@@ -210,9 +247,17 @@ class Catalog:
     ) -> Manifest:
         """Commit a new version = parent's shards (optionally) + ``new_shards``.
 
-        Call inside ``with catalog.lock(name)``. ``expected_parent`` guards
-        against a head that moved since the caller read it (compare-and-swap).
+        Takes the dataset's commit lock (re-entrant: callers that decided
+        what to commit under ``with catalog.lock(name)`` keep holding it).
+        ``expected_parent`` guards against a head that moved since the caller
+        read it (compare-and-swap).
         """
+        with self.lock(name):
+            return self._commit_locked(name, new_shards, expected_parent, keep_parent_shards, job, job_digest, runs,
+                                       embedding_model, message, prov)
+
+    def _commit_locked(self, name, new_shards, expected_parent, keep_parent_shards, job, job_digest, runs,
+                       embedding_model, message, prov) -> Manifest:
         info = self.info(name)
         head = self.head(name)
         if expected_parent != "any" and head != expected_parent:
@@ -244,10 +289,28 @@ class Catalog:
             prov=prov or {},
         )
         data = manifest.to_bytes()
+        self._drop_unpublished(name, version)
+        self.cleanup_stale(name)
         atomic_write(self.manifest_path(name, version), data, exclusive=True)
+        failpoint("manifest-written", f"{name} version {version}")
         # HEAD moves last: until here, readers still see the previous version.
         atomic_write(self.path(name) / "HEAD", f"{version} {sha256_bytes(data)}\n".encode())
+        from catalog.id_index import index_commit  # here: id_index imports this module
+
+        index_commit(self, manifest)
         return manifest
+
+    def _drop_unpublished(self, name: str, version: int) -> None:
+        """Remove a manifest for ``version`` left by a commit killed before HEAD moved.
+
+        Called under the commit lock with HEAD at ``version - 1``: such a
+        manifest was never published (readers go by HEAD), and its commit
+        is being redone now, so it is garbage, not history.
+        """
+        orphan = self.manifest_path(name, version)
+        if orphan.exists():
+            orphan.unlink()
+            _fsync_dir(orphan.parent)
 
     def manifest_sha256(self, name: str, version: int) -> str:
         return sha256_bytes(self.manifest_path(name, version).read_bytes())
@@ -261,8 +324,22 @@ class Catalog:
                 return m
         return None
 
+    def cleanup_stale(self, name: str, max_age_s: float = 86_400) -> int:
+        """Remove one dataset's temp files whose writer is dead; returns how many.
+
+        Safe while other processes write (a live writer's files are kept);
+        commits call it, so a job killed mid-write leaves nothing behind
+        once the next commit of that dataset runs.
+        """
+        n = 0
+        for tmp in self.path(name).rglob(f"{TMP_PREFIX}*"):
+            if _writer_is_gone(tmp, max_age_s):
+                tmp.unlink(missing_ok=True)
+                n += 1
+        return n
+
     def cleanup_temp(self) -> int:
-        """Remove leftover temporary files from interrupted writes."""
+        """Remove every temporary file under the catalog (run it when no writer is active)."""
         n = 0
         for tmp in self.root.rglob(f"{TMP_PREFIX}*"):
             tmp.unlink(missing_ok=True)

@@ -1,8 +1,8 @@
-"""Integrity checks: shard hashes, row counts, schema, and the manifest hash chain.
+"""Integrity checks: shard hashes, row counts, schema, the manifest hash chain, id segments.
 
 Each manifest records its parent manifest's sha256, so versions 1..N form a
 hash chain: flipping any byte of any manifest breaks the link to its child,
-and flipping any byte of any shard breaks the shard's own content hash.
+and flipping any byte of any shard or id segment breaks its own content hash.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import pyarrow.parquet as pq
 from pydantic import ValidationError
 
+from catalog.id_index import ids_json_path, open_segment, read_ids_json
 from catalog.manifest import Manifest, sha256_file
 from catalog.schema import SCHEMA
 from catalog.store import Catalog
@@ -25,6 +26,7 @@ class VerifyReport:
     version: int
     problems: list[str] = field(default_factory=list)
     shards_checked: int = 0
+    id_segments_checked: int = 0
     manifests_checked: int = 0
     head_sha256: str | None = None
 
@@ -33,18 +35,45 @@ class VerifyReport:
         return not self.problems
 
 
+def _hash_problem(path, sha256: str, what: str, listed_in: str, report: VerifyReport) -> bool:
+    """Report a missing file or one whose bytes (or name) do not match ``sha256``."""
+    if not path.is_file():
+        report.problems.append(f"{path}: {what} missing")
+        return True
+    actual = sha256_file(path)
+    if actual != sha256 or path.stem != sha256:
+        report.problems.append(f"{path}: content hash {actual[:16]}... does not match {listed_in} {sha256[:16]}...")
+        return True
+    return False
+
+
+def _check_id_index(cat: Catalog, name: str, m: Manifest, report: VerifyReport, seen: set[str]) -> None:
+    """A version's ids.json, if any: written for this manifest, segments intact, covering its shards."""
+    path = ids_json_path(cat, name, m.version)
+    if not path.is_file():
+        return  # optional: audit rebuilds it or scans
+    entries = read_ids_json(cat, name, m.version, cat.manifest_sha256(name, m.version))
+    if entries is None:
+        report.problems.append(f"{path}: unreadable, or written for other manifest bytes")
+        return
+    for e in entries:
+        if e["sha256"] not in seen:
+            seen.add(e["sha256"])
+            report.id_segments_checked += 1
+            _hash_problem(cat.path(name) / e["file"], e["sha256"], "id segment", path.name, report)
+    segments = [open_segment(cat.path(name) / e["file"]) for e in entries]
+    indexed = {sha for seg in segments if seg for sha in seg.shards}
+    if all(segments) and indexed != {s.sha256 for s in m.shards}:  # an unreadable one is reported above
+        report.problems.append(f"{path}: id segments do not index exactly the version's shards")
+
+
 def _check_shard(cat: Catalog, name: str, ref, report: VerifyReport, seen: set[str]) -> None:
     if ref.sha256 in seen:
         return
     seen.add(ref.sha256)
     path = cat.path(name) / ref.file
     report.shards_checked += 1
-    if not path.is_file():
-        report.problems.append(f"{path}: shard missing")
-        return
-    actual = sha256_file(path)
-    if actual != ref.sha256 or path.stem != ref.sha256:
-        report.problems.append(f"{path}: content hash {actual[:16]}... does not match manifest {ref.sha256[:16]}...")
+    if _hash_problem(path, ref.sha256, "shard", "manifest", report):
         return
     try:
         meta = pq.read_metadata(path)
@@ -68,6 +97,7 @@ def verify(cat: Catalog, name: str, version: int | None = None) -> VerifyReport:
     version = version or head
     report = VerifyReport(name, version)
     seen: set[str] = set()
+    seen_segments: set[str] = set()
     previous_sha: str | None = None
     for v in range(1, head + 1):
         path = cat.manifest_path(name, v)
@@ -93,6 +123,8 @@ def verify(cat: Catalog, name: str, version: int | None = None) -> VerifyReport:
             report.problems.append(f"{path}: row total {m.rows} != sum of shard rows")
         for ref in m.shards if v <= version else []:
             _check_shard(cat, name, ref, report, seen)
+        if v <= version:
+            _check_id_index(cat, name, m, report, seen_segments)
         previous_sha = sha256_file(path)
     report.head_sha256 = previous_sha
     if head and cat.head_sha256(name) not in (None, previous_sha):

@@ -74,6 +74,10 @@ def project(tmp_path_factory):
         cat.commit("ds", [shard2], message="v2")
     ds_dir = repo / CATALOG / "ds"
     new_files = {md5(ds_dir / shard2.file), md5(cat.manifest_path("ds", 2)), md5(ds_dir / "HEAD")}
+    # ...and the id-index segment of the new shard with the version's segment list (catalog.id_index).
+    from catalog.id_index import ids_json_path, read_ids_json
+
+    new_files |= {md5(ids_json_path(cat, "ds", 2)), md5(ds_dir / read_ids_json(cat, "ds", 2)[-1]["file"])}
     expected_v2 = open_version(cat, "ds@2").table(status="all")
     snapshot(repo, "ds v2", "v2")
     cache_v2 = cache_objects(repo)

@@ -1,0 +1,63 @@
+"""Named failure points for crash and retry tests (off unless an env var names one).
+
+``SYNTHGEN_FAILPOINT="<name>[@<n>][:kill|:raise|:raise-always]"`` makes the
+``n``-th time the process passes ``failpoint(name)`` (default the first)
+either SIGKILL the process (``kill``, the default: nothing gets to clean
+up, exactly like a machine losing power), raise ``InjectedFailure`` once
+(``raise``: a transient error) or raise on that hit and every later one
+(``raise-always``: a shard that keeps failing). With the variable unset a
+failpoint is one dictionary lookup.
+
+The crash tests (tests/flows/test_resume.py) run whole jobs in a subprocess
+with each point set, then check that a rerun finishes with identical output.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections import Counter
+
+ENV = "SYNTHGEN_FAILPOINT"
+
+# Where the pipeline can be stopped, in the order a job passes them.
+POINTS = (
+    "sampling",          # after a batch is sampled, before it is post-processed
+    "parquet-write",     # a Parquet file (staged or final shard) at its temp name, not yet renamed
+    "before-commit",     # final shards written, version manifest not yet
+    "manifest-written",  # manifest in place, HEAD not yet moved
+    "finishing",         # version committed; reports and MLflow logging under way
+)
+
+_hits: Counter[str] = Counter()
+_lock = threading.Lock()
+
+
+class InjectedFailure(RuntimeError):
+    """An error raised on purpose by a failpoint."""
+
+
+def _parse(value: str) -> tuple[str, int, str]:
+    target, _, action = value.partition(":")
+    name, _, nth = target.partition("@")
+    if name not in POINTS:
+        raise ValueError(f"{ENV}={value!r}: unknown failpoint {name!r} (known: {', '.join(POINTS)})")
+    return name, int(nth or 1), action or "kill"
+
+
+def failpoint(name: str, detail: str = "") -> None:
+    """Stop here if ``$SYNTHGEN_FAILPOINT`` names this point and its hit count is reached."""
+    value = os.environ.get(ENV)
+    if not value:
+        return
+    target, nth, action = _parse(value)
+    if target != name:
+        return
+    with _lock:
+        _hits[name] += 1
+        hit = _hits[name]
+    if hit == nth and action == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if hit == nth or (hit > nth and action == "raise-always"):
+        raise InjectedFailure(f"injected failure at {name} (hit {hit}){': ' + detail if detail else ''}")
