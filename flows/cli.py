@@ -36,7 +36,7 @@ def _run_job(spec_path: Path, params: str | None = None, assignments: list[str] 
         spec = load_spec(spec_path, overrides)  # validated before anything loads or is written
     paths = _paths()
     from catalog import Catalog
-    from flows.generate import generate_dataset, preflight
+    from flows.generate import ShardFailed, generate_dataset, preflight
 
     with failing_on(CatalogError):
         preflight(spec, Catalog(paths.catalog))
@@ -44,7 +44,10 @@ def _run_job(spec_path: Path, params: str | None = None, assignments: list[str] 
 
     prefetch_models(spec)  # loads models on the second core while Prefect's server starts
     err.print(f"[bold]synthgen[/] {spec.name}: {spec.total_images} images -> {spec.output.dataset} (data: {paths.root})")
-    return generate_dataset(spec.model_dump(mode="json"), str(paths.root))
+    try:
+        return generate_dataset(spec.model_dump(mode="json"), str(paths.root))
+    except ShardFailed as exc:
+        _fail(f"{exc}\nShards finished before it are staged; rerun the same command to resume from there.")
 
 
 def _print_summary(r: dict) -> None:
@@ -75,9 +78,15 @@ def run(
     spec: Path = typer.Argument(..., help="Job spec YAML."),
     params: str = typer.Option(None, "--params", help=PARAMS_HELP),
     assignments: list[str] = typer.Option(None, "--set", help=SET_HELP),
+    json_out: Path = typer.Option(None, "--json", help="Also write the run's result (version, counts, metrics) as JSON."),
 ) -> None:
     """Run a job spec: generate, deduplicate, commit a version, log to MLflow."""
-    _print_summary(_run_job(spec, params, assignments))
+    result = _run_job(spec, params, assignments)
+    if json_out:
+        import json
+
+        json_out.write_text(json.dumps(result, indent=2, default=str))
+    _print_summary(result)
 
 
 @app.command()

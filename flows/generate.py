@@ -21,7 +21,7 @@ from catalog.card import write_card
 from catalog.dedup_report import dedup_report
 from catalog.version import open_version
 from flows import progress
-from flows.settings import configure
+from flows.settings import configure, retry_policy
 from flows.steps import (
     CommitReport,
     ShardReport,
@@ -34,6 +34,7 @@ from flows.steps import (
     write_real_pairs,
 )
 from flows.tracking import Tracker
+from synthgen.failpoints import failpoint
 from synthgen.plan import Shard, make_shards
 from synthgen.spec import JobSpec, parse_spec
 
@@ -44,15 +45,24 @@ def load_models_task(spec: JobSpec) -> dict:
     return {"generator": f"{gen.pipeline_class} on {gen.device}", "embedder": emb.name}
 
 
+class ShardFailed(RuntimeError):
+    """A shard kept failing after its retries; the message names it and the error."""
+
+
 @task(
     name="generate-shard",
     task_run_name="generate {shard.name} [{shard.start}:{shard.stop})",
     retries=2,
-    retry_delay_seconds=[2, 10],
+    retry_delay_seconds=[2, 10],  # replaced per run from settings.retry_policy()
     cache_policy=NO_CACHE,
 )
 def generate_shard_task(spec: JobSpec, shard: Shard, data_dir: str, runs: RunRef) -> ShardReport:
-    return generate_shard(spec, shard, configure(data_dir), runs, on_batch=progress.advance)
+    try:
+        return generate_shard(spec, shard, configure(data_dir), runs, on_batch=progress.advance)
+    except Exception as exc:
+        # Name the shard: after the retries this is the message the user sees.
+        raise ShardFailed(f"{shard.name} (plan [{shard.start}:{shard.stop})) failed: "
+                          f"{type(exc).__name__}: {exc}") from exc
 
 
 @task(name="dedup-and-commit", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
@@ -91,8 +101,14 @@ def generate_dataset(spec: dict, data_dir: str | None = None) -> dict:
         log.info(f"{job.name}: {job.total_images} images in {len(shards)} shards -> {job.output.dataset}")
         models = load_models_task(job)
         startup_s = time.perf_counter() - t0
-        with progress.display(job.total_images, f"{job.name}"):
-            reports = [generate_shard_task(job, s, str(paths.root), runs) for s in shards]
+        retries, delays = retry_policy()
+        shard_task = generate_shard_task.with_options(retries=retries, retry_delay_seconds=delays)
+        # The same spec committed before (e.g. killed while logging): reuse it, generate nothing.
+        todo = [] if catalog.find_job(job.output.dataset, job.digest()) else shards
+        if not todo:
+            log.info(f"{job.name}: this exact spec is already committed to {job.output.dataset}; reusing it")
+        with progress.display(len(todo) and job.total_images, f"{job.name}"):
+            reports = [shard_task(job, s, str(paths.root), runs) for s in todo]
         t_commit = time.perf_counter()
         commit = commit_task(job, shards, str(paths.root), runs)
         t_finish = time.perf_counter()
@@ -103,6 +119,7 @@ def generate_dataset(spec: dict, data_dir: str | None = None) -> dict:
         metrics["commit_s"] = t_finish - t_commit
         tracker.log_metrics(metrics)
         tracker.log_artifact(grid)
+        failpoint("finishing", "after the version commit, while logging to MLflow")
         tracker.log_artifact(commit.manifest_path)
         spec_file = catalog.version_dir(commit.dataset, commit.version) / "job.yaml"
         spec_file.write_text(yaml.safe_dump(job.model_dump(mode="json"), sort_keys=False))

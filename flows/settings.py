@@ -31,6 +31,23 @@ _SERVICE_ENV = {
 }
 
 
+RETRIES_ENV = "SYNTHGEN_SHARD_RETRIES"
+RETRY_DELAYS_ENV = "SYNTHGEN_RETRY_DELAYS"
+
+
+def retry_policy() -> tuple[int, list[float]]:
+    """How often a failed shard is retried, and the backoff delays (seconds) between tries.
+
+    Two retries after 2 s and 10 s by default: long enough for a transient
+    error (a GPU out of memory next to another job, a storage hiccup) to
+    clear, short enough not to stall a nightly run. ``$SYNTHGEN_SHARD_RETRIES``
+    and ``$SYNTHGEN_RETRY_DELAYS`` (comma-separated) override them.
+    """
+    retries = int(os.environ.get(RETRIES_ENV, "2"))
+    delays = [float(x) for x in os.environ.get(RETRY_DELAYS_ENV, "2,10").split(",") if x.strip()]
+    return retries, delays or [0.0]
+
+
 @dataclass(frozen=True)
 class Paths:
     """Where each kind of state lives under the data folder."""

@@ -29,15 +29,15 @@ import pyarrow.parquet as pq
 from catalog import Catalog, CatalogError, Manifest, RunRef, open_version, samples_to_table
 from catalog.schema import SCHEMA
 from catalog.store import write_parquet_atomic
-from catalog.version import embeddings_of
+from catalog.vector_index import VersionIndex, version_index
 from flows.settings import Paths
 from synthgen import __version__
-from synthgen.dedup import Decisions, VectorSet, decide
+from synthgen.dedup import Decisions, decide
 from synthgen.embedder import Embedder, load_embedder
 from synthgen.engine import run_samples
+from synthgen.failpoints import failpoint
 from synthgen.generators import Generator, load_generator
 from synthgen.imaging import decode, make_grid
-from synthgen.index import vector_set
 from synthgen.memorisation import PixelGuard
 from synthgen.plan import Shard, make_plan
 from synthgen.records import Provenance
@@ -189,16 +189,17 @@ def generate_shard(spec: JobSpec, shard: Shard, paths: Paths, runs: RunRef, on_b
     return ShardReport(shard.index, len(samples), False, stats.sampling_s, time.perf_counter() - t0)
 
 
-def _vectors(catalog: Catalog, ref: str, embedder: Embedder) -> VectorSet:
-    """Kept rows of a version as a FAISS set, re-embedding if another model made them."""
-    version = open_version(catalog, ref)
-    ids, emb, models = embeddings_of(version)
-    if ids and (models != {embedder.name} or emb.shape[1] == 0):
-        images = version.table(["image"])["image"].combine_chunks().field("bytes").to_pylist()
-        emb = embedder.embed_images([decode(b) for b in images])
-    if not ids:
-        return VectorSet.build([], np.zeros((0, embedder.dim), np.float32))
-    return vector_set(ids, emb)  # exact up to 100k rows, calibrated IVF beyond
+def _vectors(catalog: Catalog, ref: str, embedder: Embedder, parent: VersionIndex | None = None) -> VersionIndex:
+    """Kept rows of a version as its persisted FAISS index, in the embedder's space.
+
+    Loaded when the version's index exists and checks out, else built and
+    persisted (``catalog.vector_index``); rows another model embedded are
+    re-embedded. ``parent``: the previous version's index, already in memory.
+    """
+    def reembed(images: list[bytes]) -> np.ndarray:
+        return embedder.embed_images([decode(b) for b in images])
+
+    return version_index(catalog, ref, embedder.name, reembed, parent=parent)
 
 
 def apply_decisions(table: pa.Table, d: Decisions, start: int, stop: int) -> pa.Table:
@@ -224,14 +225,14 @@ def dedup_and_commit(spec: JobSpec, shards: list[Shard], paths: Paths, runs: lis
     catalog.create(name, "synthetic")
     stage = staging_dir(paths, spec)
     files = [stage / f"{s.name}.parquet" for s in shards]
-    missing = [f.name for f in files if not f.is_file()]
-    if missing:
-        raise CatalogError(f"cannot commit {name}: shards not generated: {', '.join(missing)}")
     with catalog.lock(name):
         done = catalog.find_job(name, spec.digest())
         if done is not None:
             shutil.rmtree(stage, ignore_errors=True)
             return _report(catalog, done, reused=True)
+        missing = [f.name for f in files if not f.is_file()]
+        if missing:
+            raise CatalogError(f"cannot commit {name}: shards not generated: {', '.join(missing)}")
         embedder = get_embedder(spec)
         head = catalog.head(name)
         earlier = _vectors(catalog, f"{name}@{head}", embedder) if head else None
@@ -260,6 +261,7 @@ def dedup_and_commit(spec: JobSpec, shards: list[Shard], paths: Paths, runs: lis
             refs.append(catalog.write_shard(name, apply_decisions(table, decisions, offset, offset + table.num_rows)))
             offset += table.num_rows
         job_runs = _runs_of(files) or runs
+        failpoint("before-commit", f"{name}: shards written, version not committed")
         manifest = catalog.commit(
             name,
             refs,
@@ -275,6 +277,7 @@ def dedup_and_commit(spec: JobSpec, shards: list[Shard], paths: Paths, runs: lis
                 "wasDerivedFrom": f"{name}@{head}" if head else None,
             },
         )
+        _vectors(catalog, f"{name}@{manifest.version}", embedder, parent=earlier)  # ready for the next job
     shutil.rmtree(stage, ignore_errors=True)
     return _report(catalog, manifest, reused=False)
 

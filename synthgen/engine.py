@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 from synthgen.embedder import Embedder
+from synthgen.failpoints import failpoint
 from synthgen.generators import Generator
 from synthgen.imaging import array_to_pil, encode_png, pixel_sha256
 from synthgen.memorisation import PixelGuard
@@ -90,6 +91,7 @@ def run_samples(
             t = time.perf_counter()
             arrays = generator.generate(chunk)
             stats.sampling_s += time.perf_counter() - t
+            failpoint("sampling", f"batch at plan index {chunk[0].plan_index}")
             captions = [caption(s) for s in chunk] if caption and embedder else None
             pending.append(pool.submit(_finish_batch, chunk, arrays, embedder, provenance, captions, guard))
             if len(pending) >= 2:  # keep at most two batches in flight

@@ -1,0 +1,200 @@
+"""Crash-safe resume: whole jobs killed with SIGKILL at five points, then rerun.
+
+Each job runs as a user runs it (`synthgen run` in a subprocess, against the
+session's Prefect test server, MLflow on SQLite in its data folder). A
+failpoint (synthgen/failpoints.py) makes the process SIGKILL itself at a
+chosen point; nothing gets to clean up. The same command then runs again
+without it. It must finish, redo at most the interrupted shard, and commit a
+version whose rows equal an uninterrupted run's, byte for byte, except the
+three columns that record which run made a row (a resumed job's rows
+truthfully name the killed run that generated them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from catalog import Catalog, ingest_folder
+from catalog.verify import verify
+from tests.conftest import small_job
+
+SYNTHGEN = str(Path(sys.executable).with_name("synthgen"))
+DATASET = "digits-resume"
+SHARDS = 10
+RUN_COLUMNS = ["prefect_flow_run_id", "mlflow_run_id", "created_at"]  # differ by run, by design
+
+
+def job_spec() -> dict:
+    # 3 classes x 10 images, one batch of 3 per shard: 10 shards.
+    spec = small_job(DATASET, per_class=10)
+    spec["generator"].update(steps=2, batch_size=3)
+    spec["output"]["shard_size"] = 3
+    return spec
+
+
+@pytest.fixture(scope="module")
+def seeded(prefect_server, real_digits_dir, embedder, tmp_path_factory) -> dict:
+    """A data folder with the real digits ingested, copied fresh for each scenario; the job file; the env."""
+    from prefect.settings import PREFECT_API_URL
+
+    root = tmp_path_factory.mktemp("resume")
+    seed = root / "seed"
+    ingest_folder(Catalog(seed / "catalog"), "digits-real", real_digits_dir, embedder.embed_images, embedder.name)
+    # MLflow's schema once (3 s of migrations) instead of in every one of the 13 runs below.
+    from mlflow import MlflowClient
+
+    (seed / "mlflow").mkdir()
+    MlflowClient(tracking_uri=f"sqlite:///{seed / 'mlflow' / 'mlflow.db'}").search_experiments()
+    job = root / "job.yaml"
+    job.write_text(yaml.safe_dump(job_spec()))
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "SYNTHGEN_RETRY_DELAYS": "0"}
+    env.pop("SYNTHGEN_DATA", None)
+    return {"root": root, "seed": seed, "job": job, "env": env}
+
+
+def run_jobs(seeded: dict, runs: list[tuple[Path, str | None, dict]], at_once: int = 3) -> list:
+    """``synthgen run JOB --json result.json`` once per (data folder, failpoint, extra env), a few at a time.
+
+    Scenarios use separate data folders, so their processes can overlap:
+    most of a small job's time is start-up and waiting on Prefect's API.
+    """
+
+    def one(run) -> subprocess.CompletedProcess:
+        data, failpoint, extra = run
+        env = {**seeded["env"], **extra, **({"SYNTHGEN_FAILPOINT": failpoint} if failpoint else {})}
+        cmd = [SYNTHGEN, "--data-dir", str(data), "run", str(seeded["job"]), "--json", str(data / "result.json")]
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+
+    with ThreadPoolExecutor(at_once) as pool:
+        return list(pool.map(one, runs))
+
+
+def fresh(seeded: dict, name: str) -> Path:
+    """A copy of the seeded data folder for one scenario."""
+    data = seeded["root"] / name
+    shutil.copytree(seeded["seed"], data)
+    return data
+
+
+def staged(data: Path) -> list[Path]:
+    return sorted((data / "staging").rglob("shard-*.parquet"))
+
+
+def version_rows(data: Path):
+    """The committed version's rows in plan order, minus the per-run columns, and its shard layout."""
+    cat = Catalog(data / "catalog")
+    m = cat.manifest(DATASET)
+    tables = [pq.read_table(cat.path(DATASET) / s.file) for s in m.shards]
+    layout = [t["sample_id"].to_pylist() for t in tables]
+    return m, [t.drop_columns(RUN_COLUMNS) for t in tables], layout
+
+
+# (failpoint, shards staged when it fires, catalog version visible after the kill)
+KILL_POINTS = [
+    ("sampling@5", 4, None),          # inside shard 4, after its batch sampled, before post-processing
+    ("parquet-write@7", 6, None),     # shard 6 written under its temp name, not renamed yet
+    ("parquet-write@13", SHARDS, None),  # committing: 2 final shards in place, the 3rd at its temp name
+    ("manifest-written", SHARDS, None),  # manifest of version 1 written, HEAD not moved
+    ("finishing", 0, 1),              # version 1 committed (staging cleared); killed while logging to MLflow
+]
+BROKEN = ("sampling@3:raise-always", {"SYNTHGEN_SHARD_RETRIES": "1"})  # a shard that keeps failing
+FLAKY = ("sampling@1:raise", {})  # a transient error on the first shard of a run
+
+
+def after_kill(data: Path) -> dict:
+    """What a reader sees in a data folder right after a crash."""
+    cat = Catalog(data / "catalog")
+    return {
+        "head": cat.head(DATASET) if cat.exists(DATASET) else None,
+        "verify_real": verify(cat, "digits-real").ok,
+        "verify": verify(cat, DATASET).ok if cat.exists(DATASET) else True,
+        "staged": [f.stem for f in staged(data)],
+        "staged_readable": all(pq.read_metadata(f).num_rows == 3 for f in staged(data)),
+    }
+
+
+@pytest.fixture(scope="module")
+def scenarios(seeded) -> dict:
+    """Every scenario's first run (killed, or failing) and its rerun; processes overlap, scenarios don't share files."""
+    names = ["uninterrupted", *[f"kill-{p}" for p, _, _ in KILL_POINTS], "broken"]
+    data = {n: fresh(seeded, n.replace("@", "-")) for n in names}
+    first = [(data["uninterrupted"], None, {})] + [(data[f"kill-{p}"], p, {}) for p, _, _ in KILL_POINTS]
+    first.append((data["broken"], *BROKEN))
+    firsts = dict(zip(names, run_jobs(seeded, first)))
+    states = {n: after_kill(data[n]) for n in names}  # before anything reruns
+    again = names[1:]
+    reruns = run_jobs(seeded, [(data[n], *(FLAKY if n == "broken" else (None, {}))) for n in again])
+    return {"data": data, "first": firsts, "state": states, "rerun": dict(zip(again, reruns))}
+
+
+@pytest.fixture(scope="module")
+def baseline(scenarios) -> dict:
+    proc = scenarios["first"]["uninterrupted"]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    m, tables, layout = version_rows(scenarios["data"]["uninterrupted"])
+    assert len(m.shards) == SHARDS
+    result = json.loads((scenarios["data"]["uninterrupted"] / "result.json").read_text())
+    return {"manifest": m, "tables": tables, "layout": layout, "result": result}
+
+
+def assert_same_rows(data: Path, baseline: dict) -> None:
+    manifest, tables, layout = version_rows(data)
+    assert manifest.version == 1 and layout == baseline["layout"]
+    for mine, theirs in zip(tables, baseline["tables"]):
+        assert mine.equals(theirs)  # images, seeds, provenance, dedup decisions: identical
+
+
+@pytest.mark.parametrize("point,staged_at_kill,visible", KILL_POINTS, ids=[p[0] for p in KILL_POINTS])
+def test_sigkill_then_rerun_gives_the_uninterrupted_version(scenarios, baseline, point, staged_at_kill, visible):
+    name = f"kill-{point}"
+    killed, state, data = scenarios["first"][name], scenarios["state"][name], scenarios["data"][name]
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+
+    # After the kill: the catalog reads as before (no version, or the committed one), verify passes,
+    # and whatever the kill left half-written is only ever a temp name.
+    assert state["head"] == visible and state["verify"] and state["verify_real"]
+    assert len(state["staged"]) == staged_at_kill and state["staged_readable"]
+
+    rerun = scenarios["rerun"][name]
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    result = json.loads((data / "result.json").read_text())
+    m = result["metrics"]
+    if visible is None:  # redo at most the interrupted shard: every shard staged before the kill is reused
+        assert m["shards_reused"] == staged_at_kill
+        assert m["generated_this_run"] == 3 * (SHARDS - staged_at_kill)
+    else:  # killed after its commit: the version is reused and nothing is generated again
+        assert m["generated_this_run"] == 0
+    assert result["reused"] == (visible is not None)
+    assert_same_rows(data, baseline)
+    assert result["counts"] == baseline["result"]["counts"]
+    assert verify(Catalog(data / "catalog"), DATASET, 1).ok
+    assert not list((data / "catalog").rglob(".tmp-*")), "a rerun leaves no temporary files behind"
+
+
+def test_failing_shard_is_retried_then_named(scenarios, baseline):
+    # A shard that keeps failing: the run ends naming the shard and the error; earlier shards stay staged.
+    proc, state = scenarios["first"]["broken"], scenarios["state"]["broken"]
+    assert proc.returncode == 2
+    message = " ".join(proc.stderr.split())
+    assert "shard-00002 (plan [6:9)) failed: InjectedFailure" in message and "rerun the same command" in message
+    assert state["staged"] == ["shard-00000", "shard-00001"] and state["head"] is None
+
+    # The rerun meets a transient error on its first shard: the retry succeeds, and the result
+    # equals the uninterrupted run's.
+    rerun = scenarios["rerun"]["broken"]
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "injected failure at sampling (hit 1)" in rerun.stderr  # Prefect logged the failed try
+    data = scenarios["data"]["broken"]
+    assert json.loads((data / "result.json").read_text())["metrics"]["shards_reused"] == 2
+    assert_same_rows(data, baseline)
