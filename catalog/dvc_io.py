@@ -38,7 +38,7 @@ import hashlib
 import posixpath
 import tempfile
 from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+from typing import Any, BinaryIO, Iterator, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -139,24 +139,35 @@ def manifest_at(
         return _manifest(fs, catalog_path, ref)
 
 
-def _read_shard(fs: Any, path: str, sha256: str, columns: list[str] | None) -> pa.Table:
+def copy_verified(fs: Any, path: str, sha256: str, dst: BinaryIO, what: str = "shard", missing=None) -> None:
+    """Stream ``path`` from ``fs`` into the binary file ``dst``, hashing the bytes as they arrive.
+
+    Raises ``IntegrityError`` naming the file when they do not hash to
+    ``sha256``; the caller must then discard what ``dst`` received. A missing
+    file becomes ``missing(fs, path, what, exc)`` (default: this module's
+    DVC-aware message). Any fsspec filesystem works (DVC, S3, local).
+    """
+    h = hashlib.sha256()
+    try:
+        with fs.open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(_CHUNK), b""):
+                h.update(chunk)
+                dst.write(chunk)
+    except FileNotFoundError as exc:
+        raise (missing or _missing)(fs, path, f"{what} listed in the manifest", exc) from None
+    if h.hexdigest() != sha256:
+        raise IntegrityError(f"{what} {path}: sha256 is {h.hexdigest()}, manifest says {sha256}")
+
+
+def _read_shard(fs: Any, path: str, sha256: str, columns: list[str] | None, missing=None) -> pa.Table:
     """Read one shard, hashing its bytes as they arrive; refuse it on mismatch.
 
     Parquet is read footer-first (random access), so the bytes are spooled to
     memory or a temp file while hashing, and parsed only once the hash matches:
     no row from a corrupt or substituted file reaches the caller.
     """
-    h = hashlib.sha256()
     with tempfile.SpooledTemporaryFile(max_size=_SPOOL_MAX) as spool:
-        try:
-            with fs.open(path, "rb") as f:
-                for chunk in iter(lambda: f.read(_CHUNK), b""):
-                    h.update(chunk)
-                    spool.write(chunk)
-        except FileNotFoundError as exc:
-            raise _missing(fs, path, "shard listed in the manifest", exc) from None
-        if h.hexdigest() != sha256:
-            raise IntegrityError(f"shard {path}: sha256 is {h.hexdigest()}, manifest says {sha256}")
+        copy_verified(fs, path, sha256, spool, missing=missing)
         spool.seek(0)
         return pq.read_table(spool, columns=columns, schema=SCHEMA)
 
@@ -168,10 +179,11 @@ def _table(
     columns: Sequence[str] | None,
     status: Status,
     origin: str | None,
+    missing=None,
 ) -> pa.Table:
     base = _dataset_dir(catalog_path, manifest.dataset)
     cols = read_columns(columns)
-    parts = [_read_shard(fs, f"{base}/{s.file}", s.sha256, cols) for s in manifest.shards]
+    parts = [_read_shard(fs, f"{base}/{s.file}", s.sha256, cols, missing) for s in manifest.shards]
     return select_rows(parts, columns, status, origin)  # the same selection as DatasetVersion.table
 
 

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 from pydantic import ValidationError
 
 from catalog.id_index import ids_json_path, open_segment, read_ids_json
-from catalog.manifest import Manifest, sha256_file
+from catalog.manifest import Manifest, sha256_bytes, sha256_file
 from catalog.schema import SCHEMA
 from catalog.store import Catalog
 
@@ -67,24 +67,61 @@ def _check_id_index(cat: Catalog, name: str, m: Manifest, report: VerifyReport, 
         report.problems.append(f"{path}: id segments do not index exactly the version's shards")
 
 
+def check_parquet(source, ref, where: str, report: VerifyReport) -> None:
+    """A shard's footer (a path or an open file): row count as in the manifest, the catalog schema."""
+    try:
+        meta = pq.read_metadata(source)
+        schema = pq.read_schema(source)
+    except Exception as exc:  # noqa: BLE001 - any parse error is a finding
+        report.problems.append(f"{where}: unreadable Parquet ({exc})")
+        return
+    if meta.num_rows != ref.rows:
+        report.problems.append(f"{where}: {meta.num_rows} rows, manifest says {ref.rows}")
+    if not schema.remove_metadata().equals(SCHEMA.remove_metadata()):
+        report.problems.append(f"{where}: schema differs from the catalog schema")
+
+
 def _check_shard(cat: Catalog, name: str, ref, report: VerifyReport, seen: set[str]) -> None:
     if ref.sha256 in seen:
         return
     seen.add(ref.sha256)
     path = cat.path(name) / ref.file
     report.shards_checked += 1
-    if _hash_problem(path, ref.sha256, "shard", "manifest", report):
-        return
+    if not _hash_problem(path, ref.sha256, "shard", "manifest", report):
+        check_parquet(path, ref, str(path), report)
+
+
+def check_manifest(data: bytes | None, name: str, v: int, previous_sha: str | None, where, report: VerifyReport
+                   ) -> tuple[Manifest | None, str | None]:
+    """One link of the hash chain: manifest ``v``'s bytes (None: missing) against the previous link.
+
+    ``where(v)`` names manifest ``v`` in messages. Returns the parsed manifest
+    (None when missing or invalid) and its sha256, the parent hash that
+    version ``v + 1`` must record. Shared by the local and the object-store checks.
+    """
+    report.manifests_checked += 1
+    if data is None:
+        report.problems.append(f"{where(v)}: manifest missing")
+        return None, None
+    sha = sha256_bytes(data)
     try:
-        meta = pq.read_metadata(path)
-        schema = pq.read_schema(path)
-    except Exception as exc:  # noqa: BLE001 - any parse error is a finding
-        report.problems.append(f"{path}: unreadable Parquet ({exc})")
-        return
-    if meta.num_rows != ref.rows:
-        report.problems.append(f"{path}: {meta.num_rows} rows, manifest says {ref.rows}")
-    if not schema.remove_metadata().equals(SCHEMA.remove_metadata()):
-        report.problems.append(f"{path}: schema differs from the catalog schema")
+        m = Manifest.model_validate_json(data)
+    except ValidationError as exc:
+        report.problems.append(f"{where(v)}: not a valid manifest ({exc.error_count()} errors)")
+        return None, sha
+    if m.version != v or m.dataset != name:
+        report.problems.append(f"{where(v)}: claims to be {m.dataset}@{m.version}")
+    if v > 1 and m.parent_sha256 != previous_sha:
+        report.problems.append(f"{where(v - 1)}: hash does not match the parent hash recorded in {where(v)}")
+    if m.rows != sum(s.rows for s in m.shards):
+        report.problems.append(f"{where(v)}: row total {m.rows} != sum of shard rows")
+    return m, sha
+
+
+def check_head_seal(head: int, sealed: str | None, where, report: VerifyReport) -> None:
+    """HEAD records the head manifest's sha256: it must be the hash the chain walk ended on."""
+    if head and sealed not in (None, report.head_sha256):
+        report.problems.append(f"{where(head)}: hash does not match the one sealed in HEAD")
 
 
 def verify(cat: Catalog, name: str, version: int | None = None) -> VerifyReport:
@@ -99,34 +136,18 @@ def verify(cat: Catalog, name: str, version: int | None = None) -> VerifyReport:
     seen: set[str] = set()
     seen_segments: set[str] = set()
     previous_sha: str | None = None
+
+    def where(v: int) -> str:
+        return str(cat.manifest_path(name, v))
+
     for v in range(1, head + 1):
         path = cat.manifest_path(name, v)
-        report.manifests_checked += 1
-        if not path.is_file():
-            report.problems.append(f"{path}: manifest missing")
-            previous_sha = None
-            continue
-        data = path.read_bytes()
-        try:
-            m = Manifest.model_validate_json(data)
-        except ValidationError as exc:
-            report.problems.append(f"{path}: not a valid manifest ({exc.error_count()} errors)")
-            previous_sha = sha256_file(path)
-            continue
-        if m.version != v or m.dataset != name:
-            report.problems.append(f"{path}: claims to be {m.dataset}@{m.version}")
-        if v > 1 and m.parent_sha256 != previous_sha:
-            report.problems.append(
-                f"{cat.manifest_path(name, v - 1)}: hash does not match the parent hash recorded in {path.name}"
-            )
-        if m.rows != sum(s.rows for s in m.shards):
-            report.problems.append(f"{path}: row total {m.rows} != sum of shard rows")
-        for ref in m.shards if v <= version else []:
-            _check_shard(cat, name, ref, report, seen)
-        if v <= version:
+        m, previous_sha = check_manifest(path.read_bytes() if path.is_file() else None, name, v, previous_sha,
+                                         where, report)
+        if m is not None and v <= version:
+            for ref in m.shards:
+                _check_shard(cat, name, ref, report, seen)
             _check_id_index(cat, name, m, report, seen_segments)
-        previous_sha = sha256_file(path)
     report.head_sha256 = previous_sha
-    if head and cat.head_sha256(name) not in (None, previous_sha):
-        report.problems.append(f"{cat.manifest_path(name, head)}: hash does not match the one sealed in HEAD")
+    check_head_seal(head, cat.head_sha256(name), where, report)
     return report

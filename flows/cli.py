@@ -14,7 +14,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from flows import cli_catalog, cli_schedule  # noqa: F401 - registers their commands on `app`
+from flows import cli_catalog, cli_remote, cli_schedule  # noqa: F401 - registers their commands on `app`
 from flows.cli_common import _catalog, _fail, _paths, app, err, failing_on, out
 
 REPO = Path(__file__).resolve().parent.parent
@@ -109,6 +109,34 @@ def ingest(
     out.print(f"ingested {m.rows} real images into [bold]{name}@{m.version}[/] ({emb.name})")
 
 
+def _start_temporary_prefect_server():
+    """Start the temporary Prefect server a flow would start, in a background thread.
+
+    With no server configured, Prefect starts a temporary one (a subprocess)
+    when the first flow runs, and waits ~10 s for it. Starting it earlier
+    lets other start-up work overlap; the flow then finds it running (it is
+    Prefect's own per-process singleton). Join the thread before running a
+    flow. Does nothing when a server is configured.
+    """
+    import threading
+
+    def start() -> None:
+        from prefect.settings import get_current_settings
+
+        if get_current_settings().api.url:
+            return
+        from prefect.server.api.server import SubprocessASGIServer
+
+        try:
+            SubprocessASGIServer().start()
+        except Exception:  # noqa: BLE001 - the flow starts it again and reports the error
+            pass
+
+    thread = threading.Thread(target=start, name="synthgen-prefect-server", daemon=True)
+    thread.start()
+    return thread
+
+
 @app.command()
 def demo(assignments: list[str] = typer.Option(None, "--set", help=SET_HELP)) -> None:
     """Ingest the bundled real digits (once) and run jobs/digits-demo.yaml with params.yaml's `demo` knobs."""
@@ -118,10 +146,12 @@ def demo(assignments: list[str] = typer.Option(None, "--set", help=SET_HELP)) ->
 
     cat = _catalog()
     if not cat.exists(DEMO_REAL) or cat.head(DEMO_REAL) is None:
+        server = _start_temporary_prefect_server()  # ~10 s, on the other core while the ingest runs
         with tempfile.TemporaryDirectory() as tmp:
             folder = export_image_folder(Path(tmp) / "digits")
             (folder / "classes.txt").write_text("\n".join(CLASS_NAMES) + "\n")
             ingest(folder, DEMO_REAL, "embedded:digits-clip", False)
+        server.join()
     params = f"{DEMO_PARAMS}:demo" if DEMO_PARAMS.is_file() else None
     _print_summary(_run_job(DEMO_SPEC, params, assignments))
 

@@ -28,6 +28,8 @@ POINTS = (
     "before-commit",     # final shards written, version manifest not yet
     "manifest-written",  # manifest in place, HEAD not yet moved
     "finishing",         # version committed; reports and MLflow logging under way
+    "push-objects",      # push: a version's shards and segments uploaded, its manifest not yet created
+    "push-manifests",    # push: the new manifests created on the object store, HEAD not yet moved
 )
 
 _hits: Counter[str] = Counter()

@@ -1,0 +1,280 @@
+"""Push a dataset's versions to a shared catalog (S3 or a path) and pull them back, atomically.
+
+The commit protocol, for an object store without rename (``catalog.objectstore``):
+
+1. Immutable, content-addressed objects first: shards, id-index and vector-index
+   segments that the shared catalog lacks. Nothing references them yet, and a
+   reader never follows a key nobody references, so they are invisible.
+2. Then the version's manifest, created with put-if-absent (``If-None-Match: *``).
+   This is the commit point: of two publishers of version N exactly one
+   creates ``versions/00000N.json``; the other gets ``ConflictError``.
+3. Then the version's derived files (``versions/00000N/``: id list, index list,
+   card, grids), by the winner only, so a loser never overwrites them.
+4. HEAD last, one small object moved by compare-and-swap (``If-Match`` on its
+   ETag), forward only. Readers go by HEAD, so they see the old head or the
+   new one, never a partial version.
+
+A publisher killed between 2 and 4 leaves committed manifests that HEAD does
+not name yet: readers still see the previous head. The next push, by anyone,
+first rolls HEAD forward over manifests that extend its chain (everything
+they reference was uploaded before them), so the commit stands and a second
+publisher learns of it; a re-push by the killed publisher also uploads the
+derived files it had not written.
+
+Pull is the reverse into a local catalog, under its commit lock: manifests
+checked as a chain from the shared HEAD, every shard and segment hashed as
+it is read, the local HEAD moved last.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from catalog.dvc_io import IntegrityError, copy_verified
+from catalog.manifest import Manifest, sha256_bytes
+from catalog.objectstore import ObjectStore
+from catalog.remote import RemoteCatalog, manifest_key, missing_error, open_store, parse_head
+from catalog.store import TMP_PREFIX, Catalog, CatalogError, atomic_write, temp_path
+from synthgen.failpoints import failpoint
+
+_CAS_TRIES = 20
+# A content-addressed file named in a manifest or a segment list: its folder, its sha256, an extension.
+_OBJECT_RE = re.compile(r"^(shards|ids|index)/([0-9a-f]{64})\.[a-z][a-z.]*$")
+
+
+class ConflictError(CatalogError):
+    """The shared catalog's history and the local one differ (another publisher got there first)."""
+
+
+@dataclass
+class SyncResult:
+    """What a push or pull did."""
+
+    name: str
+    url: str
+    head: int
+    versions: list[int] = field(default_factory=list)  # versions published (HEAD moved over them) or pulled
+    objects: int = 0  # shards and segments copied
+    note: str = ""
+
+
+def _head_line(version: int, sha: str) -> bytes:
+    return f"{version} {sha}\n".encode()
+
+
+def referenced(m: Manifest, derived: dict[str, bytes]) -> list[tuple[str, str]]:
+    """(file relative to the dataset, sha256) of every content-addressed object a version needs.
+
+    ``derived`` maps the version's derived-file names (``ids.json``,
+    ``index.json``...) to their bytes. Names are checked, since segment
+    lists carry no hash of their own: nothing outside shards/, ids/ and
+    index/ is ever read or written through them.
+    """
+    out = [(s.file, s.sha256) for s in m.shards]
+    try:
+        for entry in json.loads(derived.get("ids.json", b'{"segments": []}'))["segments"]:
+            out.append((entry["file"], entry["sha256"]))
+        for entry in json.loads(derived.get("index.json", b'{"segments": []}'))["segments"]:
+            out += [(entry["faiss"], entry["faiss_sha256"]), (entry["ids"], entry["ids_sha256"])]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise IntegrityError(f"{m.dataset}@{m.version}: unreadable segment list ({exc!r})") from None
+    for rel, sha in out:
+        match = _OBJECT_RE.match(rel)
+        if not match or match.group(2) != sha:
+            raise IntegrityError(f"{m.dataset}@{m.version}: {rel!r} is not a content-addressed object named {sha}")
+    return list(dict.fromkeys(out))
+
+
+def _local_derived(cat: Catalog, name: str, version: int) -> dict[str, Path]:
+    """A local version's derived files, by name relative to its folder (temp files left out)."""
+    folder = cat.version_dir(name, version)
+    return {p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob("*"))
+            if p.is_file() and not p.name.startswith(TMP_PREFIX)} if folder.is_dir() else {}
+
+
+def roll_forward(store: ObjectStore, name: str) -> tuple[int, int, str | None]:
+    """Move HEAD over committed manifests that extend it; (HEAD before, HEAD after, its sha256).
+
+    A manifest whose ``parent_sha256`` is the current head's hash was
+    created after everything it references (step 2 of the protocol), so it
+    is a committed version whose publisher died before moving HEAD.
+    """
+    before = None
+    for _ in range(_CAS_TRIES):
+        data, tag = store.read_tagged(f"{name}/HEAD")
+        version, sha = parse_head(data)
+        before = version if before is None else before
+        target, target_sha = version, sha
+        while (nxt := store.read(manifest_key(name, target + 1))) is not None:
+            try:
+                m = Manifest.model_validate_json(nxt)
+            except ValueError:
+                break
+            if (m.dataset, m.version, m.parent, m.parent_sha256) != (name, target + 1, target or None, target_sha):
+                break
+            target, target_sha = target + 1, sha256_bytes(nxt)
+        if target == version or store.swap(f"{name}/HEAD", tag, _head_line(target, target_sha)):
+            return before, target, target_sha
+    raise ConflictError(f"{store.where(name + '/HEAD')} kept moving under {_CAS_TRIES} tries; retry the push")
+
+
+def _advance_head(store: ObjectStore, name: str, version: int, sha: str) -> None:
+    """Move HEAD forward to ``version`` by compare-and-swap; never backwards over a newer head."""
+    for _ in range(_CAS_TRIES):
+        data, tag = store.read_tagged(f"{name}/HEAD")
+        if parse_head(data)[0] >= version:
+            return  # someone (a helper rolling forward) already published it, or built on it
+        if store.swap(f"{name}/HEAD", tag, _head_line(version, sha)):
+            return
+    raise ConflictError(f"{store.where(name + '/HEAD')} kept moving under {_CAS_TRIES} tries; retry the push")
+
+
+def _publish_dataset(cat: Catalog, store: ObjectStore, name: str) -> None:
+    """dataset.json, created once; later pushes only check that the origin agrees."""
+    local = (cat.path(name) / "dataset.json").read_bytes()
+    try:
+        store.put(f"{name}/dataset.json", local, create=True)
+    except FileExistsError:
+        theirs = json.loads(store.read(f"{name}/dataset.json") or b"{}")
+        if theirs.get("origin") != json.loads(local)["origin"]:
+            raise ConflictError(f"{store.where(name)} holds {theirs.get('origin')} data, "
+                                f"the local {name!r} {json.loads(local)['origin']} data") from None
+
+
+def _publish_version(cat: Catalog, store: ObjectStore, name: str, version: int, present: set[str]) -> int:
+    """Steps 1-3 for one version; returns how many objects were uploaded."""
+    data = cat.manifest_path(name, version).read_bytes()
+    m = Manifest.model_validate_json(data)
+    derived = _local_derived(cat, name, version)
+    uploaded = 0
+    for rel, _sha in referenced(m, {k: p.read_bytes() for k, p in derived.items() if k.endswith(".json")}):
+        if f"{name}/{rel}" not in present:
+            store.upload(f"{name}/{rel}", cat.path(name) / rel)
+            present.add(f"{name}/{rel}")
+            uploaded += 1
+    failpoint("push-objects", f"{name}@{version}")
+    key = manifest_key(name, version)
+    try:
+        store.put(key, data, create=True)
+    except FileExistsError:
+        theirs = store.read(key)
+        if theirs != data:
+            roll_forward(store, name)  # so that a pull now sees the version that won
+            who = "is being created by another publisher" if theirs is None else "was published by another publisher"
+            raise ConflictError(
+                f"{name}@{version} {who} at {store.url} first; nothing of yours is visible there. "
+                f"Pull it into a fresh catalog (synthgen --data-dir NEW pull {store.url} {name}), "
+                "commit your rows on top and push again"
+            ) from None
+    for rel, path in derived.items():
+        store.upload(f"{name}/versions/{version:06d}/{rel}", path)
+    return uploaded
+
+
+def push(cat: Catalog, name: str, url: "str | ObjectStore", storage_options: dict | None = None) -> SyncResult:
+    """Publish the local versions of ``name`` that the shared catalog at ``url`` lacks.
+
+    The shared history must be a prefix of the local one; otherwise
+    ``ConflictError`` (pull first). Safe to rerun after a crash, and against
+    concurrent publishers (see the module docstring for the protocol).
+    """
+    store = open_store(url, storage_options, create=True)
+    with cat.lock(name):  # the local head's derived files are complete once its commit returned
+        local = cat.head(name)
+        if not local:
+            raise CatalogError(f"dataset {name!r} has no versions to push")
+        _publish_dataset(cat, store, name)
+        start, remote, remote_sha = roll_forward(store, name)
+        result = SyncResult(name, store.url, remote)
+        if remote > local:
+            if sha256_bytes(RemoteCatalog(store).chain(name, local)[0][0]) == cat.manifest_sha256(name, local):
+                result.note = f"the shared catalog is ahead (version {remote}); pull to update"
+                return result
+            raise ConflictError(f"{store.where(name)} has versions up to {remote} that are not in the local "
+                                f"history (head {local}); pull into a fresh catalog and commit on top")
+        if remote and cat.manifest_sha256(name, remote) != remote_sha:
+            raise ConflictError(f"{store.where(name)}@{remote} differs from the local {name}@{remote}: the "
+                                "histories diverged; pull into a fresh catalog and commit on top")
+        present = store.keys(f"{name}/shards") | store.keys(f"{name}/ids") | store.keys(f"{name}/index")
+        # From the head before rolling forward: versions a killed push committed still need their derived files.
+        for version in range(start + 1, local + 1):
+            result.objects += _publish_version(cat, store, name, version, present)
+            result.versions.append(version)
+        failpoint("push-manifests", f"{name}@{local}")
+        _advance_head(store, name, local, cat.manifest_sha256(name, local))
+        result.head = local
+        return result
+
+
+def _download(store: ObjectStore, key: str, sha256: str, dest: Path) -> None:
+    """Fetch one content-addressed object, hashing as it arrives; rename into place only if it matches."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(dest)
+    try:
+        with open(tmp, "wb") as f:
+            copy_verified(store.files, key, sha256, f, "object", missing=missing_error)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _pull_version(store: ObjectStore, cat: Catalog, data: bytes, m: Manifest) -> int:
+    """Copy one version's objects and derived files, then its manifest; returns objects fetched."""
+    name = m.dataset
+    prefix = f"{name}/versions/{m.version:06d}/"
+    derived = {k[len(prefix):]: store.read(k) for k in sorted(store.keys(prefix))}
+    for rel in derived:  # object keys are arbitrary strings: none may climb out of the version's folder
+        if any(part in ("", ".", "..") for part in rel.split("/")):
+            raise IntegrityError(f"{store.where(prefix + rel)}: refusing a derived file outside {prefix}")
+    fetched = 0
+    for rel, sha in referenced(m, {k: v for k, v in derived.items() if k.endswith(".json")}):
+        if not (cat.path(name) / rel).is_file():  # content-addressed: a local copy is the same bytes
+            _download(store, f"{name}/{rel}", sha, cat.path(name) / rel)
+            fetched += 1
+    for rel, blob in derived.items():
+        atomic_write(cat.version_dir(name, m.version) / rel, blob)
+    cat._drop_unpublished(name, m.version)  # a manifest a killed pull or commit left behind its HEAD
+    atomic_write(cat.manifest_path(name, m.version), data, exclusive=True)
+    return fetched
+
+
+def pull(url: "str | ObjectStore", name: str, cat: Catalog, storage_options: dict | None = None) -> SyncResult:
+    """Copy the shared catalog's versions of ``name`` that the local catalog lacks, verifying every byte.
+
+    The local history must be a prefix of the shared one; otherwise
+    ``ConflictError``. The local HEAD moves last, so a killed pull leaves the
+    local catalog at its previous version, and rerunning it resumes.
+    """
+    remote = RemoteCatalog(open_store(url, storage_options))
+    store = remote.store
+    head, sealed = remote.head(name)
+    result = SyncResult(name, store.url, head)
+    if head == 0:
+        raise CatalogError(f"dataset {name!r} in {store.url} has no versions yet")
+    info = store.read(f"{name}/dataset.json")
+    if not cat.exists(name):
+        atomic_write(cat.path(name) / "dataset.json", info)
+    elif cat.info(name)["origin"] != json.loads(info)["origin"]:
+        raise ConflictError(f"the local {name!r} holds {cat.info(name)['origin']} data, {store.url} does not")
+    with cat.lock(name):
+        local = cat.head(name) or 0
+        if local >= head:
+            if cat.manifest_sha256(name, head) != sealed:
+                raise ConflictError(f"the local {name}@{head} differs from {store.url}: the histories diverged")
+            result.note = "up to date" if local == head else f"the local catalog is ahead (version {local})"
+            return result
+        chain = remote.chain(name, local + 1)
+        if local and chain[0][1].parent_sha256 != cat.manifest_sha256(name, local):
+            raise ConflictError(f"{store.url}'s {name}@{local + 1} does not extend the local {name}@{local}: "
+                                "the histories diverged")
+        for data, m in chain:
+            result.objects += _pull_version(store, cat, data, m)
+            result.versions.append(m.version)
+        atomic_write(cat.path(name) / "HEAD", _head_line(head, sealed))
+    return result

@@ -1,0 +1,156 @@
+"""`synthgen` commands for a shared catalog addressed by URL (push, pull, remote-versions, remote-load, remote-verify).
+
+URLs are ``s3://bucket/prefix`` (any S3-compatible server: ``--endpoint-url``
+or ``$AWS_ENDPOINT_URL``; credentials as for any AWS tool) or a path. The
+protocol that makes a push atomic is described in ``catalog.publish``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from flows.cli_common import _catalog, _fail, app, err, failing_on, out
+
+URL_HELP = "Shared catalog: s3://BUCKET/PREFIX or a path."
+ENDPOINT_HELP = "S3-compatible endpoint, e.g. http://127.0.0.1:9000 (default: $AWS_ENDPOINT_URL, else AWS)."
+
+
+def _options(url: str, endpoint: str | None) -> dict | None:
+    """Storage options for ``url``: the endpoint, for s3:// URLs only."""
+    if not endpoint:
+        return None
+    if not url.startswith("s3://"):
+        _fail(f"--endpoint-url applies to s3:// URLs, not {url}")
+    return {"endpoint_url": endpoint}
+
+
+def _remote(url: str, endpoint: str | None):
+    from catalog.remote import RemoteCatalog
+
+    return RemoteCatalog(url, _options(url, endpoint))
+
+
+def _span(versions: list[int]) -> str:
+    return f"{versions[0]}" if len(versions) == 1 else f"{versions[0]}..{versions[-1]}"
+
+
+@app.command()
+def push(
+    name: str = typer.Argument(..., help="Local dataset name."),
+    url: str = typer.Argument(..., help=URL_HELP),
+    endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help=ENDPOINT_HELP),
+    allow_restricted: bool = typer.Option(False, help="Required to publish a restricted dataset."),
+) -> None:
+    """Publish the versions the shared catalog lacks; HEAD moves last, so readers never see a partial version."""
+    from catalog import CatalogError
+    from catalog.publish import push as run_push
+
+    with failing_on(CatalogError):
+        if _catalog().info(name).get("restricted") and not allow_restricted:
+            _fail(f"{name} is restricted; pass --allow-restricted to publish it to shared storage")
+        r = run_push(_catalog(), name, url, _options(url, endpoint_url))
+    if r.versions:
+        out.print(f"pushed {name}@{_span(r.versions)} to {r.url} ({r.objects} new objects); shared head is {r.head}")
+    else:
+        out.print(f"{name}: nothing to push to {r.url} (shared head {r.head}){'; ' + r.note if r.note else ''}")
+
+
+@app.command()
+def pull(
+    url: str = typer.Argument(..., help=URL_HELP),
+    name: str = typer.Argument(..., help="Dataset name."),
+    endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help=ENDPOINT_HELP),
+) -> None:
+    """Copy the shared catalog's new versions into the local one, checking every hash on the way."""
+    from catalog import CatalogError
+    from catalog.publish import pull as run_pull
+
+    with failing_on(CatalogError):
+        r = run_pull(url, name, _catalog(), _options(url, endpoint_url))
+    if r.versions:
+        out.print(f"pulled {name}@{_span(r.versions)} from {r.url} ({r.objects} objects fetched); "
+                  f"local head is {r.head}")
+    else:
+        out.print(f"{name}: {r.note or 'up to date'} (shared head {r.head})")
+
+
+@app.command("remote-versions")
+def remote_versions(
+    url: str = typer.Argument(..., help=URL_HELP),
+    name: Optional[str] = typer.Argument(None, help="Dataset name (omit to list the datasets)."),
+    endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help=ENDPOINT_HELP),
+) -> None:
+    """List a shared catalog's datasets, or one dataset's published versions (chain-checked against HEAD)."""
+    from catalog import CatalogError
+
+    with failing_on(CatalogError):
+        remote = _remote(url, endpoint_url)
+        if name is None:
+            heads = {n: remote.head(n)[0] for n in remote.names()}
+            out.print("\n".join(f"{n}  head {h or '-'}" for n, h in heads.items()) or f"no datasets in {url}")
+            return
+        manifests = remote.versions(name)
+    t = Table(title=f"{name} at {url}")
+    for col in ("version", "created", "rows", "kept", "added shards", "message"):
+        t.add_column(col, overflow="fold")
+    for m in manifests:
+        t.add_row(str(m.version), m.created_at[:19], str(m.rows), str(m.rows_by_status.get("kept", 0)),
+                  str(len(m.added_shards)), m.message or "-")
+    out.print(t)
+
+
+@app.command("remote-load")
+def remote_load(
+    url: str = typer.Argument(..., help=URL_HELP),
+    ref: str = typer.Argument(..., help="NAME or NAME@VERSION."),
+    status: str = typer.Option("kept", help="Row status ('all' for every row)."),
+    limit: int = typer.Option(5, help="Rows to show."),
+    save: Optional[Path] = typer.Option(None, "--out", help="Also write the rows to this Parquet file."),
+    endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help=ENDPOINT_HELP),
+    allow_restricted: bool = typer.Option(False, help="Required to write a restricted dataset's rows out."),
+) -> None:
+    """Read a published version straight from shared storage (shards hash-checked) and show a few rows."""
+    from catalog import CatalogError
+
+    with failing_on(CatalogError):
+        remote = _remote(url, endpoint_url)
+        v = remote.open(ref)
+        if save is not None and remote.info(v.manifest.dataset).get("restricted") and not allow_restricted:
+            _fail(f"{v.manifest.dataset} is restricted; pass --allow-restricted to write its rows to {save}")
+        table = v.table(status=status)
+    out.print(f"{v.ref} at {url}: {table.num_rows} rows ({status}) from {len(v.manifest.shards)} shard(s)")
+    cols = [c for c in ("sample_id", "origin", "status", "label", "prompt", "seed") if c in table.column_names]
+    out.print(table.select(cols).slice(0, limit).to_pandas().to_string(index=False))
+    if save is not None:
+        import pyarrow.parquet as pq
+
+        from catalog.version import output_path
+
+        pq.write_table(table, output_path(save))
+        out.print(f"wrote {table.num_rows} rows to {save}")
+
+
+@app.command("remote-verify")
+def remote_verify(
+    url: str = typer.Argument(..., help=URL_HELP),
+    ref: str = typer.Argument(..., help="NAME or NAME@VERSION."),
+    endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help=ENDPOINT_HELP),
+) -> None:
+    """Check a shared dataset: manifest chain to HEAD, shard and id-segment hashes (exit 1 on any problem)."""
+    from catalog import CatalogError, parse_ref
+    from catalog.remote import verify_remote
+
+    name, version = parse_ref(ref)
+    with failing_on(CatalogError):
+        report = verify_remote(_remote(url, endpoint_url), name, version)
+    for problem in report.problems:
+        err.print(f"[red]FAIL[/] {problem}")
+    verdict = "[green]OK[/]" if report.ok else "[red]CORRUPT[/]"
+    out.print(f"{name}@{report.version} at {url}: {report.manifests_checked} manifests, {report.shards_checked} "
+              f"shards, {report.id_segments_checked} id segments checked; {verdict}")
+    if not report.ok:
+        raise typer.Exit(1)
