@@ -37,6 +37,7 @@ def _run_job(spec_path: Path, params: str | None = None, assignments: list[str] 
     paths = _paths()
     from catalog import Catalog
     from flows.generate import ShardFailed, generate_dataset, preflight
+    from flows.schedule import ScheduleError
 
     with failing_on(CatalogError):
         preflight(spec, Catalog(paths.catalog))
@@ -46,6 +47,8 @@ def _run_job(spec_path: Path, params: str | None = None, assignments: list[str] 
     err.print(f"[bold]synthgen[/] {spec.name}: {spec.total_images} images -> {spec.output.dataset} (data: {paths.root})")
     try:
         return generate_dataset(spec.model_dump(mode="json"), str(paths.root))
+    except ScheduleError as exc:  # e.g. shards sent to a work pool without a long-lived Prefect server
+        _fail(str(exc))
     except ShardFailed as exc:
         _fail(f"{exc}\nShards finished before it are staged; rerun the same command to resume from there.")
 

@@ -39,6 +39,8 @@ def schedule_cmd(
     cron: Optional[str] = typer.Option(None, help="Cron schedule, e.g. '0 2 * * *' (none: run on demand)."),
     pool: str = typer.Option("synthgen", help="Prefect work pool (created as a process pool if missing)."),
     name: Optional[str] = typer.Option(None, help="Deployment name (default: the job's name)."),
+    shards_on: Optional[str] = typer.Option(
+        None, "--shards-on", help="Generate the shards on this work pool's workers (one GPU each; docs/scale-out.md)."),
 ) -> None:
     """Register a job as a Prefect deployment with a cron schedule (needs `prefect server start`)."""
     from flows.schedule import ScheduleError, schedule
@@ -46,9 +48,11 @@ def schedule_cmd(
 
     with failing_on(SpecError, ScheduleError):
         job = load_spec(spec)
-        dep = schedule(job, str(_paths().root), cron, pool, name)
+        dep = schedule(job, str(_paths().root), cron, pool, name, shard_pool=shards_on)
     out.print(f"scheduled {name or job.name} (deployment {dep}) on pool {pool!r}" + (f", cron {cron!r}" if cron else ""))
     out.print(f"start a worker where it should run:  prefect worker start --pool {pool}")
+    if shards_on:
+        out.print(f"and one per GPU machine:  SYNTHGEN_GPUS=0 prefect worker start --pool {shards_on} --limit 1")
 
 
 @app.command()

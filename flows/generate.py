@@ -8,6 +8,7 @@ crash redo only the shards that were not finished.
 
 from __future__ import annotations
 
+import json
 import time
 
 import yaml
@@ -21,7 +22,7 @@ from catalog.card import write_card
 from catalog.dedup_report import dedup_report
 from catalog.version import open_version
 from flows import progress
-from flows.settings import configure, retry_policy
+from flows.settings import configure, retry_policy, shard_pool as default_shard_pool
 from flows.steps import (
     CommitReport,
     ShardReport,
@@ -65,6 +66,12 @@ def generate_shard_task(spec: JobSpec, shard: Shard, data_dir: str, runs: RunRef
                           f"{type(exc).__name__}: {exc}") from exc
 
 
+def shard_task_with_policy():
+    """``generate_shard_task`` with the retries and backoff of ``settings.retry_policy()``."""
+    retries, delays = retry_policy()
+    return generate_shard_task.with_options(retries=retries, retry_delay_seconds=delays)
+
+
 @task(name="dedup-and-commit", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
 def commit_task(spec: JobSpec, shards: list[Shard], data_dir: str, runs: RunRef) -> CommitReport:
     return dedup_and_commit(spec, shards, configure(data_dir), [runs])
@@ -85,13 +92,24 @@ def preflight(spec: JobSpec, catalog: Catalog) -> None:
 
 
 @flow(name="synthgen-generate", log_prints=True)
-def generate_dataset(spec: dict, data_dir: str | None = None) -> dict:
-    """Generate, deduplicate and commit one job's images as a new dataset version."""
+def generate_dataset(spec: dict, data_dir: str | None = None, shard_pool: str | None = None) -> dict:
+    """Generate, deduplicate and commit one job's images as a new dataset version.
+
+    ``shard_pool`` (default ``$SYNTHGEN_SHARD_POOL``): generate the shards as
+    flow runs on that work pool's workers (``flows.distributed``) instead of
+    in this process; the result is the same. It needs a long-lived Prefect
+    server and a data folder every worker reaches at the same path.
+    """
     t0 = time.perf_counter()
     job = parse_spec(spec)  # validated again: deployments pass raw dicts
     paths = configure(data_dir)
     catalog = Catalog(paths.catalog)
     preflight(job, catalog)
+    shard_pool = shard_pool or default_shard_pool()
+    if shard_pool:
+        from flows.schedule import require_server
+
+        require_server()  # workers cannot reach the temporary server of a plain run
     log = get_run_logger()
     tracker = Tracker(paths.tracking_uri, paths.artifact_root)
     runs = RunRef(prefect_flow_run_id=str(flow_run.id), mlflow_run_id=None)
@@ -99,18 +117,29 @@ def generate_dataset(spec: dict, data_dir: str | None = None) -> dict:
     try:
         shards = make_shards(job.total_images, job.output.shard_size)
         log.info(f"{job.name}: {job.total_images} images in {len(shards)} shards -> {job.output.dataset}")
-        models = load_models_task(job)
+        # Distributed, the workers load the generator; the embedder (for the commit) loads while they work.
+        models = None if shard_pool else load_models_task(job)
         startup_s = time.perf_counter() - t0
-        retries, delays = retry_policy()
-        shard_task = generate_shard_task.with_options(retries=retries, retry_delay_seconds=delays)
         # The same spec committed before (e.g. killed while logging): reuse it, generate nothing.
         todo = [] if catalog.find_job(job.output.dataset, job.digest()) else shards
         if not todo:
             log.info(f"{job.name}: this exact spec is already committed to {job.output.dataset}; reusing it")
-        with progress.display(len(todo) and job.total_images, f"{job.name}"):
-            reports = [shard_task(job, s, str(paths.root), runs) for s in todo]
+        shard_runs: list[dict] = []
+        if todo and shard_pool:
+            from flows.distributed import run_on_workers  # imports this module
+
+            reports, shard_runs = run_on_workers(job, todo, paths, runs, shard_pool)
+        else:
+            shard_task = shard_task_with_policy()
+            reports = []
+            with progress.display(sum(len(s) for s in todo), f"{job.name}", shards=len(todo)):
+                for s in todo:
+                    reports.append(shard_task(job, s, str(paths.root), runs))
+                    progress.shard_done(reports[-1].rows if reports[-1].reused else 0)
         t_commit = time.perf_counter()
         commit = commit_task(job, shards, str(paths.root), runs)
+        models = models or {"generator": f"{job.generator.model} on the workers of pool {shard_pool!r}",
+                            "embedder": get_embedder(job).name}
         t_finish = time.perf_counter()
         grid = write_grid(catalog, commit.dataset, commit.version, commit.files)
         wall = time.perf_counter() - t0
@@ -124,6 +153,11 @@ def generate_dataset(spec: dict, data_dir: str | None = None) -> dict:
         spec_file = catalog.version_dir(commit.dataset, commit.version) / "job.yaml"
         spec_file.write_text(yaml.safe_dump(job.model_dump(mode="json"), sort_keys=False))
         tracker.log_artifact(spec_file)
+        if shard_runs:  # which host and GPU made each shard
+            where = catalog.version_dir(commit.dataset, commit.version) / "shard-runs.json"
+            where.write_text(json.dumps(shard_runs, indent=1))
+            tracker.log_artifact(where)
+            tracker.set_tags({"synthgen.shard_pool": shard_pool})
         if job.dedup.real_dataset:
             pairs = write_real_pairs(catalog, commit.dataset, commit.version, commit.files, job.dedup.real_dataset)
             if pairs:
@@ -165,6 +199,7 @@ def generate_dataset(spec: dict, data_dir: str | None = None) -> dict:
             "mlflow_run_id": runs.mlflow_run_id,
             "mlflow_tracking_uri": tracker.tracking_uri,
             "data_dir": str(paths.root),
+            "shard_runs": shard_runs,
         }
         create_markdown_artifact(
             key="synthgen-summary",

@@ -11,6 +11,8 @@ pointing at a long-lived ``prefect server start``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,28 +55,46 @@ class ScheduleInfo:
     dataset: str | None
 
 
-def schedule(spec: JobSpec, data_dir: str, cron: str | None, pool: str, name: str | None = None) -> str:
-    """Register (or update) a deployment of the job; returns its id."""
+def schedule(spec: JobSpec, data_dir: str, cron: str | None, pool: str, name: str | None = None,
+             shard_pool: str | None = None) -> str:
+    """Register (or update) a deployment of the job; returns its id.
+
+    ``shard_pool``: run the job's shards as flow runs on that pool
+    (``flows.distributed``) instead of inside the job's own flow run.
+    """
     require_server()
+    params = {"spec": spec.model_dump(mode="json"), "data_dir": data_dir}
+    if shard_pool:
+        params["shard_pool"] = shard_pool
+    return deploy(ENTRYPOINT, name or spec.name, pool, params, [TAG, f"dataset:{spec.output.dataset}"], cron)
+
+
+def deploy(entrypoint: str, name: str, pool: str, parameters: dict | None = None, tags: list[str] | None = None,
+           cron: str | None = None) -> str:
+    """Register (or update) a deployment of a flow in this checkout on ``pool`` (created if missing)."""
     from prefect import flow
 
-    _ensure_pool(pool)
-    deployable = flow.from_source(source=str(REPO), entrypoint=ENTRYPOINT)
-    deployment_id = deployable.deploy(
-        name=name or spec.name,
-        work_pool_name=pool,
-        cron=cron,
-        parameters={"spec": spec.model_dump(mode="json"), "data_dir": data_dir},
-        tags=[TAG, f"dataset:{spec.output.dataset}"],
-        build=False,
-        push=False,
-        print_next_steps=False,
-        ignore_warnings=True,
-    )
+    ensure_pool(pool)
+    # The checkout itself is the source: workers run the code at this same path (no build, no push).
+    deployable = flow.from_source(source=str(REPO), entrypoint=entrypoint)
+    with contextlib.redirect_stdout(io.StringIO()):  # Prefect prints a table; a job's output is ours
+        deployment_id = deployable.deploy(
+            name=name,
+            work_pool_name=pool,
+            cron=cron,
+            parameters=parameters or {},
+            tags=tags or [],
+            build=False,
+            push=False,
+            print_next_steps=False,
+            ignore_warnings=True,
+        )
     return str(deployment_id)
 
 
-def _ensure_pool(pool: str) -> None:
+def ensure_pool(pool: str) -> None:
+    """Create ``pool`` as a process work pool unless it exists."""
+
     async def run() -> None:
         from prefect.client.orchestration import get_client
         from prefect.client.schemas.actions import WorkPoolCreate

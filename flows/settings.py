@@ -48,6 +48,18 @@ def retry_policy() -> tuple[int, list[float]]:
     return retries, delays or [0.0]
 
 
+SHARD_POOL_ENV = "SYNTHGEN_SHARD_POOL"
+
+
+def shard_pool() -> str | None:
+    """The work pool whose workers generate the shards (``$SYNTHGEN_SHARD_POOL``); None: in-process.
+
+    Read by the job's flow when no ``shard_pool`` parameter is given, so
+    ``SYNTHGEN_SHARD_POOL=gpu synthgen run job.yaml`` runs a job distributed.
+    """
+    return os.environ.get(SHARD_POOL_ENV) or None
+
+
 @dataclass(frozen=True)
 class Paths:
     """Where each kind of state lives under the data folder."""

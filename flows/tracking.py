@@ -36,11 +36,22 @@ class Tracker:
 
         self.client = MlflowClient(tracking_uri=tracking_uri)
         exp = self.client.get_experiment_by_name(experiment)
-        if exp is None:
-            self.experiment_id = self.client.create_experiment(experiment, artifact_location=artifact_root)
-        else:
-            self.experiment_id = exp.experiment_id
+        self.experiment_id = exp.experiment_id if exp else self._create_experiment(experiment, artifact_root)
         self.run_id: str | None = None
+
+    def _create_experiment(self, name: str, artifact_root: str) -> str:
+        from mlflow.exceptions import MlflowException
+
+        # A tracking server stores artifacts where it was told (--artifacts-destination, served over
+        # HTTP); a local folder of this machine would be invisible to every other machine.
+        remote = self.tracking_uri.startswith(("http://", "https://"))
+        try:
+            return self.client.create_experiment(name, artifact_location=None if remote else artifact_root)
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            # Another job created it in between (two jobs starting at once against one server).
+            return self.client.get_experiment_by_name(name).experiment_id
 
     @property
     def tracking_uri(self) -> str:

@@ -1,0 +1,265 @@
+"""Scale-out for real: `prefect server start`, two workers on one pool, `mlflow server`, all on loopback.
+
+The two workers stand in for two machines with two GPUs each
+(``SYNTHGEN_GPUS=0,1`` and ``=2,3``, ``--limit 2``; the models run on the
+CPU), so all four shards of the job run at once, one per GPU slot. One job runs distributed (its shards as
+flow runs on the pool) and the same job runs in a single process in another
+data folder, both logging to the MLflow tracking server; the two committed
+versions must hold the same rows and the same dedup decisions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from catalog import Catalog, ingest_folder
+from tests.conftest import REPO, small_job
+from tests.flows.test_schedule import BIN, base_env, free_port, stop
+
+DATASET = "digits-scaleout"
+POOL = "gpu-test"
+RUN_COLUMNS = ["prefect_flow_run_id", "mlflow_run_id", "created_at"]  # differ by run, by design
+HOST = socket.gethostname()
+WORKER_GPUS = ("0,1", "2,3")
+
+
+def job_spec() -> dict:
+    # 3 classes x 4 images, one batch of 3 per shard: 4 shards. Thresholds low enough (for 2-step
+    # digits) that dedup drops near-duplicates across shards and blocks near-copies of real digits.
+    spec = small_job(DATASET, per_class=4, dedup={"threshold": 0.7, "real_threshold": 0.8})
+    spec["generator"].update(steps=2, batch_size=3)
+    spec["output"]["shard_size"] = 3
+    return spec
+
+
+def start(args: list[str], env: dict, log: Path) -> subprocess.Popen:
+    """A service in its own process group (stopped with everything it spawned), logging to ``log``."""
+    with open(log, "wb") as f:
+        return subprocess.Popen(args, env=env, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 180) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail(f"{url} did not answer within {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def cluster(real_digits_dir, embedder, tmp_path_factory):
+    """Prefect server + MLflow server + two workers on one pool; a seed data folder with the real digits."""
+    tmp = tmp_path_factory.mktemp("scaleout")
+    env = base_env(tmp)
+    env.update(MLFLOW_DISABLE_TELEMETRY="true", MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
+               SYNTHGEN_RETRY_DELAYS="0")
+    env.pop("MLFLOW_TRACKING_URI", None)
+    prefect_port, mlflow_port = free_port(), free_port()
+    procs = []
+    try:
+        procs.append(start([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port",
+                            str(prefect_port), "--no-ui"], env, tmp / "prefect-server.log"))
+        procs.append(start([str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{tmp / 'mlflow.db'}",
+                            "--artifacts-destination", str(tmp / "mlflow-artifacts"), "--host", "127.0.0.1",
+                            "--port", str(mlflow_port), "--workers", "1"], env, tmp / "mlflow-server.log"))
+        seed = tmp / "seed"  # ingest while the servers start
+        ingest_folder(Catalog(seed / "catalog"), "digits-real", real_digits_dir, embedder.embed_images, embedder.name)
+        job = tmp / "job.yaml"
+        job.write_text(yaml.safe_dump(job_spec()))
+        env["PREFECT_API_URL"] = f"http://127.0.0.1:{prefect_port}/api"
+        env["MLFLOW_TRACKING_URI"] = f"http://127.0.0.1:{mlflow_port}"
+        wait_healthy(env["PREFECT_API_URL"] + "/health", procs[0], tmp / "prefect-server.log")
+        wait_healthy(env["MLFLOW_TRACKING_URI"] + "/health", procs[1], tmp / "mlflow-server.log")
+        for gpus in WORKER_GPUS:  # one worker per "GPU machine", one shard per GPU at a time
+            procs.append(start([str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--type", "process",
+                                "--limit", "2", "--name", f"worker-gpus-{gpus}"],
+                               {**env, "SYNTHGEN_GPUS": gpus}, tmp / f"worker-{gpus}.log"))
+        yield {"tmp": tmp, "env": env, "seed": seed, "job": job}
+    finally:
+        for proc in reversed(procs):
+            stop(proc)
+
+
+def synthgen_run(cluster: dict, name: str, extra_env: dict) -> tuple[subprocess.CompletedProcess, Path]:
+    """``synthgen run`` of the job in a fresh copy of the seed data folder."""
+    data = cluster["tmp"] / name
+    shutil.copytree(cluster["seed"], data)
+    cmd = [str(BIN / "synthgen"), "--data-dir", str(data), "run", str(cluster["job"]), "--json",
+           str(data / "result.json")]
+    proc = subprocess.run(cmd, env={**cluster["env"], **extra_env}, capture_output=True, text=True, timeout=400)
+    (cluster["tmp"] / f"{name}.log").write_text(proc.stderr)
+    return proc, data
+
+
+@pytest.fixture(scope="module")
+def jobs(cluster) -> dict:
+    """The same job twice, at the same time: on the pool's workers, and in one process."""
+    with ThreadPoolExecutor(2) as pool:
+        dist = pool.submit(synthgen_run, cluster, "distributed", {"SYNTHGEN_SHARD_POOL": POOL})
+        single = pool.submit(synthgen_run, cluster, "single", {})
+        out = {}
+        for name, fut in (("distributed", dist), ("single", single)):
+            proc, data = fut.result()
+            logs = "".join(f"\n--- {p.name}\n{p.read_text()[-2000:]}" for p in cluster["tmp"].glob("worker-*.log"))
+            assert proc.returncode == 0, proc.stderr[-4000:] + logs
+            out[name] = {"data": data, "result": json.loads((data / "result.json").read_text())}
+    return out
+
+
+def version_rows(data: Path) -> tuple[list[list[str]], list]:
+    """The committed version's shard layout (sample ids) and rows minus the per-run columns."""
+    cat = Catalog(data / "catalog")
+    m = cat.manifest(DATASET)
+    tables = [pq.read_table(cat.path(DATASET) / s.file) for s in m.shards]
+    return [t["sample_id"].to_pylist() for t in tables], [t.drop_columns(RUN_COLUMNS) for t in tables]
+
+
+def read_limit(cluster: dict, name: str) -> dict:
+    url = f"{cluster['env']['PREFECT_API_URL']}/v2/concurrency_limits/{name}"
+    return json.loads(urllib.request.urlopen(url, timeout=10).read())
+
+
+def test_two_workers_make_the_single_process_dataset(cluster, jobs):
+    dist, single = jobs["distributed"]["result"], jobs["single"]["result"]
+    assert dist["version"] == single["version"] == 1 and not dist["reused"]
+    assert dist["counts"] == single["counts"] and sum(dist["counts"].values()) == 12
+    assert dist["counts"]["dropped_duplicate"] and dist["counts"]["blocked_real_copy"]  # decisions to compare
+    layout, tables = version_rows(jobs["distributed"]["data"])
+    single_layout, single_tables = version_rows(jobs["single"]["data"])
+    assert layout == single_layout and len(tables) == 4
+    for mine, theirs in zip(tables, single_tables):
+        assert mine.equals(theirs)  # images, seeds, provenance, dedup decisions: identical
+
+    # Every shard ran as its own flow run; both "GPU machines" took part, each holding its GPU's slot.
+    runs = dist["shard_runs"]
+    assert [r["shard"] for r in runs] == [0, 1, 2, 3] and not any(r["reused"] for r in runs)
+    assert {r["gpu"] for r in runs} & {"0", "1"} and {r["gpu"] for r in runs} & {"2", "3"}  # both workers
+    assert len({r["slot"] for r in runs}) == len(runs) == 4  # each on its own GPU: all four ran at once
+    assert len({r["flow_run_id"] for r in runs}) == 4 and single["shard_runs"] == []
+    assert dist["metrics"]["generated_this_run"] == 12 and "workers of pool" in dist["models"]["generator"]
+    for gpu in {r["gpu"] for r in runs}:
+        limit = read_limit(cluster, f"gpu-{HOST}-{gpu}")
+        assert limit["limit"] == 1 and limit["active_slots"] == 0  # created with one slot, released after use
+    # The rows name the job's own flow run, wherever their shard ran.
+    cat = Catalog(jobs["distributed"]["data"] / "catalog")
+    ids = {pq.read_table(cat.path(DATASET) / s.file)["prefect_flow_run_id"][0].as_py() for s in cat.manifest(DATASET).shards}
+    assert ids == {dist["prefect_flow_run_id"]}
+
+
+# Runs in a subprocess against the test's server: one worker owning GPUs 0 and 1, then a second on GPU 0 only.
+SLOT_SCRIPT = """
+import json, os, threading, time
+from flows.distributed import device_slot
+os.environ.update(SYNTHGEN_HOST="slot-test", SYNTHGEN_GPUS="0,1")
+seen = {}
+with device_slot() as first:
+    with device_slot() as second:
+        seen["first"], seen["second"] = first["slot"], second["slot"]
+    os.environ["SYNTHGEN_GPUS"] = "0"
+    def third():
+        with device_slot() as slot:
+            seen["third"], seen["third_at"] = slot["slot"], time.time()
+    t = threading.Thread(target=third)
+    t.start()
+    time.sleep(3)
+    seen["first_released_at"] = time.time()
+t.join(60)
+print(json.dumps(seen))
+"""
+
+
+def test_a_busy_gpu_is_skipped_or_waited_for(cluster):
+    proc = subprocess.run([sys.executable, "-c", SLOT_SCRIPT], env=cluster["env"], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert "third" in seen, proc.stderr[-3000:]
+    assert seen["first"] == "gpu-slot-test-0" and seen["second"] == "gpu-slot-test-1"  # GPU 0 busy: took GPU 1
+    assert seen["third"] == "gpu-slot-test-0" and seen["third_at"] >= seen["first_released_at"]  # waited for it
+    assert read_limit(cluster, "gpu-slot-test-0")["limit"] == 1
+
+
+FAIL_SCRIPT = """
+import sys
+from prefect import flow
+from catalog import RunRef
+from flows.distributed import run_on_workers
+from flows.generate import ShardFailed
+from flows.settings import configure
+from synthgen.plan import Shard
+from synthgen.spec import parse_spec
+import yaml
+
+@flow
+def job():
+    spec = parse_spec(yaml.safe_load(open(sys.argv[1])))
+    run_on_workers(spec, [Shard(99, 0, 3)], configure(sys.argv[2]), RunRef(), sys.argv[3])
+
+try:
+    job()
+except ShardFailed as exc:
+    print("SHARD FAILED:", exc)
+"""
+
+
+def test_a_failed_shard_run_is_named(cluster, jobs):
+    data = cluster["tmp"] / "failing"
+    proc = subprocess.run([sys.executable, "-c", FAIL_SCRIPT, str(cluster["job"]), str(data), POOL],
+                          env=cluster["env"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert "SHARD FAILED:" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-3000:]
+    message = proc.stdout.split("SHARD FAILED:", 1)[1]
+    assert f"on pool {POOL!r} failed: shard-00099 (plan [0:3)) flow run" in message and "FAILED" in message
+
+
+def test_mlflow_tracking_server_holds_both_runs(cluster, jobs):
+    from mlflow import MlflowClient
+
+    url = cluster["env"]["MLFLOW_TRACKING_URI"]
+    client = MlflowClient(tracking_uri=url)
+    for name, job in jobs.items():
+        r = job["result"]
+        assert r["mlflow_tracking_uri"] == url
+        run = client.get_run(r["mlflow_run_id"])
+        assert run.info.status == "FINISHED" and run.info.run_name == f"{DATASET}-job"
+        assert run.data.params["output.dataset"] == DATASET and run.data.params["generator.steps"] == "2"
+        assert run.data.metrics["generated"] == 12 and run.data.metrics["kept"] == r["counts"]["kept"]
+        assert run.data.tags["synthgen.dataset"] == f"{DATASET}@1"
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {"grid.png", "job.yaml", "000001.json"} <= artifacts
+        dst = cluster["tmp"] / f"download-{name}"
+        dst.mkdir()
+        spec = yaml.safe_load(Path(client.download_artifacts(run.info.run_id, "job.yaml", str(dst))).read_text())
+        assert spec["output"]["dataset"] == DATASET
+        # The server stored the artifacts (served over HTTP), not the job's data folder.
+        assert not (job["data"] / "mlflow" / "artifacts").exists()
+    assert list((cluster["tmp"] / "mlflow-artifacts").rglob("grid.png"))
+    dist = client.get_run(jobs["distributed"]["result"]["mlflow_run_id"])
+    assert dist.data.tags["synthgen.shard_pool"] == POOL
+    assert "shard-runs.json" in {a.path for a in client.list_artifacts(dist.info.run_id)}
+
+
+def test_a_schedule_can_send_its_shards_to_the_pool(cluster):
+    proc = subprocess.run([str(BIN / "synthgen"), "--data-dir", str(cluster["tmp"] / "nightly"), "schedule",
+                           str(cluster["job"]), "--pool", "cpu-test", "--shards-on", POOL, "--name", "nightly-dist"],
+                          env=cluster["env"], cwd=REPO, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"--pool {POOL}" in " ".join(proc.stdout.split())  # says how to start a GPU worker
+    url = f"{cluster['env']['PREFECT_API_URL']}/deployments/name/synthgen-generate/nightly-dist"
+    dep = json.loads(urllib.request.urlopen(url, timeout=10).read())
+    assert dep["work_pool_name"] == "cpu-test" and dep["parameters"]["shard_pool"] == POOL
