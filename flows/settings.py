@@ -31,6 +31,7 @@ _SERVICE_ENV = {
 }
 
 
+ARTIFACT_ROOT_ENV = "SYNTHGEN_ARTIFACT_ROOT"
 RETRIES_ENV = "SYNTHGEN_SHARD_RETRIES"
 RETRY_DELAYS_ENV = "SYNTHGEN_RETRY_DELAYS"
 
@@ -88,7 +89,10 @@ class Paths:
 
     @property
     def artifact_root(self) -> str:
-        return (self.mlflow / "artifacts").resolve().as_uri()
+        """Where a new MLflow experiment stores artifacts: $SYNTHGEN_ARTIFACT_ROOT (e.g. s3://bucket/mlflow,
+        with $MLFLOW_S3_ENDPOINT_URL for a non-AWS server), else the data folder. An existing experiment
+        keeps the location it was created with."""
+        return os.environ.get(ARTIFACT_ROOT_ENV) or (self.mlflow / "artifacts").resolve().as_uri()
 
 
 def resolve_data_dir(override: str | Path | None = None) -> Path:

@@ -124,7 +124,11 @@ def test_mlflow_artifacts_on_s3(s3, tmp_path, monkeypatch):
     from flows.tracking import Tracker
 
     bucket = s3.bucket()
-    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", f"s3://{bucket}/mlflow", experiment="shared-artifacts")
+    from flows.settings import Paths
+
+    monkeypatch.setenv("SYNTHGEN_ARTIFACT_ROOT", f"s3://{bucket}/mlflow")  # how a user points a data folder at S3
+    root = Paths(tmp_path).artifact_root
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", root, experiment="shared-artifacts")
     assert tracker.client.get_experiment(tracker.experiment_id).artifact_location == f"s3://{bucket}/mlflow"
     run_id = tracker.start_run("job", {"generator": {"steps": 4}})
     card = tmp_path / "card.md"
