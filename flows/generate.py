@@ -22,7 +22,7 @@ from catalog.card import write_card
 from catalog.dedup_report import dedup_report
 from catalog.version import open_version
 from flows import progress
-from flows.settings import configure, retry_policy, shard_pool as default_shard_pool
+from flows.settings import configure, publish_url, retry_policy, shard_pool as default_shard_pool
 from flows.steps import (
     CommitReport,
     ShardReport,
@@ -70,6 +70,15 @@ def shard_task_with_policy():
     """``generate_shard_task`` with the retries and backoff of ``settings.retry_policy()``."""
     retries, delays = retry_policy()
     return generate_shard_task.with_options(retries=retries, retry_delay_seconds=delays)
+
+
+@task(name="publish", retries=2, retry_delay_seconds=[5, 30], cache_policy=NO_CACHE)
+def publish_task(data_dir: str, dataset: str, url: str) -> str:
+    """Push the dataset's new versions (with their cards and indexes) to the shared catalog."""
+    from catalog.publish import push
+
+    r = push(Catalog(configure(data_dir).catalog), dataset, url)
+    return f"{r.url}: {dataset}@{r.head}"
 
 
 @task(name="dedup-and-commit", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
@@ -180,6 +189,10 @@ def generate_dataset(spec: dict, data_dir: str | None = None, shard_pool: str | 
                 str(real_path), "reference",
             )
         tracker.set_tags({"synthgen.dataset": ref, "synthgen.reused_version": str(commit.reused)})
+        published = None
+        if publish_url():  # last: the version's card, grids and indexes are written by now
+            published = publish_task(str(paths.root), commit.dataset, publish_url())
+            tracker.set_tags({"synthgen.published": published})
         metrics["finish_s"] = time.perf_counter() - t_finish  # grid, card, report, MLflow logging
         metrics["wall_s"] = time.perf_counter() - t0
         tracker.log_metrics({"finish_s": metrics["finish_s"], "wall_s": metrics["wall_s"]})
@@ -200,6 +213,7 @@ def generate_dataset(spec: dict, data_dir: str | None = None, shard_pool: str | 
             "mlflow_tracking_uri": tracker.tracking_uri,
             "data_dir": str(paths.root),
             "shard_runs": shard_runs,
+            "published": published,
         }
         create_markdown_artifact(
             key="synthgen-summary",

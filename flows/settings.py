@@ -32,6 +32,12 @@ _SERVICE_ENV = {
 
 
 ARTIFACT_ROOT_ENV = "SYNTHGEN_ARTIFACT_ROOT"
+PUBLISH_ENV = "SYNTHGEN_PUBLISH_URL"
+
+
+def publish_url() -> str | None:
+    """Shared catalog every job publishes its version to (``s3://bucket/prefix`` or a path), if set."""
+    return os.environ.get(PUBLISH_ENV) or None
 RETRIES_ENV = "SYNTHGEN_SHARD_RETRIES"
 RETRY_DELAYS_ENV = "SYNTHGEN_RETRY_DELAYS"
 

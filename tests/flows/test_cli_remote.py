@@ -141,3 +141,22 @@ def test_mlflow_artifacts_on_s3(s3, tmp_path, monkeypatch):
     assert [a.path for a in tracker.client.list_artifacts(run_id, "cards")] == ["cards/card.md"]
     back = tracker.client.download_artifacts(run_id, "cards/card.md", str(tmp_path / "back"))
     assert open(back).read() == card.read_text()
+
+
+def test_a_job_publishes_its_version_to_shared_storage(s3, prefect_server, tmp_path, monkeypatch):
+    """With $SYNTHGEN_PUBLISH_URL set, the flow commits locally and publishes to S3 as its last step."""
+    from flows.generate import generate_dataset
+    from tests.conftest import small_job
+
+    bucket = s3.bucket()
+    url = f"s3://{bucket}/published"
+    monkeypatch.setenv("SYNTHGEN_PUBLISH_URL", url)
+    job = small_job("digits-pub", per_class=2, classes=(0, 1), dedup={"real_dataset": None})
+    result = generate_dataset(job, str(tmp_path / "data"))
+    assert result["published"] == f"{url}: digits-pub@1"
+    remote = RemoteCatalog(url)
+    assert remote.head("digits-pub")[0] == 1
+    local = open_version(Catalog(tmp_path / "data" / "catalog"), "digits-pub@1").table()
+    assert remote.open("digits-pub@1").table().equals(local)
+    keys = {o["Key"] for o in s3.client().list_objects_v2(Bucket=bucket, Prefix="published/")["Contents"]}
+    assert "published/digits-pub/versions/000001/card.md" in keys  # the card went with it
