@@ -43,7 +43,10 @@ def _run_job(spec_path: Path, params: str | None = None, assignments: list[str] 
         preflight(spec, Catalog(paths.catalog))
     from flows.steps import prefetch_models
 
+    from flows.tracking import warm_up
+
     prefetch_models(spec)  # loads models on the second core while Prefect's server starts
+    warm_up(paths.tracking_uri, paths.artifact_root)  # and opens MLflow's store
     err.print(f"[bold]synthgen[/] {spec.name}: {spec.total_images} images -> {spec.output.dataset} (data: {paths.root})")
     try:
         return generate_dataset(spec.model_dump(mode="json"), str(paths.root))

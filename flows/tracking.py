@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 
 from synthgen.spec import JobSpec
@@ -27,6 +28,28 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, str]:
     return out
 
 
+_init_lock = threading.Lock()
+
+
+def warm_up(tracking_uri: str, artifact_root: str) -> threading.Thread:
+    """Import MLflow and open its store (creating SQLite tables) in a background thread.
+
+    A first run in a fresh data folder spends ~6 s on MLflow's import and
+    database migrations; the CLI starts this while Prefect's server starts.
+    Errors are left for the flow's own ``Tracker`` to raise, in context.
+    """
+
+    def run() -> None:
+        try:
+            Tracker(tracking_uri, artifact_root)
+        except Exception:  # noqa: BLE001 - raised again where the run starts
+            pass
+
+    thread = threading.Thread(target=run, name="synthgen-mlflow-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
 class Tracker:
     """Creates and fills the MLflow run of one job."""
 
@@ -34,9 +57,12 @@ class Tracker:
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
         from mlflow import MlflowClient
 
-        self.client = MlflowClient(tracking_uri=tracking_uri)
-        exp = self.client.get_experiment_by_name(experiment)
-        self.experiment_id = exp.experiment_id if exp else self._create_experiment(experiment, artifact_root)
+        # One initialiser per process at a time: a fresh SQLite store runs its
+        # migrations here, and ``warm_up`` may be doing just that in a thread.
+        with _init_lock:
+            self.client = MlflowClient(tracking_uri=tracking_uri)
+            exp = self.client.get_experiment_by_name(experiment)
+            self.experiment_id = exp.experiment_id if exp else self._create_experiment(experiment, artifact_root)
         self.run_id: str | None = None
 
     def _create_experiment(self, name: str, artifact_root: str) -> str:
