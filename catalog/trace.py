@@ -1,4 +1,4 @@
-"""Trace an image file back to its catalog row: by pixel hash, else by CLIP embedding."""
+"""Trace an image file back to its catalog row: by pixel hash, else by CLIP embedding re-ranked by pixels."""
 
 from __future__ import annotations
 
@@ -17,10 +17,12 @@ class TraceMatch:
 
     sample_id: str
     dataset: str
-    method: str  # 'png-metadata' | 'pixel-sha256' | 'clip-embedding'
+    method: str  # 'png-metadata' | 'pixel-sha256' | 'clip-embedding' | 'clip+pixels'
     similarity: float = 1.0
     margin: float | None = None  # best minus second-best similarity
     confidence: str = "exact"
+    pixel_distance: float | None = None  # to the file, when CLIP candidates were re-ranked by pixels
+    same_pixels: list[str] | None = None  # other rows with identical pixels (e.g. a rerun of the seeds)
 
 
 def by_pixel_hash(cat: Catalog, sha: str) -> list[TraceMatch]:
@@ -38,24 +40,66 @@ def by_pixel_hash(cat: Catalog, sha: str) -> list[TraceMatch]:
     return out
 
 
-def by_embedding(cat: Catalog, query: np.ndarray, model_name: str) -> TraceMatch | None:
-    """Nearest row (any status) over every dataset embedded with ``model_name``."""
-    best: list[tuple[float, str, str]] = []
+RERANK = 16  # CLIP candidates re-ranked by pixels
+THUMB = 16  # thumbnail side for the pixel comparison (the memorisation guard's)
+
+
+def by_embedding(cat: Catalog, query: np.ndarray, model_name: str, image=None) -> TraceMatch | None:
+    """Nearest row (any status) over every dataset embedded with ``model_name``.
+
+    With ``image`` (the file's decoded pixels), the ``RERANK`` nearest rows
+    by CLIP are re-ranked by the memorisation guard's shift-tolerant pixel
+    distance: among many look-alike digits, a re-encoded or resized copy is
+    closest in pixels to its source even when CLIP puts a neighbour first.
+    """
+    cands: list[tuple[float, str, str]] = []
+    files: dict[str, list[str]] = {}
     for name in cat.names():
         if not cat.head(name):
             continue
-        ids, emb, models = embeddings_of(open_version(cat, name), status="all")
+        version = open_version(cat, name)
+        ids, emb, models = embeddings_of(version, status="all")
         if not ids or models != {model_name}:
             continue
         sims = emb @ query
-        top = np.argsort(-sims)[:2]
-        best += [(float(sims[i]), ids[i], name) for i in top]
-    if not best:
+        top = np.argsort(-sims)[:RERANK]
+        cands += [(float(sims[i]), ids[i], name) for i in top]
+        files[name] = version.files
+    if not cands:
         return None
-    best.sort(reverse=True)
-    sim, sid, name = best[0]
-    margin = sim - best[1][0] if len(best) > 1 else None
-    # Calibrated on the embedded CLIP: re-encoded/resized copies stay above 0.9,
-    # and a clear gap to the runner-up separates a copy from a look-alike.
-    confidence = "high" if sim >= 0.9 and (margin or 1) >= 0.02 else "medium" if sim >= 0.8 else "low"
-    return TraceMatch(sid, name, "clip-embedding", sim, margin, confidence)
+    cands.sort(reverse=True)
+    cands = cands[:RERANK]
+    if image is None:
+        sim, sid, name = cands[0]
+        margin = sim - cands[1][0] if len(cands) > 1 else None
+        # Calibrated on the embedded CLIP: re-encoded/resized copies stay above 0.9,
+        # and a clear gap to the runner-up separates a copy from a look-alike.
+        confidence = "high" if sim >= 0.9 and (margin or 1) >= 0.02 else "medium" if sim >= 0.8 else "low"
+        return TraceMatch(sid, name, "clip-embedding", sim, margin, confidence)
+    dists = _pixel_distances(image, cands, files)
+    order = np.argsort(dists, kind="stable")
+    sim, sid, name = cands[order[0]]
+    # Rows with the very same pixels are equally the source (same seeds in another job): name them all,
+    # and measure the margin to the first row that actually differs.
+    twins = [i for i in order[1:] if dists[i] - dists[order[0]] < 1e-6]
+    rest = [i for i in order[1:] if i not in twins]
+    margin = float(dists[rest[0]] - dists[order[0]]) if rest else None
+    # A copy sits well below its runner-up in pixels (copies <= 0.21, distinct digits >= 0.27).
+    confidence = "high" if sim >= 0.9 and (margin or 1) >= 0.05 else "medium" if sim >= 0.8 else "low"
+    return TraceMatch(sid, name, "clip+pixels", sim, margin, confidence, float(dists[order[0]]),
+                      [f"{cands[i][1]} in {cands[i][2]}" for i in twins])
+
+
+def _pixel_distances(image, cands: list[tuple[float, str, str]], files: dict[str, list[str]]) -> np.ndarray:
+    from synthgen.imaging import decode
+    from synthgen.memorisation import copy_distances, standardise
+
+    images: dict[tuple[str, str], bytes] = {}
+    for name in {c[2] for c in cands}:
+        ids = [c[1] for c in cands if c[2] == name]
+        rows = duckdb.connect().execute(
+            "SELECT sample_id, image.bytes FROM read_parquet(?) WHERE list_contains(?, sample_id)", [files[name], ids]
+        ).fetchall()
+        images.update({(name, sid): data for sid, data in rows})
+    thumbs = np.stack([standardise(decode(images[(c[2], c[1])]), THUMB) for c in cands])
+    return copy_distances(standardise(image, THUMB), thumbs)

@@ -280,12 +280,15 @@ def _trace(path: Path, embedder: str) -> str:
         out.print(f"{path}: exact pixel match (sha256) -> {exact[0].sample_id} in {exact[0].dataset}")
         return exact[0].sample_id
     emb = load_embedder(EmbedderSpec(model=embedder))
-    match = by_embedding(cat, emb.embed_images([img])[0], emb.name)
+    match = by_embedding(cat, emb.embed_images([img])[0], emb.name, image=img)
     if match is None:
         _fail(f"{path}: no exact match and no dataset embedded with {emb.name}", code=1)
-    margin = f", margin {match.margin:.4f} to the runner-up" if match.margin is not None else ""
-    out.print(f"{path}: no exact match; nearest by CLIP is {match.sample_id} in {match.dataset} "
-              f"(cosine {match.similarity:.4f}{margin}; confidence {match.confidence})")
+    margin = f", {match.margin:.3f} closer than the runner-up" if match.margin is not None else ""
+    out.print(f"{path}: no exact match; closest by CLIP then pixels is {match.sample_id} in {match.dataset} "
+              f"(cosine {match.similarity:.4f}; pixel distance {match.pixel_distance:.3f}{margin}; "
+              f"confidence {match.confidence})")
+    if match.same_pixels:
+        out.print(f"  rows with the same pixels: {', '.join(match.same_pixels)}")
     return match.sample_id
 
 
