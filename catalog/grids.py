@@ -29,26 +29,26 @@ def write_class_grids(cat: Catalog, ref: str, per_class: int = 24, cols: int = 8
     ``per_class`` kept rows of each group are shown, ``cols`` per line.
     """
     v = open_version(cat, ref)
-    t = v.table(["image", "label_name", "prompt", "origin"])
+    t = v.table(["sample_id", "label_name", "prompt", "origin"])
     con = duckdb.connect()
     # An explicit row number: DuckDB does not promise a scan order without one.
-    con.register("t", t.drop_columns(["image"]).append_column("rid", pa.array(range(t.num_rows), pa.int64())))
-    # Row numbers within each group, so the image column is only touched for rows shown.
+    con.register("t", t.append_column("rid", pa.array(range(t.num_rows), pa.int64())))
     picked = con.execute(
-        "SELECT rid, grp FROM (SELECT rid, coalesce(label_name, prompt, '') AS grp, "
+        "SELECT sample_id, grp FROM (SELECT sample_id, rid, coalesce(label_name, prompt, '') AS grp, "
         "row_number() OVER (PARTITION BY coalesce(label_name, prompt, '') ORDER BY origin DESC, rid) AS k FROM t) "
         "WHERE k <= ? ORDER BY grp, rid", [per_class]
     ).fetchall()
-    groups: dict[str, list[int]] = {}
-    for rid, grp in picked:
+    groups: dict[str, list[str]] = {}
+    for sid, grp in picked:
         if grp in groups or len(groups) < MAX_GROUPS:
-            groups.setdefault(grp, []).append(rid)
-    images = t["image"].combine_chunks().field("bytes")
+            groups.setdefault(grp, []).append(sid)
+    # Only the shown rows' images are read, not the whole version's image column.
+    images = v.images([sid for ids in groups.values() for sid in ids])
     folder = cat.version_dir(v.name, v.version) / "grids"
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for label, rows in groups.items():
-        tiles = [decode(images[i].as_py()) for i in rows]
+        tiles = [decode(images[sid]) for sid in rows]
         path = folder / f"{_slug(label)}.png"
         make_grid([tiles[i : i + cols] for i in range(0, len(tiles), cols)]).save(path)
         written.append((label, path))

@@ -53,7 +53,7 @@ def by_embedding(cat: Catalog, query: np.ndarray, model_name: str, image=None) -
     closest in pixels to its source even when CLIP puts a neighbour first.
     """
     cands: list[tuple[float, str, str]] = []
-    files: dict[str, list[str]] = {}
+    versions: dict = {}
     for name in cat.names():
         if not cat.head(name):
             continue
@@ -64,7 +64,7 @@ def by_embedding(cat: Catalog, query: np.ndarray, model_name: str, image=None) -
         sims = emb @ query
         top = np.argsort(-sims)[:RERANK]
         cands += [(float(sims[i]), ids[i], name) for i in top]
-        files[name] = version.files
+        versions[name] = version
     if not cands:
         return None
     cands.sort(reverse=True)
@@ -76,7 +76,7 @@ def by_embedding(cat: Catalog, query: np.ndarray, model_name: str, image=None) -
         # and a clear gap to the runner-up separates a copy from a look-alike.
         confidence = "high" if sim >= 0.9 and (margin or 1) >= 0.02 else "medium" if sim >= 0.8 else "low"
         return TraceMatch(sid, name, "clip-embedding", sim, margin, confidence)
-    dists = _pixel_distances(image, cands, files)
+    dists = _pixel_distances(image, cands, versions)
     order = np.argsort(dists, kind="stable")
     sim, sid, name = cands[order[0]]
     # Rows with the very same pixels are equally the source (same seeds in another job): name them all,
@@ -90,16 +90,11 @@ def by_embedding(cat: Catalog, query: np.ndarray, model_name: str, image=None) -
                       [f"{cands[i][1]} in {cands[i][2]}" for i in twins])
 
 
-def _pixel_distances(image, cands: list[tuple[float, str, str]], files: dict[str, list[str]]) -> np.ndarray:
+def _pixel_distances(image, cands: list[tuple[float, str, str]], versions: dict) -> np.ndarray:
     from synthgen.imaging import decode
     from synthgen.memorisation import copy_distances, standardise
 
-    images: dict[tuple[str, str], bytes] = {}
-    for name in {c[2] for c in cands}:
-        ids = [c[1] for c in cands if c[2] == name]
-        rows = duckdb.connect().execute(
-            "SELECT sample_id, image.bytes FROM read_parquet(?) WHERE list_contains(?, sample_id)", [files[name], ids]
-        ).fetchall()
-        images.update({(name, sid): data for sid, data in rows})
+    images = {(name, sid): data for name in {c[2] for c in cands}
+              for sid, data in versions[name].images([c[1] for c in cands if c[2] == name]).items()}
     thumbs = np.stack([standardise(decode(images[(c[2], c[1])]), THUMB) for c in cands])
     return copy_distances(standardise(image, THUMB), thumbs)

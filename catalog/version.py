@@ -92,6 +92,16 @@ class DatasetVersion:
         cols = read_columns(columns)
         return select_rows([pq.read_table(f, columns=cols, schema=SCHEMA) for f in self.files], columns, status, origin)
 
+    def images(self, sample_ids: Sequence[str]) -> dict[str, bytes]:
+        """Image bytes of the given rows (any status), without reading the rest of the image column."""
+        import duckdb
+
+        rows = duckdb.connect().execute(
+            "SELECT sample_id, image.bytes FROM read_parquet(?) WHERE list_contains(?, sample_id)",
+            [self.files, list(sample_ids)],
+        ).fetchall()
+        return dict(rows)
+
     def to_pandas(self, columns: Sequence[str] | None = None, status: Status = "kept"):
         return self.table(columns, status).to_pandas()
 

@@ -189,9 +189,9 @@ def generate_dataset(spec: dict, data_dir: str | None = None, shard_pool: str | 
                 str(real_path), "reference",
             )
         tracker.set_tags({"synthgen.dataset": ref, "synthgen.reused_version": str(commit.reused)})
-        published = None
-        if publish_url():  # last: the version's card, grids and indexes are written by now
-            published = publish_task(str(paths.root), commit.dataset, publish_url())
+        published, url = None, publish_url()
+        if url:  # last: the version's card, grids and indexes are written by now
+            published = publish_task(str(paths.root), commit.dataset, url)
             tracker.set_tags({"synthgen.published": published})
         metrics["finish_s"] = time.perf_counter() - t_finish  # grid, card, report, MLflow logging
         metrics["wall_s"] = time.perf_counter() - t0
