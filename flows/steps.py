@@ -341,11 +341,11 @@ def write_real_pairs(catalog: Catalog, dataset: str, version: int, files: list[s
     key = (lambda r: (r["status"] != "blocked_real_copy", r["real_pixel_distance"] if r["real_pixel_distance"]
                       is not None else 2 - (r["real_nn_similarity"] or -1)))
     top = sorted(rows, key=key)[:n]
-    real = open_version(catalog, real_ref).table(["sample_id", "image"]).to_pylist()
-    real_by_id = {r["sample_id"]: r["image"]["bytes"] for r in real}
+    real_id = lambda r: r["real_pixel_nn_id"] if r["real_pixel_distance"] is not None else r["real_nn_id"]  # noqa: E731
+    real_by_id = open_version(catalog, real_ref).images([real_id(r) for r in top if real_id(r)])
     pairs = []
     for r in top:
-        rid = r["real_pixel_nn_id"] if r["real_pixel_distance"] is not None else r["real_nn_id"]
+        rid = real_id(r)
         if rid in real_by_id:
             pairs.append([decode(r["image"]["bytes"]), decode(real_by_id[rid])])
     if not pairs:
