@@ -13,7 +13,8 @@ Pure numpy/scipy on (n, d) arrays, so any embedder's vectors work:
 
 Distances are computed in row chunks, so memory stays at chunk x n however
 large the (sampled) sets are. Sets above ``max_samples`` are sampled without
-replacement with a seeded generator; the seed is part of the result.
+replacement with a seeded generator; the seed is part of the result. The
+larger set is sampled down to the smaller one's size (see ``score_set``).
 """
 
 from __future__ import annotations
@@ -50,14 +51,14 @@ class SetScores:
     group: str | None  # None: all rows
     synthetic_rows: int
     real_rows: int
-    synthetic_sampled: int  # rows used for precision ... Frechet
+    synthetic_sampled: int  # rows used for every score (equal to real_sampled when there is a reference)
     real_sampled: int
     precision: float | None = None
     recall: float | None = None
     density: float | None = None
     coverage: float | None = None
     frechet_distance: float | None = None
-    diversity_rows: int = 0  # equal-size samples of each set behind the two nn distances
+    diversity_rows: int = 0  # rows of each set behind the two nn distances (0: fewer than two)
     nn_distance_synthetic: float | None = None  # mean distance to the nearest other synthetic sample
     nn_distance_real: float | None = None
     diversity_ratio: float | None = None
@@ -151,26 +152,31 @@ def group_rng(seed: int, group: str | None) -> np.random.Generator:
 
 def score_set(synthetic: np.ndarray, real: np.ndarray | None, cfg: QualityConfig,
               group: str | None = None) -> SetScores:
-    """All scores of one synthetic set; ``real`` None (or empty) gives internal diversity only."""
+    """All scores of one synthetic set; ``real`` None (or empty) gives internal diversity only.
+
+    Both sets are sampled to one size, n = min(synthetic, real, cap): recall,
+    coverage, the Frechet distance and nearest-neighbour distances all move
+    with the set sizes (identical distributions give coverage ~0.78 at
+    k = 5 with three times as many real rows, ~0.97 at equal sizes), so equal
+    sizes keep versions of different sizes comparable.
+    """
     cap = cfg.max_samples if group is None else cfg.max_per_group
     rng = group_rng(cfg.seed, group)
     real = real if real is not None and len(real) else None
-    syn_s = sample_rows(synthetic, cap, rng)
-    real_s = sample_rows(real, cap, rng) if real is not None else None
-    s = SetScores(group, len(synthetic), 0 if real is None else len(real), len(syn_s),
-                  0 if real_s is None else len(real_s))
-    if real_s is not None and len(syn_s) > cfg.k and len(real_s) > cfg.k:
+    n = min(len(synthetic), cap) if real is None else min(len(synthetic), len(real), cap)
+    syn_s = sample_rows(synthetic, n, rng)
+    real_s = sample_rows(real, n, rng) if real is not None else None
+    s = SetScores(group, len(synthetic), 0 if real is None else len(real), n, 0 if real is None else n)
+    if real_s is not None and n > cfg.k:
         for key, value in prdc(real_s, syn_s, cfg.k).items():
             setattr(s, key, value)
-    if real_s is not None and len(syn_s) >= 2 and len(real_s) >= 2:
+    if real_s is not None and n >= 2:
         s.frechet_distance = frechet_distance(syn_s, real_s)
-    # Diversity compares equal sizes: nn distances shrink as a set grows.
-    n = min(len(syn_s), len(real_s)) if real_s is not None else len(syn_s)
     if n >= 2:
         s.diversity_rows = n
-        s.nn_distance_synthetic = mean_nn_distance(sample_rows(syn_s, n, rng))
+        s.nn_distance_synthetic = mean_nn_distance(syn_s)
         if real_s is not None:
-            s.nn_distance_real = mean_nn_distance(sample_rows(real_s, n, rng))
+            s.nn_distance_real = mean_nn_distance(real_s)
             if s.nn_distance_real > 0:
                 s.diversity_ratio = s.nn_distance_synthetic / s.nn_distance_real
     return s

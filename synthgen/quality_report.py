@@ -68,8 +68,8 @@ class QualityReport:
             lines.append(f"- reference: **{self.reference}**, in the space of `{self.embedding_model}`; "
                          f"k = {c.k}; sampling seed {c.seed} (at most {c.max_samples} rows overall, "
                          f"{c.max_per_group} per class or prompt)")
-            lines.append(f"- rows: {o.synthetic_rows} kept synthetic ({o.synthetic_sampled} used), "
-                         f"{o.real_rows} real ({o.real_sampled} used); diversity on {o.diversity_rows} of each")
+            lines.append(f"- rows: {o.synthetic_rows} kept synthetic, {o.real_rows} real; every score compares "
+                         f"equal samples of both (n = {o.synthetic_sampled} overall; per class or prompt, n below)")
             lines.append("- precision/density: synthetic samples inside the real data's k-NN balls; "
                          "recall/coverage: real data reached by the synthetic set (Kynkaanniemi 2019, Naeem 2020); "
                          "diversity ratio: mean distance to the nearest synthetic neighbour over the same among "
@@ -81,7 +81,7 @@ class QualityReport:
             lines.append(f"- {self.note}")
         cols = ("precision", "recall", "density", "coverage", "frechet_distance", "diversity_ratio",
                 "nn_distance_synthetic")
-        head = ("class / prompt", "synthetic", "real") + tuple(x.replace("_", " ") for x in cols)
+        head = ("class / prompt", "synthetic", "real", "n") + tuple(x.replace("_", " ") for x in cols)
         rows = [("**all**",) + self._row(o, cols)] + [(g.group,) + self._row(g, cols) for g in self.groups[:max_rows]]
         lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -93,7 +93,7 @@ class QualityReport:
 
     @staticmethod
     def _row(s: SetScores, cols: tuple[str, ...]) -> tuple[str, ...]:
-        return (f"{s.synthetic_sampled}", f"{s.real_sampled}") + tuple(_fmt(getattr(s, x)) for x in cols)
+        return (f"{s.synthetic_rows}", f"{s.real_rows}", f"{s.synthetic_sampled}") + tuple(_fmt(getattr(s, x)) for x in cols)
 
     def write_plot(self, path: str | Path) -> Path | None:
         """Per-class bars of recall, coverage and diversity ratio (where a reference exists); PNG."""

@@ -69,6 +69,6 @@ def test_rows_without_embeddings_are_an_error(cat):
 
 def test_card_shows_the_report_table_and_plot(cat):
     text = render_card(cat, "synth@1")
-    assert "## Quality against the real data" in text and "| **all** | 30 | 45 |" in text
+    assert "## Quality against the real data" in text and "| **all** | 30 | 45 | 30 |" in text
     path = write_card(cat, "synth@1")
     assert (path.parent / "quality.png").is_file() and "![quality per class](quality.png)" in path.read_text()

@@ -44,7 +44,7 @@ def test_one_version_as_json_equals_the_report(data):
 
 def test_one_version_as_markdown(data):
     r = cli(data, "synth@1")
-    assert r.exit_code == 0 and "| **all** | 30 | 45 |" in r.output and "k = 5" in r.output
+    assert r.exit_code == 0 and "| **all** | 30 | 45 | 30 |" in r.output and "k = 5" in r.output
 
 
 def test_two_versions_side_by_side_after_a_takedown(data):

@@ -114,9 +114,9 @@ def test_large_sets_are_sampled_with_the_recorded_seed(sets):
     assert a == b and (a.synthetic_sampled, a.real_sampled, a.diversity_rows) == (30, 30, 30)
     assert (a.synthetic_rows, a.real_rows) == (60, 80)
     assert score_set(fake, real, cfg.model_copy(update={"seed": 12})) != a
-    # the real set larger than the synthetic: the ratio compares equal numbers
+    # the real set larger than the synthetic: every score compares equal numbers
     unsampled = score_set(fake, real, QualityConfig(k=3))
-    assert unsampled.real_sampled == 80 and unsampled.diversity_rows == 60
+    assert (unsampled.real_rows, unsampled.real_sampled, unsampled.diversity_rows) == (80, 60, 60)
 
 
 def test_no_reference_gives_internal_diversity_only(sets):
@@ -151,7 +151,7 @@ def test_report_renders_markdown_metrics_and_json(sets, tmp_path):
     r = _report(sets)
     md = r.to_markdown(plot="quality.png")
     assert "reference: **real@1**" in md and "k = 3" in md and "seed 0" in md
-    assert "| **all** | 60 | 80 |" in md and "\n| a | 30 | 40 |" in md and "![quality per class](quality.png)" in md
+    assert "| **all** | 60 | 80 | 60 |" in md and "\n| a | 30 | 40 | 30 |" in md and "![quality per class](quality.png)" in md
     m = r.metrics()
     assert m["quality.coverage"] == r.overall.coverage and m["quality.k"] == 3
     assert m["quality.b.diversity_ratio"] == r.groups[1].diversity_ratio
