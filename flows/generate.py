@@ -177,6 +177,8 @@ def generate_dataset(spec: dict, data_dir: str | None = None, shard_pool: str | 
         card = write_card(catalog, f"{commit.dataset}@{commit.version}", quality)
         tracker.log_artifact(card)
         tracker.log_artifacts(card.parent / "grids", "grids")  # the card's per-class images
+        if (card.parent / "quality.png").is_file():
+            tracker.log_artifact(card.parent / "quality.png")
         report = dedup_report(open_version(catalog, f"{commit.dataset}@{commit.version}"),
                               catalog.version_dir(commit.dataset, commit.version) / "dedup-histogram.png")
         tracker.log_artifact(report.histogram)

@@ -60,7 +60,7 @@ def test_mlflow_run_has_params_metrics_artifacts_and_datasets(demo_run):
     assert "## Quality against the real data" in card and "reference: **digits-real@1**" in card
     assert run.data.tags["prefect.flow_run_id"] == r["prefect_flow_run_id"]
     names = {a.path for a in client.list_artifacts(r["mlflow_run_id"])}
-    assert {"grid.png", "job.yaml", "000001.json", "card.md", "closest-real-pairs.png", "grids"} <= names
+    assert {"grid.png", "job.yaml", "000001.json", "card.md", "closest-real-pairs.png", "grids", "quality.png"} <= names
     grids = {a.path for a in client.list_artifacts(r["mlflow_run_id"], "grids")}
     classes = {c["name"] for c in demo_run["catalog"].manifest("digits-small", 1).job
                ["conditioning"]["classes"]}
