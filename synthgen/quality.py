@@ -138,11 +138,11 @@ def mean_nn_distance(x: np.ndarray) -> float:
     return float(knn_radii(x, 1).mean())
 
 
-def sample_rows(x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` rows without replacement (all rows, in order, when there are no more than ``n``)."""
-    if len(x) <= n:
-        return x
-    return x[np.sort(rng.choice(len(x), n, replace=False))]
+def sample_indices(rows: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Sorted indices of ``n`` of ``rows`` rows without replacement (all, in order, when rows <= n)."""
+    if rows <= n:
+        return np.arange(rows)
+    return np.sort(rng.choice(rows, n, replace=False))
 
 
 def group_rng(seed: int, group: str | None) -> np.random.Generator:
@@ -150,50 +150,96 @@ def group_rng(seed: int, group: str | None) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32((group or "").encode())])
 
 
-def score_set(synthetic: np.ndarray, real: np.ndarray | None, cfg: QualityConfig,
-              group: str | None = None) -> SetScores:
-    """All scores of one synthetic set; ``real`` None (or empty) gives internal diversity only.
+@dataclass
+class Draw:
+    """The rows one set of scores uses: indices into the full synthetic and real row lists.
 
-    Both sets are sampled to one size, n = min(synthetic, real, cap): recall,
+    Drawing needs only the group of each row, so a catalog can read the
+    embeddings of the drawn rows alone, never a whole version's.
+    """
+
+    group: str | None
+    synthetic_rows: int
+    real_rows: int
+    synthetic: np.ndarray
+    real: np.ndarray | None  # None: no real counterpart
+
+
+def draw(synthetic_rows: int, real_rows: int, cfg: QualityConfig, group: str | None = None) -> Draw:
+    """Equal-size samples of both sets, n = min(synthetic, real, cap) (see ``score_draw``)."""
+    cap = cfg.max_samples if group is None else cfg.max_per_group
+    rng = group_rng(cfg.seed, group)
+    n = min(synthetic_rows, cap) if real_rows == 0 else min(synthetic_rows, real_rows, cap)
+    syn = sample_indices(synthetic_rows, n, rng)
+    return Draw(group, synthetic_rows, real_rows, syn, sample_indices(real_rows, n, rng) if real_rows else None)
+
+
+def _positions(groups: list[str | None]) -> dict[str, np.ndarray]:
+    """Row positions per group name, groups in order of first appearance (plan order); None rows left out."""
+    names = np.array(["" if g is None else g for g in groups], object)
+    if not len(names):
+        return {}
+    uniq, first, inverse = np.unique(names, return_index=True, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")  # one sort, not one scan per group
+    split = np.split(order, np.cumsum(np.bincount(inverse, minlength=len(uniq)))[:-1])
+    return {uniq[i]: split[i] for i in np.argsort(first) if uniq[i] != ""}
+
+
+def plan_draws(synthetic_groups: list[str | None], real_groups: list[str | None] | None,
+               cfg: QualityConfig) -> list[Draw]:
+    """The overall draw, then one per synthetic class/prompt matched by name to the real rows."""
+    n_real = 0 if real_groups is None else len(real_groups)
+    draws = [draw(len(synthetic_groups), n_real, cfg)]
+    real_pos = _positions(real_groups) if real_groups is not None else {}
+    empty = np.zeros(0, np.int64)
+    for name, syn_pos in _positions(synthetic_groups).items():
+        ref_pos = real_pos.get(name, empty)
+        d = draw(len(syn_pos), len(ref_pos), cfg, group=name)
+        draws.append(Draw(name, d.synthetic_rows, d.real_rows, syn_pos[d.synthetic],
+                          None if d.real is None else ref_pos[d.real]))
+    return draws
+
+
+def score_draw(d: Draw, synthetic: np.ndarray, real: np.ndarray | None, cfg: QualityConfig) -> SetScores:
+    """All scores of one draw, given its rows (``synthetic`` = rows d.synthetic, ``real`` = rows d.real).
+
+    Both sets have one size, n = min(synthetic, real, cap): recall,
     coverage, the Frechet distance and nearest-neighbour distances all move
     with the set sizes (identical distributions give coverage ~0.78 at
     k = 5 with three times as many real rows, ~0.97 at equal sizes), so equal
     sizes keep versions of different sizes comparable.
     """
-    cap = cfg.max_samples if group is None else cfg.max_per_group
-    rng = group_rng(cfg.seed, group)
-    real = real if real is not None and len(real) else None
-    n = min(len(synthetic), cap) if real is None else min(len(synthetic), len(real), cap)
-    syn_s = sample_rows(synthetic, n, rng)
-    real_s = sample_rows(real, n, rng) if real is not None else None
-    s = SetScores(group, len(synthetic), 0 if real is None else len(real), n, 0 if real is None else n)
-    if real_s is not None and n > cfg.k:
-        for key, value in prdc(real_s, syn_s, cfg.k).items():
+    n = len(synthetic)
+    s = SetScores(d.group, d.synthetic_rows, d.real_rows, n, 0 if real is None else len(real))
+    if real is not None and n > cfg.k:
+        for key, value in prdc(real, synthetic, cfg.k).items():
             setattr(s, key, value)
-    if real_s is not None and n >= 2:
-        s.frechet_distance = frechet_distance(syn_s, real_s)
+    if real is not None and n >= 2:
+        s.frechet_distance = frechet_distance(synthetic, real)
     if n >= 2:
         s.diversity_rows = n
-        s.nn_distance_synthetic = mean_nn_distance(syn_s)
-        if real_s is not None:
-            s.nn_distance_real = mean_nn_distance(real_s)
+        s.nn_distance_synthetic = mean_nn_distance(synthetic)
+        if real is not None:
+            s.nn_distance_real = mean_nn_distance(real)
             if s.nn_distance_real > 0:
                 s.diversity_ratio = s.nn_distance_synthetic / s.nn_distance_real
     return s
 
 
+def score_set(synthetic: np.ndarray, real: np.ndarray | None, cfg: QualityConfig,
+              group: str | None = None) -> SetScores:
+    """All scores of one synthetic set; ``real`` None (or empty) gives internal diversity only."""
+    d = draw(len(synthetic), 0 if real is None else len(real), cfg, group)
+    return score_draw(d, synthetic[d.synthetic], None if d.real is None else real[d.real], cfg)
+
+
 def score_groups(synthetic: np.ndarray, synthetic_groups: list[str | None], real: np.ndarray | None,
                  real_groups: list[str | None] | None, cfg: QualityConfig) -> tuple[SetScores, list[SetScores]]:
-    """Overall scores and one per synthetic class/prompt, matched to the real rows of the same name."""
+    """Overall scores and one per synthetic class/prompt (in order of first appearance), matched by name to real rows."""
     if len(synthetic) != len(synthetic_groups):
         raise ValueError("one group per synthetic row is needed")
     if real is not None and (real_groups is None or len(real) != len(real_groups)):
         raise ValueError("one group per real row is needed")
-    overall = score_set(synthetic, real, cfg)
-    syn_g = np.array(["" if g is None else g for g in synthetic_groups], object)
-    real_g = np.array(["" if g is None else g for g in real_groups], object) if real is not None else None
-    per: list[SetScores] = []
-    for name in sorted(set(syn_g.tolist()) - {""}):
-        ref = real[real_g == name] if real is not None else None
-        per.append(score_set(synthetic[syn_g == name], ref, cfg, group=name))
-    return overall, per
+    draws = plan_draws(synthetic_groups, real_groups if real is not None else None, cfg)
+    scores = [score_draw(d, synthetic[d.synthetic], None if d.real is None else real[d.real], cfg) for d in draws]
+    return scores[0], scores[1:]

@@ -114,9 +114,9 @@ class QualityReport:
             ax.bar(x + (i - 1.5) * 0.2, vals, 0.2, label=key.replace("_", " "))
         ax.axhline(1.0, color="k", lw=0.8, ls="--")
         ax.set_xticks(x, [g.group for g in shown], rotation=45 if len(shown) > 10 else 0, ha="right" if len(shown) > 10 else "center")
-        ax.set_ylim(0, max(1.1, np.nanmax([g.diversity_ratio or 0 for g in shown]) + 0.1))
+        ax.set_ylim(0, max(1.35, np.nanmax([g.diversity_ratio or 0 for g in shown]) + 0.3))  # room for the legend
         ax.set_title(f"{self.ref} vs {self.reference} (k={self.config.k})")
-        ax.legend(fontsize=8, ncol=4, loc="lower right")
+        ax.legend(fontsize=8, ncol=4, loc="upper center")
         fig.tight_layout()
         out = Path(path)
         tmp = out.with_name(f".tmp-{out.name}")
@@ -131,7 +131,7 @@ def side_by_side(a: QualityReport, b: QualityReport) -> list[tuple[str, float | 
     rows = []
     pairs = [("all", a.overall, b.overall)]
     ga, gb = {g.group: g for g in a.groups}, {g.group: g for g in b.groups}
-    pairs += [(name, ga.get(name), gb.get(name)) for name in sorted(set(ga) | set(gb))]
+    pairs += [(name, ga.get(name), gb.get(name)) for name in dict.fromkeys([*ga, *gb])]  # A's order, then B's new
     for name, sa, sb in pairs:
         for key in ("synthetic_rows",) + SCORES[:6]:
             va, vb = (getattr(sa, key) if sa else None), (getattr(sb, key) if sb else None)

@@ -10,31 +10,35 @@ from synthgen.quality import QualityConfig, score_groups
 from tests.conftest import make_samples
 
 
-def _commit(cat, name, origin, samples, model="clip@1", job=None):
+def _commit(cat, name, origin, samples, model="clip@1", job=None, shards=1):
     if not cat.exists(name):
         cat.create(name, origin)
+    step = -(-len(samples) // shards)
     with cat.lock(name):
-        cat.commit(name, [cat.write_shard(name, samples_to_table(samples, model))], job=job)
+        cat.commit(name, [cat.write_shard(name, samples_to_table(samples[i : i + step], model))
+                          for i in range(0, len(samples), step)], job=job)
 
 
 @pytest.fixture
 def cat(tmp_path):
     cat = Catalog(tmp_path)
-    _commit(cat, "real", "real", make_samples(45, "real", seed=1))
-    _commit(cat, "synth", "synthetic", make_samples(30, seed=2), job={"dedup": {"real_dataset": "real"}})
+    _commit(cat, "real", "real", make_samples(45, "real", seed=1), shards=2)
+    _commit(cat, "synth", "synthetic", make_samples(30, seed=2), job={"dedup": {"real_dataset": "real"}}, shards=3)
     return cat
 
 
-def test_report_uses_stored_embeddings_of_both_sets(cat):
-    r = version_quality(cat, "synth@1", config=QualityConfig(k=3))
+@pytest.mark.parametrize("cfg", [QualityConfig(k=3), QualityConfig(k=3, max_samples=20, max_per_group=7, seed=3)])
+def test_report_uses_stored_embeddings_of_both_sets(cat, cfg):
+    r = version_quality(cat, "synth@1", config=cfg)
     assert (r.ref, r.reference, r.embedding_model) == ("synth@1", "real@1", "clip@1")
     syn = open_version(cat, "synth@1").table(["embedding", "label_name"])
     real = open_version(cat, "real@1").table(["embedding", "label_name"])
     emb = lambda t: np.array(t["embedding"].to_pylist(), np.float32)  # noqa: E731
     overall, groups = score_groups(emb(syn), syn["label_name"].to_pylist(), emb(real), real["label_name"].to_pylist(),
-                                   QualityConfig(k=3))
-    assert r.overall == overall and r.groups == groups
+                                   cfg)
+    assert r.overall == overall and r.groups == groups  # reading only the drawn rows changes nothing
     assert [g.group for g in r.groups] == ["c0", "c1", "c2"] and r.groups[0].real_rows == 15
+    assert r.overall.synthetic_sampled == min(30, cfg.max_samples) and r.groups[0].synthetic_sampled == min(10, cfg.max_per_group)
     assert r.overall.coverage is not None and r.overall.diversity_ratio is not None
 
 
@@ -64,7 +68,9 @@ def test_rows_without_embeddings_are_an_error(cat):
         s.embedding = None
     _commit(cat, "noemb", "synthetic", samples)
     with pytest.raises(CatalogError, match="no stored embedding"):
-        stored_embeddings(open_version(cat, "noemb"))
+        stored_embeddings(open_version(cat, "noemb"), np.arange(2))
+    with pytest.raises(CatalogError, match="no stored embedding"):
+        version_quality(cat, "noemb")
 
 
 def test_card_shows_the_report_table_and_plot(cat):

@@ -8,7 +8,9 @@ import scipy.linalg
 from prdc import compute_prdc
 
 from synthgen import quality
-from synthgen.quality import QualityConfig, frechet_distance, knn_radii, mean_nn_distance, prdc, score_groups, score_set
+from synthgen.quality import (
+    QualityConfig, frechet_distance, knn_radii, mean_nn_distance, plan_draws, prdc, score_groups, score_set,
+)
 from synthgen.quality_report import QualityReport, side_by_side
 
 
@@ -166,3 +168,16 @@ def test_side_by_side_gives_differences(sets):
     va, vb, d = rows["all.diversity_ratio"]
     assert d == pytest.approx(vb - va) and vb < va
     assert rows["a.synthetic_rows"] == (30, 30, 0)
+
+
+def test_draws_index_the_full_row_lists_by_group():
+    groups = ["b", "a", None, "b", "a", "b", "c"]
+    real_groups = ["a", "b", "b", "a", "a"]
+    draws = plan_draws(groups, real_groups, QualityConfig(k=1, max_per_group=2))
+    assert [d.group for d in draws] == [None, "b", "a", "c"]  # overall first, then first appearance
+    by = {d.group: d for d in draws}
+    assert len(set(by[None].synthetic)) == 5 == len(by[None].real) and list(by[None].real) == [0, 1, 2, 3, 4]  # n = min(7, 5)
+    assert {groups[i] for i in by["b"].synthetic} == {"b"} and len(by["b"].synthetic) == 2  # 3 rows, cap 2
+    assert {real_groups[i] for i in by["b"].real} == {"b"} and (by["b"].synthetic_rows, by["b"].real_rows) == (3, 2)
+    assert list(by["a"].synthetic) == [1, 4] and len(by["a"].real) == 2 and set(by["a"].real) < {0, 3, 4}
+    assert by["c"].real is None and by["c"].real_rows == 0
