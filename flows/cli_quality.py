@@ -17,9 +17,10 @@ def _fmt(v) -> str:
 @app.command()
 def quality(
     refs: list[str] = typer.Argument(..., help="NAME@VERSION; give two to compare them side by side."),
-    real: str = typer.Option(None, "--real", help="Real reference NAME[@V] (default: the job's dedup.real_dataset, head)."),
+    real: str = typer.Option(None, "--real", help="Real reference NAME or NAME@V (default: the job's dedup.real_dataset, head)."),
     k: int = typer.Option(5, "--k", help="k of the k-NN balls."),
     max_samples: int = typer.Option(5000, "--max-samples", help="Sample each set down to this many rows."),
+    max_per_group: int = typer.Option(1000, "--max-per-group", help="The same, per class or prompt."),
     seed: int = typer.Option(0, "--seed", help="Seed of the samples drawn (recorded in the report)."),
     json_out: bool = typer.Option(False, "--json", help="Print the report(s) as JSON."),
 ) -> None:
@@ -34,7 +35,7 @@ def quality(
     if len(refs) > 2:
         _fail(f"give one version, or two to compare; got {len(refs)}")
     try:
-        cfg = QualityConfig(k=k, max_samples=max_samples, seed=seed)
+        cfg = QualityConfig(k=k, max_samples=max_samples, max_per_group=max_per_group, seed=seed)
     except ValidationError as exc:
         _fail("; ".join(f"--{e['loc'][0].replace('_', '-')}: {e['msg']}" for e in exc.errors()))
     cat = _catalog()

@@ -34,12 +34,14 @@ def cli(data, *args):
 
 
 def test_one_version_as_json_equals_the_report(data):
-    r = cli(data, "synth@1", "--json", "--k", "3", "--seed", "4")
+    r = cli(data, "synth@1", "--json", "--k", "3", "--seed", "4", "--max-per-group", "8")
     assert r.exit_code == 0, r.output
     doc = json.loads(r.output)
-    expected = version_quality(Catalog(configure(data).catalog), "synth@1", config=QualityConfig(k=3, seed=4))
+    expected = version_quality(Catalog(configure(data).catalog), "synth@1",
+                               config=QualityConfig(k=3, seed=4, max_per_group=8))
     assert doc == json.loads(expected.dumps())
     assert doc["reference"] == "real@1" and doc["config"]["k"] == 3 and doc["config"]["seed"] == 4
+    assert doc["groups"][0]["synthetic_sampled"] == 8  # 10 rows per class, sampled
 
 
 def test_one_version_as_markdown(data):
