@@ -78,3 +78,11 @@ def test_card_shows_the_report_table_and_plot(cat):
     assert "## Quality against the real data" in text and "| **all** | 30 | 45 | 30 |" in text
     path = write_card(cat, "synth@1")
     assert (path.parent / "quality.png").is_file() and "![quality per class](quality.png)" in path.read_text()
+
+
+def test_card_of_a_version_without_kept_rows_says_why(cat):
+    samples = make_samples(4, seed=6)
+    for s in samples:
+        s.status = "dropped_duplicate"
+    _commit(cat, "empty", "synthetic", samples)
+    assert "## Quality\n\n- not assessed: empty@1 has no kept rows to assess" in render_card(cat, "empty@1")

@@ -181,3 +181,13 @@ def test_draws_index_the_full_row_lists_by_group():
     assert {real_groups[i] for i in by["b"].real} == {"b"} and (by["b"].synthetic_rows, by["b"].real_rows) == (3, 2)
     assert list(by["a"].synthetic) == [1, 4] and len(by["a"].real) == 2 and set(by["a"].real) < {0, 3, 4}
     assert by["c"].real is None and by["c"].real_rows == 0
+
+
+def test_metric_names_of_free_text_prompts_are_valid_for_mlflow(sets):
+    r = _report(sets)
+    from mlflow.utils.validation import _validate_metric_name
+
+    r.groups[0].group = "a cat, (red)?"  # MLflow rejects this as a metric name
+    assert "quality.a cat_ _red__.coverage" in r.metrics()
+    for name in r.metrics():
+        _validate_metric_name(name)
