@@ -32,6 +32,7 @@ bench: install
 	$(PY) bench/bench_demo.py
 	$(PY) bench/bench_generator.py
 	$(PY) bench/bench_embedder.py
+	$(PY) bench/bench_quality_sweep.py
 
 clean:
 	rm -rf synthgen-data

@@ -7,8 +7,10 @@ from pathlib import Path
 import duckdb
 
 from catalog.grids import write_class_grids
-from catalog.store import Catalog
+from catalog.quality import version_quality
+from catalog.store import Catalog, CatalogError
 from catalog.version import DatasetVersion, open_version
+from synthgen.quality_report import QualityReport
 
 
 def _table(rows: list[tuple], header: tuple[str, ...]) -> str:
@@ -17,8 +19,20 @@ def _table(rows: list[tuple], header: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
-def render_card(cat: Catalog, ref: str, grids: list[tuple[str, Path]] | None = None) -> str:
-    """The card of a version as Markdown; ``grids`` are (label, image path) per class to show."""
+def quality_or_reason(cat: Catalog, ref: str) -> QualityReport | str:
+    """The version's quality report, or why it has none (no kept rows, mixed embedders)."""
+    try:
+        return version_quality(cat, ref)
+    except CatalogError as exc:
+        return str(exc)
+
+
+def render_card(cat: Catalog, ref: str, grids: list[tuple[str, Path]] | None = None,
+                quality: QualityReport | str | None = None) -> str:
+    """The card of a version as Markdown; ``grids`` are (label, image path) per class to show.
+
+    ``quality``: the version's report (computed here when not given).
+    """
     v: DatasetVersion = open_version(cat, ref)
     m, info = v.manifest, cat.info(v.name)
     t = v.table(["origin", "status", "label_name", "prompt", "model_id", "scheduler", "num_inference_steps",
@@ -52,6 +66,9 @@ def render_card(cat: Catalog, ref: str, grids: list[tuple[str, Path]] | None = N
                   f"- nearest-neighbour cosine p50/p90/p99: {', '.join(f'{x:.4f}' for x in stats[2] or [])}",
                   f"- highest similarity to a real sample: {stats[3]}"]
     folder = cat.version_dir(v.name, v.version)
+    quality = quality or quality_or_reason(cat, v.ref)
+    parts += [quality.to_markdown("quality.png" if (folder / "quality.png").is_file() else None)
+              if isinstance(quality, QualityReport) else f"\n## Quality\n\n- not assessed: {quality}"]
     if grids:
         parts += ["\n## Samples per class or prompt\n"]
         parts += [f"**{label or '(unlabelled)'}**\n\n![{label}]({path.relative_to(folder).as_posix()})\n"
@@ -68,10 +85,13 @@ def render_card(cat: Catalog, ref: str, grids: list[tuple[str, Path]] | None = N
     return "\n".join(p for p in parts if p) + "\n"
 
 
-def write_card(cat: Catalog, ref: str) -> Path:
-    """Render the card and its per-class sample grids into the version's folder; return card.md's path."""
+def write_card(cat: Catalog, ref: str, quality: QualityReport | str | None = None) -> Path:
+    """Render the card, its per-class sample grids and quality plot into the version's folder; return card.md's path."""
     v = open_version(cat, ref)
     path = cat.version_dir(v.name, v.version) / "card.md"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_card(cat, ref, write_class_grids(cat, ref)))
+    quality = quality or quality_or_reason(cat, v.ref)
+    if isinstance(quality, QualityReport):
+        quality.write_plot(path.parent / "quality.png")
+    path.write_text(render_card(cat, ref, write_class_grids(cat, ref), quality))
     return path

@@ -14,7 +14,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from flows import cli_catalog, cli_remote, cli_schedule  # noqa: F401 - registers their commands on `app`
+from flows import cli_catalog, cli_quality, cli_remote, cli_schedule  # noqa: F401 - registers their commands on `app`
 from flows.cli_common import _catalog, _fail, _paths, app, err, failing_on, out
 
 REPO = Path(__file__).resolve().parent.parent

@@ -18,7 +18,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from catalog import Catalog, RunRef
-from catalog.card import write_card
+from catalog.card import quality_or_reason, write_card
 from catalog.dedup_report import dedup_report
 from catalog.version import open_version
 from flows import progress
@@ -171,9 +171,14 @@ def generate_dataset(spec: dict, data_dir: str | None = None, shard_pool: str | 
             pairs = write_real_pairs(catalog, commit.dataset, commit.version, commit.files, job.dedup.real_dataset)
             if pairs:
                 tracker.log_artifact(pairs)
-        card = write_card(catalog, f"{commit.dataset}@{commit.version}")
+        quality = quality_or_reason(catalog, f"{commit.dataset}@{commit.version}")  # from stored embeddings
+        if not isinstance(quality, str):
+            tracker.log_metrics(quality.metrics())
+        card = write_card(catalog, f"{commit.dataset}@{commit.version}", quality)
         tracker.log_artifact(card)
         tracker.log_artifacts(card.parent / "grids", "grids")  # the card's per-class images
+        if (card.parent / "quality.png").is_file():
+            tracker.log_artifact(card.parent / "quality.png")
         report = dedup_report(open_version(catalog, f"{commit.dataset}@{commit.version}"),
                               catalog.version_dir(commit.dataset, commit.version) / "dedup-histogram.png")
         tracker.log_artifact(report.histogram)

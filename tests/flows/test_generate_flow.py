@@ -53,9 +53,14 @@ def test_mlflow_run_has_params_metrics_artifacts_and_datasets(demo_run):
     assert run.data.metrics["generated"] == 18
     assert run.data.metrics["kept"] + run.data.metrics["dropped_duplicate"] + run.data.metrics["blocked_real_copy"] == 18
     assert run.data.metrics["images_per_s"] > 0
+    # the quality report, from the stored embeddings, against digits-real
+    assert 0 <= run.data.metrics["quality.coverage"] <= 1 and run.data.metrics["quality.diversity_ratio"] > 0
+    assert run.data.metrics["quality.k"] == 5 and "quality.seven.recall" in run.data.metrics
+    card = (demo_run["catalog"].version_dir("digits-small", 1) / "card.md").read_text()
+    assert "## Quality against the real data" in card and "reference: **digits-real@1**" in card
     assert run.data.tags["prefect.flow_run_id"] == r["prefect_flow_run_id"]
     names = {a.path for a in client.list_artifacts(r["mlflow_run_id"])}
-    assert {"grid.png", "job.yaml", "000001.json", "card.md", "closest-real-pairs.png", "grids"} <= names
+    assert {"grid.png", "job.yaml", "000001.json", "card.md", "closest-real-pairs.png", "grids", "quality.png"} <= names
     grids = {a.path for a in client.list_artifacts(r["mlflow_run_id"], "grids")}
     classes = {c["name"] for c in demo_run["catalog"].manifest("digits-small", 1).job
                ["conditioning"]["classes"]}
