@@ -5,7 +5,7 @@ the deployment ``synthgen-shard/gpu``, submits one flow run per shard that is
 not staged yet, waits for them, and then commits in its own process as
 always. Each GPU machine runs ``prefect worker start --pool gpu``; a shard
 run stages its Parquet in the shared data folder through the same task the
-in-process path uses (``flows.generate.generate_shard_task``), so sharding
+in-process path uses (``flows.tasks.generate_shard_task``), so sharding
 never changes a byte of the result.
 
 Which GPUs a worker owns comes from ``$SYNTHGEN_GPUS`` (else
@@ -35,10 +35,11 @@ from prefect.runtime import flow_run
 
 from catalog import RunRef
 from catalog.store import atomic_write
-from flows.generate import ShardFailed, shard_task_with_policy
 from flows.schedule import TAG, deploy, require_server
 from flows.settings import Paths, configure
-from flows.steps import ShardReport, get_embedder, staging_dir
+from flows.models import get_embedder
+from flows.shard import ShardReport, staging_dir
+from flows.tasks import ShardFailed, shard_task_with_policy
 from synthgen.plan import Shard, make_shards
 from synthgen.spec import JobSpec, parse_spec
 
