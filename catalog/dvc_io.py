@@ -212,9 +212,3 @@ def read_version_at(
         manifest = _manifest(fs, catalog_path, ref)
         return _table(fs, catalog_path, manifest, columns, status, origin)
 
-
-def open_at_revision(
-    repo: str, rev: str | None, ref: str, catalog_path: str = DEFAULT_CATALOG_PATH, **kw: Any
-) -> pa.Table:
-    """Alias of ``read_version_at`` (the name a training script's ``rev=`` option reads well with)."""
-    return read_version_at(repo, rev, ref, catalog_path, **kw)

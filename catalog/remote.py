@@ -149,12 +149,6 @@ class RemoteVersion:
         return _table(self.remote.store.files, "", self.manifest, columns, status, origin, missing=missing_error)
 
 
-def read_version(url: str, ref: str, storage_options: dict | None = None, status: Status = "kept",
-                 columns: Sequence[str] | None = None, origin: str | None = None) -> pa.Table:
-    """Rows of ``ref`` ('name' or 'name@N') from the shared catalog at ``url``."""
-    return RemoteCatalog(url, storage_options).open(ref).table(columns, status, origin)
-
-
 def _hash_problem(store: ObjectStore, key: str, sha256: str, what: str, report: VerifyReport, dst) -> bool:
     """Stream ``key`` into ``dst`` while hashing it; report a missing or mismatching object."""
     try:

@@ -35,9 +35,9 @@ from prefect.runtime import flow_run
 
 from catalog import RunRef
 from catalog.store import atomic_write
+from flows.models import get_embedder
 from flows.schedule import TAG, deploy, require_server
 from flows.settings import Paths, configure
-from flows.models import get_embedder
 from flows.shard import ShardReport, staging_dir
 from flows.tasks import ShardFailed, shard_task_with_policy
 from synthgen.plan import Shard, make_shards

@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from catalog import RunRef, samples_to_table
-from catalog.store import write_parquet_atomic
+from catalog.atomic import write_parquet_atomic
 from flows.models import get_embedder, get_generator, get_guard
 from flows.provenance import provenance_for
 from flows.settings import Paths
