@@ -10,10 +10,11 @@ from typing import Any
 
 from synthgen.rules.alignment import LowAlignment
 from synthgen.rules.base import Rule, Verdict
+from synthgen.rules.degenerate import Degenerate
 from synthgen.rules.pixel_copy import PixelRealCopy
 from synthgen.rules.real_copy import ClipRealCopy
 
-RULES: tuple[type[Rule], ...] = (ClipRealCopy, PixelRealCopy, LowAlignment)
+RULES: tuple[type[Rule], ...] = (ClipRealCopy, PixelRealCopy, LowAlignment, Degenerate)
 
 
 def build_rules(dedup: Any) -> list[Rule]:
