@@ -23,7 +23,7 @@ from flows.distributed import run_on_workers
 from flows.models import get_embedder
 from flows.reports import REPORTS, Finished, summary_metrics
 from flows.schedule import require_server
-from flows.settings import Paths, configure, publish_url, shard_pool as default_shard_pool
+from flows.settings import Paths, Settings, configure
 from flows.shard import ShardReport
 from flows.tasks import ShardFailed, commit_task, load_models_task, publish_task, shard_task_with_policy
 from flows.tracking import Tracker
@@ -49,19 +49,21 @@ def preflight(spec: JobSpec, catalog: Catalog) -> None:
 
 
 @flow(name="synthgen-generate", log_prints=True)
-def generate_dataset(spec: dict, data_dir: str | None = None, shard_pool: str | None = None) -> dict:
+def generate_dataset(spec: dict, data_dir: str | None = None, shard_pool: str | None = None,
+                     settings: Settings | None = None) -> dict:
     """Generate, deduplicate and commit one job's images as a new dataset version.
 
-    ``shard_pool`` (default ``$SYNTHGEN_SHARD_POOL``): generate the shards as flow runs on that work
-    pool's workers (``flows.distributed``) instead of in this process; the result is the same. It needs
-    a long-lived Prefect server and a data folder every worker reaches at the same path.
+    ``shard_pool`` (default ``settings.shard_pool``): generate the shards as flow runs on that work pool's
+    workers (``flows.distributed``) instead of in this process; the result is the same. It needs a
+    long-lived Prefect server and a data folder every worker reaches. ``settings``: read here when not given.
     """
     t0 = time.perf_counter()
     job = parse_spec(spec)  # validated again: deployments pass raw dicts
-    paths = configure(data_dir)
+    settings = settings or Settings()  # the edge: nothing below reads the environment
+    paths = configure(data_dir, settings)
     catalog = Catalog(paths.catalog)
     preflight(job, catalog)
-    shard_pool = shard_pool or default_shard_pool()
+    shard_pool = shard_pool or settings.shard_pool
     if shard_pool:
         require_server()  # workers cannot reach the temporary server of a plain run
     tracker = Tracker(paths.tracking_uri, paths.artifact_root)
@@ -71,11 +73,9 @@ def generate_dataset(spec: dict, data_dir: str | None = None, shard_pool: str | 
         shards = make_shards(job.total_images, job.output.shard_size)
         # Distributed, the workers load the generator; the embedder (for the commit) loads while they work.
         models, startup_s = (None if shard_pool else load_models_task(job)), time.perf_counter() - t0
-        reports, shard_runs = generate_shards(job, shards, catalog, paths, runs, shard_pool)
+        reports, shard_runs = generate_shards(job, shards, catalog, paths, runs, shard_pool, settings)
         t_commit = time.perf_counter()
-        commit = commit_task(job, shards, str(paths.root), runs)
-        models = models or {"generator": f"{job.generator.model} on the workers of pool {shard_pool!r}",
-                            "embedder": get_embedder(job).name}
+        commit = commit_task(job, shards, paths, runs)
         t_finish = time.perf_counter()
         metrics = summary_metrics(commit, reports, t_finish - t0)
         metrics |= {"startup_s": startup_s, "commit_s": t_finish - t_commit}
@@ -83,13 +83,12 @@ def generate_dataset(spec: dict, data_dir: str | None = None, shard_pool: str | 
         done = Finished(catalog, job, commit, metrics, shard_runs, shard_pool)
         for report in REPORTS:  # grid, card, real pairs, histogram, metrics, ...: written, then logged
             report.write(done).log_to(tracker)
-        published, url = None, publish_url()
-        if url:  # last: the version's card, grids and indexes are written by now
-            published = publish_task(str(paths.root), commit.dataset, url)
+        published = None
+        if settings.publish_url:  # last: the version's card, grids and indexes are written by now
+            published = publish_task(paths, commit.dataset, settings.publish_url)
             tracker.set_tags({"synthgen.published": published})
-        metrics["finish_s"] = time.perf_counter() - t_finish  # grid, card, report, MLflow logging
-        metrics["wall_s"] = time.perf_counter() - t0
-        tracker.log_metrics({"finish_s": metrics["finish_s"], "wall_s": metrics["wall_s"]})
+        metrics |= {"finish_s": time.perf_counter() - t_finish, "wall_s": time.perf_counter() - t0}  # reports, logging
+        tracker.log_metrics({k: metrics[k] for k in ("finish_s", "wall_s")})
         result = _result(done, models, runs, tracker, paths, published)
         create_markdown_artifact(key="synthgen-summary", markdown=_markdown(result), description=f"{job.name} -> {done.ref}")
         tracker.end("FINISHED")
@@ -100,7 +99,7 @@ def generate_dataset(spec: dict, data_dir: str | None = None, shard_pool: str | 
 
 
 def generate_shards(job: JobSpec, shards: list[Shard], catalog: Catalog, paths: Paths, runs: RunRef,
-                    shard_pool: str | None) -> tuple[list[ShardReport], list[dict]]:
+                    shard_pool: str | None, settings: Settings) -> tuple[list[ShardReport], list[dict]]:
     """Stage the shards not yet committed: in this process, or as flow runs on ``shard_pool``."""
     log = get_run_logger()
     log.info(f"{job.name}: {job.total_images} images in {len(shards)} shards -> {job.output.dataset}")
@@ -110,19 +109,23 @@ def generate_shards(job: JobSpec, shards: list[Shard], catalog: Catalog, paths: 
         log.info(f"{job.name}: this exact spec is already committed to {job.output.dataset}; reusing it")
         return [], []
     if shard_pool:
-        return run_on_workers(job, todo, paths, runs, shard_pool)
-    shard_task = shard_task_with_policy()
+        return run_on_workers(job, todo, paths, runs, shard_pool, settings)
+    shard_task = shard_task_with_policy(settings)
     reports = []
     with progress.display(sum(len(s) for s in todo), f"{job.name}", shards=len(todo)):
         for s in todo:
-            reports.append(shard_task(job, s, str(paths.root), runs))
+            reports.append(shard_task(job, s, paths, runs))
             progress.shard_done(reports[-1].rows if reports[-1].reused else 0)
     return reports, []
 
 
-def _result(done: Finished, models: dict, runs: RunRef, tracker: Tracker, paths: Paths, published: str | None) -> dict:
+def _result(done: Finished, models: dict | None, runs: RunRef, tracker: Tracker, paths: Paths,
+            published: str | None) -> dict:
     """The flow's return value (what the CLI prints and ``--json`` writes)."""
     c: CommitReport = done.commit
+    # Distributed, the workers loaded the generator; the commit loaded the embedder here.
+    models = models or {"generator": f"{done.job.generator.model} on the workers of pool {done.shard_pool!r}",
+                        "embedder": get_embedder(done.job).name}
     return {
         "job": done.job.name,
         "dataset": c.dataset,
