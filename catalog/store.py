@@ -1,6 +1,7 @@
 """The catalog on disk: datasets, immutable shards, versions and the head pointer.
 
-Layout under the catalog root::
+Layout under the catalog root (the parts a shared catalog and a DVC
+revision share are spelled once, in ``catalog.layout``)::
 
     <name>/dataset.json            origin (real|synthetic), restricted, created_at
     <name>/HEAD                    the current version number and its manifest's sha256
@@ -30,6 +31,7 @@ from filelock import FileLock
 
 from catalog.atomic import TMP_PREFIX, _fsync_dir, _writer_is_gone, atomic_write, temp_path, write_parquet_atomic
 from catalog.id_index import index_commit
+from catalog.layout import SHARDS, head_key, head_line, manifest_key, parse_head, shard_file, version_dir_key
 from catalog.manifest import Manifest, RunRef, ShardRef, sha256_bytes, sha256_file
 from catalog.schema import SCHEMA
 from synthgen.failpoints import failpoint
@@ -91,21 +93,20 @@ class Catalog:
     def head(self, name: str) -> int | None:
         """The current version number, or None for an empty dataset."""
         self.info(name)
-        head = self.path(name) / "HEAD"
-        return int(head.read_text().split()[0]) if head.is_file() else None
+        head = self.root / head_key(name)
+        return parse_head(head.read_text())[0] if head.is_file() else None
 
     def head_sha256(self, name: str) -> str | None:
         """The head manifest's sha256 as recorded in HEAD (seals the end of the chain)."""
-        head = self.path(name) / "HEAD"
-        parts = head.read_text().split() if head.is_file() else []
-        return parts[1] if len(parts) > 1 else None
+        head = self.root / head_key(name)
+        return parse_head(head.read_text())[1] if head.is_file() else None
 
     def manifest_path(self, name: str, version: int) -> Path:
-        return self.path(name) / "versions" / f"{version:06d}.json"
+        return self.root / manifest_key(name, version)
 
     def version_dir(self, name: str, version: int) -> Path:
         """Folder for files derived from a version (grid, card)."""
-        return self.path(name) / "versions" / f"{version:06d}"
+        return self.root / version_dir_key(name, version)
 
     def manifest(self, name: str, version: int | None = None) -> Manifest:
         """A version's manifest; the head when ``version`` is None."""
@@ -136,7 +137,7 @@ class Catalog:
     def write_shard(self, name: str, table: pa.Table) -> ShardRef:
         """Write rows as an immutable, content-addressed shard."""
         table = table.cast(SCHEMA) if table.schema != SCHEMA else table
-        shard_dir = self.path(name) / "shards"
+        shard_dir = self.path(name) / SHARDS
         tmp = temp_path(shard_dir / "shard.parquet")
         write_parquet_atomic(table, tmp)
         digest = sha256_file(tmp)
@@ -149,7 +150,7 @@ class Catalog:
         counts: dict[str, int] = {}
         for status in table.column("status").to_pylist():
             counts[status] = counts.get(status, 0) + 1
-        return ShardRef(file=f"shards/{digest}.parquet", sha256=digest, rows=table.num_rows, rows_by_status=counts)
+        return ShardRef(file=shard_file(digest), sha256=digest, rows=table.num_rows, rows_by_status=counts)
 
     def commit(
         self,
@@ -214,7 +215,7 @@ class Catalog:
         atomic_write(self.manifest_path(name, version), data, exclusive=True)
         failpoint("manifest-written", f"{name} version {version}")
         # HEAD moves last: until here, readers still see the previous version.
-        atomic_write(self.path(name) / "HEAD", f"{version} {sha256_bytes(data)}\n".encode())
+        atomic_write(self.root / head_key(name), head_line(version, sha256_bytes(data)))
         index_commit(self, manifest)
         return manifest
 
