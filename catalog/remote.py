@@ -25,9 +25,9 @@ from typing import Any, Sequence
 import pyarrow as pa
 
 from catalog.dvc_io import _SPOOL_MAX, IntegrityError, _table, copy_verified
+from catalog.layout import head_key, manifest_key, parse_head, version_dir_key
 from catalog.manifest import Manifest, sha256_bytes
 from catalog.objectstore import ObjectStore
-from catalog.layout import head_key, manifest_key, parse_head, version_dir_key
 from catalog.store import NAME_RE, CatalogError
 from catalog.verify import VerifyReport, check_head_seal, check_manifest, check_parquet
 from catalog.version import Status, parse_ref
