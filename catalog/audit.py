@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from catalog.id_index import FileCache, ensure_index, open_segment, read_ids_json
+from catalog.layout import head_key
 from catalog.manifest import Manifest, sha256_bytes
 from catalog.store import Catalog
 
@@ -72,7 +73,7 @@ def shard_versions(manifests: list[tuple[Manifest, str]]) -> dict[str, tuple[str
 
 
 def _plan(cat: Catalog, name: str) -> _Plan:
-    head_file = cat.path(name) / "HEAD"
+    head_file = cat.root / head_key(name)
     head = head_file.read_text() if head_file.is_file() else ""
     if head_file in _plans and _plans[head_file][0] == head:  # manifests and segments are immutable
         return _plans[head_file][1]

@@ -43,6 +43,7 @@ from typing import Any, BinaryIO, Iterator, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from catalog.layout import head_key, manifest_key, parse_head
 from catalog.manifest import Manifest, sha256_bytes
 from catalog.schema import SCHEMA
 from catalog.store import CatalogError
@@ -113,18 +114,17 @@ def _read_small(fs: Any, path: str, what: str) -> bytes:
 
 def _manifest(fs: Any, catalog_path: str, ref: str) -> Manifest:
     name, version = parse_ref(ref)
-    base = _dataset_dir(catalog_path, name)
+    root = _dataset_dir(catalog_path, "")
     head_sha = None
     if version is None:
-        head = _read_small(fs, f"{base}/HEAD", f"dataset {name!r} has no versions (or is not tracked)").split()
-        version = int(head[0])
-        head_sha = head[1].decode() if len(head) > 1 else None
-    path = f"{base}/versions/{version:06d}.json"
+        data = _read_small(fs, root + head_key(name), f"dataset {name!r} has no versions (or is not tracked)")
+        version, head_sha = parse_head(data)
+    path = root + manifest_key(name, version)
     data = _read_small(fs, path, f"dataset {name!r} has no version {version}")
     # HEAD seals the head manifest's hash; checking it catches a HEAD and a
     # manifest that came from different commits (e.g. a half-done dvc add).
     if head_sha is not None and sha256_bytes(data) != head_sha:
-        raise IntegrityError(f"{path}: sha256 {sha256_bytes(data)} does not match {base}/HEAD ({head_sha})")
+        raise IntegrityError(f"{path}: sha256 {sha256_bytes(data)} does not match {root + head_key(name)} ({head_sha})")
     manifest = Manifest.model_validate_json(data)
     if manifest.dataset != name or manifest.version != version:
         raise IntegrityError(f"{path} describes {manifest.dataset}@{manifest.version}, not {name}@{version}")
@@ -212,9 +212,3 @@ def read_version_at(
         manifest = _manifest(fs, catalog_path, ref)
         return _table(fs, catalog_path, manifest, columns, status, origin)
 
-
-def open_at_revision(
-    repo: str, rev: str | None, ref: str, catalog_path: str = DEFAULT_CATALOG_PATH, **kw: Any
-) -> pa.Table:
-    """Alias of ``read_version_at`` (the name a training script's ``rev=`` option reads well with)."""
-    return read_version_at(repo, rev, ref, catalog_path, **kw)

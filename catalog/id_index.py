@@ -23,6 +23,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -31,7 +32,10 @@ import pyarrow.parquet as pq
 from filelock import Timeout
 
 from catalog.manifest import Manifest, ShardRef, sha256_bytes, sha256_file
-from catalog.store import Catalog, atomic_write
+from catalog.atomic import atomic_write
+
+if TYPE_CHECKING:
+    from catalog.store import Catalog
 
 SEGMENT_ROWS = 8192
 MAX_SEGMENTS = 16

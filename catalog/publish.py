@@ -37,7 +37,8 @@ from pathlib import Path
 from catalog.dvc_io import IntegrityError, copy_verified
 from catalog.manifest import Manifest, sha256_bytes
 from catalog.objectstore import ObjectStore
-from catalog.remote import RemoteCatalog, manifest_key, missing_error, open_store, parse_head
+from catalog.layout import head_key, head_line, manifest_key, parse_head, version_dir_key
+from catalog.remote import RemoteCatalog, missing_error, open_store
 from catalog.store import TMP_PREFIX, Catalog, CatalogError, atomic_write, temp_path
 from synthgen.failpoints import failpoint
 
@@ -60,10 +61,6 @@ class SyncResult:
     versions: list[int] = field(default_factory=list)  # versions published (HEAD moved over them) or pulled
     objects: int = 0  # shards and segments copied
     note: str = ""
-
-
-def _head_line(version: int, sha: str) -> bytes:
-    return f"{version} {sha}\n".encode()
 
 
 def referenced(m: Manifest, derived: dict[str, bytes]) -> list[tuple[str, str]]:
@@ -105,7 +102,7 @@ def roll_forward(store: ObjectStore, name: str) -> tuple[int, int, str | None]:
     """
     before = None
     for _ in range(_CAS_TRIES):
-        data, tag = store.read_tagged(f"{name}/HEAD")
+        data, tag = store.read_tagged(head_key(name))
         version, sha = parse_head(data)
         before = version if before is None else before
         target, target_sha = version, sha
@@ -117,20 +114,20 @@ def roll_forward(store: ObjectStore, name: str) -> tuple[int, int, str | None]:
             if (m.dataset, m.version, m.parent, m.parent_sha256) != (name, target + 1, target or None, target_sha):
                 break
             target, target_sha = target + 1, sha256_bytes(nxt)
-        if target == version or store.swap(f"{name}/HEAD", tag, _head_line(target, target_sha)):
+        if target == version or store.swap(head_key(name), tag, head_line(target, target_sha)):
             return before, target, target_sha
-    raise ConflictError(f"{store.where(name + '/HEAD')} kept moving under {_CAS_TRIES} tries; retry the push")
+    raise ConflictError(f"{store.where(head_key(name))} kept moving under {_CAS_TRIES} tries; retry the push")
 
 
 def _advance_head(store: ObjectStore, name: str, version: int, sha: str) -> None:
     """Move HEAD forward to ``version`` by compare-and-swap; never backwards over a newer head."""
     for _ in range(_CAS_TRIES):
-        data, tag = store.read_tagged(f"{name}/HEAD")
+        data, tag = store.read_tagged(head_key(name))
         if parse_head(data)[0] >= version:
             return  # someone (a helper rolling forward) already published it, or built on it
-        if store.swap(f"{name}/HEAD", tag, _head_line(version, sha)):
+        if store.swap(head_key(name), tag, head_line(version, sha)):
             return
-    raise ConflictError(f"{store.where(name + '/HEAD')} kept moving under {_CAS_TRIES} tries; retry the push")
+    raise ConflictError(f"{store.where(head_key(name))} kept moving under {_CAS_TRIES} tries; retry the push")
 
 
 def _publish_dataset(cat: Catalog, store: ObjectStore, name: str) -> None:
@@ -171,7 +168,7 @@ def _publish_version(cat: Catalog, store: ObjectStore, name: str, version: int, 
                 "commit your rows on top and push again"
             ) from None
     for rel, path in derived.items():
-        store.upload(f"{name}/versions/{version:06d}/{rel}", path)
+        store.upload(f"{version_dir_key(name, version)}/{rel}", path)
     return uploaded
 
 
@@ -227,7 +224,7 @@ def _download(store: ObjectStore, key: str, sha256: str, dest: Path) -> None:
 def _pull_version(store: ObjectStore, cat: Catalog, data: bytes, m: Manifest) -> int:
     """Copy one version's objects and derived files, then its manifest; returns objects fetched."""
     name = m.dataset
-    prefix = f"{name}/versions/{m.version:06d}/"
+    prefix = f"{version_dir_key(name, m.version)}/"
     derived = {k[len(prefix):]: store.read(k) for k in sorted(store.keys(prefix))}
     for rel in derived:  # object keys are arbitrary strings: none may climb out of the version's folder
         if any(part in ("", ".", "..") for part in rel.split("/")):
@@ -276,5 +273,5 @@ def pull(url: "str | ObjectStore", name: str, cat: Catalog, storage_options: dic
         for data, m in chain:
             result.objects += _pull_version(store, cat, data, m)
             result.versions.append(m.version)
-        atomic_write(cat.path(name) / "HEAD", _head_line(head, sealed))
+        atomic_write(cat.root / head_key(name), head_line(head, sealed))
     return result

@@ -25,24 +25,12 @@ from typing import Any, Sequence
 import pyarrow as pa
 
 from catalog.dvc_io import _SPOOL_MAX, IntegrityError, _table, copy_verified
+from catalog.layout import head_key, manifest_key, parse_head, version_dir_key
 from catalog.manifest import Manifest, sha256_bytes
 from catalog.objectstore import ObjectStore
 from catalog.store import NAME_RE, CatalogError
 from catalog.verify import VerifyReport, check_head_seal, check_manifest, check_parquet
 from catalog.version import Status, parse_ref
-
-
-def manifest_key(name: str, version: int) -> str:
-    """The key of a version's manifest (the local layout: ``name/versions/000003.json``)."""
-    return f"{name}/versions/{version:06d}.json"
-
-
-def parse_head(data: bytes | None) -> tuple[int, str | None]:
-    """HEAD's "N sha256" as (N, sha256); (0, None) when there is no HEAD yet."""
-    if not data:
-        return 0, None
-    parts = data.decode().split()
-    return int(parts[0]), (parts[1] if len(parts) > 1 else None)
 
 
 def missing_error(fs: Any, path: str, what: str, exc: FileNotFoundError) -> CatalogError:
@@ -89,7 +77,7 @@ class RemoteCatalog:
     def head(self, name: str) -> tuple[int, str | None]:
         """(head version, its manifest's sha256) as HEAD says; (0, None) before the first push."""
         self.info(name)
-        return parse_head(self.store.read(f"{name}/HEAD"))
+        return parse_head(self.store.read(head_key(name)))
 
     def chain(self, name: str, start: int = 1) -> list[tuple[bytes, Manifest]]:
         """Manifests ``start``..head (bytes and parsed), checked link by link back from HEAD's seal.
@@ -149,12 +137,6 @@ class RemoteVersion:
         return _table(self.remote.store.files, "", self.manifest, columns, status, origin, missing=missing_error)
 
 
-def read_version(url: str, ref: str, storage_options: dict | None = None, status: Status = "kept",
-                 columns: Sequence[str] | None = None, origin: str | None = None) -> pa.Table:
-    """Rows of ``ref`` ('name' or 'name@N') from the shared catalog at ``url``."""
-    return RemoteCatalog(url, storage_options).open(ref).table(columns, status, origin)
-
-
 def _hash_problem(store: ObjectStore, key: str, sha256: str, what: str, report: VerifyReport, dst) -> bool:
     """Stream ``key`` into ``dst`` while hashing it; report a missing or mismatching object."""
     try:
@@ -211,7 +193,7 @@ class _Discard:
 def _check_ids(store: ObjectStore, name: str, m: Manifest, manifest_sha: str | None, report: VerifyReport,
                seen: set[str]) -> None:
     """A version's ids.json, if any: written for this manifest's bytes, its segments intact."""
-    key = f"{name}/versions/{m.version:06d}/ids.json"
+    key = f"{version_dir_key(name, m.version)}/ids.json"
     data = store.read(key)
     if data is None:
         return  # optional, as locally: audit rebuilds it or scans

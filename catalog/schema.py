@@ -1,76 +1,107 @@
-"""The Arrow schema of every catalog row, real or synthetic.
+"""The Arrow schema of every catalog row, real or synthetic, from one column declaration.
 
 One schema for both origins so a training mix is a plain concatenation;
-generation columns are null on real rows. The schema carries the Hugging Face
-``datasets`` metadata, so ``load_dataset("parquet", ...)`` sees ``image`` as
-an ``Image`` feature (``struct{bytes, path}``, PNG bytes), and pandas, DuckDB
-and Polars read the same files as plain Parquet.
+generation columns are null on real rows. ``COLUMNS`` declares each column
+once: its name, Arrow type and how it is read from a ``Sample``; the schema,
+``samples_to_table``, the decision update and the rules' evidence columns
+all follow from it. The schema carries the Hugging Face ``datasets``
+metadata, so ``load_dataset("parquet", ...)`` sees ``image`` as an ``Image``
+feature (``struct{bytes, path}``, PNG bytes), and pandas, DuckDB and Polars
+read the same files as plain Parquet.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any, Callable
 
+import numpy as np
 import pyarrow as pa
 
-from synthgen.records import Provenance, Sample
+from synthgen.records import Sample
+from synthgen.rules import evidence_columns
 
 IMAGE_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 
-# (name, arrow type, HF dtype or None for special features)
-_COLUMNS: list[tuple[str, pa.DataType]] = [
-    ("sample_id", pa.string()),
-    ("image", IMAGE_TYPE),
-    ("origin", pa.string()),  # 'real' | 'synthetic'
-    ("status", pa.string()),  # kept | dropped_duplicate | blocked_real_copy
-    ("label", pa.int64()),  # class id (null for prompts)
-    ("label_name", pa.string()),
-    ("prompt", pa.string()),
-    ("negative_prompt", pa.string()),
-    ("image_sha256", pa.string()),
-    ("width", pa.int32()),
-    ("height", pa.int32()),
-    ("source_path", pa.string()),
-    ("plan_index", pa.int64()),
-    ("seed", pa.int64()),
-    ("job_name", pa.string()),
-    ("job_digest", pa.string()),
-    ("model_id", pa.string()),
-    ("model_weights_sha256", pa.string()),
-    ("pipeline_class", pa.string()),
-    ("scheduler", pa.string()),
-    ("scheduler_config", pa.string()),
-    ("num_inference_steps", pa.int32()),
-    ("guidance_scale", pa.float32()),
-    ("batch_size", pa.int32()),
-    ("dtype", pa.string()),
-    ("device", pa.string()),
-    ("torch_version", pa.string()),
-    ("diffusers_version", pa.string()),
-    ("synthgen_version", pa.string()),
-    ("code_commit", pa.string()),
-    ("prefect_flow_run_id", pa.string()),
-    ("mlflow_run_id", pa.string()),
-    ("embedding_model", pa.string()),
-    ("embedding", pa.list_(pa.float32())),
-    ("clip_score", pa.float32()),
-    ("dedup_threshold", pa.float32()),
-    ("real_threshold", pa.float32()),
-    ("real_dataset", pa.string()),
-    ("nn_id", pa.string()),
-    ("nn_source", pa.string()),  # run | dataset | real
-    ("nn_similarity", pa.float32()),
-    ("real_nn_id", pa.string()),
-    ("real_nn_similarity", pa.float32()),
-    ("real_pixel_nn_id", pa.string()),
-    ("real_pixel_distance", pa.float32()),
-    ("pixel_threshold", pa.float32()),
-    ("drop_reason", pa.string()),
-    ("created_at", pa.timestamp("us", tz="UTC")),
-]
 
-PROVENANCE_FIELDS = [f for f in Provenance.__slots__ if f not in ("embedding_model",)]
+@dataclass(frozen=True)
+class Column:
+    """One catalog column: name, Arrow type, and its value for a sample.
+
+    ``attr``: the ``Sample`` attribute it mirrors one to one (None for
+    derived columns), so stored rows can be read back into samples.
+    ``decision``: set by the decision stage (status and evidence), rewritten
+    by the commit and by ``rededup``.
+    """
+
+    name: str
+    type: pa.DataType
+    get: Callable[[Sample], Any]
+    attr: str | None = None
+    decision: bool = False
+
+
+def _attr(name: str, t: pa.DataType, attr: str | None = None, decision: bool = False) -> Column:
+    attr = attr or name
+    return Column(name, t, lambda s: getattr(s, attr), attr, decision)
+
+
+def _prov(name: str, t: pa.DataType) -> Column:
+    """A per-run field, shared by all samples through their ``Provenance``."""
+    return Column(name, t, lambda s: getattr(s.provenance, name) if s.provenance else None)
+
+
+def _measure(name: str) -> Column:
+    """A rule's evidence column (``synthgen.rules``), measured by the score stage."""
+    return Column(name, pa.float32(), lambda s: s.measures.get(name))
+
+
+_S, _F, _I = pa.string(), pa.float32(), pa.int32()
+COLUMNS: list[Column] = [
+    _attr("sample_id", _S),
+    Column("image", IMAGE_TYPE, lambda s: {"bytes": s.png, "path": None}),
+    _attr("origin", _S),  # 'real' | 'synthetic'
+    _attr("status", _S, decision=True),  # kept | dropped_duplicate | blocked_real_copy | low_quality | pending
+    _attr("label", pa.int64(), "class_id"),  # class id (null for prompts)
+    _attr("label_name", _S, "class_name"),
+    _attr("prompt", _S),
+    _attr("negative_prompt", _S),
+    _attr("image_sha256", _S),
+    _attr("width", _I),
+    _attr("height", _I),
+    _attr("source_path", _S),
+    Column("plan_index", pa.int64(), lambda s: s.plan_index if s.plan_index >= 0 else None),  # null on real rows
+    _attr("seed", pa.int64()),
+    *(_prov(n, t) for n, t in [
+        ("job_name", _S), ("job_digest", _S), ("model_id", _S), ("model_weights_sha256", _S),
+        ("pipeline_class", _S), ("scheduler", _S), ("scheduler_config", _S), ("num_inference_steps", _I),
+        ("guidance_scale", _F), ("batch_size", _I), ("dtype", _S), ("device", _S), ("torch_version", _S),
+        ("diffusers_version", _S), ("synthgen_version", _S), ("code_commit", _S),
+        ("prefect_flow_run_id", _S), ("mlflow_run_id", _S),
+    ]),
+    # real rows have no Provenance: ingest passes the model to samples_to_table
+    Column("embedding_model", _S, lambda s: s.provenance.embedding_model if s.provenance else None),
+    Column("embedding", pa.list_(_F), lambda s: s.embedding.tolist() if s.embedding is not None else None),
+    _attr("clip_score", _F),
+    _prov("dedup_threshold", _F),
+    _prov("real_threshold", _F),
+    _prov("real_dataset", _S),
+    _attr("nn_id", _S, decision=True),
+    _attr("nn_source", _S, decision=True),  # run | dataset | real
+    _attr("nn_similarity", _F, decision=True),
+    _attr("real_nn_id", _S, decision=True),
+    _attr("real_nn_similarity", _F, decision=True),
+    _attr("real_pixel_nn_id", _S),  # the pixel guard's closest real image, measured at generation
+    _attr("real_pixel_distance", _F),
+    _prov("pixel_threshold", _F),
+    _attr("drop_reason", _S, decision=True),
+    Column("created_at", pa.timestamp("us", tz="UTC"), lambda s: s.created_at or datetime.now(timezone.utc)),
+    *(_measure(n) for n in evidence_columns()),
+]
+DECISION_COLUMNS = [c for c in COLUMNS if c.decision]
+COLUMN_NAMES = [c.name for c in COLUMNS]
 
 
 def _hf_feature(t: pa.DataType) -> dict:
@@ -85,50 +116,51 @@ def _hf_feature(t: pa.DataType) -> dict:
 
 
 def _build_schema() -> pa.Schema:
-    features = {name: _hf_feature(t) for name, t in _COLUMNS}
+    features = {c.name: _hf_feature(c.type) for c in COLUMNS}
     meta = {b"huggingface": json.dumps({"info": {"features": features}}).encode()}
-    return pa.schema([pa.field(n, t) for n, t in _COLUMNS], metadata=meta)
+    return pa.schema([pa.field(c.name, c.type) for c in COLUMNS], metadata=meta)
 
 
 SCHEMA = _build_schema()
-COLUMN_NAMES = [n for n, _ in _COLUMNS]
 
 
 def samples_to_table(samples: list[Sample], embedding_model: str | None = None) -> pa.Table:
-    """Turn records into an Arrow table with the catalog schema."""
-    cols: dict[str, list] = {n: [] for n in COLUMN_NAMES}
-    for s in samples:
-        p = s.provenance
-        row = {
-            "sample_id": s.sample_id,
-            "image": {"bytes": s.png, "path": None},
-            "origin": s.origin,
-            "status": s.status,
-            "label": s.class_id,
-            "label_name": s.class_name,
-            "prompt": s.prompt,
-            "negative_prompt": s.negative_prompt,
-            "image_sha256": s.image_sha256,
-            "width": s.width,
-            "height": s.height,
-            "source_path": s.source_path,
-            "plan_index": s.plan_index if s.plan_index >= 0 else None,
-            "seed": s.seed,
-            "embedding_model": (p.embedding_model if p else None) or embedding_model,
-            "embedding": s.embedding.tolist() if s.embedding is not None else None,
-            "clip_score": s.clip_score,
-            "nn_id": s.nn_id,
-            "nn_source": s.nn_source,
-            "nn_similarity": s.nn_similarity,
-            "real_nn_id": s.real_nn_id,
-            "real_nn_similarity": s.real_nn_similarity,
-            "real_pixel_nn_id": s.real_pixel_nn_id,
-            "real_pixel_distance": s.real_pixel_distance,
-            "drop_reason": s.drop_reason,
-            "created_at": s.created_at or datetime.now(timezone.utc),
-        }
-        for f in PROVENANCE_FIELDS:
-            row[f] = getattr(p, f) if p else None
-        for name in COLUMN_NAMES:
-            cols[name].append(row.get(name))
+    """Turn records into an Arrow table with the catalog schema.
+
+    ``embedding_model`` fills that column for samples without a ``Provenance``
+    (real rows from ingest).
+    """
+    cols = {c.name: [c.get(s) for s in samples] for c in COLUMNS}
+    cols["embedding_model"] = [m or embedding_model for m in cols["embedding_model"]]
     return pa.Table.from_pydict(cols, schema=SCHEMA)
+
+
+def samples_from_table(table: pa.Table) -> list[Sample]:
+    """Samples holding what ``table``'s columns store (those mirroring a ``Sample`` field,
+    the embedding and the rules' evidence); what the decision stage reads back from staged
+    or committed rows."""
+    n = table.num_rows
+    names = set(table.column_names)
+    samples = [Sample(sample_id="", origin="synthetic") for _ in range(n)]
+    for c in COLUMNS:
+        if c.name not in names or c.attr is None:
+            continue
+        for s, v in zip(samples, table[c.name].to_pylist()):
+            setattr(s, c.attr, v)
+    if "embedding" in names:
+        emb = table["embedding"].combine_chunks()
+        flat = np.asarray(emb.values.to_numpy(zero_copy_only=False), np.float32).reshape(n, -1)
+        for s, e in zip(samples, flat):
+            s.embedding = e
+    for name in evidence_columns():
+        if name in names:
+            for s, v in zip(samples, table[name].to_pylist()):
+                s.measures[name] = v
+    return samples
+
+
+def write_decisions(table: pa.Table, samples: list[Sample]) -> pa.Table:
+    """``table`` with its decision columns (status, reason, evidence) taken from ``samples`` (same rows)."""
+    for c in DECISION_COLUMNS:
+        table = table.set_column(SCHEMA.get_field_index(c.name), c.name, pa.array([c.get(s) for s in samples], c.type))
+    return table

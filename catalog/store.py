@@ -1,6 +1,7 @@
 """The catalog on disk: datasets, immutable shards, versions and the head pointer.
 
-Layout under the catalog root::
+Layout under the catalog root (the parts a shared catalog and a DVC
+revision share are spelled once, in ``catalog.layout``)::
 
     <name>/dataset.json            origin (real|synthetic), restricted, created_at
     <name>/HEAD                    the current version number and its manifest's sha256
@@ -20,105 +21,26 @@ from __future__ import annotations
 import json
 import os
 import re
-import uuid
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator, Literal
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from filelock import FileLock
 
+from catalog.atomic import TMP_PREFIX, _fsync_dir, _writer_is_gone, atomic_write, temp_path, write_parquet_atomic
+from catalog.id_index import index_commit
+from catalog.layout import SHARDS, head_key, head_line, manifest_key, parse_head, shard_file, version_dir_key
 from catalog.manifest import Manifest, RunRef, ShardRef, sha256_bytes, sha256_file
 from catalog.schema import SCHEMA
 from synthgen.failpoints import failpoint
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-TMP_PREFIX = ".tmp-"
-_HOST = re.sub(r"[^A-Za-z0-9_-]", "_", os.uname().nodename)[:40] or "host"
 
 
 class CatalogError(RuntimeError):
     """A catalog operation that cannot proceed (unknown dataset, conflict...)."""
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def temp_path(path: Path) -> Path:
-    """A temporary sibling of ``path`` that names its writer (host and pid).
-
-    Readers never open temp names; naming the writer lets a later commit
-    remove what a killed writer left behind without touching the files of
-    a writer that is still running (see ``Catalog.cleanup_stale``).
-    """
-    return path.parent / f"{TMP_PREFIX}{_HOST}.{os.getpid()}.{uuid.uuid4().hex[:16]}-{path.name}"
-
-
-def _writer_is_gone(tmp: Path, max_age_s: float) -> bool:
-    """True when the writer of a temp file is dead: its pid is gone on this host, or the file is old."""
-    import time
-
-    host, _, rest = tmp.name[len(TMP_PREFIX):].partition(".")
-    pid = rest.split(".", 1)[0]
-    if host == _HOST and pid.isdigit():
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return False
-    try:  # another host's (or an old-style) temp file: only age says its writer is gone
-        return time.time() - tmp.stat().st_mtime > max_age_s
-    except FileNotFoundError:
-        return False
-
-
-def atomic_write(path: Path, data: bytes, exclusive: bool = False) -> None:
-    """Write ``data`` to ``path`` via a temp file + fsync + rename.
-
-    ``exclusive`` refuses to replace an existing file (used for manifests,
-    which are immutable): it links the temp file into place, which fails if
-    the target exists, instead of renaming over it.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(path)
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    try:
-        if exclusive:
-            os.link(tmp, path)  # raises FileExistsError instead of overwriting
-            os.unlink(tmp)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def write_parquet_atomic(table: pa.Table, path: Path) -> None:
-    """Write a Parquet file under a temp name and rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(path)
-    try:
-        pq.write_table(table, tmp, compression="zstd", row_group_size=4096)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        failpoint("parquet-write", path.name)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
 
 
 class Catalog:
@@ -171,21 +93,20 @@ class Catalog:
     def head(self, name: str) -> int | None:
         """The current version number, or None for an empty dataset."""
         self.info(name)
-        head = self.path(name) / "HEAD"
-        return int(head.read_text().split()[0]) if head.is_file() else None
+        head = self.root / head_key(name)
+        return parse_head(head.read_text())[0] if head.is_file() else None
 
     def head_sha256(self, name: str) -> str | None:
         """The head manifest's sha256 as recorded in HEAD (seals the end of the chain)."""
-        head = self.path(name) / "HEAD"
-        parts = head.read_text().split() if head.is_file() else []
-        return parts[1] if len(parts) > 1 else None
+        head = self.root / head_key(name)
+        return parse_head(head.read_text())[1] if head.is_file() else None
 
     def manifest_path(self, name: str, version: int) -> Path:
-        return self.path(name) / "versions" / f"{version:06d}.json"
+        return self.root / manifest_key(name, version)
 
     def version_dir(self, name: str, version: int) -> Path:
         """Folder for files derived from a version (grid, card)."""
-        return self.path(name) / "versions" / f"{version:06d}"
+        return self.root / version_dir_key(name, version)
 
     def manifest(self, name: str, version: int | None = None) -> Manifest:
         """A version's manifest; the head when ``version`` is None."""
@@ -216,7 +137,7 @@ class Catalog:
     def write_shard(self, name: str, table: pa.Table) -> ShardRef:
         """Write rows as an immutable, content-addressed shard."""
         table = table.cast(SCHEMA) if table.schema != SCHEMA else table
-        shard_dir = self.path(name) / "shards"
+        shard_dir = self.path(name) / SHARDS
         tmp = temp_path(shard_dir / "shard.parquet")
         write_parquet_atomic(table, tmp)
         digest = sha256_file(tmp)
@@ -229,7 +150,7 @@ class Catalog:
         counts: dict[str, int] = {}
         for status in table.column("status").to_pylist():
             counts[status] = counts.get(status, 0) + 1
-        return ShardRef(file=f"shards/{digest}.parquet", sha256=digest, rows=table.num_rows, rows_by_status=counts)
+        return ShardRef(file=shard_file(digest), sha256=digest, rows=table.num_rows, rows_by_status=counts)
 
     def commit(
         self,
@@ -294,9 +215,7 @@ class Catalog:
         atomic_write(self.manifest_path(name, version), data, exclusive=True)
         failpoint("manifest-written", f"{name} version {version}")
         # HEAD moves last: until here, readers still see the previous version.
-        atomic_write(self.path(name) / "HEAD", f"{version} {sha256_bytes(data)}\n".encode())
-        from catalog.id_index import index_commit  # here: id_index imports this module
-
+        atomic_write(self.root / head_key(name), head_line(version, sha256_bytes(data)))
         index_commit(self, manifest)
         return manifest
 

@@ -41,7 +41,7 @@ def _run_job(spec_path: Path, params: str | None = None, assignments: list[str] 
 
     with failing_on(CatalogError):
         preflight(spec, Catalog(paths.catalog))
-    from flows.steps import prefetch_models
+    from flows.models import prefetch_models
 
     from flows.tracking import warm_up
 

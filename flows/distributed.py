@@ -5,7 +5,7 @@ the deployment ``synthgen-shard/gpu``, submits one flow run per shard that is
 not staged yet, waits for them, and then commits in its own process as
 always. Each GPU machine runs ``prefect worker start --pool gpu``; a shard
 run stages its Parquet in the shared data folder through the same task the
-in-process path uses (``flows.generate.generate_shard_task``), so sharding
+in-process path uses (``flows.tasks.generate_shard_task``), so sharding
 never changes a byte of the result.
 
 Which GPUs a worker owns comes from ``$SYNTHGEN_GPUS`` (else
@@ -35,10 +35,11 @@ from prefect.runtime import flow_run
 
 from catalog import RunRef
 from catalog.store import atomic_write
-from flows.generate import ShardFailed, shard_task_with_policy
+from flows.models import get_embedder
 from flows.schedule import TAG, deploy, require_server
-from flows.settings import Paths, configure
-from flows.steps import ShardReport, get_embedder, staging_dir
+from flows.settings import Paths, Settings, configure
+from flows.shard import ShardReport, staging_dir
+from flows.tasks import ShardFailed, shard_task_with_policy
 from synthgen.plan import Shard, make_shards
 from synthgen.spec import JobSpec, parse_spec
 
@@ -153,10 +154,15 @@ def run_record_path(paths: Paths, spec: JobSpec, shard: Shard) -> Path:
 
 
 @flow(name=SHARD_FLOW, log_prints=True)
-def generate_shard_flow(spec: dict, shard_index: int, data_dir: str, runs: dict) -> dict:
-    """Stage one shard of a job on this worker while holding a GPU slot; the job's flow commits."""
+def generate_shard_flow(spec: dict, shard_index: int, data_dir: str, runs: dict,
+                        settings: Settings | None = None) -> dict:
+    """Stage one shard of a job on this worker while holding a GPU slot; the job's flow commits.
+
+    ``settings``: the job's (its retry policy); which GPUs this worker owns is the worker's own fact.
+    """
     job = parse_spec(spec)
-    paths = configure(data_dir)
+    settings = settings or Settings()
+    paths = configure(data_dir, settings)
     shard = make_shards(job.total_images, job.output.shard_size)[shard_index]
     pinned = [d for d in (job.generator.device, job.embedder.device) if d.startswith("cuda:") and d != "cuda:0"]
     if pinned and owned_gpus():
@@ -164,7 +170,7 @@ def generate_shard_flow(spec: dict, shard_index: int, data_dir: str, runs: dict)
                          "use device 'cuda' or 'auto' in the spec")
     with device_slot() as slot:
         held_from = time.time()
-        report = shard_task_with_policy()(job, shard, str(paths.root), RunRef(**runs))
+        report = shard_task_with_policy(settings)(job, shard, paths, RunRef(**runs))
         record = {**asdict(report), **slot, "held_from": held_from, "held_until": time.time(),
                   "pid": os.getpid(), "flow_run_id": str(flow_run.id)}
     get_run_logger().info(f"{shard.name}: {report.rows} rows on {slot['slot']}")
@@ -185,7 +191,7 @@ def deploy_shard_flow(pool: str) -> str:
 
 
 def run_on_workers(job: JobSpec, shards: list[Shard], paths: Paths, runs: RunRef,
-                   pool: str) -> tuple[list[ShardReport], list[dict]]:
+                   pool: str, settings: Settings | None = None) -> tuple[list[ShardReport], list[dict]]:
     """Generate ``shards`` as flow runs on ``pool`` and wait for all of them.
 
     Shards already staged (by a crashed earlier run) are reused without a
@@ -207,7 +213,8 @@ def run_on_workers(job: JobSpec, shards: list[Shard], paths: Paths, runs: RunRef
         fr = run_deployment(
             deployment_name(pool),
             parameters={"spec": job.model_dump(mode="json"), "shard_index": s.index,
-                        "data_dir": str(paths.root), "runs": runs.model_dump()},
+                        "data_dir": str(paths.root), "runs": runs.model_dump(),
+                        "settings": (settings or Settings()).model_dump(mode="json")},
             timeout=0,  # submit only; the loop below waits for all of them together
             flow_run_name=f"{job.name}-{s.name}",
             idempotency_key=f"{runs.prefect_flow_run_id}:{s.name}",

@@ -68,7 +68,3 @@ def shard_done(images: int = 0) -> None:
     _shards[0] += 1
     _progress.update(_task, advance=images, shards=_shard_text())
 
-
-def note(message: str) -> None:
-    """A one-line status message above the bar (or plain when no bar)."""
-    console.log(message) if _progress is None else _progress.console.log(message)

@@ -1,8 +1,9 @@
 """Re-deduplicate a version at new thresholds without regenerating anything.
 
-Every row already stores its embedding and its pixel-guard evidence, so new
-decisions are ``synthgen.dedup.decide`` over the stored data, in the
-version's row order (plan order within each run, runs in commit order). The
+Every row already stores its embedding and every rule's evidence (pixel
+guard, CLIP score, image measurements), so new decisions are the job's own
+decision stage (``synthgen.dedup.NearDuplicatePass`` with the rules) over
+the stored data, in the version's row order (plan order within each run, runs in commit order). The
 result is a new version of the same dataset whose manifest records that it
 was derived, and from what, with which thresholds.
 """
@@ -14,11 +15,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from catalog import Catalog, CatalogError, Manifest, open_version
-from catalog.schema import SCHEMA
+from catalog.schema import SCHEMA, samples_from_table, write_decisions
 from catalog.vector_index import version_index
 from catalog.version import embeddings_of
-from flows.steps import apply_decisions  # the same column update the job's commit uses
-from synthgen.dedup import decide
+from synthgen.dedup import NearDuplicatePass
+from synthgen.rules import build_rules, evidence_columns
+from synthgen.spec import DedupSpec
 
 
 def rededup(
@@ -29,12 +31,18 @@ def rededup(
     pixel_threshold: float | None = None,
     min_clip_score: float | None = None,
     keep: str = "first",
+    **rule_fields,
 ) -> Manifest:
-    """Commit a new head of ``name`` with every synthetic row decided again."""
+    """Commit a new head of ``name`` with every synthetic row decided again.
+
+    ``rule_fields``: other ``DedupSpec`` fields of the rules (e.g. a rule's own
+    threshold); rules read them from the stored evidence columns.
+    """
     with cat.lock(name):
         head = open_version(cat, name)
         t = head.table(["sample_id", "embedding", "embedding_model", "real_dataset", "real_threshold",
-                        "pixel_threshold", "real_pixel_distance", "real_pixel_nn_id", "clip_score"], status="all")
+                        "pixel_threshold", "real_pixel_distance", "real_pixel_nn_id", "clip_score",
+                        *evidence_columns()], status="all")
         ids, emb, models = embeddings_of(head, status="all")
         if len(models) > 1:
             raise CatalogError(f"{head.ref} mixes embedding models {sorted(models)}; cannot re-decide in one space")
@@ -48,25 +56,31 @@ def rededup(
             real = version_index(cat, sorted(reals)[0], next(iter(models)))
         real_threshold = real_threshold if real_threshold is not None else _first(t, "real_threshold", 1.0)
         pixel_threshold = pixel_threshold if pixel_threshold is not None else _first(t, "pixel_threshold", None)
-        d = decide(
-            ids, emb, threshold, real_threshold, earlier=None, real=real,
-            real_pixel=list(zip(t["real_pixel_distance"].to_pylist(), t["real_pixel_nn_id"].to_pylist())),
-            pixel_threshold=pixel_threshold, scores=t["clip_score"].to_pylist(), min_score=min_clip_score, keep=keep,
-        )
+        samples = samples_from_table(t.drop_columns(["embedding"]))
+        for s, e in zip(samples, emb):
+            s.embedding = e
+        params = {"threshold": threshold, "real_threshold": real_threshold, "pixel_threshold": pixel_threshold,
+                  "min_clip_score": min_clip_score, "keep": keep, **rule_fields}
+        # The thresholds above are taken as given (as rededup always has); the rules' own fields are
+        # validated like a spec's, so a rule reads the types it declared.
+        typed = DedupSpec.model_validate(rule_fields)
+        spec = DedupSpec.model_construct(**params | {k: getattr(typed, k) for k in rule_fields})
+        NearDuplicatePass(threshold, build_rules(spec), None, real, keep)(samples)
+        counts: dict[str, int] = {}
+        for s in samples:
+            counts[s.status] = counts.get(s.status, 0) + 1
         refs, offset = [], 0
         for path in head.files:
             table = pq.read_table(path, schema=SCHEMA)
-            table = apply_decisions(table, d, offset, offset + table.num_rows)
+            table = write_decisions(table, samples[offset : offset + table.num_rows])
             table = table.set_column(SCHEMA.get_field_index("dedup_threshold"), "dedup_threshold",
                                      pa.array(np.full(table.num_rows, threshold, np.float32)))
             refs.append(cat.write_shard(name, table))
             offset += table.num_rows
-        params = {"threshold": threshold, "real_threshold": real_threshold, "pixel_threshold": pixel_threshold,
-                  "min_clip_score": min_clip_score, "keep": keep}
         return cat.commit(
             name, refs, expected_parent=head.version, keep_parent_shards=False, job=head.manifest.job,
             runs=head.manifest.runs, embedding_model=head.manifest.embedding_model,
-            message=f"re-dedup of {head.ref}: " + ", ".join(f"{k}={v}" for k, v in d.counts().items()),
+            message=f"re-dedup of {head.ref}: " + ", ".join(f"{k}={v}" for k, v in counts.items()),
             prov={"wasDerivedFrom": head.ref, "wasGeneratedBy": {"activity": "rededup", **params},
                   "used": [head.ref] + sorted(reals)},
         )

@@ -62,8 +62,11 @@ def schedule(spec: JobSpec, data_dir: str, cron: str | None, pool: str, name: st
     ``shard_pool``: run the job's shards as flow runs on that pool
     (``flows.distributed``) instead of inside the job's own flow run.
     """
+    from flows.settings import Settings
+
     require_server()
-    params = {"spec": spec.model_dump(mode="json"), "data_dir": data_dir}
+    # The deployment carries the settings it was scheduled with, not the worker's environment.
+    params = {"spec": spec.model_dump(mode="json"), "data_dir": data_dir, "settings": Settings().model_dump(mode="json")}
     if shard_pool:
         params["shard_pool"] = shard_pool
     return deploy(ENTRYPOINT, name or spec.name, pool, params, [TAG, f"dataset:{spec.output.dataset}"], cron)

@@ -11,8 +11,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DATA_ENV = "SYNTHGEN_DATA"
+ARTIFACT_ROOT_ENV = "SYNTHGEN_ARTIFACT_ROOT"
 DEFAULT_DATA = "synthgen-data"
 
 # Telemetry off and sane timeouts for every service we start.
@@ -31,40 +36,38 @@ _SERVICE_ENV = {
 }
 
 
-ARTIFACT_ROOT_ENV = "SYNTHGEN_ARTIFACT_ROOT"
-PUBLISH_ENV = "SYNTHGEN_PUBLISH_URL"
+class Settings(BaseSettings):
+    """Everything synthgen takes from the environment, read once at the edge.
 
-
-def publish_url() -> str | None:
-    """Shared catalog every job publishes its version to (``s3://bucket/prefix`` or a path), if set."""
-    return os.environ.get(PUBLISH_ENV) or None
-RETRIES_ENV = "SYNTHGEN_SHARD_RETRIES"
-RETRY_DELAYS_ENV = "SYNTHGEN_RETRY_DELAYS"
-
-
-def retry_policy() -> tuple[int, list[float]]:
-    """How often a failed shard is retried, and the backoff delays (seconds) between tries.
-
-    Two retries after 2 s and 10 s by default: long enough for a transient
-    error (a GPU out of memory next to another job, a storage hiccup) to
-    clear, short enough not to stall a nightly run. ``$SYNTHGEN_SHARD_RETRIES``
-    and ``$SYNTHGEN_RETRY_DELAYS`` (comma-separated) override them.
+    The CLI (or a deployment's flow run, when it carries none) builds one
+    from ``$SYNTHGEN_*`` and passes it down as a parameter; tasks never read
+    the environment, so a scheduled run behaves by the settings it was given,
+    not by whichever worker runs it. As a flow parameter it serialises to a
+    plain dict, and every field of that dict wins over the worker's environment.
     """
-    retries = int(os.environ.get(RETRIES_ENV, "2"))
-    delays = [float(x) for x in os.environ.get(RETRY_DELAYS_ENV, "2,10").split(",") if x.strip()]
-    return retries, delays or [0.0]
 
+    model_config = SettingsConfigDict(env_prefix="SYNTHGEN_", frozen=True, extra="ignore", populate_by_name=True)
 
-SHARD_POOL_ENV = "SYNTHGEN_SHARD_POOL"
+    data: Path | None = Field(None, description="the data folder ($SYNTHGEN_DATA); default ./synthgen-data")
+    publish_url: str | None = Field(None, description="shared catalog every job publishes to (s3://bucket/prefix or a path)")
+    shard_pool: str | None = Field(None, description="work pool whose workers generate the shards; None: in-process")
+    # Two retries after 2 s and 10 s: long enough for a transient error (a GPU out of
+    # memory next to another job, a storage hiccup) to clear, short enough not to stall a nightly run.
+    shard_retries: int = Field(2, ge=0, description="how often a failed shard is retried")
+    retry_delays: Annotated[list[float], NoDecode] = Field([2.0, 10.0], description="backoff (s), comma-separated")
+    artifact_root: str | None = Field(None, description="MLflow artifact root for new experiments (e.g. s3://bucket/mlflow)")
+    tracking_uri: str | None = Field(None, validation_alias="MLFLOW_TRACKING_URI", description="MLflow tracking URI")
 
+    @field_validator("retry_delays", mode="before")
+    @classmethod
+    def _comma_separated(cls, v):
+        if isinstance(v, str):
+            return [float(x) for x in v.split(",") if x.strip()] or [0.0]
+        return v
 
-def shard_pool() -> str | None:
-    """The work pool whose workers generate the shards (``$SYNTHGEN_SHARD_POOL``); None: in-process.
-
-    Read by the job's flow when no ``shard_pool`` parameter is given, so
-    ``SYNTHGEN_SHARD_POOL=gpu synthgen run job.yaml`` runs a job distributed.
-    """
-    return os.environ.get(SHARD_POOL_ENV) or None
+    def paths(self, data_dir: str | Path | None = None) -> "Paths":
+        """The data folder's layout (``data_dir`` wins over ``data``), carrying the MLflow settings."""
+        return Paths(resolve_data_dir(data_dir or self.data), self.tracking_uri, self.artifact_root)
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,8 @@ class Paths:
     """Where each kind of state lives under the data folder."""
 
     root: Path
+    tracking: str | None = None  # from Settings; None: $MLFLOW_TRACKING_URI, else SQLite in the folder
+    artifacts: str | None = None  # from Settings; None: $SYNTHGEN_ARTIFACT_ROOT, else the folder
 
     @property
     def catalog(self) -> Path:
@@ -91,14 +96,14 @@ class Paths:
 
     @property
     def tracking_uri(self) -> str:
-        return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.mlflow / 'mlflow.db'}"
+        return self.tracking or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.mlflow / 'mlflow.db'}"
 
     @property
     def artifact_root(self) -> str:
         """Where a new MLflow experiment stores artifacts: $SYNTHGEN_ARTIFACT_ROOT (e.g. s3://bucket/mlflow,
         with $MLFLOW_S3_ENDPOINT_URL for a non-AWS server), else the data folder. An existing experiment
         keeps the location it was created with."""
-        return os.environ.get(ARTIFACT_ROOT_ENV) or (self.mlflow / "artifacts").resolve().as_uri()
+        return self.artifacts or os.environ.get(ARTIFACT_ROOT_ENV) or (self.mlflow / "artifacts").resolve().as_uri()
 
 
 def resolve_data_dir(override: str | Path | None = None) -> Path:
@@ -106,9 +111,13 @@ def resolve_data_dir(override: str | Path | None = None) -> Path:
     return Path(override or os.environ.get(DATA_ENV) or DEFAULT_DATA).expanduser().resolve()
 
 
-def configure(data_dir: str | Path | None = None) -> Paths:
-    """Create the data folder and point Prefect and MLflow at it (env defaults only)."""
-    paths = Paths(resolve_data_dir(data_dir))
+def configure(data_dir: str | Path | None = None, settings: Settings | None = None) -> Paths:
+    """Create the data folder and point Prefect and MLflow at it (env defaults only).
+
+    Called once at the edge (CLI, a flow run's start), before prefect or mlflow
+    is imported; tasks take the ``Paths`` it returns, not the environment.
+    """
+    paths = (settings or Settings()).paths(data_dir)
     for p in (paths.catalog, paths.staging, paths.mlflow, paths.prefect_home):
         p.mkdir(parents=True, exist_ok=True)
     os.environ[DATA_ENV] = str(paths.root)

@@ -1,7 +1,9 @@
 """Near-duplicate and memorisation decisions over CLIP embeddings in FAISS.
 
-``decide`` is a pure function of (embeddings in plan order, the prior index,
-the thresholds): it walks the plan in fixed-size chunks, independent of how
+``NearDuplicatePass`` is the decision stage: the per-sample rules
+(``synthgen.rules``), then the stateful near-duplicate pass. It is a pure
+function of (embeddings in plan order, the prior index, the rules and
+threshold): it walks the plan in fixed-size chunks, independent of how
 the samples were sharded or which worker made them, so the kept/dropped set
 never depends on the execution layout.
 
@@ -13,13 +15,19 @@ other threshold can be applied later without re-embedding.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import faiss
 import numpy as np
 
-from synthgen.records import DUPLICATE, KEPT, LOW_QUALITY, NN_DATASET, NN_REAL, NN_RUN, REAL_COPY
+from synthgen.records import DUPLICATE, KEPT, NN_DATASET, NN_REAL, NN_RUN, Sample
+from synthgen.rules import Rule, Verdict
+from synthgen.rules.alignment import LowAlignment
+from synthgen.rules.pixel_copy import PixelRealCopy
+from synthgen.rules.real_copy import ClipRealCopy
 
 _CHUNK = 256  # fixed: part of the definition of "plan order"
+KEEP_POLICIES = ("first", "quality")
 
 
 @dataclass
@@ -47,9 +55,89 @@ class VectorSet:
         return best, [self.ids[i] if i >= 0 else None for i in idx[:, 0]]
 
 
+def _finite(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
+
+
+class NearDuplicatePass:
+    """Decides every sample's status and evidence, writing them into the samples.
+
+    1. Each sample's nearest real sample (CLIP) is looked up in ``real``.
+    2. The ``rules`` are tried in order; the first verdict decides the sample.
+    3. The rest are visited in plan order (``keep='first'``) or by descending
+       CLIP score, ties in plan order (``keep='quality'``): a sample whose
+       similarity to a kept sample of this run or of ``earlier`` (a prior
+       version) reaches ``threshold`` is ``dropped_duplicate``, else kept and
+       added to the run's index. Rule-decided samples still get their
+       nearest-neighbour evidence, but are never added.
+    """
+
+    def __init__(self, threshold: float, rules: Sequence[Rule] = (), earlier: VectorSet | None = None,
+                 real: VectorSet | None = None, keep: str = "first"):
+        if keep not in KEEP_POLICIES:
+            raise ValueError(f"keep policy must be 'first' or 'quality', not {keep!r}")
+        self.threshold, self.rules, self.earlier, self.real, self.keep = threshold, list(rules), earlier, real, keep
+
+    def _verdict(self, s: Sample) -> Verdict | None:
+        for rule in self.rules:
+            v = rule.check(s)
+            if v is not None:
+                return v
+        return None
+
+    def __call__(self, samples: list[Sample]) -> None:
+        n = len(samples)
+        if n == 0:
+            return
+        emb = np.ascontiguousarray(np.stack([s.embedding for s in samples]), dtype=np.float32)
+        real_sim, real_id = self.real.nearest(emb) if self.real else (np.full(n, -np.inf), [None] * n)
+        for s, sim, rid in zip(samples, real_sim, real_id):
+            s.real_nn_id, s.real_nn_similarity = rid, _finite(sim)
+        verdicts = [self._verdict(s) for s in samples]
+        ds_sim, ds_id = self.earlier.nearest(emb) if self.earlier else (np.full(n, -np.inf), [None] * n)
+        run = VectorSet.build([], np.zeros((0, emb.shape[1]), np.float32))
+        score = np.array([np.nan if s.clip_score is None else s.clip_score for s in samples], float)
+        if self.keep == "quality":
+            order = np.lexsort((np.arange(n), -np.nan_to_num(score, nan=-np.inf)))
+        else:
+            order = np.arange(n)
+        for start in range(0, n, _CHUNK):
+            pos = order[start : start + _CHUNK]
+            block = emb[pos]
+            run_sim, run_id = run.nearest(block)
+            gram = block @ block.T
+            kept_local: list[int] = []
+            for i, g in enumerate(pos):
+                best_run, best_run_id = float(run_sim[i]), run_id[i]
+                if kept_local:
+                    j = max(kept_local, key=lambda k: gram[i, k])
+                    if gram[i, j] > best_run:
+                        best_run, best_run_id = float(gram[i, j]), samples[pos[j]].sample_id
+                candidates = [
+                    (best_run, best_run_id, NN_RUN),
+                    (float(ds_sim[g]), ds_id[g], NN_DATASET),
+                    (float(real_sim[g]), real_id[g], NN_REAL),
+                ]
+                sim, nid, src = max(candidates, key=lambda c: c[0])
+                s = samples[g]
+                if verdicts[g] is not None:
+                    s.status, s.drop_reason = verdicts[g].status, verdicts[g].reason
+                elif max(best_run, float(ds_sim[g])) >= self.threshold:
+                    s.status = DUPLICATE
+                    s.drop_reason = f"cosine {sim:.4f} >= {self.threshold} to kept sample {nid} ({src})"
+                else:
+                    s.status, s.drop_reason = KEPT, None
+                    kept_local.append(i)
+                ok = np.isfinite(sim)
+                s.nn_id, s.nn_source, s.nn_similarity = (nid, src, _finite(sim)) if ok else (None, None, None)
+            if kept_local:
+                run.index.add(np.ascontiguousarray(block[kept_local]))
+                run.ids.extend(samples[pos[k]].sample_id for k in kept_local)
+
+
 @dataclass
 class Decisions:
-    """Per-sample dedup outcome and evidence, in plan order."""
+    """Per-sample dedup outcome and evidence, in plan order (what ``decide`` returns)."""
 
     status: list[str] = field(default_factory=list)
     drop_reason: list[str | None] = field(default_factory=list)
@@ -64,10 +152,6 @@ class Decisions:
         for s in self.status:
             out[s] = out.get(s, 0) + 1
         return out
-
-
-def _finite(x: float) -> float | None:
-    return float(x) if np.isfinite(x) else None
 
 
 def decide(
@@ -95,65 +179,24 @@ def decide(
     ``keep='first'``: the earliest sample in plan order wins a duplicate pair.
     ``keep='quality'``: samples are visited by descending score (ties in plan
     order), so the better-aligned one wins. Both are pure functions of the inputs.
+    This is ``NearDuplicatePass`` over arrays, for callers without ``Sample`` records.
     """
     emb = np.ascontiguousarray(embeddings, dtype=np.float32)
-    n = len(ids)
-    real_sim, real_id = real.nearest(emb) if real else (np.full(n, -np.inf), [None] * n)
-    ds_sim, ds_id = earlier.nearest(emb) if earlier else (np.full(n, -np.inf), [None] * n)
-    run = VectorSet.build([], np.zeros((0, emb.shape[1] if emb.ndim == 2 else 1), np.float32))
-    score = np.array([np.nan if s is None else s for s in scores], float) if scores is not None else np.full(n, np.nan)
-    if keep == "quality":
-        order = np.lexsort((np.arange(n), -np.nan_to_num(score, nan=-np.inf)))
-    elif keep == "first":
-        order = np.arange(n)
-    else:
-        raise ValueError(f"keep policy must be 'first' or 'quality', not {keep!r}")
-    rows: list[tuple] = [()] * n
-
-    for start in range(0, n, _CHUNK):
-        pos = order[start : start + _CHUNK]
-        block = emb[pos]
-        run_sim, run_id = run.nearest(block)
-        gram = block @ block.T
-        kept_local: list[int] = []
-        for i, g in enumerate(pos):
-            best_run, best_run_id = float(run_sim[i]), run_id[i]
-            if kept_local:
-                j = max(kept_local, key=lambda k: gram[i, k])
-                if gram[i, j] > best_run:
-                    best_run, best_run_id = float(gram[i, j]), ids[pos[j]]
-            candidates = [
-                (best_run, best_run_id, NN_RUN),
-                (float(ds_sim[g]), ds_id[g], NN_DATASET),
-                (float(real_sim[g]), real_id[g], NN_REAL),
-            ]
-            sim, nid, src = max(candidates, key=lambda c: c[0])
-            synth_sim = max(best_run, float(ds_sim[g]))
-            pix, pix_id = real_pixel[g] if real_pixel else (None, None)
-            if real_sim[g] >= real_threshold:
-                status, reason = REAL_COPY, f"cosine {real_sim[g]:.4f} >= {real_threshold} to real sample {real_id[g]}"
-            elif pixel_threshold is not None and pix is not None and pix <= pixel_threshold:
-                status, reason = REAL_COPY, f"pixel distance {pix:.4f} <= {pixel_threshold} to real sample {pix_id}"
-            elif min_score is not None and not score[g] >= min_score:
-                status, reason = LOW_QUALITY, f"alignment score {score[g]:.4f} < {min_score}"
-            elif synth_sim >= threshold:
-                status, reason = DUPLICATE, f"cosine {sim:.4f} >= {threshold} to kept sample {nid} ({src})"
-            else:
-                status, reason = KEPT, None
-                kept_local.append(i)
-            ok = np.isfinite(sim)
-            rows[g] = (status, reason, nid if ok else None, src if ok else None, _finite(sim), real_id[g],
-                       _finite(real_sim[g]))
-        if kept_local:
-            run.index.add(np.ascontiguousarray(block[kept_local]))
-            run.ids.extend(ids[pos[k]] for k in kept_local)
+    samples = [Sample(sample_id=i, origin="synthetic", embedding=emb[k]) for k, i in enumerate(ids)]
+    for k, s in enumerate(samples):
+        s.clip_score = scores[k] if scores is not None else None
+        s.real_pixel_distance, s.real_pixel_nn_id = real_pixel[k] if real_pixel else (None, None)
+    rules: list[Rule] = [ClipRealCopy(real_threshold)]
+    rules += [PixelRealCopy(pixel_threshold)] if pixel_threshold is not None else []
+    rules += [LowAlignment(min_score)] if min_score is not None else []
+    NearDuplicatePass(threshold, rules, earlier, real, keep)(samples)
     out = Decisions()
-    for r in rows:
-        out.status.append(r[0])
-        out.drop_reason.append(r[1])
-        out.nn_id.append(r[2])
-        out.nn_source.append(r[3])
-        out.nn_similarity.append(r[4])
-        out.real_nn_id.append(r[5])
-        out.real_nn_similarity.append(r[6])
+    for s in samples:
+        out.status.append(s.status)
+        out.drop_reason.append(s.drop_reason)
+        out.nn_id.append(s.nn_id)
+        out.nn_source.append(s.nn_source)
+        out.nn_similarity.append(s.nn_similarity)
+        out.real_nn_id.append(s.real_nn_id)
+        out.real_nn_similarity.append(s.real_nn_similarity)
     return out

@@ -1,8 +1,9 @@
 """The record types that travel through every stage.
 
 ``Sample`` is the one per-image record: the plan creates it (id, condition,
-seed), the generator fills the image, the embedder the embedding, dedup the
-decision, and the catalog turns a list of them into an Arrow batch.
+seed), each stage fills its part (generate, encode, embed, guard, score),
+the decision stage writes status and evidence into it, and the catalog turns
+a list of them into an Arrow batch (``catalog.schema``).
 ``Provenance`` holds what every sample of one run shares (model, weights
 hash, sampler, library versions, run ids); samples point to one instance.
 """
@@ -22,9 +23,8 @@ Origin = Literal["real", "synthetic"]
 KEPT = "kept"
 DUPLICATE = "dropped_duplicate"  # near-duplicate of a kept synthetic sample
 REAL_COPY = "blocked_real_copy"  # near-copy of a real sample (memorisation guard)
-LOW_QUALITY = "low_quality"  # CLIP alignment with its prompt/class below the spec's minimum
+LOW_QUALITY = "low_quality"  # failed a quality rule (e.g. CLIP alignment below the spec's minimum)
 PENDING = "pending"  # generated, not yet deduplicated (staging only)
-STATUSES = (KEPT, DUPLICATE, REAL_COPY, LOW_QUALITY, PENDING)
 
 # Where a nearest neighbour was found.
 NN_RUN = "run"  # an earlier kept sample of this run (plan order)
@@ -76,6 +76,7 @@ class Sample:
     provenance: Provenance | None = None
     source_path: str | None = None  # real rows: the file it was ingested from
     # filled by generation / ingest
+    pixels: np.ndarray | None = None  # the generator's float HWC array, until the encode stage quantises it
     image: Image.Image | None = None
     png: bytes | None = None
     image_sha256: str | None = None
@@ -95,9 +96,5 @@ class Sample:
     real_nn_similarity: float | None = None
     real_pixel_nn_id: str | None = None  # closest real image in pixel space (memorisation guard)
     real_pixel_distance: float | None = None
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def condition_text(self) -> str:
-        """The text this sample was conditioned on (prompt or class caption)."""
-        return self.prompt if self.prompt is not None else (self.class_name or "")
+    # filled by the score stage: each rule's evidence columns (``synthgen.rules``), by column name
+    measures: dict[str, float | None] = field(default_factory=dict)

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+
+from synthgen.rules import RULES
 
 EMBEDDED_GENERATOR = "embedded:digits"
 EMBEDDED_EMBEDDER = "embedded:digits-clip"
@@ -118,8 +120,8 @@ class EmbedderSpec(_Strict):
     device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
-class DedupSpec(_Strict):
-    """Near-duplicate and memorisation thresholds (cosine similarity)."""
+class _DedupFields(_Strict):
+    """Near-duplicate and memorisation thresholds (cosine similarity), and each rule's own field."""
 
     threshold: float = Field(0.97, gt=0.0, le=1.0, description="drop if this close to a kept synthetic sample")
     real_threshold: float = Field(0.95, gt=0.0, le=1.0, description="block if CLIP-this close to a real sample")
@@ -135,6 +137,14 @@ class DedupSpec(_Strict):
     min_clip_score: float | None = Field(
         None, ge=-1.0, le=1.0, description="rows whose image-caption cosine is below this get status low_quality"
     )
+
+
+# Fields that per-sample rules add (``synthgen.rules``): a rule declares its field, so adding one
+# edits only the rule and the list of rules. Off (null), such a field is left out of the digest,
+# so a job that does not use a new rule keeps its identity (and its committed version).
+RULE_FIELDS = {r.reads: r.spec_field for r in RULES if r.spec_field is not None}
+DedupSpec = create_model("DedupSpec", __base__=_DedupFields, __module__=__name__, **RULE_FIELDS)
+DedupSpec.__doc__ = _DedupFields.__doc__
 
 
 class OutputSpec(_Strict):
@@ -178,7 +188,11 @@ class JobSpec(_Strict):
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()
 
     def canonical_json(self) -> str:
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        data = self.model_dump(mode="json")
+        for name in RULE_FIELDS:  # a rule that is off does not change the job's identity
+            if data["dedup"].get(name) is None:
+                del data["dedup"][name]
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
 def parse_spec(data: dict, source: str = "spec") -> JobSpec:

@@ -9,7 +9,7 @@ from PIL import Image
 from catalog import Catalog, RunRef, ingest_folder, open_version
 from flows.generate import generate_dataset
 from flows.settings import configure
-from flows.steps import generate_shard
+from flows.shard import generate_shard
 from synthgen.plan import make_shards
 from synthgen.spec import parse_spec
 from tests.conftest import small_job
@@ -142,7 +142,7 @@ def test_rerun_after_a_crash_resumes_and_matches_a_clean_run(demo_run, real_digi
 
 def test_dedup_decisions_do_not_depend_on_sharding(demo_run, tmp_path):
     """The same job in 1 shard or in many gives the same rows and the same decisions."""
-    from flows.steps import dedup_and_commit
+    from flows.commit import dedup_and_commit
 
     paths = configure(tmp_path)
     outcomes = []

@@ -6,11 +6,13 @@ from PIL import Image
 from catalog import RunRef, open_version, samples_to_table
 from catalog.store import write_parquet_atomic
 from flows.settings import configure
-from flows.steps import dedup_and_commit, generate_shard, get_embedder, get_guard, staging_dir
-from synthgen.engine import _finish_batch
+from flows.commit import dedup_and_commit
+from flows.models import get_embedder, get_guard
+from flows.shard import generate_shard, staging_dir
 from synthgen.imaging import decode
 from synthgen.plan import make_plan, make_shards
 from synthgen.spec import parse_spec
+from synthgen.stages import Embed, Encode, Guard, Score
 from tests.conftest import small_job
 
 
@@ -39,7 +41,10 @@ def test_planted_copies_blocked_ordinary_samples_pass(demo_run):
     plan = make_plan(spec, last.start, last.stop)
     picks = rng.choice(len(real), len(plan), replace=False)
     arrays = np.stack([transforms(decode(real[i]["image"]["bytes"]), rng)[n % 4] for n, i in enumerate(picks)])
-    _finish_batch(plan, arrays, get_embedder(spec), None, None, get_guard(spec, paths))
+    for sample, arr in zip(plan, arrays):  # the planted copies stand in for the generate stage
+        sample.pixels = arr
+    for stage in (Encode(), Embed(get_embedder(spec)), Guard(get_guard(spec, paths)), Score()):
+        stage(plan)
     write_parquet_atomic(samples_to_table(plan), staging_dir(paths, spec) / f"{last.name}.parquet")
     report = dedup_and_commit(spec, shards, paths, [runs])
     rows = open_version(demo_run["catalog"], f"digits-guard@{report.version}").table(status="all").to_pylist()

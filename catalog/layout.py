@@ -1,0 +1,49 @@
+"""The catalog's on-disk layout, defined once.
+
+Keys are relative to the catalog root with ``/`` separators, so the same
+key names a file in a local folder, under ``s3://bucket/prefix`` or in a
+DVC revision; the local ``Catalog``, the shared catalog (``remote``,
+``publish``), DVC reads (``dvc_io``) and audit all build their paths here::
+
+    <name>/HEAD                     the current version number and its manifest's sha256
+    <name>/shards/<sha256>.parquet  immutable, content-addressed row files
+    <name>/versions/000003.json     manifest of version 3 (never rewritten)
+    <name>/versions/000003/         files derived from a version (grid, card, id list)
+"""
+
+from __future__ import annotations
+
+SHARDS = "shards"  # a dataset's folder of row files
+
+
+def head_key(name: str) -> str:
+    """The key of a dataset's HEAD."""
+    return f"{name}/HEAD"
+
+
+def manifest_key(name: str, version: int) -> str:
+    """The key of a version's manifest (``name/versions/000003.json``)."""
+    return f"{name}/versions/{version:06d}.json"
+
+
+def version_dir_key(name: str, version: int) -> str:
+    """The key prefix of a version's derived files (``name/versions/000003``)."""
+    return f"{name}/versions/{version:06d}"
+
+
+def shard_file(digest: str) -> str:
+    """A shard's path relative to its dataset, as manifests record it."""
+    return f"{SHARDS}/{digest}.parquet"
+
+
+def head_line(version: int, sha256: str) -> bytes:
+    """HEAD's content: the version number and the sha256 that seals its manifest."""
+    return f"{version} {sha256}\n".encode()
+
+
+def parse_head(data: bytes | str | None) -> tuple[int, str | None]:
+    """HEAD's "N sha256" as (N, sha256); (0, None) when there is no HEAD yet."""
+    if not data:
+        return 0, None
+    parts = (data.decode() if isinstance(data, bytes) else data).split()
+    return int(parts[0]), (parts[1] if len(parts) > 1 else None)

@@ -1,0 +1,179 @@
+"""What a finished job reports: objects the flow writes and logs to MLflow in one loop.
+
+Each report turns the committed version (``Finished``) into files in the
+version's folder and a ``Logged`` record of what MLflow gets (artifacts,
+metrics, tags, dataset versions). ``REPORTS`` is the list, in logging order;
+a new report is one class here and one entry in it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import yaml
+
+from catalog import Catalog
+from catalog.card import quality_or_reason, write_card
+from catalog.dedup_report import dedup_report
+from catalog.version import open_version
+from flows.commit import CommitReport
+from flows.images import write_grid, write_real_pairs
+from flows.shard import ShardReport
+from synthgen.spec import JobSpec
+
+
+@dataclass
+class Finished:
+    """What the reports are made from: the committed version and how the run went."""
+
+    catalog: Catalog
+    job: JobSpec
+    commit: CommitReport
+    metrics: dict[str, float]
+    shard_runs: list[dict] = field(default_factory=list)
+    shard_pool: str | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.commit.dataset}@{self.commit.version}"
+
+    @property
+    def folder(self) -> Path:
+        """The version's folder, where its reports are written."""
+        return self.catalog.version_dir(self.commit.dataset, self.commit.version)
+
+
+@dataclass
+class Logged:
+    """What one report hands to MLflow."""
+
+    artifacts: list[Path] = field(default_factory=list)
+    folders: dict[str, Path] = field(default_factory=dict)  # artifact folder -> local directory
+    metrics: dict[str, float] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    datasets: list[tuple[str, str, str, str]] = field(default_factory=list)  # (name, digest, source, context)
+
+    def log_to(self, tracker) -> None:
+        """Send everything to ``tracker`` (``flows.tracking.Tracker``)."""
+        if self.metrics:
+            tracker.log_metrics(self.metrics)
+        for path in self.artifacts:
+            tracker.log_artifact(path)
+        for name, directory in self.folders.items():
+            tracker.log_artifacts(directory, name)
+        for ds in self.datasets:
+            tracker.log_dataset(*ds)
+        if self.tags:
+            tracker.set_tags(self.tags)
+
+
+class Report(Protocol):
+    def write(self, done: Finished) -> Logged: ...
+
+
+class Metrics:
+    """The run's summary numbers (counts, throughput, where the time went)."""
+
+    def write(self, done: Finished) -> Logged:
+        return Logged(metrics=done.metrics)
+
+
+class Grid:
+    """A contact sheet of kept samples, one row per class or prompt."""
+
+    def write(self, done: Finished) -> Logged:
+        c = done.commit
+        return Logged([write_grid(done.catalog, c.dataset, c.version, c.files)])
+
+
+class VersionFiles:
+    """The version's manifest and the job spec that made it."""
+
+    def write(self, done: Finished) -> Logged:
+        spec_file = done.folder / "job.yaml"
+        spec_file.write_text(yaml.safe_dump(done.job.model_dump(mode="json"), sort_keys=False))
+        return Logged([Path(done.commit.manifest_path), spec_file])
+
+
+class ShardRuns:
+    """Which host and GPU made each shard (distributed runs only)."""
+
+    def write(self, done: Finished) -> Logged:
+        if not done.shard_runs:
+            return Logged()
+        where = done.folder / "shard-runs.json"
+        where.write_text(json.dumps(done.shard_runs, indent=1))
+        return Logged([where], tags={"synthgen.shard_pool": done.shard_pool})
+
+
+class RealPairs:
+    """Side by side, the run's closest samples to real data and their real partners."""
+
+    def write(self, done: Finished) -> Logged:
+        real = done.job.dedup.real_dataset
+        c = done.commit
+        pairs = write_real_pairs(done.catalog, c.dataset, c.version, c.files, real) if real else None
+        return Logged([pairs] if pairs else [])
+
+
+class Card:
+    """The dataset card with its quality report, per-class images and quality plot.
+
+    The quality report (``synthgen.quality_report``: PRDC, Frechet distance, diversity against the
+    real reference, from stored embeddings) is computed once here: its metrics go to MLflow, its
+    table and plot into the card.
+    """
+
+    def write(self, done: Finished) -> Logged:
+        quality = quality_or_reason(done.catalog, done.ref)
+        card = write_card(done.catalog, done.ref, quality)
+        plot = card.parent / "quality.png"
+        return Logged([card] + ([plot] if plot.is_file() else []), folders={"grids": card.parent / "grids"},
+                      metrics=quality.metrics() if not isinstance(quality, str) else {})
+
+
+class Histogram:
+    """Nearest-neighbour similarities, and how many rows other thresholds would drop or block."""
+
+    def write(self, done: Finished) -> Logged:
+        r = dedup_report(open_version(done.catalog, done.ref), done.folder / "dedup-histogram.png")
+        return Logged([r.histogram], metrics={f"rows_nn_synthetic_ge_{x:.2f}": n for x, n in r.would_drop.items()}
+                      | {f"rows_nn_real_ge_{x:.2f}": n for x, n in r.would_block.items()})
+
+
+class Lineage:
+    """The version as the run's output dataset, and the real dataset it was guarded against."""
+
+    def write(self, done: Finished) -> Logged:
+        cat, c, real = done.catalog, done.commit, done.job.dedup.real_dataset
+        datasets = [(done.ref, c.manifest_sha256, c.manifest_path, "output")]
+        if real:
+            v = cat.head(real)
+            datasets.append((f"{real}@{v}", cat.manifest_sha256(real, v), str(cat.manifest_path(real, v)), "reference"))
+        return Logged(datasets=datasets, tags={"synthgen.dataset": done.ref, "synthgen.reused_version": str(c.reused)})
+
+
+REPORTS: tuple[Report, ...] = (Metrics(), Grid(), VersionFiles(), ShardRuns(), RealPairs(), Card(), Histogram(),
+                               Lineage())
+
+
+def summary_metrics(report: CommitReport, shard_reports: list[ShardReport], wall_s: float) -> dict[str, float]:
+    """The numbers MLflow and the CLI summary show."""
+    generated = sum(report.counts.values())
+    fresh = sum(r.rows for r in shard_reports if not r.reused)
+    sampling = sum(r.sampling_s for r in shard_reports)
+    return {
+        "generated": generated,
+        "kept": report.counts.get("kept", 0),
+        "dropped_duplicate": report.counts.get("dropped_duplicate", 0),
+        "blocked_real_copy": report.counts.get("blocked_real_copy", 0),
+        "low_quality": report.counts.get("low_quality", 0),
+        "generated_this_run": fresh,
+        "shards_reused": sum(r.reused for r in shard_reports),
+        "images_per_s": fresh / wall_s if wall_s > 0 else 0.0,
+        "sampling_s": sampling,
+        "wall_s": wall_s,
+    }

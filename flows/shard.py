@@ -1,0 +1,64 @@
+"""Stage one shard of the plan: its stages over its samples, written as Parquet.
+
+Idempotent: a shard already staged by an earlier (crashed) run is reused.
+Nothing here imports prefect or mlflow, so the bench and tests can run it bare.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from catalog import RunRef, samples_to_table
+from catalog.atomic import write_parquet_atomic
+from flows.models import get_embedder, get_generator, get_guard
+from flows.provenance import provenance_for
+from flows.settings import Paths
+from synthgen.engine import run_stages
+from synthgen.generators import Generator
+from synthgen.plan import Shard, make_plan
+from synthgen.runtime import set_threads
+from synthgen.spec import JobSpec
+from synthgen.stages import shard_stages
+
+
+@dataclass
+class ShardReport:
+    """What one shard task did."""
+
+    shard: int
+    rows: int
+    reused: bool
+    sampling_s: float = 0.0
+    wall_s: float = 0.0
+
+
+def staging_dir(paths: Paths, spec: JobSpec) -> Path:
+    """Staged shards of one job (keyed by spec digest, so reruns find them)."""
+    return paths.staging / spec.output.dataset / spec.digest()[:24]
+
+
+def generate_shard(spec: JobSpec, shard: Shard, paths: Paths, runs: RunRef, on_batch=None,
+                   generator: Generator | None = None) -> ShardReport:
+    """Stage one shard: reuse it if a previous (crashed) run already staged it.
+
+    ``generator``: a loaded generator to use instead of the spec's (injected, e.g. by tests).
+    """
+    out = staging_dir(paths, spec) / f"{shard.name}.parquet"
+    if out.is_file():
+        return ShardReport(shard.index, pq.read_metadata(out).num_rows, reused=True)
+    t0 = time.perf_counter()
+    gen, emb = generator or get_generator(spec), get_embedder(spec)
+    # OpenMP thread settings are per calling thread: set them where sampling runs
+    # (the models may have been loaded by the prefetch thread).
+    set_threads(spec.generator.threads)
+    samples = make_plan(spec, shard.start, shard.stop)
+    cond = spec.conditioning
+    caption = (lambda s: cond.caption(s.class_name)) if cond.kind == "class" else (lambda s: s.prompt)
+    stages = shard_stages(gen, emb, provenance_for(spec, gen, emb, runs), caption, get_guard(spec, paths))
+    stats = run_stages(samples, stages, gen.batch_size, on_batch)
+    write_parquet_atomic(samples_to_table(samples), out)
+    return ShardReport(shard.index, len(samples), False, stats.sampling_s, time.perf_counter() - t0)

@@ -1,0 +1,120 @@
+"""A shard's work as a short list of stages over ``list[Sample]``.
+
+``shard_stages`` returns, in order: generate (the denoiser), encode
+(quantise, PNG, hash), embed (CLIP image embeddings), guard (closest real
+image in pixel space) and score (CLIP alignment with the caption, and each
+rule's image measurements). Each stage fills its own fields of the samples
+in place and knows nothing about where it runs; the engine decides that
+(the first stage on the main thread, the rest behind it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Callable, Protocol
+
+import numpy as np
+
+from synthgen.embedder import Embedder
+from synthgen.generators import Generator
+from synthgen.imaging import array_to_pil, encode_png, pixel_sha256
+from synthgen.memorisation import PixelGuard
+from synthgen.records import Provenance, Sample
+from synthgen.rules import RULES
+
+
+class Stage(Protocol):
+    """One step of a shard's work: fills its fields of every sample of a batch."""
+
+    def __call__(self, samples: list[Sample]) -> None: ...
+
+
+@dataclass
+class Generate:
+    """Sample one batch with the generator (``Sample.pixels``)."""
+
+    generator: Generator
+
+    def __call__(self, samples: list[Sample]) -> None:
+        for s, arr in zip(samples, self.generator.generate(samples)):
+            s.pixels = arr
+
+
+@dataclass
+class Encode:
+    """Quantise, PNG-encode and hash each image; attach the run's provenance."""
+
+    provenance: Provenance | None = None
+
+    def __call__(self, samples: list[Sample]) -> None:
+        now = datetime.now(timezone.utc)
+        for s in samples:
+            img = array_to_pil(s.pixels)
+            s.image, s.pixels = img, None  # the float array is not needed past here
+            s.png = encode_png(img)
+            s.image_sha256 = pixel_sha256(img)
+            s.width, s.height = img.width, img.height
+            s.created_at = now
+            s.provenance = self.provenance
+
+
+@dataclass
+class Embed:
+    """CLIP image embeddings, one batch at a time."""
+
+    embedder: Embedder
+
+    def __call__(self, samples: list[Sample]) -> None:
+        for s, e in zip(samples, self.embedder.embed_images([s.image for s in samples])):
+            s.embedding = e
+
+
+@dataclass
+class Guard:
+    """Each sample's closest real image in pixel space (the memorisation guard's evidence)."""
+
+    guard: PixelGuard
+
+    def __call__(self, samples: list[Sample]) -> None:
+        dists, ids = self.guard.nearest([s.image for s in samples])
+        for s, d, rid in zip(samples, dists, ids):
+            s.real_pixel_distance, s.real_pixel_nn_id = d, rid
+
+
+@dataclass
+class Score:
+    """CLIP alignment with each sample's caption (when given), and every rule's image measurements.
+
+    Rules are measured whether the spec turns them on or not, so their
+    evidence is stored per row and a later ``rededup`` can apply them.
+    """
+
+    embedder: Embedder | None = None
+    caption: Callable[[Sample], str] | None = None
+
+    def __call__(self, samples: list[Sample]) -> None:
+        if self.embedder is not None and self.caption is not None:
+            emb = np.stack([s.embedding for s in samples])
+            texts = self.embedder.embed_texts([self.caption(s) for s in samples])
+            for s, score in zip(samples, np.einsum("nd,nd->n", emb, texts)):
+                s.clip_score = float(score)
+        for rule in RULES:
+            if rule.evidence:
+                for s in samples:
+                    s.measures.update(rule.measure(s.image))
+
+
+def shard_stages(
+    generator: Generator,
+    embedder: Embedder | None = None,
+    provenance: Provenance | None = None,
+    caption: Callable[[Sample], str] | None = None,
+    guard: PixelGuard | None = None,
+) -> list[Stage]:
+    """The stages of one shard, in order: generate, encode, embed, guard, score."""
+    stages: list[Stage] = [Generate(generator), Encode(provenance)]
+    stages += [Embed(embedder)] if embedder is not None else []
+    stages += [Guard(guard)] if guard is not None else []
+    stages.append(Score(embedder, caption))
+    return stages
