@@ -34,8 +34,13 @@ def verify(
 
         result = regenerate_sample_check(_catalog(), ref, regenerate)
         for line in result.mismatches:
-            err.print(f"[red]MISMATCH[/] {line}")
-        out.print(f"regenerated {result.checked} samples: {result.matched} identical, {len(result.mismatches)} differ")
+            err.print(f"[red]MISMATCH[/] {line}", markup=False, highlight=False)
+        for g in result.groups:
+            differing = ", ".join(f"{k} ({n})" for k, n in sorted(g.differing_fields.items())) or "nothing"
+            out.print(f"  group {g.label()}: {g.checked} regenerated, {g.matched} identical; differing: {differing}",
+                      markup=False, highlight=False)
+        out.print(f"regenerated {result.checked} samples: {result.matched} identical, {len(result.mismatches)} differ "
+                  f"({result.elapsed_s:.1f} s, {result.images_per_s:.2f} images/s)")
         ok = ok and not result.mismatches
     if not ok:
         raise typer.Exit(1)
@@ -90,13 +95,16 @@ def mix(
 
 
 @app.command()
-def query(sql: str = typer.Argument(..., help="SQL; views: <dataset> (head) and <dataset>_v<N>, '-' -> '_'.")) -> None:
-    """Run DuckDB SQL over the catalog's Parquet."""
+def query(
+    sql: str = typer.Argument(..., help="SQL; views: <dataset> (head) and <dataset>_v<N>, '-' -> '_'."),
+    allow_restricted: bool = typer.Option(False, help="Also define views of restricted datasets."),
+) -> None:
+    """Run DuckDB SQL over the catalog's Parquet (read-only: no other files can be read or written)."""
     from catalog import CatalogError
     from catalog.query import query as run_query
 
     with failing_on(CatalogError):
-        table = run_query(_catalog(), sql)
+        table = run_query(_catalog(), sql, allow_restricted)
     drop = [c for c in ("image", "embedding") if c in table.column_names]
     out.print(table.drop(drop).to_pandas().to_string(index=False, max_colwidth=60))
     out.print(f"({table.num_rows} rows)")

@@ -32,7 +32,7 @@ def rededup(
 ) -> Manifest:
     """Commit a new head of ``name`` with every synthetic row decided again."""
     with cat.lock(name):
-        head = open_version(cat, name)
+        head = open_version(cat, name, allow_restricted=True)  # re-decided rows stay in the dataset
         t = head.table(["sample_id", "embedding", "embedding_model", "real_dataset", "real_threshold",
                         "pixel_threshold", "real_pixel_distance", "real_pixel_nn_id", "clip_score"], status="all")
         ids, emb, models = embeddings_of(head, status="all")

@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from catalog import Catalog, CatalogError, Manifest, RunRef, open_version, samples_to_table
+from catalog.guard import pixel_guard
 from catalog.schema import SCHEMA
 from catalog.store import write_parquet_atomic
 from catalog.vector_index import VersionIndex, version_index
@@ -119,10 +120,7 @@ def prefetch_models(spec: JobSpec) -> threading.Thread:
 
 @lru_cache(maxsize=2)
 def _guard(catalog_root: str, real_ref: str, manifest_sha: str) -> PixelGuard:
-    version = open_version(Catalog(catalog_root), real_ref)
-    t = version.table(["sample_id", "image"])
-    images = [decode(b) for b in t["image"].combine_chunks().field("bytes").to_pylist()]
-    return PixelGuard(t["sample_id"].to_pylist(), images)
+    return pixel_guard(open_version(Catalog(catalog_root), real_ref))
 
 
 def get_guard(spec: JobSpec, paths: Paths) -> PixelGuard | None:
@@ -342,12 +340,16 @@ def write_real_pairs(catalog: Catalog, dataset: str, version: int, files: list[s
                       is not None else 2 - (r["real_nn_similarity"] or -1)))
     top = sorted(rows, key=key)[:n]
     real_id = lambda r: r["real_pixel_nn_id"] if r["real_pixel_distance"] is not None else r["real_nn_id"]  # noqa: E731
-    real_by_id = open_version(catalog, real_ref).images([real_id(r) for r in top if real_id(r)])
+    real = open_version(catalog, real_ref)
+    # A restricted real set's images stay in the catalog: the report shows its pairs' synthetic side only.
+    real_by_id = {} if real.restricted else real.images([real_id(r) for r in top if real_id(r)])
     pairs = []
     for r in top:
         rid = real_id(r)
         if rid in real_by_id:
             pairs.append([decode(r["image"]["bytes"]), decode(real_by_id[rid])])
+        elif rid and real.restricted:
+            pairs.append([decode(r["image"]["bytes"])])
     if not pairs:
         return None
     out = catalog.version_dir(dataset, version) / "closest-real-pairs.png"
