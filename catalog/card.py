@@ -8,7 +8,7 @@ import duckdb
 
 from catalog.grids import write_class_grids
 from catalog.store import Catalog
-from catalog.version import DatasetVersion, open_version
+from catalog.version import DatasetVersion, _read, open_version
 
 
 def _table(rows: list[tuple], header: tuple[str, ...]) -> str:
@@ -21,8 +21,9 @@ def render_card(cat: Catalog, ref: str, grids: list[tuple[str, Path]] | None = N
     """The card of a version as Markdown; ``grids`` are (label, image path) per class to show."""
     v: DatasetVersion = open_version(cat, ref)
     m, info = v.manifest, cat.info(v.name)
-    t = v.table(["origin", "status", "label_name", "prompt", "model_id", "scheduler", "num_inference_steps",
-                 "guidance_scale", "embedding_model", "nn_similarity", "real_nn_similarity"], status="all")
+    # Only counts and quantiles leave, so a restricted dataset gets a card too (without sample images).
+    t = _read(v, ["origin", "status", "label_name", "prompt", "model_id", "scheduler", "num_inference_steps",
+                  "guidance_scale", "embedding_model", "nn_similarity", "real_nn_similarity"], "all", None)
     con = duckdb.connect()
     con.register("t", t)
     q = lambda sql: con.execute(sql).fetchall()
@@ -73,5 +74,5 @@ def write_card(cat: Catalog, ref: str) -> Path:
     v = open_version(cat, ref)
     path = cat.version_dir(v.name, v.version) / "card.md"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_card(cat, ref, write_class_grids(cat, ref)))
+    path.write_text(render_card(cat, ref, None if v.restricted else write_class_grids(cat, ref)))
     return path
