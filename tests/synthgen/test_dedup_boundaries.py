@@ -149,3 +149,19 @@ def test_a_real_copy_is_never_kept_as_the_original_of_a_duplicate():
     real = VectorSet.build(["r0"], basis(0)[None])
     d = decide(["s0", "s1"], np.stack([basis(0), basis(0)]), f32(0.97), f32(0.98), real=real)
     assert d.status == [REAL_COPY, REAL_COPY]
+
+
+@pytest.mark.parametrize("case", ["below", "at", "above"])
+def test_a_closer_sample_of_the_same_chunk_beats_an_earlier_chunks(case):
+    # q's neighbour in an earlier chunk is below the threshold; its neighbour in its own chunk is at the
+    # boundary: the in-chunk comparison (a Gram matrix, not FAISS) decides, and names the neighbour.
+    threshold = f32(0.97)
+    cos = ulp_cases(threshold)[case]
+    emb = np.stack([at_cosine(f32(0.965), to=0, other=1), *fillers(CHUNK - 1, first=3),
+                    at_cosine(cos, to=0, other=2), basis(0)])
+    d = decide([f"s{i}" for i in range(len(emb))], emb, threshold, real_threshold=1.0)
+    q = CHUNK + 1
+    assert d.status[CHUNK] == KEPT  # 0.965 * cos from s0: far below the threshold
+    assert d.status[q] == EXPECT_AT_LEAST[case]
+    nearest = ("s256", NN_RUN, cos) if case != "below" or cos > f32(0.965) else ("s0", NN_RUN, f32(0.965))
+    assert (d.nn_id[q], d.nn_source[q], d.nn_similarity[q]) == nearest
