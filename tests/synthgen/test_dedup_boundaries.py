@@ -165,3 +165,28 @@ def test_a_closer_sample_of_the_same_chunk_beats_an_earlier_chunks(case):
     assert d.status[q] == EXPECT_AT_LEAST[case]
     nearest = ("s256", NN_RUN, cos) if case != "below" or cos > f32(0.965) else ("s0", NN_RUN, f32(0.965))
     assert (d.nn_id[q], d.nn_source[q], d.nn_similarity[q]) == nearest
+
+
+def test_a_sample_without_a_score_loses_a_duplicate_pair_under_the_quality_policy():
+    # Missing scores sort last: the scored sample wins although it comes later in plan order.
+    d = decide(["a", "b"], np.stack([basis(0), basis(0)]), f32(0.97), f32(0.98), scores=[None, 0.1], keep="quality")
+    assert d.status == [DUPLICATE, KEPT] and d.nn_id[0] == "b"
+
+
+def test_an_ivf_search_that_finds_no_neighbour_is_no_neighbour():
+    # An IVF index probing one empty cell answers id -1 (with a meaningless score): that is "nothing near".
+    import faiss
+
+    rng = np.random.default_rng(0)
+    centre_a, centre_b = basis(0), basis(1)
+    train = np.concatenate([centre_a + 0.01 * rng.normal(size=(50, DIM)), centre_b + 0.01 * rng.normal(size=(50, DIM))])
+    train = (train / np.linalg.norm(train, axis=1, keepdims=True)).astype(np.float32)
+    ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(DIM), DIM, 2, faiss.METRIC_INNER_PRODUCT)
+    ivf.train(train)
+    ivf.add(train[:50])  # only cluster A is filled; cluster B's cell stays empty
+    ivf.nprobe = 1
+    earlier = VectorSet([f"old{i}" for i in range(50)], ivf)
+    sims, ids = earlier.nearest(centre_b[None])
+    assert ids == [None] and sims[0] == -np.inf
+    d = decide(["new"], centre_b[None], f32(0.97), f32(0.98), earlier=earlier)
+    assert d.status == [KEPT] and d.nn_id == [None] and d.nn_similarity == [None]
