@@ -51,7 +51,10 @@ def diff(a: str = typer.Argument(..., help="NAME@A"), b: str = typer.Argument(..
     """Rows added and removed between two versions, and how their job specs differ."""
     from catalog.diff import diff as run_diff
 
-    d = run_diff(_catalog(), a, b)
+    from catalog import CatalogError
+
+    with failing_on(CatalogError):
+        d = run_diff(_catalog(), a, b)
     out.print(f"{d.a} -> {d.b}: +{len(d.added)} rows, -{len(d.removed)} rows")
     for sid in d.removed[:20]:
         out.print(f"  - {sid}")
@@ -174,6 +177,7 @@ def search(
     k: int = typer.Option(10, help="How many results."),
     sheet: Optional[Path] = typer.Option(None, help="Write a contact sheet PNG of the results."),
     embedder: str = typer.Option("embedded:digits-clip", help="Must be the model the rows were embedded with."),
+    allow_restricted: bool = typer.Option(False, help="Required to search a restricted dataset."),
 ) -> None:
     """Nearest samples to a text by CLIP embedding, filtered by metadata."""
     from catalog import CatalogError, open_version
@@ -182,7 +186,7 @@ def search(
     from synthgen.imaging import decode, make_grid
     from synthgen.spec import EmbedderSpec
 
-    v = open_version(_catalog(), ref)
+    v = open_version(_catalog(), ref, allow_restricted)
     emb = load_embedder(EmbedderSpec(model=embedder))
     if v.manifest.embedding_model and v.manifest.embedding_model != emb.name:
         _fail(f"{v.ref} was embedded with {v.manifest.embedding_model}, not {emb.name}; pass --embedder")

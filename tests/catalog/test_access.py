@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
@@ -51,6 +52,15 @@ def test_load_needs_allow_restricted_for_any_restricted_ref(cat):
         load(cat, ["open", "private"])
     assert load(cat, ["open", "private"], allow_restricted=True).num_rows == 12
     assert load(cat, "open").num_rows == 6
+
+
+def test_search_of_a_restricted_version_needs_the_flag(cat):
+    from catalog.search import search
+
+    query = open_version(cat, "private", allow_restricted=True).table(["embedding"])["embedding"][0].as_py()
+    with pytest.raises(RestrictedError):
+        search(open_version(cat, "private"), np.asarray(query, np.float32), k=1)
+    assert search(open_version(cat, "private", allow_restricted=True), np.asarray(query, np.float32), k=1)[0][0] == "r00000"
 
 
 def test_audit_withholds_a_restricted_row(cat):

@@ -44,6 +44,16 @@ def test_the_guard_blocks_copies_of_a_restricted_real_set(data):
     assert all(r["real_nn_similarity"] is not None and r["real_pixel_distance"] is not None for r in data["rows"])
 
 
+def test_closest_pairs_report_shows_only_the_synthetic_side_of_restricted_pairs(data):
+    from PIL import Image
+
+    from flows.steps import write_real_pairs
+
+    v = open_version(data["cat"], "digits-guarded")
+    path = write_real_pairs(data["cat"], v.name, v.version, v.files, "digits-real")
+    assert Image.open(path).width == 16 * 4 + 2 * 2  # one column of 16-px images at scale 4, padded
+
+
 def cli(data, *args):
     return CliRunner().invoke(app, ["--data-dir", str(data["paths"].root), *args])
 
