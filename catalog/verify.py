@@ -81,10 +81,11 @@ def check_parquet(source, ref, where: str, report: VerifyReport) -> None:
         report.problems.append(f"{where}: schema differs from the catalog schema")
 
 
-def _check_shard(cat: Catalog, name: str, ref, report: VerifyReport, seen: set[str]) -> None:
-    if ref.sha256 in seen:
+def _check_shard(cat: Catalog, name: str, ref, report: VerifyReport, seen: set[tuple[str, str]]) -> None:
+    # Keyed by file *and* hash: a later manifest listing a known hash under another file name must be checked.
+    if (ref.file, ref.sha256) in seen:
         return
-    seen.add(ref.sha256)
+    seen.add((ref.file, ref.sha256))
     path = cat.path(name) / ref.file
     report.shards_checked += 1
     if not _hash_problem(path, ref.sha256, "shard", "manifest", report):
@@ -133,7 +134,7 @@ def verify(cat: Catalog, name: str, version: int | None = None) -> VerifyReport:
     head = cat.head(name) or 0
     version = version or head
     report = VerifyReport(name, version)
-    seen: set[str] = set()
+    seen: set[tuple[str, str]] = set()
     seen_segments: set[str] = set()
     previous_sha: str | None = None
 
