@@ -112,3 +112,15 @@ def test_a_known_hash_listed_under_a_missing_file_is_reported(chain):
     ref = chain.manifest("ds", 3).shards[0]
     chain.commit("ds", [ref.model_copy(update={"file": "shards/elsewhere.parquet"})], keep_parent_shards=False)
     assert verify(chain, "ds").problems == [f"{chain.path('ds') / 'shards' / 'elsewhere.parquet'}: shard missing"]
+
+
+def test_a_head_that_seals_another_hash_is_reported(chain):
+    (chain.path("ds") / "HEAD").write_text(f"3 {'0' * 64}\n")
+    assert verify(chain, "ds").problems == [f"{chain.manifest_path('ds', 3)}: hash does not match the one sealed in HEAD"]
+
+
+def test_a_shard_with_the_right_hash_but_another_row_count_is_reported(chain):
+    ref = chain.manifest("ds", 3).shards[0]
+    chain.commit("ds", [ref.model_copy(update={"rows": ref.rows + 1})], keep_parent_shards=False)
+    shard = chain.path("ds") / ref.file
+    assert verify(chain, "ds").problems == [f"{shard}: {ref.rows} rows, manifest says {ref.rows + 1}"]
