@@ -97,3 +97,14 @@ def test_text_denoiser_always_receives_full_batches(tiny_sd_dir):
     job = small_job(conditioning={"prompts": ["a red cube", "a blue ball"], "classes": None})
     gen.generate(make_plan(parse_spec(job))[:1])
     assert sizes == [4, 4]  # no guidance: the batch itself, at both steps
+
+
+def test_negative_prompt_reaches_the_pipeline(tiny_sd_dir):
+    spec = GeneratorSpec(model=str(tiny_sd_dir), scheduler="euler", steps=2, guidance_scale=5.0,
+                         height=32, width=32, batch_size=2)
+    gen = load_generator(spec, "text")
+    base = {"prompts": ["a red cube"], "classes": None}
+    plain = make_plan(parse_spec(small_job(conditioning=base)))[:1]
+    negative = make_plan(parse_spec(small_job(conditioning={**base, "negative_prompt": "blurry"})))[:1]
+    assert plain[0].seed == negative[0].seed and negative[0].negative_prompt == "blurry"
+    assert not np.array_equal(gen.generate(plain), gen.generate(negative))  # same seed, other negative prompt
