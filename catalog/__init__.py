@@ -10,6 +10,7 @@ Training code typically needs only::
     mix = load(cat, ["digits-synth@1", "digits-real"], origin="both")
 """
 
+from catalog.access import RestrictedError
 from catalog.audit import AuditRecord, audit
 from catalog.ingest import IngestError, ingest_folder
 from catalog.manifest import Manifest, RunRef, ShardRef
@@ -19,6 +20,6 @@ from catalog.version import DatasetVersion, embeddings_of, load, open_version, p
 
 __all__ = [
     "AuditRecord", "Catalog", "CatalogError", "DatasetVersion", "IngestError", "Manifest", "RunRef",
-    "SCHEMA", "ShardRef", "audit", "embeddings_of", "ingest_folder", "load", "open_version", "parse_ref",
+    "SCHEMA", "RestrictedError", "ShardRef", "audit", "embeddings_of", "ingest_folder", "load", "open_version", "parse_ref",
     "samples_to_table",
 ]

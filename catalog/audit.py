@@ -22,6 +22,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from catalog.access import require_access
 from catalog.id_index import FileCache, ensure_index, open_segment, read_ids_json
 from catalog.layout import head_key
 from catalog.manifest import Manifest, sha256_bytes
@@ -176,8 +177,11 @@ def _scan(cat: Catalog, name: str, plan: _Plan, sample_id: str) -> list[AuditRec
     return records
 
 
-def audit(catalog: Catalog, sample_id: str) -> list[AuditRecord]:
-    """Find a sample id in every committed shard of every dataset, ordered by shard path."""
+def audit(catalog: Catalog, sample_id: str, allow_restricted: bool = False) -> list[AuditRecord]:
+    """Find a sample id in every committed shard of every dataset, ordered by shard path.
+
+    A row found in a restricted dataset raises ``RestrictedError`` unless ``allow_restricted``.
+    """
     records = []
     for name in catalog.names():
         plan = _plan(catalog, name)
@@ -187,5 +191,8 @@ def audit(catalog: Catalog, sample_id: str) -> list[AuditRecord]:
                 found = _from_index(catalog, name, plan, sample_id)
             except (OSError, IndexError, ValueError, pa.ArrowException):
                 found = None  # a shard or segment changed under us: the scan still answers
-        records += found if found is not None else _scan(catalog, name, plan, sample_id)
+        found = found if found is not None else _scan(catalog, name, plan, sample_id)
+        if found:
+            require_access(catalog.info(name), allow_restricted, f"row {sample_id}")
+        records += found
     return sorted(records, key=lambda r: r.shard)  # stable: rows of one shard stay in row order

@@ -9,7 +9,7 @@ import duckdb
 from catalog.grids import write_class_grids
 from catalog.quality import version_quality
 from catalog.store import Catalog, CatalogError
-from catalog.version import DatasetVersion, open_version
+from catalog.version import DatasetVersion, _read, open_version
 from synthgen.quality_report import QualityReport
 
 
@@ -35,8 +35,9 @@ def render_card(cat: Catalog, ref: str, grids: list[tuple[str, Path]] | None = N
     """
     v: DatasetVersion = open_version(cat, ref)
     m, info = v.manifest, cat.info(v.name)
-    t = v.table(["origin", "status", "label_name", "prompt", "model_id", "scheduler", "num_inference_steps",
-                 "guidance_scale", "embedding_model", "nn_similarity", "real_nn_similarity"], status="all")
+    # Only counts and quantiles leave, so a restricted dataset gets a card too (without sample images).
+    t = _read(v, ["origin", "status", "label_name", "prompt", "model_id", "scheduler", "num_inference_steps",
+                  "guidance_scale", "embedding_model", "nn_similarity", "real_nn_similarity"], "all", None)
     con = duckdb.connect()
     con.register("t", t)
     q = lambda sql: con.execute(sql).fetchall()
@@ -93,5 +94,5 @@ def write_card(cat: Catalog, ref: str, quality: QualityReport | str | None = Non
     quality = quality or quality_or_reason(cat, v.ref)
     if isinstance(quality, QualityReport):
         quality.write_plot(path.parent / "quality.png")
-    path.write_text(render_card(cat, ref, write_class_grids(cat, ref), quality))
+    path.write_text(render_card(cat, ref, None if v.restricted else write_class_grids(cat, ref), quality))
     return path

@@ -37,7 +37,7 @@ def select_ids(files: list[str], where: str) -> set[str]:
 def takedown(cat: Catalog, name: str, where: str, reason: str) -> Manifest:
     """Commit a new head without the rows matching ``where`` (all statuses)."""
     with cat.lock(name):
-        head = open_version(cat, name)
+        head = open_version(cat, name, allow_restricted=True)  # rows are rewritten inside the dataset, not read out
         drop = select_ids(head.files, where)
         if not drop:
             raise CatalogError(f"{head.ref}: no rows match {where!r}; nothing to take down")
@@ -81,11 +81,10 @@ def mix(
     """A new 'mixed' dataset version: all kept real rows plus synthetic rows at the given share."""
     if not 0.0 <= synthetic_share < 1.0:
         raise CatalogError("synthetic share must be in [0, 1)")
-    synth, real = open_version(cat, synthetic_ref), open_version(cat, real_ref)
+    synth = open_version(cat, synthetic_ref, allow_restricted)
+    real = open_version(cat, real_ref, allow_restricted)
     if cat.info(synth.name)["origin"] != "synthetic" or cat.info(real.name)["origin"] != "real":
         raise CatalogError(f"mix needs a synthetic and a real version, got {synth.ref} and {real.ref}")
-    if cat.info(real.name).get("restricted") and not allow_restricted:
-        raise CatalogError(f"{real.name} is restricted; pass allow_restricted to mix it into {out}")
     real_rows = real.table(origin="real")
     synth_rows = synth.table(origin="synthetic")
     want = round(real_rows.num_rows * synthetic_share / (1 - synthetic_share))

@@ -35,6 +35,7 @@ that this process does not control.
 from __future__ import annotations
 
 import hashlib
+import json
 import posixpath
 import tempfile
 from contextlib import contextmanager
@@ -43,6 +44,7 @@ from typing import Any, BinaryIO, Iterator, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from catalog.access import require_access
 from catalog.layout import head_key, manifest_key, parse_head
 from catalog.manifest import Manifest, sha256_bytes
 from catalog.schema import SCHEMA
@@ -195,6 +197,7 @@ def read_version_at(
     status: Status = "kept",
     columns: Sequence[str] | None = None,
     origin: str | None = None,
+    allow_restricted: bool = False,
     **fs_kwargs: Any,
 ) -> pa.Table:
     """Rows of dataset ``ref`` as it was at git revision ``rev`` of ``repo``.
@@ -206,9 +209,11 @@ def read_version_at(
     catalog root relative to the repo root. ``status``, ``columns`` and
     ``origin`` filter as in ``DatasetVersion.table``. Raises
     ``IntegrityError`` naming the file when a shard's bytes do not match
-    its manifest.
+    its manifest. A dataset restricted at that revision needs ``allow_restricted``.
     """
     with dvc_fs(repo, rev, **fs_kwargs) as fs:
         manifest = _manifest(fs, catalog_path, ref)
+        info = _read_small(fs, f"{_dataset_dir(catalog_path, manifest.dataset)}/dataset.json", "dataset metadata")
+        require_access(json.loads(info), allow_restricted)
         return _table(fs, catalog_path, manifest, columns, status, origin)
 

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from catalog.dvc_io import IntegrityError, copy_verified
+from catalog.access import require_access
 from catalog.manifest import Manifest, sha256_bytes
 from catalog.objectstore import ObjectStore
 from catalog.layout import head_key, head_line, manifest_key, parse_head, version_dir_key
@@ -172,13 +173,17 @@ def _publish_version(cat: Catalog, store: ObjectStore, name: str, version: int, 
     return uploaded
 
 
-def push(cat: Catalog, name: str, url: "str | ObjectStore", storage_options: dict | None = None) -> SyncResult:
+def push(cat: Catalog, name: str, url: "str | ObjectStore", storage_options: dict | None = None,
+         allow_restricted: bool = False) -> SyncResult:
     """Publish the local versions of ``name`` that the shared catalog at ``url`` lacks.
+
+    A restricted dataset is refused (``RestrictedError``, nothing written) unless ``allow_restricted``.
 
     The shared history must be a prefix of the local one; otherwise
     ``ConflictError`` (pull first). Safe to rerun after a crash, and against
     concurrent publishers (see the module docstring for the protocol).
     """
+    require_access(cat.info(name), allow_restricted, "rows (to publish them)")
     store = open_store(url, storage_options, create=True)
     with cat.lock(name):  # the local head's derived files are complete once its commit returned
         local = cat.head(name)

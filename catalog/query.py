@@ -3,6 +3,14 @@
 View names replace '-' and '.' by '_': ``digits_synth`` is the head of
 ``digits-synth`` and ``digits_synth_v2`` its version 2. Views read the
 Parquet shards listed in the manifests, never other files in the folder.
+
+The connection is sandboxed: each view is an Arrow dataset over its
+version's shards, registered before DuckDB's external access is switched
+off and the configuration locked. A query therefore reads the catalog's
+own shards (through Arrow) and nothing else: ``read_csv('/etc/...')``,
+``COPY ... TO``, ``ATTACH`` and ``INSTALL`` fail. (DuckDB's
+``allowed_paths`` was not used: it lets ``COPY ... TO`` overwrite an
+allowed shard.) Restricted datasets get no views unless allowed.
 """
 
 from __future__ import annotations
@@ -11,7 +19,9 @@ import re
 
 import duckdb
 import pyarrow as pa
+import pyarrow.dataset as ds
 
+from catalog.schema import SCHEMA
 from catalog.store import Catalog, CatalogError
 
 
@@ -20,27 +30,33 @@ def view_name(dataset: str, version: int | None = None) -> str:
     return base if version is None else f"{base}_v{version}"
 
 
-def connect(cat: Catalog) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with the catalog's views defined."""
+def connect(cat: Catalog, allow_restricted: bool = False) -> duckdb.DuckDBPyConnection:
+    """A sandboxed DuckDB connection with the catalog's views defined (restricted ones only when allowed)."""
     con = duckdb.connect()
     for name in cat.names():
+        if cat.info(name).get("restricted") and not allow_restricted:
+            continue
         head = cat.head(name)
         for m in cat.versions(name):
             files = [str(cat.path(name) / s.file) for s in m.shards]
             if not files:
                 continue
-            listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-            con.execute(f"CREATE VIEW {view_name(name, m.version)} AS SELECT * FROM read_parquet([{listing}])")
+            rows = ds.dataset(files, schema=SCHEMA, format="parquet")
+            con.register(view_name(name, m.version), rows)
             if m.version == head:
-                con.execute(f"CREATE VIEW {view_name(name)} AS SELECT * FROM {view_name(name, m.version)}")
+                con.register(view_name(name), rows)
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")  # so the query cannot switch it back on
     return con
 
 
-def query(cat: Catalog, sql: str) -> pa.Table:
-    """Run SQL against the catalog's views; returns Arrow."""
-    con = connect(cat)
+def query(cat: Catalog, sql: str, allow_restricted: bool = False) -> pa.Table:
+    """Run SQL against the catalog's views; returns Arrow. No file outside the catalog can be read or written."""
+    con = connect(cat, allow_restricted)
     try:
         return con.sql(sql).to_arrow_table()
     except duckdb.Error as exc:
         views = [r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()]
-        raise CatalogError(f"query failed: {exc}\nviews: {', '.join(sorted(views)) or 'none'}") from None
+        hidden = [n for n in cat.names() if cat.info(n).get("restricted") and not allow_restricted]
+        note = f"\nrestricted (pass --allow-restricted): {', '.join(hidden)}" if hidden else ""
+        raise CatalogError(f"query failed: {exc}\nviews: {', '.join(sorted(views)) or 'none'}{note}") from None

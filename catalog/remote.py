@@ -25,6 +25,7 @@ from typing import Any, Sequence
 import pyarrow as pa
 
 from catalog.dvc_io import _SPOOL_MAX, IntegrityError, _table, copy_verified
+from catalog.access import require_access
 from catalog.layout import head_key, manifest_key, parse_head, version_dir_key
 from catalog.manifest import Manifest, sha256_bytes
 from catalog.objectstore import ObjectStore
@@ -114,10 +115,10 @@ class RemoteCatalog:
         """Every published version, oldest first."""
         return [m for _, m in self.chain(name)]
 
-    def open(self, ref: str) -> "RemoteVersion":
-        """'name' (head) or 'name@N', for reading."""
+    def open(self, ref: str, allow_restricted: bool = False) -> "RemoteVersion":
+        """'name' (head) or 'name@N', for reading (``allow_restricted`` to read a restricted one's rows)."""
         name, version = parse_ref(ref)
-        return RemoteVersion(self, self.manifest(name, version))
+        return RemoteVersion(self, self.manifest(name, version), allow_restricted)
 
 
 @dataclass
@@ -126,6 +127,7 @@ class RemoteVersion:
 
     remote: RemoteCatalog
     manifest: Manifest
+    allow_restricted: bool = False
 
     @property
     def ref(self) -> str:
@@ -134,6 +136,7 @@ class RemoteVersion:
     def table(self, columns: Sequence[str] | None = None, status: Status = "kept",
               origin: str | None = None) -> pa.Table:
         """Rows as one Arrow table, filtered exactly as ``DatasetVersion.table`` filters them."""
+        require_access(self.remote.info(self.manifest.dataset), self.allow_restricted)
         return _table(self.remote.store.files, "", self.manifest, columns, status, origin, missing=missing_error)
 
 

@@ -5,13 +5,18 @@ from __future__ import annotations
 import duckdb
 import numpy as np
 
+from catalog.access import require_access
 from catalog.store import CatalogError
 from catalog.version import DatasetVersion, embeddings_of
 
 
 def search(version: DatasetVersion, query: np.ndarray, k: int = 10, where: str | None = None,
            status: str = "kept") -> list[tuple[str, float]]:
-    """Top-``k`` (sample id, cosine) for a unit query vector, among rows matching ``where``."""
+    """Top-``k`` (sample id, cosine) for a unit query vector, among rows matching ``where``.
+
+    Search results point at rows, so a restricted version must be opened with ``allow_restricted``.
+    """
+    require_access(version.catalog.info(version.name), version.allow_restricted, "rows (search results)")
     ids, emb, _ = embeddings_of(version, status)
     if not ids:
         return []

@@ -32,7 +32,7 @@ def by_pixel_hash(cat: Catalog, sha: str) -> list[TraceMatch]:
         head = cat.head(name)
         if not head:
             continue
-        files = open_version(cat, name).files
+        files = open_version(cat, name, allow_restricted=True).files  # only matching sample ids leave
         rows = duckdb.connect().execute(
             "SELECT sample_id FROM read_parquet(?) WHERE image_sha256 = ?", [files, sha]
         ).fetchall()
@@ -57,7 +57,7 @@ def by_embedding(cat: Catalog, query: np.ndarray, model_name: str, image=None) -
     for name in cat.names():
         if not cat.head(name):
             continue
-        version = open_version(cat, name)
+        version = open_version(cat, name, allow_restricted=True)  # embeddings and pixel distances; ids leave
         ids, emb, models = embeddings_of(version, status="all")
         if not ids or models != {model_name}:
             continue

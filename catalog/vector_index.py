@@ -66,7 +66,7 @@ import numpy as np
 
 from catalog.manifest import Manifest, sha256_bytes
 from catalog.store import Catalog, CatalogError, atomic_write
-from catalog.version import DatasetVersion, embeddings_of, open_version
+from catalog.version import DatasetVersion, _read, embeddings_of, open_version
 from synthgen.dedup import VectorSet
 from synthgen.index import EXACT_LIMIT, SegmentedVectorSet, build_index, describe
 from synthgen.records import KEPT
@@ -278,7 +278,8 @@ def _kept_embeddings(version: DatasetVersion, model: str, reembed: Reembed | Non
         if reembed is None:
             raise CatalogError(f"{version.ref}: kept rows are embedded with {sorted(models) or 'no model'}, "
                                f"not {model}; cannot index them without re-embedding")
-        images = version.table(["image"])["image"].combine_chunks().field("bytes").to_pylist()
+        # re-embedded for the index only, so a restricted dataset needs no allow_restricted here
+        images = _read(version, ["image"], "kept", None)["image"].combine_chunks().field("bytes").to_pylist()
         emb = np.asarray(reembed(images), dtype=np.float32)
     return ids, emb
 

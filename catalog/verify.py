@@ -81,10 +81,13 @@ def check_parquet(source, ref, where: str, report: VerifyReport) -> None:
         report.problems.append(f"{where}: schema differs from the catalog schema")
 
 
-def _check_shard(cat: Catalog, name: str, ref, report: VerifyReport, seen: set[str]) -> None:
-    if ref.sha256 in seen:
+def _check_shard(cat: Catalog, name: str, ref, report: VerifyReport, seen: set[tuple]) -> None:
+    # Keyed by everything the manifest claims, not the hash alone: a later manifest listing a
+    # known hash under another file name, or with another row count, must be checked too.
+    key = (ref.file, ref.sha256, ref.rows)
+    if key in seen:
         return
-    seen.add(ref.sha256)
+    seen.add(key)
     path = cat.path(name) / ref.file
     report.shards_checked += 1
     if not _hash_problem(path, ref.sha256, "shard", "manifest", report):
@@ -133,7 +136,7 @@ def verify(cat: Catalog, name: str, version: int | None = None) -> VerifyReport:
     head = cat.head(name) or 0
     version = version or head
     report = VerifyReport(name, version)
-    seen: set[str] = set()
+    seen: set[tuple] = set()
     seen_segments: set[str] = set()
     previous_sha: str | None = None
 

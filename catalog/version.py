@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from catalog.access import require_access
 from catalog.manifest import Manifest
 from catalog.schema import SCHEMA
 from catalog.store import Catalog, CatalogError
@@ -59,10 +60,16 @@ def select_rows(parts: list[pa.Table], columns: Sequence[str] | None, status: St
 
 @dataclass
 class DatasetVersion:
-    """An immutable view of one version of one dataset."""
+    """An immutable view of one version of one dataset.
+
+    Rows, images and shard paths of a restricted dataset are handed out only
+    when the version was opened with ``allow_restricted=True``; otherwise
+    they raise ``RestrictedError`` (see ``catalog.access``).
+    """
 
     catalog: Catalog
     manifest: Manifest
+    allow_restricted: bool = False
 
     @property
     def name(self) -> str:
@@ -77,10 +84,17 @@ class DatasetVersion:
         return f"{self.name}@{self.version}"
 
     @property
+    def restricted(self) -> bool:
+        return bool(self.catalog.info(self.name).get("restricted"))
+
+    def _require(self, what: str) -> None:
+        require_access(self.catalog.info(self.name), self.allow_restricted, what)
+
+    @property
     def files(self) -> list[str]:
         """Absolute paths of this version's Parquet shards (for HF datasets, DuckDB, Polars)."""
-        base = self.catalog.path(self.name)
-        return [str(base / s.file) for s in self.manifest.shards]
+        self._require("shard files")
+        return _shard_paths(self)
 
     def table(
         self,
@@ -89,13 +103,14 @@ class DatasetVersion:
         origin: str | None = None,
     ) -> pa.Table:
         """Rows as one Arrow table; by default only rows with status 'kept'."""
-        cols = read_columns(columns)
-        return select_rows([pq.read_table(f, columns=cols, schema=SCHEMA) for f in self.files], columns, status, origin)
+        self._require("rows")
+        return _read(self, columns, status, origin)
 
     def images(self, sample_ids: Sequence[str]) -> dict[str, bytes]:
         """Image bytes of the given rows (any status), without reading the rest of the image column."""
         import duckdb
 
+        self._require("images")
         rows = duckdb.connect().execute(
             "SELECT sample_id, image.bytes FROM read_parquet(?) WHERE list_contains(?, sample_id)",
             [self.files, list(sample_ids)],
@@ -119,10 +134,22 @@ class DatasetVersion:
         return ShardIterableDataset(self.files, status, origin, shuffle, seed, transform)
 
 
-def open_version(catalog: Catalog, ref: str) -> DatasetVersion:
-    """Open 'name' (head) or 'name@N' for reading."""
+def _shard_paths(version: DatasetVersion) -> list[str]:
+    base = version.catalog.path(version.name)
+    return [str(base / s.file) for s in version.manifest.shards]
+
+
+def _read(version: DatasetVersion, columns: Sequence[str] | None, status: Status, origin: str | None) -> pa.Table:
+    """The rows, without the access check: only for readers that never hand them out."""
+    cols = read_columns(columns)
+    parts = [pq.read_table(f, columns=cols, schema=SCHEMA) for f in _shard_paths(version)]
+    return select_rows(parts, columns, status, origin)
+
+
+def open_version(catalog: Catalog, ref: str, allow_restricted: bool = False) -> DatasetVersion:
+    """Open 'name' (head) or 'name@N' for reading (``allow_restricted`` to read a restricted one's rows)."""
     name, version = parse_ref(ref)
-    return DatasetVersion(catalog, catalog.manifest(name, version))
+    return DatasetVersion(catalog, catalog.manifest(name, version), allow_restricted)
 
 
 def load(
@@ -131,6 +158,7 @@ def load(
     origin: Literal["synthetic", "real", "both"] = "both",
     status: Status = "kept",
     columns: Sequence[str] | None = None,
+    allow_restricted: bool = False,
 ) -> pa.Table:
     """Concatenate versions into one table, every row labelled by ``origin``.
 
@@ -139,15 +167,19 @@ def load(
     """
     refs = [refs] if isinstance(refs, str) else list(refs)
     want = None if origin == "both" else origin
-    tables = [open_version(catalog, r).table(columns, status, origin=want) for r in refs]
+    tables = [open_version(catalog, r, allow_restricted).table(columns, status, origin=want) for r in refs]
     return pa.concat_tables(tables) if tables else SCHEMA.empty_table()
 
 
 def embeddings_of(version: DatasetVersion, status: Status = "kept") -> tuple[list[str], "object", set[str]]:
-    """(sample ids, (n, d) float32 embeddings, embedding model names) of a version."""
+    """(sample ids, (n, d) float32 embeddings, embedding model names) of a version.
+
+    Allowed on a restricted dataset without ``allow_restricted``: dedup and
+    the memorisation guard compare against embeddings, they never hand rows out.
+    """
     import numpy as np
 
-    t = version.table(["sample_id", "embedding", "embedding_model"], status)
+    t = _read(version, ["sample_id", "embedding", "embedding_model"], status, None)
     ids = t["sample_id"].to_pylist()
     models = set(t["embedding_model"].drop_null().to_pylist())
     emb_col = t["embedding"].combine_chunks()

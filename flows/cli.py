@@ -210,12 +210,9 @@ def export(
     from catalog import CatalogError, open_version
     from flows.export import export_parquet, export_pngs
 
-    cat = _catalog()
-    with failing_on(CatalogError):
-        v = open_version(cat, ref)
-    if cat.info(v.name).get("restricted") and not allow_restricted:
-        _fail(f"{v.name} is restricted; pass --allow-restricted to export it")
-    n = export_parquet(v, dest, status) if dest.suffix == ".parquet" else export_pngs(v, dest, status)
+    with failing_on(CatalogError):  # a restricted dataset raises here unless allowed (catalog.access)
+        v = open_version(_catalog(), ref, allow_restricted)
+        n = export_parquet(v, dest, status) if dest.suffix == ".parquet" else export_pngs(v, dest, status)
     out.print(f"exported {n} rows of {v.ref} to {dest}")
 
 
@@ -224,14 +221,15 @@ def load(
     ref: str = typer.Argument(..., help="NAME or NAME@VERSION."),
     status: str = typer.Option("kept", help="Row status ('all' for every row)."),
     limit: int = typer.Option(5, help="Rows to show."),
+    allow_restricted: bool = typer.Option(False, help="Required to read a restricted dataset."),
 ) -> None:
     """Open a version the way training code does and show a few rows."""
     from catalog import CatalogError, open_version
 
-    with failing_on(CatalogError):
-        v = open_version(_catalog(), ref)
     cols = ["sample_id", "origin", "status", "label", "label_name", "prompt", "seed", "nn_similarity"]
-    table = v.table(cols, status)
+    with failing_on(CatalogError):
+        v = open_version(_catalog(), ref, allow_restricted)
+        table = v.table(cols, status)
     out.print(f"{v.ref}: {table.num_rows} rows ({status}); files:\n  " + "\n  ".join(v.files))
     out.print(table.slice(0, limit).to_pandas().to_string(index=False))
 
@@ -240,14 +238,17 @@ def load(
 def audit(
     target: str = typer.Argument(..., help="A sample id, or an image file to trace back."),
     embedder: str = typer.Option("embedded:digits-clip", help="CLIP model for tracing edited files."),
+    allow_restricted: bool = typer.Option(False, help="Required to show a row of a restricted dataset."),
 ) -> None:
     """Print a sample's whole lineage: provenance, versions, runs. Accepts an image file too."""
+    from catalog import CatalogError
     from catalog import audit as run_audit
 
     sample_id = target
     if Path(target).is_file():
         sample_id = _trace(Path(target), embedder)
-    records = run_audit(_catalog(), sample_id)
+    with failing_on(CatalogError):
+        records = run_audit(_catalog(), sample_id, allow_restricted)
     if not records:
         _fail(f"no sample {sample_id!r} in any committed version", code=1)
     for rec in records:

@@ -34,8 +34,13 @@ def verify(
 
         result = regenerate_sample_check(_catalog(), ref, regenerate)
         for line in result.mismatches:
-            err.print(f"[red]MISMATCH[/] {line}")
-        out.print(f"regenerated {result.checked} samples: {result.matched} identical, {len(result.mismatches)} differ")
+            err.print(f"[red]MISMATCH[/] {line}", markup=False, highlight=False)
+        for g in result.groups:
+            differing = ", ".join(f"{k} ({n})" for k, n in sorted(g.differing_fields.items())) or "nothing"
+            out.print(f"  group {g.label()}: {g.checked} regenerated, {g.matched} identical; differing: {differing}",
+                      markup=False, highlight=False)
+        out.print(f"regenerated {result.checked} samples: {result.matched} identical, {len(result.mismatches)} differ "
+                  f"({result.elapsed_s:.1f} s, {result.images_per_s:.2f} images/s)")
         ok = ok and not result.mismatches
     if not ok:
         raise typer.Exit(1)
@@ -46,7 +51,10 @@ def diff(a: str = typer.Argument(..., help="NAME@A"), b: str = typer.Argument(..
     """Rows added and removed between two versions, and how their job specs differ."""
     from catalog.diff import diff as run_diff
 
-    d = run_diff(_catalog(), a, b)
+    from catalog import CatalogError
+
+    with failing_on(CatalogError):
+        d = run_diff(_catalog(), a, b)
     out.print(f"{d.a} -> {d.b}: +{len(d.added)} rows, -{len(d.removed)} rows")
     for sid in d.removed[:20]:
         out.print(f"  - {sid}")
@@ -90,13 +98,16 @@ def mix(
 
 
 @app.command()
-def query(sql: str = typer.Argument(..., help="SQL; views: <dataset> (head) and <dataset>_v<N>, '-' -> '_'.")) -> None:
-    """Run DuckDB SQL over the catalog's Parquet."""
+def query(
+    sql: str = typer.Argument(..., help="SQL; views: <dataset> (head) and <dataset>_v<N>, '-' -> '_'."),
+    allow_restricted: bool = typer.Option(False, help="Also define views of restricted datasets."),
+) -> None:
+    """Run DuckDB SQL over the catalog's Parquet (read-only: no other files can be read or written)."""
     from catalog import CatalogError
     from catalog.query import query as run_query
 
     with failing_on(CatalogError):
-        table = run_query(_catalog(), sql)
+        table = run_query(_catalog(), sql, allow_restricted)
     drop = [c for c in ("image", "embedding") if c in table.column_names]
     out.print(table.drop(drop).to_pandas().to_string(index=False, max_colwidth=60))
     out.print(f"({table.num_rows} rows)")
@@ -166,6 +177,7 @@ def search(
     k: int = typer.Option(10, help="How many results."),
     sheet: Optional[Path] = typer.Option(None, help="Write a contact sheet PNG of the results."),
     embedder: str = typer.Option("embedded:digits-clip", help="Must be the model the rows were embedded with."),
+    allow_restricted: bool = typer.Option(False, help="Required to search a restricted dataset."),
 ) -> None:
     """Nearest samples to a text by CLIP embedding, filtered by metadata."""
     from catalog import CatalogError, open_version
@@ -174,7 +186,7 @@ def search(
     from synthgen.imaging import decode, make_grid
     from synthgen.spec import EmbedderSpec
 
-    v = open_version(_catalog(), ref)
+    v = open_version(_catalog(), ref, allow_restricted)
     emb = load_embedder(EmbedderSpec(model=embedder))
     if v.manifest.embedding_model and v.manifest.embedding_model != emb.name:
         _fail(f"{v.ref} was embedded with {v.manifest.embedding_model}, not {emb.name}; pass --embedder")

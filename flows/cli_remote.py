@@ -50,9 +50,7 @@ def push(
     from catalog.publish import push as run_push
 
     with failing_on(CatalogError):
-        if _catalog().info(name).get("restricted") and not allow_restricted:
-            _fail(f"{name} is restricted; pass --allow-restricted to publish it to shared storage")
-        r = run_push(_catalog(), name, url, _options(url, endpoint_url))
+        r = run_push(_catalog(), name, url, _options(url, endpoint_url), allow_restricted=allow_restricted)
     if r.versions:
         out.print(f"pushed {name}@{_span(r.versions)} to {r.url} ({r.objects} new objects); shared head is {r.head}")
     else:
@@ -111,16 +109,14 @@ def remote_load(
     limit: int = typer.Option(5, help="Rows to show."),
     save: Optional[Path] = typer.Option(None, "--out", help="Also write the rows to this Parquet file."),
     endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help=ENDPOINT_HELP),
-    allow_restricted: bool = typer.Option(False, help="Required to write a restricted dataset's rows out."),
+    allow_restricted: bool = typer.Option(False, help="Required to read a restricted dataset's rows."),
 ) -> None:
     """Read a published version straight from shared storage (shards hash-checked) and show a few rows."""
     from catalog import CatalogError
 
     with failing_on(CatalogError):
         remote = _remote(url, endpoint_url)
-        v = remote.open(ref)
-        if save is not None and remote.info(v.manifest.dataset).get("restricted") and not allow_restricted:
-            _fail(f"{v.manifest.dataset} is restricted; pass --allow-restricted to write its rows to {save}")
+        v = remote.open(ref, allow_restricted)
         table = v.table(status=status)
     out.print(f"{v.ref} at {url}: {table.num_rows} rows ({status}) from {len(v.manifest.shards)} shard(s)")
     cols = [c for c in ("sample_id", "origin", "status", "label", "prompt", "seed") if c in table.column_names]

@@ -48,12 +48,16 @@ def write_real_pairs(catalog: Catalog, dataset: str, version: int, files: list[s
                       is not None else 2 - (r["real_nn_similarity"] or -1)))
     top = sorted(rows, key=key)[:n]
     real_id = lambda r: r["real_pixel_nn_id"] if r["real_pixel_distance"] is not None else r["real_nn_id"]  # noqa: E731
-    real_by_id = open_version(catalog, real_ref).images([real_id(r) for r in top if real_id(r)])
+    real = open_version(catalog, real_ref)
+    # A restricted real set's images stay in the catalog: the report shows its pairs' synthetic side only.
+    real_by_id = {} if real.restricted else real.images([real_id(r) for r in top if real_id(r)])
     pairs = []
     for r in top:
         rid = real_id(r)
         if rid in real_by_id:
             pairs.append([decode(r["image"]["bytes"]), decode(real_by_id[rid])])
+        elif rid and real.restricted:
+            pairs.append([decode(r["image"]["bytes"])])
     if not pairs:
         return None
     out = catalog.version_dir(dataset, version) / "closest-real-pairs.png"

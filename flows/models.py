@@ -12,10 +12,10 @@ import threading
 from functools import lru_cache
 
 from catalog import Catalog, open_version
+from catalog.guard import pixel_guard
 from flows.settings import Paths
 from synthgen.embedder import Embedder, load_embedder
 from synthgen.generators import Generator, load_generator
-from synthgen.imaging import decode
 from synthgen.memorisation import PixelGuard
 from synthgen.runtime import set_threads
 from synthgen.spec import EmbedderSpec, GeneratorSpec, JobSpec
@@ -70,10 +70,7 @@ def prefetch_models(spec: JobSpec) -> threading.Thread:
 
 @lru_cache(maxsize=2)
 def _guard(catalog_root: str, real_ref: str, manifest_sha: str) -> PixelGuard:
-    version = open_version(Catalog(catalog_root), real_ref)
-    t = version.table(["sample_id", "image"])
-    images = [decode(b) for b in t["image"].combine_chunks().field("bytes").to_pylist()]
-    return PixelGuard(t["sample_id"].to_pylist(), images)
+    return pixel_guard(open_version(Catalog(catalog_root), real_ref))
 
 
 def get_guard(spec: JobSpec, paths: Paths) -> PixelGuard | None:

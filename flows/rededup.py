@@ -39,7 +39,7 @@ def rededup(
     threshold); rules read them from the stored evidence columns.
     """
     with cat.lock(name):
-        head = open_version(cat, name)
+        head = open_version(cat, name, allow_restricted=True)  # re-decided rows stay in the dataset
         t = head.table(["sample_id", "embedding", "embedding_model", "real_dataset", "real_threshold",
                         "pixel_threshold", "real_pixel_distance", "real_pixel_nn_id", "clip_score",
                         *evidence_columns()], status="all")

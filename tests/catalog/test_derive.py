@@ -37,7 +37,7 @@ def test_mix_at_ratio_labels_every_row_and_guards_restricted(cat):
     with pytest.raises(CatalogError, match="restricted"):
         mix(cat, "synth@1", "real@1", 0.5, "train-mix")
     m = mix(cat, "synth@1", "real@1", 0.5, "train-mix", allow_restricted=True)
-    t = open_version(cat, "train-mix").table()
+    t = open_version(cat, "train-mix", allow_restricted=True).table()
     origins = t["origin"].to_pylist()
     assert origins.count("real") == 10 and origins.count("synthetic") == 10
     assert m.prov["wasDerivedFrom"] == ["synth@1", "real@1"]

@@ -145,3 +145,24 @@ def test_shard_hash_mismatch_names_the_file():
     fs.pipe("/cat/ds/shards/abc.parquet", b"not the bytes the manifest promised")
     with pytest.raises(IntegrityError, match="shards/abc.parquet"):
         _read_shard(fs, "/cat/ds/shards/abc.parquet", "0" * 64, None)
+
+
+def test_a_restricted_dataset_at_a_revision_needs_allow_restricted(tmp_path):
+    from catalog import RestrictedError
+
+    repo = tmp_path / "project"
+    repo.mkdir()
+    sh(repo, "git", "init", "-q")
+    sh(repo, "git", "config", "user.name", "synthgen test")
+    sh(repo, "git", "config", "user.email", "test@synthgen.invalid")
+    sh(repo, "git", "config", "commit.gpgsign", "false")
+    sh(repo, DVC, "init", "-q")
+    sh(repo, DVC, "remote", "add", "-d", "local", str(tmp_path / "remote"))
+    cat = Catalog(repo / CATALOG)
+    cat.create("ds", "real", restricted=True)
+    cat.commit("ds", [cat.write_shard("ds", samples_to_table(make_samples(4, origin="real")))])
+    sh(repo, "git", "add", ".dvc", ".dvcignore")
+    snapshot(repo, "restricted ds", "r1")
+    with pytest.raises(RestrictedError, match="ds is restricted"):
+        read_version_at(str(repo), "r1", "ds")
+    assert read_version_at(str(repo), "r1", "ds", allow_restricted=True).num_rows == 4

@@ -24,6 +24,19 @@ def transforms(img: Image.Image, rng) -> list[np.ndarray]:
     return [x[..., None] for x in out]
 
 
+def plant_copies(spec, shard, paths, real: list[dict], rng) -> list[int]:
+    """Stage ``shard`` as transformed copies of randomly picked ``real`` rows; returns the picks."""
+    plan = make_plan(spec, shard.start, shard.stop)
+    picks = rng.choice(len(real), len(plan), replace=False)
+    arrays = np.stack([transforms(decode(real[i]["image"]["bytes"]), rng)[n % 4] for n, i in enumerate(picks)])
+    for sample, arr in zip(plan, arrays):  # the planted copies stand in for the generate stage
+        sample.pixels = arr
+    for stage in (Encode(), Embed(get_embedder(spec)), Guard(get_guard(spec, paths)), Score()):
+        stage(plan)
+    write_parquet_atomic(samples_to_table(plan), staging_dir(paths, spec) / f"{shard.name}.parquet")
+    return list(picks)
+
+
 def test_planted_copies_blocked_ordinary_samples_pass(demo_run):
     paths = configure(demo_run["data"])
     job = small_job(dataset="digits-guard", per_class=10, classes=tuple(range(10)))
@@ -36,16 +49,8 @@ def test_planted_copies_blocked_ordinary_samples_pass(demo_run):
         generate_shard(spec, shard, paths, runs)
     # plant: overwrite the last shard with transformed copies of real digits
     real = open_version(demo_run["catalog"], "digits-real").table(["sample_id", "image"]).to_pylist()
-    rng = np.random.default_rng(0)
     last = shards[-1]
-    plan = make_plan(spec, last.start, last.stop)
-    picks = rng.choice(len(real), len(plan), replace=False)
-    arrays = np.stack([transforms(decode(real[i]["image"]["bytes"]), rng)[n % 4] for n, i in enumerate(picks)])
-    for sample, arr in zip(plan, arrays):  # the planted copies stand in for the generate stage
-        sample.pixels = arr
-    for stage in (Encode(), Embed(get_embedder(spec)), Guard(get_guard(spec, paths)), Score()):
-        stage(plan)
-    write_parquet_atomic(samples_to_table(plan), staging_dir(paths, spec) / f"{last.name}.parquet")
+    picks = plant_copies(spec, last, paths, real, np.random.default_rng(0))
     report = dedup_and_commit(spec, shards, paths, [runs])
     rows = open_version(demo_run["catalog"], f"digits-guard@{report.version}").table(status="all").to_pylist()
     planted = rows[last.start :]

@@ -71,3 +71,40 @@ def test_wrong_model_kind_and_bad_classes_are_clear_errors(tiny_sd_dir, tmp_path
         load_generator(GeneratorSpec(), "class", [3, 12])
     with pytest.raises(GeneratorError, match="cannot read a diffusers model"):
         load_generator(GeneratorSpec(model=str(tmp_path)), "class", [0])
+
+
+def record_denoiser_batches(gen) -> list[int]:
+    """Batch sizes the real denoiser receives (a forward pre-hook on the pipeline's UNet)."""
+    sizes: list[int] = []
+    gen.pipe.unet.register_forward_pre_hook(lambda module, args: sizes.append(int(args[0].shape[0])))
+    return sizes
+
+
+@pytest.mark.parametrize("n", [1, 3, 8])
+def test_denoiser_always_receives_full_batches(n):
+    gen = load_generator(GeneratorSpec(scheduler="dpm++2m", steps=3, batch_size=8, guidance_scale=2.0), "class", [0])
+    sizes = record_denoiser_batches(gen)
+    plan = make_plan(parse_spec(small_job(per_class=3)))
+    gen.generate(plan[:n])
+    assert sizes == [16] * 3  # 8 rows, doubled for classifier-free guidance, at every one of the 3 steps
+
+
+def test_text_denoiser_always_receives_full_batches(tiny_sd_dir):
+    spec = GeneratorSpec(model=str(tiny_sd_dir), scheduler="euler", steps=2, guidance_scale=1.0,
+                         height=32, width=32, batch_size=4)
+    gen = load_generator(spec, "text")
+    sizes = record_denoiser_batches(gen)
+    job = small_job(conditioning={"prompts": ["a red cube", "a blue ball"], "classes": None})
+    gen.generate(make_plan(parse_spec(job))[:1])
+    assert sizes == [4, 4]  # no guidance: the batch itself, at both steps
+
+
+def test_negative_prompt_reaches_the_pipeline(tiny_sd_dir):
+    spec = GeneratorSpec(model=str(tiny_sd_dir), scheduler="euler", steps=2, guidance_scale=5.0,
+                         height=32, width=32, batch_size=2)
+    gen = load_generator(spec, "text")
+    base = {"prompts": ["a red cube"], "classes": None}
+    plain = make_plan(parse_spec(small_job(conditioning=base)))[:1]
+    negative = make_plan(parse_spec(small_job(conditioning={**base, "negative_prompt": "blurry"})))[:1]
+    assert plain[0].seed == negative[0].seed and negative[0].negative_prompt == "blurry"
+    assert not np.array_equal(gen.generate(plain), gen.generate(negative))  # same seed, other negative prompt
