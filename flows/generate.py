@@ -22,6 +22,7 @@ from catalog.card import write_card
 from catalog.dedup_report import dedup_report
 from catalog.version import open_version
 from flows import progress
+from flows.dead_runs import close_dead_runs, owner_tags
 from flows.settings import configure, publish_url, retry_policy, shard_pool as default_shard_pool
 from flows.steps import (
     CommitReport,
@@ -36,6 +37,7 @@ from flows.steps import (
 )
 from flows.tracking import Tracker
 from synthgen.failpoints import failpoint
+from synthgen.model_check import check_job_models
 from synthgen.plan import Shard, make_shards
 from synthgen.spec import JobSpec, parse_spec
 
@@ -100,6 +102,16 @@ def preflight(spec: JobSpec, catalog: Catalog) -> None:
         raise CatalogError(f"output.dataset: {spec.output.dataset!r} is a real dataset")
 
 
+def _close_dead_runs(tracker: Tracker, job: JobSpec, runs: RunRef, log) -> None:
+    """Mark the runs of this spec whose process was killed; bookkeeping never fails the job."""
+    try:
+        for dead in close_dead_runs(tracker, job.digest(), runs.prefect_flow_run_id):
+            log.info(f"marked the runs of a killed process failed: MLflow {dead.mlflow_run_id}, "
+                     f"Prefect {dead.prefect_flow_run_id}")
+    except Exception as exc:  # noqa: BLE001 - e.g. the Prefect API briefly unreachable
+        log.warning(f"could not mark the runs of killed processes: {type(exc).__name__}: {exc}")
+
+
 @flow(name="synthgen-generate", log_prints=True)
 def generate_dataset(spec: dict, data_dir: str | None = None, shard_pool: str | None = None) -> dict:
     """Generate, deduplicate and commit one job's images as a new dataset version.
@@ -114,6 +126,7 @@ def generate_dataset(spec: dict, data_dir: str | None = None, shard_pool: str | 
     paths = configure(data_dir)
     catalog = Catalog(paths.catalog)
     preflight(job, catalog)
+    check_job_models(job)  # config files only; deployments reach here without the CLI's checks
     shard_pool = shard_pool or default_shard_pool()
     if shard_pool:
         from flows.schedule import require_server
@@ -122,8 +135,9 @@ def generate_dataset(spec: dict, data_dir: str | None = None, shard_pool: str | 
     log = get_run_logger()
     tracker = Tracker(paths.tracking_uri, paths.artifact_root)
     runs = RunRef(prefect_flow_run_id=str(flow_run.id), mlflow_run_id=None)
-    runs.mlflow_run_id = tracker.start(job, tags={"prefect.flow_run_id": runs.prefect_flow_run_id})
+    runs.mlflow_run_id = tracker.start(job, tags={"prefect.flow_run_id": runs.prefect_flow_run_id, **owner_tags()})
     try:
+        _close_dead_runs(tracker, job, runs, log)
         shards = make_shards(job.total_images, job.output.shard_size)
         log.info(f"{job.name}: {job.total_images} images in {len(shards)} shards -> {job.output.dataset}")
         # Distributed, the workers load the generator; the embedder (for the commit) loads while they work.

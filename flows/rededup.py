@@ -31,6 +31,7 @@ def rededup(
     keep: str = "first",
 ) -> Manifest:
     """Commit a new head of ``name`` with every synthetic row decided again."""
+    cat.info(name)  # an unknown name fails here, before the lock creates its folder
     with cat.lock(name):
         head = open_version(cat, name)
         t = head.table(["sample_id", "embedding", "embedding_model", "real_dataset", "real_threshold",
