@@ -277,11 +277,15 @@ def export(
     from flows.export import export_parquet, export_pngs
 
     check_status(status)
+    to_file = dest.suffix == ".parquet"
+    if (to_file and not dest.parent.is_dir()) or (not to_file and dest.is_file()):
+        _fail(f"{dest}: " + (f"folder {dest.parent} does not exist" if to_file else "is a file; give a folder for PNGs "
+                             "or a .parquet file"))
     cat = _catalog()
     v = open_version(cat, ref)
     if cat.info(v.name).get("restricted") and not allow_restricted:
         _fail(f"{v.name} is restricted; pass --allow-restricted to export it")
-    n = export_parquet(v, dest, status) if dest.suffix == ".parquet" else export_pngs(v, dest, status)
+    n = export_parquet(v, dest, status) if to_file else export_pngs(v, dest, status)
     out.print(f"exported {n} rows of {v.ref} to {dest}")
 
 

@@ -94,8 +94,10 @@ def mix(
     from catalog import CatalogError
     from catalog.derive import mix as run_mix
 
+    cat = _catalog()
+    cat.path(name)  # a bad --name fails before any row is read
     with failing_on(CatalogError):
-        m = run_mix(_catalog(), synthetic, real, ratio, name, seed, allow_restricted)
+        m = run_mix(cat, synthetic, real, ratio, name, seed, allow_restricted)
     out.print(f"{name}@{m.version}: {m.message}")
 
 
