@@ -148,6 +148,7 @@ def check_generator(spec: GeneratorSpec, kind: str, class_ids: list[int] | None 
     for name, entry in index.items():
         if not name.startswith("_") and isinstance(entry, list) and len(entry) == 2 and entry[0] and entry[1]:
             _check_component(folder, name, str(entry[1]), field)
+    _check_pipeline_class(pipeline_class, index, field)
     model_kind = "class" if pipeline_class in CLASS_PIPELINES else "text"
     if model_kind != kind:
         if kind == "text":
@@ -160,7 +161,35 @@ def check_generator(spec: GeneratorSpec, kind: str, class_ids: list[int] | None 
     if bad:
         raise ModelCheckError(f"conditioning.classes: ids {bad} out of range; {spec.model} has {n} classes "
                               f"(ids 0..{n - 1})")
+    if kind == "text":
+        _check_size(spec, folder, index)
     return GeneratorInfo(folder, pipeline_class, model_kind, n)
+
+
+def _check_pipeline_class(pipeline_class: str, index: dict, field: str) -> None:
+    """The pipeline and its diffusers components must be classes this diffusers has."""
+    import diffusers
+
+    if pipeline_class != "ClassConditionalPipeline" and not hasattr(diffusers, pipeline_class):
+        raise ModelCheckError(f"{field}: model_index.json names pipeline {pipeline_class!r}, which diffusers "
+                              f"{diffusers.__version__} does not have")
+    for name, entry in index.items():
+        if isinstance(entry, list) and len(entry) == 2 and entry[0] == "diffusers" and entry[1]:
+            if not hasattr(diffusers, str(entry[1])):
+                raise ModelCheckError(f"{field}: component {name!r} is a {entry[1]}, which diffusers does not have")
+
+
+def _check_size(spec: GeneratorSpec, folder: Path, index: dict) -> None:
+    """Height and width must be whole latent pixels: multiples of the VAE's downscaling factor."""
+    if "vae" not in index or not (folder / "vae" / "config.json").is_file():
+        return
+    blocks = _read_json(folder / "vae" / "config.json", "generator.model").get("block_out_channels") or [0]
+    factor = 2 ** (len(blocks) - 1)
+    for name in ("height", "width"):
+        value = getattr(spec, name)
+        if value is not None and value % factor:
+            raise ModelCheckError(f"generator.{name}: {value} is not a multiple of {factor}, the VAE's "
+                                  f"downscaling factor of {spec.model}")
 
 
 def check_embedder(spec: EmbedderSpec, field: str = "embedder.model") -> Path | None:

@@ -10,6 +10,7 @@ Python start-up.
 
 from __future__ import annotations
 
+import json
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -37,6 +38,7 @@ def world(tmp_path_factory) -> dict:
     (files / "list.yaml").write_text("- a\n- b\n")
     (files / "broken.yaml").write_text("name: [unclosed\n")
     (files / "empty-folder").mkdir()
+    (files / "empty.yaml").write_text("")
     # Models: a folder with only model_index.json, one without the UNet's weights, a CLIP without weights.
     half = files / "index-only"
     half.mkdir()
@@ -45,6 +47,10 @@ def world(tmp_path_factory) -> dict:
     shutil.copytree(EMBEDDED["embedded:digits"], no_weights)
     for f in (no_weights / "unet").glob("*.safetensors"):
         f.unlink()
+    odd = files / "odd-pipeline"
+    shutil.copytree(EMBEDDED["embedded:digits"], odd)
+    index = json.loads((odd / "model_index.json").read_text())
+    (odd / "model_index.json").write_text(json.dumps({**index, "_class_name": "NoSuchPipeline"}))
     clip = files / "clip-no-weights"
     shutil.copytree(EMBEDDED["embedded:digits-clip"], clip)
     (clip / "model.safetensors").unlink()
@@ -87,6 +93,9 @@ CASES = [
     ("spec-list", ["run", "{F}/list.yaml"], ["list.yaml", "mapping"]),
     ("spec-bad-yaml", ["run", "{F}/broken.yaml"], ["broken.yaml", "not valid YAML"]),
     ("spec-is-folder", ["run", "{F}/empty-folder"], ["empty-folder", "is a folder"]),
+    ("spec-empty", ["run", "{F}/empty.yaml"], ["empty.yaml", "mapping"]),
+    ("spec-unknown-field", ["run", "@ok", "--set", "generator.stepz=3"], ["generator.stepz", "Extra inputs"]),
+    ("spec-section-as-value", ["run", "@ok", "--set", "generator=5"], ["generator"]),
     # run specs: fields and overrides
     ("spec-threshold", ["run", "@threshold"], ["dedup.threshold"]),
     ("spec-negative-class", ["run", "@negative-class"], ["conditioning.classes.0.id"]),
@@ -105,6 +114,7 @@ CASES = [
     ("gen-unknown-embedded", ["run", "@gen-embedded"], ["generator.model", "embedded:nope"]),
     ("gen-is-clip", ["run", "@gen-clip"], ["generator.model", "digits-clip", "model_index.json"]),
     ("gen-bad-scheduler", ["run", "@scheduler"], ["generator.scheduler", "FancyScheduler"]),
+    ("gen-unknown-pipeline", ["run", "@gen-odd-pipeline"], ["generator.model", "'NoSuchPipeline'"]),
     ("class-out-of-range", ["run", "@class-range"], ["conditioning.classes", "[10, 12]", "10 classes"]),
     ("prompts-to-class-model", ["run", "@prompts"], ["conditioning.prompts", "class-conditional"]),
     ("emb-missing", ["run", "@emb-missing"], ["embedder.model", "/no/such/clip"]),
@@ -189,6 +199,7 @@ JOBS = {
     "gen-embedded": {"generator.model": "embedded:nope"},
     "gen-clip": {"generator.model": "embedded:digits-clip"},
     "scheduler": {"generator.scheduler": "FancyScheduler"},
+    "gen-odd-pipeline": {"generator.model": "{F}/odd-pipeline"},
     "class-range": {"conditioning.classes": [{"id": 3, "name": "three"}, {"id": 12, "name": "x"},
                                              {"id": 10, "name": "none"}]},
     "prompts": {"conditioning.classes": None, "conditioning.prompts": ["a seven"]},
@@ -243,3 +254,11 @@ def test_debug_shows_the_traceback(world, tmp_path):
     assert "Traceback" not in quiet.stderr and quiet.returncode == 2
     for proc in (loud, by_env):
         assert proc.returncode != 0 and "Traceback" in proc.stderr and "no version 7" in proc.stderr
+
+
+def test_data_dir_that_is_a_file(world, tmp_path):
+    not_a_folder = tmp_path / "data"
+    not_a_folder.write_text("a file\n")
+    proc = synthgen(not_a_folder, "datasets")
+    assert_clean_error(proc, ["--data-dir", str(not_a_folder)])
+    assert not_a_folder.read_text() == "a file\n"

@@ -83,3 +83,17 @@ def test_uncached_hub_id_is_an_error_offline_only(monkeypatch):
         check_generator(GeneratorSpec(model="bad name!"), "text")
     monkeypatch.delenv("HF_HUB_OFFLINE")  # online, the loader downloads it: nothing to check here
     assert check_generator(GeneratorSpec(model="someorg/not-cached-model"), "text").folder is None
+
+
+def test_unknown_pipeline_classes_and_sizes_off_the_latent_grid(tiny_sd_dir, tmp_path):
+    factor = 2 ** (len(json.loads((tiny_sd_dir / "vae" / "config.json").read_text())["block_out_channels"]) - 1)
+    assert check_generator(GeneratorSpec(model=str(tiny_sd_dir), height=8 * factor, width=8 * factor), "text")
+    if factor > 1:
+        with pytest.raises(ModelCheckError, match=rf"generator.width: {8 * factor + 1} is not a multiple of {factor}"):
+            check_generator(GeneratorSpec(model=str(tiny_sd_dir), width=8 * factor + 1), "text")
+    odd = tmp_path / "odd"
+    shutil.copytree(tiny_sd_dir, odd)
+    index = json.loads((odd / "model_index.json").read_text())
+    (odd / "model_index.json").write_text(json.dumps({**index, "_class_name": "NoSuchPipeline"}))
+    with pytest.raises(ModelCheckError, match="names pipeline 'NoSuchPipeline'"):
+        check_generator(GeneratorSpec(model=str(odd)), "text")
