@@ -115,7 +115,7 @@ def ingest_folder(
         try:
             data, img = read_image_file(path)
         except ImageReadError as exc:
-            bad.append((path, str(exc)))
+            bad.append((path, str(exc)))  # "<file>: <why>"
             continue
         rel = path.relative_to(root).as_posix()
         sha = pixel_sha256(img)
@@ -153,5 +153,6 @@ def ingest_folder(
             embedding_model=embedding_model,
             message=f"ingest {len(samples)} images from {root}",
             prov={"wasGeneratedBy": {"activity": "ingest", "used": str(root.resolve())},
-                  **({"skipped": [{"file": str(p.relative_to(root)), "reason": r} for p, r in bad]} if bad else {})},
+                  **({"skipped": [{"file": str(p.relative_to(root)), "reason": r.removeprefix(f"{p}: ")}
+                                 for p, r in bad]} if bad else {})},
         )
