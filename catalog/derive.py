@@ -36,6 +36,7 @@ def select_ids(files: list[str], where: str) -> set[str]:
 
 def takedown(cat: Catalog, name: str, where: str, reason: str) -> Manifest:
     """Commit a new head without the rows matching ``where`` (all statuses)."""
+    cat.info(name)  # an unknown name fails here, before the lock creates its folder
     with cat.lock(name):
         head = open_version(cat, name, allow_restricted=True)  # rows are rewritten inside the dataset, not read out
         drop = select_ids(head.files, where)

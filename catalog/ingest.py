@@ -20,10 +20,9 @@ from PIL import Image
 from catalog.manifest import Manifest
 from catalog.schema import samples_to_table
 from catalog.store import Catalog
-from synthgen.imaging import decode, pixel_sha256
+from synthgen.imaging import ImageReadError, pixel_sha256, read_image_file
 from synthgen.records import KEPT, Sample
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 EmbedFn = Callable[[list[Image.Image]], np.ndarray]
 
 
@@ -34,12 +33,26 @@ class IngestError(ValueError):
 def class_names(root: Path) -> list[str]:
     listed = root / "classes.txt"
     if listed.is_file():
-        return [line.strip() for line in listed.read_text().splitlines() if line.strip()]
+        try:
+            names = [line.strip() for line in listed.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except UnicodeDecodeError:
+            raise IngestError(f"{listed}: not a text file (one class name per line)") from None
+        bad = [n for n in names if n in (".", "..") or "/" in n or "\\" in n]
+        if bad:
+            raise IngestError(f"{listed}: class names must be sub-folder names, not paths: {bad}")
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise IngestError(f"{listed}: class names listed twice: {dupes}")
+        return names
     return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def scan(root: Path) -> list[tuple[Path, str, int]]:
-    """(file, class name, class id) for every image, in a stable order."""
+    """(file, class name, class id) for every file in a class folder, in a stable order.
+
+    Every file counts except hidden ones (``.DS_Store``, ``.git``): one that
+    is not an image is named by ``ingest_folder`` rather than silently left out.
+    """
     if not root.is_dir():
         raise IngestError(f"{root}: not a folder")
     names = class_names(root)
@@ -52,11 +65,27 @@ def scan(root: Path) -> list[tuple[Path, str, int]]:
         if not folder.is_dir():
             raise IngestError(f"{root}/classes.txt lists {name!r} but {folder} is missing")
         for f in sorted(folder.rglob("*")):
-            if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file():
+            hidden = any(part.startswith(".") for part in f.relative_to(folder).parts)
+            if f.is_file() and not hidden:
                 found.append((f, name, ids[name]))
     if not found:
-        raise IngestError(f"{root}: no images found ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        raise IngestError(f"{root}: no images found in its class folders ({', '.join(names[:10])})")
     return found
+
+
+def check_target(catalog: Catalog, name: str) -> None:
+    """Fail unless ``name`` is a valid dataset name that is free or already a real dataset."""
+    if catalog.exists(name) and catalog.info(name)["origin"] != "real":
+        raise IngestError(f"--name {name}: dataset {name!r} holds {catalog.info(name)['origin']} data; "
+                          "ingest real images under another name")
+
+
+def _describe_bad(root: Path, bad: list[tuple[Path, str]], ok: int) -> str:
+    shown = "\n".join(f"  - {reason}" for _, reason in bad[:50])
+    more = f"\n  ... and {len(bad) - 50} more" if len(bad) > 50 else ""
+    fix = f"fix or remove them, or pass --skip-bad to ingest the other {ok}" if ok else "no file is a readable image"
+    return (f"{root}: {len(bad)} of {len(bad) + ok} files are not readable images; nothing was written:\n"
+            f"{shown}{more}\n{fix}")
 
 
 def ingest_folder(
@@ -68,16 +97,26 @@ def ingest_folder(
     restricted: bool = False,
     description: str = "",
     batch: int = 512,
+    skip_bad: bool = False,
 ) -> Manifest:
-    """Add every image under ``root`` to the real dataset ``name`` as a new version."""
+    """Add every image under ``root`` to the real dataset ``name`` as a new version.
+
+    Every file is decoded first: if any is not a readable image, nothing is
+    written and ``IngestError`` names each bad file, unless ``skip_bad``,
+    which leaves them out and lists them in the manifest's ``prov["skipped"]``.
+    """
     root = Path(root)
+    check_target(catalog, name)
     files = scan(root)  # validate before touching the catalog
-    catalog.create(name, "real", description=description, restricted=restricted)
     now = datetime.now(timezone.utc)
     samples: list[Sample] = []
-    for path, cname, cid in files:
-        data = path.read_bytes()
-        img = decode(data)
+    bad: list[tuple[Path, str]] = []
+    for path, cname, cid in files:  # every file decoded before anything is written
+        try:
+            data, img = read_image_file(path)
+        except ImageReadError as exc:
+            bad.append((path, str(exc)))  # "<file>: <why>"
+            continue
         rel = path.relative_to(root).as_posix()
         sha = pixel_sha256(img)
         samples.append(
@@ -96,12 +135,15 @@ def ingest_folder(
                 image=img if embed else None,
             )
         )
+    if bad and (not skip_bad or not samples):
+        raise IngestError(_describe_bad(root, bad, len(samples)))
     if embed is not None:
         for start in range(0, len(samples), batch):
             chunk = samples[start : start + batch]
             emb = embed([s.image for s in chunk])
             for s, e in zip(chunk, emb):
                 s.embedding, s.image = e, None
+    catalog.create(name, "real", description=description, restricted=restricted)
     with catalog.lock(name):
         shard = catalog.write_shard(name, samples_to_table(samples, embedding_model=embedding_model))
         return catalog.commit(
@@ -110,5 +152,7 @@ def ingest_folder(
             keep_parent_shards=False,
             embedding_model=embedding_model,
             message=f"ingest {len(samples)} images from {root}",
-            prov={"wasGeneratedBy": {"activity": "ingest", "used": str(root.resolve())}},
+            prov={"wasGeneratedBy": {"activity": "ingest", "used": str(root.resolve())},
+                  **({"skipped": [{"file": str(p.relative_to(root)), "reason": r.removeprefix(f"{p}: ")}
+                                 for p, r in bad]} if bad else {})},
         )

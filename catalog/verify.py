@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from catalog.id_index import ids_json_path, open_segment, read_ids_json
 from catalog.manifest import Manifest, sha256_bytes, sha256_file
 from catalog.schema import SCHEMA
-from catalog.store import Catalog
+from catalog.store import Catalog, CatalogError
 
 
 @dataclass
@@ -134,6 +134,8 @@ def verify(cat: Catalog, name: str, version: int | None = None) -> VerifyReport:
     the earlier ones); shards are checked for versions up to ``version``.
     """
     head = cat.head(name) or 0
+    if version is not None and not 1 <= version <= head:
+        raise CatalogError(f"dataset {name!r} has no version {version} (head is {head or 'none'})")
     version = version or head
     report = VerifyReport(name, version)
     seen: set[tuple] = set()

@@ -26,12 +26,15 @@ Status = Literal["kept", "all"] | str
 def parse_ref(ref: str) -> tuple[str, int | None]:
     """'name' or 'name@3' -> (name, version or None for head)."""
     name, _, ver = ref.partition("@")
-    if ver in ("", "head", "latest"):
-        return name, None
-    try:
-        return name, int(ver.lstrip("v"))
-    except ValueError:
-        raise CatalogError(f"bad dataset reference {ref!r}; use NAME or NAME@VERSION") from None
+    version: int | None = None
+    if ver not in ("", "head", "latest"):
+        try:
+            version = int(ver.lstrip("v"))
+        except ValueError:
+            version = 0
+    if not name or (version is not None and version < 1):
+        raise CatalogError(f"bad dataset reference {ref!r}; use NAME or NAME@VERSION (versions count from 1)")
+    return name, version
 
 
 def read_columns(columns: Sequence[str] | None) -> list[str] | None:

@@ -12,37 +12,64 @@ import sys
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from flows import cli_catalog, cli_quality, cli_remote, cli_schedule  # noqa: F401 - registers their commands on `app`
-from flows.cli_common import _catalog, _fail, _paths, app, err, failing_on, out
+from flows.cli_common import JSON_HELP, _catalog, _fail, _paths, app, check_status, err, out, print_json
 
 REPO = Path(__file__).resolve().parent.parent
-DEMO_SPEC = REPO / "jobs" / "digits-demo.yaml"
-DEMO_PARAMS = REPO / "params.yaml"  # DVC's params: the `demo` section tunes the demo job
+DEMO_PACKAGED = Path(__file__).resolve().parent / "demo"  # package data: the demo runs from an installed wheel
 DEMO_REAL = "digits-real"
 
 
 SET_HELP = "Override a spec field: --set generator.steps=10 (repeatable; the value is YAML)."
 PARAMS_HELP = "Merge a section of a params file over the spec, e.g. params.yaml:demo (DVC's params)."
+CHECK_HELP = "Only validate: the spec, the models' configs and the catalog references; run nothing, write nothing."
+
+
+def demo_files() -> tuple[Path, Path]:
+    """The demo's job spec and params file.
+
+    In a source checkout these are ``jobs/digits-demo.yaml`` and the root
+    ``params.yaml``, the files DVC tracks (``dvc exp run -S demo...`` edits
+    the latter). An installed package has no checkout: it uses the copies
+    shipped in ``flows/demo/``, which a test keeps equal to those two.
+    """
+    job, params = REPO / "jobs" / "digits-demo.yaml", REPO / "params.yaml"
+    if (REPO / "dvc.yaml").is_file() and job.is_file() and params.is_file():
+        return job, params
+    return DEMO_PACKAGED / "digits-demo.yaml", DEMO_PACKAGED / "params.yaml"
+
+
+def _load_job(spec_path: Path, params: str | None, assignments: list[str] | None):
+    """The validated job spec (with params and --set merged), or a clear error naming the field."""
+    from synthgen.spec import load_params, load_spec, merge_overrides, parse_assignments
+
+    overrides = merge_overrides(load_params(params) if params else {}, parse_assignments(assignments or []))
+    return load_spec(spec_path, overrides)
+
+
+def _check_job(spec, skip_real: str | None = None) -> None:
+    """Everything checkable before services start: the models' configs, then the catalog references."""
+    from catalog import Catalog
+    from flows.generate import preflight
+    from synthgen.model_check import check_job_models
+
+    check_job_models(spec)  # config files only: no weights, no Prefect, no MLflow
+    cat = Catalog(_paths().catalog)
+    if skip_real and spec.dedup.real_dataset == skip_real and not cat.exists(skip_real):
+        spec = spec.model_copy(update={"dedup": spec.dedup.model_copy(update={"real_dataset": None})})
+    preflight(spec, cat)
 
 
 def _run_job(spec_path: Path, params: str | None = None, assignments: list[str] | None = None) -> dict:
-    from catalog import CatalogError
-    from synthgen.spec import SpecError, load_params, load_spec, merge_overrides, parse_assignments
-
-    with failing_on(SpecError):
-        overrides = merge_overrides(load_params(params) if params else {}, parse_assignments(assignments or []))
-        spec = load_spec(spec_path, overrides)  # validated before anything loads or is written
+    spec = _load_job(spec_path, params, assignments)  # validated before anything loads or is written
+    _check_job(spec)
     paths = _paths()
-    from catalog import Catalog
-    from flows.generate import ShardFailed, generate_dataset, preflight
+    from flows.generate import ShardFailed, generate_dataset
     from flows.schedule import ScheduleError
-
-    with failing_on(CatalogError):
-        preflight(spec, Catalog(paths.catalog))
     from flows.models import prefetch_models
-
     from flows.tracking import warm_up
 
     prefetch_models(spec)  # loads models on the second core while Prefect's server starts
@@ -56,6 +83,11 @@ def _run_job(spec_path: Path, params: str | None = None, assignments: list[str] 
         _fail(f"{exc}\nShards finished before it are staged; rerun the same command to resume from there.")
 
 
+def _print_checked(spec) -> None:
+    out.print(f"{spec.name}: valid ({spec.total_images} images -> {spec.output.dataset}; "
+              f"generator {spec.generator.model}, embedder {spec.embedder.model}; job digest {spec.digest()[:12]})")
+
+
 def _print_summary(r: dict) -> None:
     m = r["metrics"]
     c = r["counts"]
@@ -67,7 +99,7 @@ def _print_summary(r: dict) -> None:
     t.add_row("dropped: near-duplicate", f"{c.get('dropped_duplicate', 0)}")
     t.add_row("blocked: near-copy of real data", f"{c.get('blocked_real_copy', 0)}")
     if c.get("low_quality"):
-        t.add_row("dropped: low CLIP alignment", f"{c['low_quality']}")
+        t.add_row("dropped: low quality (CLIP alignment or degenerate image)", f"{c['low_quality']}")
     t.add_row("throughput", f"{m['images_per_s']:.1f} images/s over {m['wall_s']:.1f} s (start-up {m['startup_s']:.1f} s)")
     t.add_row("dataset", f"{r['dataset']} version {r['version']}")
     folder = str(Path(r["files"][0]).parent) if r["files"] else "-"
@@ -85,8 +117,16 @@ def run(
     params: str = typer.Option(None, "--params", help=PARAMS_HELP),
     assignments: list[str] = typer.Option(None, "--set", help=SET_HELP),
     json_out: Path = typer.Option(None, "--json", help="Also write the run's result (version, counts, metrics) as JSON."),
+    check: bool = typer.Option(False, "--check", help=CHECK_HELP),
 ) -> None:
     """Run a job spec: generate, deduplicate, commit a version, log to MLflow."""
+    if check:
+        job = _load_job(spec, params, assignments)
+        _check_job(job)
+        _print_checked(job)
+        return
+    if json_out is not None and (json_out.is_dir() or not json_out.parent.is_dir()):
+        _fail(f"--json {json_out}: not a file in an existing folder")
     result = _run_job(spec, params, assignments)
     if json_out:
         import json
@@ -101,18 +141,27 @@ def ingest(
     name: str = typer.Option(..., "--name", "-n", help="Real dataset name."),
     embedder: str = typer.Option("embedded:digits-clip", help="CLIP model for the memorisation guard."),
     restricted: bool = typer.Option(False, help="Mark the dataset restricted (no export without a flag)."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Leave out files that are not readable images (counted)."),
 ) -> None:
-    """Ingest an image folder as a real dataset (class = sub-folder name)."""
-    from catalog import IngestError, ingest_folder
-    from catalog.ingest import scan
+    """Ingest an image folder as a real dataset (class = sub-folder name); every file is decoded before anything is written."""
+    from catalog import ingest_folder
+    from catalog.ingest import check_target, scan
     from synthgen.embedder import load_embedder
+    from synthgen.model_check import check_embedder
     from synthgen.spec import EmbedderSpec
 
-    with failing_on(IngestError):
-        scan(folder)  # clear error before any model loads
-    emb = load_embedder(EmbedderSpec(model=embedder))
-    m = ingest_folder(_catalog(), name, folder, emb.embed_images, emb.name, restricted=restricted)
-    out.print(f"ingested {m.rows} real images into [bold]{name}@{m.version}[/] ({emb.name})")
+    cat = _catalog()
+    check_target(cat, name)  # a bad or taken name, before any file is read
+    scan(folder)  # clear error before any model loads
+    emb_spec = EmbedderSpec(model=embedder)
+    check_embedder(emb_spec, "--embedder")
+    emb = load_embedder(emb_spec)
+    m = ingest_folder(cat, name, folder, emb.embed_images, emb.name, restricted=restricted, skip_bad=skip_bad)
+    skipped = m.prov.get("skipped", [])
+    out.print(f"ingested {m.rows} real images into [bold]{name}@{m.version}[/] ({emb.name})"
+              + (f"; skipped {len(skipped)} unreadable file(s)" if skip_bad else ""))
+    for item in skipped:
+        err.print(f"  skipped {escape(item['file'])}: {escape(item['reason'])}")
 
 
 def _start_temporary_prefect_server():
@@ -144,49 +193,66 @@ def _start_temporary_prefect_server():
 
 
 @app.command()
-def demo(assignments: list[str] = typer.Option(None, "--set", help=SET_HELP)) -> None:
-    """Ingest the bundled real digits (once) and run jobs/digits-demo.yaml with params.yaml's `demo` knobs."""
+def demo(
+    assignments: list[str] = typer.Option(None, "--set", help=SET_HELP),
+    check: bool = typer.Option(False, "--check", help=CHECK_HELP),
+) -> None:
+    """Ingest the bundled real digits (once) and run the demo job (jobs/digits-demo.yaml + params.yaml's `demo`)."""
     import tempfile
 
     from synthgen.digits import CLASS_NAMES, export_image_folder
 
+    job, params = demo_files()
+    spec = _load_job(job, f"{params}:demo", assignments)
+    _check_job(spec, skip_real=DEMO_REAL)  # the demo ingests its real digits below
+    if check:
+        _print_checked(spec)
+        return
     cat = _catalog()
     if not cat.exists(DEMO_REAL) or cat.head(DEMO_REAL) is None:
         server = _start_temporary_prefect_server()  # ~10 s, on the other core while the ingest runs
         with tempfile.TemporaryDirectory() as tmp:
             folder = export_image_folder(Path(tmp) / "digits")
             (folder / "classes.txt").write_text("\n".join(CLASS_NAMES) + "\n")
-            ingest(folder, DEMO_REAL, "embedded:digits-clip", False)
+            ingest(folder, DEMO_REAL, "embedded:digits-clip", False, False)
         server.join()
-    params = f"{DEMO_PARAMS}:demo" if DEMO_PARAMS.is_file() else None
-    _print_summary(_run_job(DEMO_SPEC, params, assignments))
+    _print_summary(_run_job(job, f"{params}:demo", assignments))
 
 
 @app.command()
-def datasets() -> None:
+def datasets(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """List datasets with origin, head version and row counts."""
     cat = _catalog()
-    t = Table(title=f"datasets in {cat.root}")
-    for col in ("name", "origin", "head", "rows", "kept", "restricted"):
-        t.add_column(col)
+    rows = []
     for name in cat.names():
         info, head = cat.info(name), cat.head(name)
         m = cat.manifest(name, head) if head else None
-        t.add_row(
-            name, info["origin"], str(head or "-"), str(m.rows if m else 0),
-            str(m.rows_by_status.get("kept", 0) if m else 0), "yes" if info.get("restricted") else "",
-        )
+        rows.append({"name": name, "origin": info["origin"], "head": head, "rows": m.rows if m else 0,
+                     "kept": m.rows_by_status.get("kept", 0) if m else 0, "restricted": bool(info.get("restricted"))})
+    if as_json:
+        return print_json({"catalog": str(cat.root), "datasets": rows})
+    t = Table(title=f"datasets in {cat.root}")
+    for col in ("name", "origin", "head", "rows", "kept", "restricted"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(r["name"], r["origin"], str(r["head"] or "-"), str(r["rows"]), str(r["kept"]),
+                  "yes" if r["restricted"] else "")
     out.print(t)
 
 
 @app.command()
-def versions(name: str = typer.Argument(..., help="Dataset name.")) -> None:
+def versions(
+    name: str = typer.Argument(..., help="Dataset name."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
     """List a dataset's versions: time, parent, rows by status, job digest, runs."""
-    from catalog import CatalogError
-
     cat = _catalog()
-    with failing_on(CatalogError):
-        ms = cat.versions(name)
+    ms = cat.versions(name)
+    if as_json:
+        return print_json({"dataset": name, "origin": cat.info(name)["origin"], "versions": [
+            {"version": m.version, "created_at": m.created_at, "parent": m.parent, "rows": m.rows,
+             "rows_by_status": m.rows_by_status, "job_digest": m.job_digest, "message": m.message,
+             "runs": [r.model_dump(mode="json") for r in m.runs]} for m in ms]})
     t = Table(title=f"{name} ({cat.info(name)['origin']})")
     for col in ("version", "created", "parent", "rows", "by status", "job digest", "MLflow runs"):
         t.add_column(col, overflow="fold")
@@ -207,12 +273,16 @@ def export(
     allow_restricted: bool = typer.Option(False, help="Required to export a restricted dataset."),
 ) -> None:
     """Export a version as one Parquet file or as PNGs with provenance inside each file."""
-    from catalog import CatalogError, open_version
+    from catalog import open_version
     from flows.export import export_parquet, export_pngs
 
-    with failing_on(CatalogError):  # a restricted dataset raises here unless allowed (catalog.access)
-        v = open_version(_catalog(), ref, allow_restricted)
-        n = export_parquet(v, dest, status) if dest.suffix == ".parquet" else export_pngs(v, dest, status)
+    check_status(status)
+    to_file = dest.suffix == ".parquet"
+    if (to_file and not dest.parent.is_dir()) or (not to_file and dest.is_file()):
+        _fail(f"{dest}: " + (f"folder {dest.parent} does not exist" if to_file else "is a file; give a folder for PNGs "
+                             "or a .parquet file"))
+    v = open_version(_catalog(), ref, allow_restricted)  # a restricted dataset raises unless allowed (catalog.access)
+    n = export_parquet(v, dest, status) if to_file else export_pngs(v, dest, status)
     out.print(f"exported {n} rows of {v.ref} to {dest}")
 
 
@@ -220,16 +290,16 @@ def export(
 def load(
     ref: str = typer.Argument(..., help="NAME or NAME@VERSION."),
     status: str = typer.Option("kept", help="Row status ('all' for every row)."),
-    limit: int = typer.Option(5, help="Rows to show."),
+    limit: int = typer.Option(5, min=0, help="Rows to show."),
     allow_restricted: bool = typer.Option(False, help="Required to read a restricted dataset."),
 ) -> None:
     """Open a version the way training code does and show a few rows."""
-    from catalog import CatalogError, open_version
+    from catalog import open_version
 
+    check_status(status)
     cols = ["sample_id", "origin", "status", "label", "label_name", "prompt", "seed", "nn_similarity"]
-    with failing_on(CatalogError):
-        v = open_version(_catalog(), ref, allow_restricted)
-        table = v.table(cols, status)
+    v = open_version(_catalog(), ref, allow_restricted)
+    table = v.table(cols, status)
     out.print(f"{v.ref}: {table.num_rows} rows ({status}); files:\n  " + "\n  ".join(v.files))
     out.print(table.slice(0, limit).to_pandas().to_string(index=False))
 
@@ -239,57 +309,67 @@ def audit(
     target: str = typer.Argument(..., help="A sample id, or an image file to trace back."),
     embedder: str = typer.Option("embedded:digits-clip", help="CLIP model for tracing edited files."),
     allow_restricted: bool = typer.Option(False, help="Required to show a row of a restricted dataset."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Print a sample's whole lineage: provenance, versions, runs. Accepts an image file too."""
-    from catalog import CatalogError
     from catalog import audit as run_audit
 
     sample_id = target
     if Path(target).is_file():
-        sample_id = _trace(Path(target), embedder)
-    with failing_on(CatalogError):
-        records = run_audit(_catalog(), sample_id, allow_restricted)
+        sample_id = _trace(Path(target), embedder, quiet=as_json)
+    records = run_audit(_catalog(), sample_id, allow_restricted)
     if not records:
-        _fail(f"no sample {sample_id!r} in any committed version", code=1)
+        _fail(f"no sample {sample_id!r} in any committed version (give a sample id or an image file)", code=1)
+    if as_json:
+        return print_json({"sample_id": sample_id, "records": [
+            {"dataset": rec.dataset, "versions": rec.versions, "shard": rec.shard,
+             "row": {k: v for k, v in rec.row.items() if k not in ("image", "embedding")}} for rec in records]})
     for rec in records:
         t = Table(title=f"sample {sample_id} in {rec.dataset} (versions {', '.join(map(str, rec.versions))})")
         t.add_column("field")
         t.add_column("value", overflow="fold")
         for k, v in rec.row.items():
             if v is not None:
-                t.add_row(k, str(v))
+                t.add_row(k, escape(str(v)))
         t.add_row("shard", rec.shard)
         out.print(t)
 
 
-def _trace(path: Path, embedder: str) -> str:
-    """Find the sample an image file came from; print how it was matched."""
+def _trace(path: Path, embedder: str, quiet: bool = False) -> str:
+    """Find the sample an image file came from; print how it was matched (to stderr when ``quiet``)."""
     from catalog.trace import by_embedding, by_pixel_hash
     from synthgen.embedder import load_embedder
-    from synthgen.imaging import decode, pixel_sha256, png_text
+    from synthgen.imaging import ImageReadError, pixel_sha256, png_text, read_image_file
+    from synthgen.model_check import check_embedder
     from synthgen.spec import EmbedderSpec
 
-    img = decode(path.read_bytes())
+    try:
+        _, img = read_image_file(path)
+    except ImageReadError as exc:
+        raise ImageReadError(f"{exc}; audit takes a sample id or an image file") from None
+    say = (err if quiet else out).print  # --json keeps stdout for the JSON document
     meta = png_text(img)
     cat = _catalog()
     exact = by_pixel_hash(cat, pixel_sha256(img))
     if meta.get("sample_id") and (not exact or exact[0].sample_id == meta["sample_id"]):
         verified = "pixels match the catalog" if exact else "pixels do NOT match the catalog row"
-        out.print(f"{path}: provenance chunk names sample {meta['sample_id']} ({verified})")
+        say(f"{path}: provenance chunk names sample {meta['sample_id']} ({verified})")
         return meta["sample_id"]
     if exact:
-        out.print(f"{path}: exact pixel match (sha256) -> {exact[0].sample_id} in {exact[0].dataset}")
+        say(f"{path}: exact pixel match (sha256) -> {exact[0].sample_id} in {exact[0].dataset}")
         return exact[0].sample_id
-    emb = load_embedder(EmbedderSpec(model=embedder))
+    emb_spec = EmbedderSpec(model=embedder)
+    check_embedder(emb_spec, "--embedder")
+    emb = load_embedder(emb_spec)
     match = by_embedding(cat, emb.embed_images([img])[0], emb.name, image=img)
     if match is None:
         _fail(f"{path}: no exact match and no dataset embedded with {emb.name}", code=1)
     margin = f", {match.margin:.3f} closer than the runner-up" if match.margin is not None else ""
-    out.print(f"{path}: no exact match; closest by CLIP then pixels is {match.sample_id} in {match.dataset} "
+    say(f"{path}: no exact match; closest by CLIP then pixels is {match.sample_id} in {match.dataset} "
               f"(cosine {match.similarity:.4f}; pixel distance {match.pixel_distance:.3f}{margin}; "
               f"confidence {match.confidence})")
     if match.same_pixels:
-        out.print(f"  rows with the same pixels: {', '.join(match.same_pixels)}")
+        say(f"  rows with the same pixels: {', '.join(match.same_pixels)}")
     return match.sample_id
 
 

@@ -6,15 +6,17 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from flows.cli_common import _catalog, _fail, app, err, failing_on, out
+from flows.cli_common import JSON_HELP, _catalog, _fail, app, check_options, err, failing_on, out, print_json
 
 
 @app.command()
 def verify(
     ref: str = typer.Argument(..., help="NAME or NAME@VERSION."),
-    regenerate: int = typer.Option(0, help="Also regenerate N synthetic samples and compare pixel hashes."),
+    regenerate: int = typer.Option(0, min=0, help="Also regenerate N synthetic samples and compare pixel hashes."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Check integrity: shard hashes, row counts, schema, manifest hash chain (exit 1 on any problem)."""
     from catalog import parse_ref
@@ -22,26 +24,39 @@ def verify(
 
     name, version = parse_ref(ref)
     report = run_verify(_catalog(), name, version)
-    for problem in report.problems:
-        err.print(f"[red]FAIL[/] {problem}")
-    out.print(
-        f"{name}@{report.version}: {report.manifests_checked} manifests, {report.shards_checked} shards checked; "
-        f"head manifest sha256 {report.head_sha256}; " + ("[green]OK[/]" if report.ok else "[red]CORRUPT[/]")
-    )
+    result = {"dataset": name, "version": report.version, "ok": report.ok, "problems": report.problems,
+              "manifests_checked": report.manifests_checked, "shards_checked": report.shards_checked,
+              "head_sha256": report.head_sha256}
+    if not as_json:
+        for problem in report.problems:
+            err.print(f"[red]FAIL[/] {escape(problem)}")
+        out.print(
+            f"{name}@{report.version}: {report.manifests_checked} manifests, {report.shards_checked} shards checked; "
+            f"head manifest sha256 {report.head_sha256}; " + ("[green]OK[/]" if report.ok else "[red]CORRUPT[/]")
+        )
     ok = report.ok
     if regenerate:
         from flows.regenerate import regenerate_sample_check
 
-        result = regenerate_sample_check(_catalog(), ref, regenerate)
-        for line in result.mismatches:
-            err.print(f"[red]MISMATCH[/] {line}", markup=False, highlight=False)
-        for g in result.groups:
-            differing = ", ".join(f"{k} ({n})" for k, n in sorted(g.differing_fields.items())) or "nothing"
-            out.print(f"  group {g.label()}: {g.checked} regenerated, {g.matched} identical; differing: {differing}",
-                      markup=False, highlight=False)
-        out.print(f"regenerated {result.checked} samples: {result.matched} identical, {len(result.mismatches)} differ "
-                  f"({result.elapsed_s:.1f} s, {result.images_per_s:.2f} images/s)")
-        ok = ok and not result.mismatches
+        regen = regenerate_sample_check(_catalog(), ref, regenerate)
+        result["regenerated"] = {
+            "checked": regen.checked, "matched": regen.matched, "mismatches": regen.mismatches,
+            "elapsed_s": regen.elapsed_s, "images_per_s": regen.images_per_s,
+            "groups": [{"settings": g.label(), "checked": g.checked, "matched": g.matched,
+                        "differing_fields": g.differing_fields} for g in regen.groups],
+        }
+        if not as_json:
+            for line in regen.mismatches:
+                err.print(f"[red]MISMATCH[/] {escape(line)}")
+            for g in regen.groups:
+                differing = ", ".join(f"{k} ({n})" for k, n in sorted(g.differing_fields.items())) or "nothing"
+                out.print(f"  group {g.label()}: {g.checked} regenerated, {g.matched} identical; differing: {differing}",
+                          markup=False, highlight=False)
+            out.print(f"regenerated {regen.checked} samples: {regen.matched} identical, {len(regen.mismatches)} differ "
+                      f"({regen.elapsed_s:.1f} s, {regen.images_per_s:.2f} images/s)")
+        ok = ok and not regen.mismatches
+    if as_json:
+        print_json(result | {"ok": ok})
     if not ok:
         raise typer.Exit(1)
 
@@ -92,8 +107,10 @@ def mix(
     from catalog import CatalogError
     from catalog.derive import mix as run_mix
 
+    cat = _catalog()
+    cat.path(name)  # a bad --name fails before any row is read
     with failing_on(CatalogError):
-        m = run_mix(_catalog(), synthetic, real, ratio, name, seed, allow_restricted)
+        m = run_mix(cat, synthetic, real, ratio, name, seed, allow_restricted)
     out.print(f"{name}@{m.version}: {m.message}")
 
 
@@ -109,7 +126,8 @@ def query(
     with failing_on(CatalogError):
         table = run_query(_catalog(), sql, allow_restricted)
     drop = [c for c in ("image", "embedding") if c in table.column_names]
-    out.print(table.drop(drop).to_pandas().to_string(index=False, max_colwidth=60))
+    width = 60 if out.is_terminal else None  # a pipe or file gets whole values
+    out.print(table.drop(drop).to_pandas().to_string(index=False, max_colwidth=width), markup=False, highlight=False)
     out.print(f"({table.num_rows} rows)")
 
 
@@ -154,7 +172,7 @@ def dedup_report_cmd(
 @app.command("rededup")
 def rededup_cmd(
     name: str = typer.Argument(..., help="Synthetic dataset name (its head is re-decided)."),
-    threshold: float = typer.Option(..., help="New near-duplicate cosine threshold."),
+    threshold: float = typer.Option(..., help="New near-duplicate cosine threshold (0 < t <= 1)."),
     real_threshold: Optional[float] = typer.Option(None, help="New CLIP threshold against real data."),
     pixel_threshold: Optional[float] = typer.Option(None, help="New pixel-distance threshold against real data."),
     min_clip_score: Optional[float] = typer.Option(None, help="Mark rows below this alignment low_quality."),
@@ -163,7 +181,10 @@ def rededup_cmd(
     """Re-deduplicate a version at new thresholds from stored evidence (a new derived version)."""
     from catalog import CatalogError
     from flows.rededup import rededup
+    from synthgen.spec import DedupSpec
 
+    check_options(DedupSpec, {"threshold": threshold, "real_threshold": real_threshold,
+                              "pixel_threshold": pixel_threshold, "min_clip_score": min_clip_score, "keep": keep})
     with failing_on(CatalogError):
         m = rededup(_catalog(), name, threshold, real_threshold, pixel_threshold, min_clip_score, keep)
     out.print(f"{name}@{m.version}: {m.message}")
@@ -174,7 +195,7 @@ def search(
     ref: str = typer.Argument(..., help="NAME or NAME@VERSION."),
     text: str = typer.Argument(..., help="What to look for, e.g. 'a seven with a crossbar'."),
     where: Optional[str] = typer.Option(None, help="SQL filter on the rows, e.g. 'label = 7'."),
-    k: int = typer.Option(10, help="How many results."),
+    k: int = typer.Option(10, min=1, help="How many results."),
     sheet: Optional[Path] = typer.Option(None, help="Write a contact sheet PNG of the results."),
     embedder: str = typer.Option("embedded:digits-clip", help="Must be the model the rows were embedded with."),
     allow_restricted: bool = typer.Option(False, help="Required to search a restricted dataset."),
@@ -184,10 +205,13 @@ def search(
     from catalog.search import search as run_search
     from synthgen.embedder import load_embedder
     from synthgen.imaging import decode, make_grid
+    from synthgen.model_check import check_embedder
     from synthgen.spec import EmbedderSpec
 
     v = open_version(_catalog(), ref, allow_restricted)
-    emb = load_embedder(EmbedderSpec(model=embedder))
+    emb_spec = EmbedderSpec(model=embedder)
+    check_embedder(emb_spec, "--embedder")
+    emb = load_embedder(emb_spec)
     if v.manifest.embedding_model and v.manifest.embedding_model != emb.name:
         _fail(f"{v.ref} was embedded with {v.manifest.embedding_model}, not {emb.name}; pass --embedder")
     with failing_on(CatalogError):

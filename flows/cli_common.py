@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from typing import Iterator, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
+from flows.cli_errors import DEBUG_ENV, SynthgenGroup
 from flows.settings import DATA_ENV, Paths, configure
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Synthetic image datasets with provenance.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Synthetic image datasets with provenance.",
+                  cls=SynthgenGroup, pretty_exceptions_show_locals=False)
 out = Console()
 err = Console(stderr=True)
+# Output that is not a terminal (a pipe, a file, a test) is read by tools: never wrap or fold it.
+NO_WRAP_WIDTH = 100_000
+JSON_HELP = "Print the result as one JSON document on stdout (for scripts)."
 
 
 class _State:
@@ -20,11 +27,15 @@ class _State:
 
 
 def _paths() -> Paths:
-    return configure(_State.data_dir)
+    try:
+        return configure(_State.data_dir)
+    except OSError as exc:  # a file, or a folder we may not write
+        _fail(f"--data-dir {exc.filename or _State.data_dir}: cannot hold the data folder ({exc.strerror or exc}); "
+              f"give a writable folder (or set ${DATA_ENV})")
 
 
 def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}")
+    err.print(f"[bold red]error:[/] {escape(message)}")
     raise typer.Exit(code)
 
 
@@ -37,16 +48,62 @@ def failing_on(*errors: type[Exception]) -> Iterator[None]:
         _fail(str(exc))
 
 
+def _unwrapped_when_piped() -> None:
+    for console in (out, err):
+        if not console.is_terminal:
+            console.soft_wrap = True
+            console.width = NO_WRAP_WIDTH
+
+
 @app.callback()
 def main(
     data_dir: Optional[str] = typer.Option(
         None, "--data-dir", "-d", envvar=DATA_ENV, help="All state lives here (default ./synthgen-data)."
     ),
+    debug: bool = typer.Option(False, "--debug", help=f"Show tracebacks of expected errors too (or ${DEBUG_ENV}=1)."),
 ) -> None:
     _State.data_dir = data_dir
+    if debug:
+        os.environ[DEBUG_ENV] = "1"
+    _unwrapped_when_piped()
 
 
 def _catalog():
     from catalog import Catalog
 
     return Catalog(_paths().catalog)
+
+
+def print_json(data) -> None:
+    """Write ``data`` to stdout as one JSON document (no markup, no wrapping): for ``--json`` flags."""
+    import json
+    import sys
+
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def check_status(status: str) -> str:
+    """A ``--status`` value: 'all' or one of the row statuses; anything else is named with the choices."""
+    from synthgen.records import STATUSES
+
+    if status != "all" and status not in STATUSES:
+        _fail(f"--status {status!r}: use 'all' or one of {', '.join(STATUSES)}")
+    return status
+
+
+def check_options(model: type, options: dict[str, object]) -> None:
+    """Validate CLI options against the pydantic model whose fields they set (same bounds as a job spec).
+
+    ``options`` maps each model field to its value (None: not given); a bad
+    value is reported as the option (``--real-threshold``), with the bound.
+    """
+    from pydantic import ValidationError
+
+    given = {k: v for k, v in options.items() if v is not None}
+    try:
+        model.model_validate(given)
+    except ValidationError as exc:
+        problems = [f"--{str(e['loc'][0]).replace('_', '-')} {given.get(str(e['loc'][0]))!r}: {e['msg']}"
+                    for e in exc.errors() if e["loc"]]
+        _fail("; ".join(problems) or str(exc))

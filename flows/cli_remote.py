@@ -7,31 +7,62 @@ protocol that makes a push atomic is described in ``catalog.publish``.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Optional
+from urllib.parse import urlparse
 
 import typer
 from rich.table import Table
 
-from flows.cli_common import _catalog, _fail, app, err, failing_on, out
+from flows.cli_common import _catalog, _fail, app, check_status, err, failing_on, out
 
 URL_HELP = "Shared catalog: s3://BUCKET/PREFIX or a path."
 ENDPOINT_HELP = "S3-compatible endpoint, e.g. http://127.0.0.1:9000 (default: $AWS_ENDPOINT_URL, else AWS)."
 
 
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")  # S3's bucket naming rules
+
+
+def check_url(url: str) -> str:
+    """A shared catalog URL: ``s3://BUCKET[/PREFIX]`` or a folder path; anything else is a clear error."""
+    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*):", url or "")
+    if not url or not url.strip():
+        _fail("the shared catalog URL is empty; use s3://BUCKET/PREFIX or a folder path")
+    if scheme and not (len(scheme.group(1)) == 1 and url[1:3] in (":\\", ":/")):  # not a Windows drive
+        if scheme.group(1).lower() == "file" and url.startswith("file://"):
+            url = url[len("file://"):]
+        elif scheme.group(1).lower() != "s3" or not url.startswith("s3://"):
+            _fail(f"{url}: unsupported URL; use s3://BUCKET/PREFIX or a folder path (publishing needs "
+                  "S3's conditional writes)")
+        else:
+            bucket = url[len("s3://"):].split("/", 1)[0]
+            if not _BUCKET.match(bucket):
+                _fail(f"{url}: {bucket!r} is not an S3 bucket name (3-63 lowercase letters, digits, '.', '-'); "
+                      "use s3://BUCKET/PREFIX")
+            return url
+    if Path(url).expanduser().is_file():
+        _fail(f"{url} is a file; a shared catalog is a folder (or s3://BUCKET/PREFIX)")
+    return url
+
+
 def _options(url: str, endpoint: str | None) -> dict | None:
     """Storage options for ``url``: the endpoint, for s3:// URLs only."""
+    check_url(url)
     if not endpoint:
         return None
     if not url.startswith("s3://"):
         _fail(f"--endpoint-url applies to s3:// URLs, not {url}")
+    parsed = urlparse(endpoint)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        _fail(f"--endpoint-url {endpoint!r}: expected http(s)://HOST[:PORT]")
     return {"endpoint_url": endpoint}
 
 
 def _remote(url: str, endpoint: str | None):
     from catalog.remote import RemoteCatalog
 
-    return RemoteCatalog(url, _options(url, endpoint))
+    return RemoteCatalog(check_url(url), _options(url, endpoint))
 
 
 def _span(versions: list[int]) -> str:
@@ -106,7 +137,7 @@ def remote_load(
     url: str = typer.Argument(..., help=URL_HELP),
     ref: str = typer.Argument(..., help="NAME or NAME@VERSION."),
     status: str = typer.Option("kept", help="Row status ('all' for every row)."),
-    limit: int = typer.Option(5, help="Rows to show."),
+    limit: int = typer.Option(5, min=0, help="Rows to show."),
     save: Optional[Path] = typer.Option(None, "--out", help="Also write the rows to this Parquet file."),
     endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help=ENDPOINT_HELP),
     allow_restricted: bool = typer.Option(False, help="Required to read a restricted dataset's rows."),
@@ -114,6 +145,7 @@ def remote_load(
     """Read a published version straight from shared storage (shards hash-checked) and show a few rows."""
     from catalog import CatalogError
 
+    check_status(status)
     with failing_on(CatalogError):
         remote = _remote(url, endpoint_url)
         v = remote.open(ref, allow_restricted)

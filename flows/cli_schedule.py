@@ -8,28 +8,41 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from flows.cli_common import _paths, app, failing_on, out
+from flows.cli_common import JSON_HELP, _fail, _paths, app, failing_on, out, print_json
 
 
 @app.command()
-def status(limit: int = typer.Option(10, help="How many recent runs.")) -> None:
-    """Recent and running jobs: MLflow run, state, dataset version, counts."""
+def status(
+    limit: int = typer.Option(10, min=1, help="How many recent runs."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Recent and running jobs: MLflow run, state, dataset version, counts; runs whose process died say so."""
     from datetime import datetime
 
-    from flows.tracking import EXPERIMENT, Tracker
+    from flows.tracking import EXPERIMENT, NOTE_TAG, Tracker
 
     paths = _paths()
     tracker = Tracker(paths.tracking_uri, paths.artifact_root)
     runs = tracker.client.search_runs([tracker.experiment_id], max_results=limit, order_by=["attributes.start_time DESC"])
-    t = Table(title=f"recent jobs ({EXPERIMENT} experiment, {paths.tracking_uri})")
-    for col in ("started", "job", "state", "dataset", "generated", "kept", "seconds", "MLflow run", "Prefect flow run"):
-        t.add_column(col, overflow="fold")
+    rows = []
     for r in runs:
         m, tags = r.data.metrics, r.data.tags
-        started = datetime.fromtimestamp(r.info.start_time / 1000).strftime("%Y-%m-%d %H:%M:%S")
-        t.add_row(started, r.info.run_name or "-", r.info.status, tags.get("synthgen.dataset", "-"),
-                  f"{m.get('generated', 0):.0f}", f"{m.get('kept', 0):.0f}", f"{m.get('wall_s', 0):.1f}",
-                  r.info.run_id, tags.get("prefect.flow_run_id", "-"))
+        rows.append({
+            "started": datetime.fromtimestamp(r.info.start_time / 1000).strftime("%Y-%m-%d %H:%M:%S"),
+            "job": r.info.run_name, "state": r.info.status, "dataset": tags.get("synthgen.dataset"),
+            "generated": int(m.get("generated", 0)), "kept": int(m.get("kept", 0)), "seconds": m.get("wall_s"),
+            "mlflow_run_id": r.info.run_id, "prefect_flow_run_id": tags.get("prefect.flow_run_id"),
+            "note": tags.get(NOTE_TAG),
+        })
+    if as_json:
+        return print_json({"tracking_uri": paths.tracking_uri, "experiment": EXPERIMENT, "runs": rows})
+    t = Table(title=f"recent jobs ({EXPERIMENT} experiment, {paths.tracking_uri})")
+    for col in ("started", "job", "state", "dataset", "generated", "kept", "seconds", "MLflow run", "Prefect flow run",
+                "note"):
+        t.add_column(col, overflow="fold")
+    for r in rows:
+        t.add_row(r["started"], r["job"] or "-", r["state"], r["dataset"] or "-", str(r["generated"]), str(r["kept"]),
+                  f"{r['seconds'] or 0:.1f}", r["mlflow_run_id"], r["prefect_flow_run_id"] or "-", r["note"] or "")
     out.print(t)
 
 
@@ -44,15 +57,29 @@ def schedule_cmd(
 ) -> None:
     """Register a job as a Prefect deployment with a cron schedule (needs `prefect server start`)."""
     from flows.schedule import ScheduleError, schedule
+    from synthgen.model_check import check_job_models
     from synthgen.spec import SpecError, load_spec
 
+    if cron is not None:
+        _check_cron(cron)
     with failing_on(SpecError, ScheduleError):
         job = load_spec(spec)
+        check_job_models(job)  # from config files, before Prefect is asked anything
         dep = schedule(job, str(_paths().root), cron, pool, name, shard_pool=shards_on)
     out.print(f"scheduled {name or job.name} (deployment {dep}) on pool {pool!r}" + (f", cron {cron!r}" if cron else ""))
     out.print(f"start a worker where it should run:  prefect worker start --pool {pool}")
     if shards_on:
         out.print(f"and one per GPU machine:  SYNTHGEN_GPUS=0 prefect worker start --pool {shards_on} --limit 1")
+
+
+def _check_cron(cron: str) -> None:
+    from prefect.client.schemas.schedules import CronSchedule
+    from pydantic import ValidationError
+
+    try:
+        CronSchedule(cron=cron)
+    except ValidationError:
+        _fail(f"--cron {cron!r}: not a cron expression; use five fields, e.g. '0 2 * * *' (02:00 daily)")
 
 
 @app.command()

@@ -19,6 +19,7 @@ from prefect.runtime import flow_run
 from catalog import Catalog, RunRef
 from flows import progress
 from flows.commit import CommitReport
+from flows.dead_runs import close_dead_runs, owner_tags
 from flows.distributed import run_on_workers
 from flows.models import get_embedder
 from flows.reports import REPORTS, Finished, summary_metrics
@@ -28,6 +29,7 @@ from flows.shard import ShardReport
 from flows.tasks import ShardFailed, commit_task, load_models_task, publish_task, shard_task_with_policy
 from flows.tracking import Tracker
 from synthgen.failpoints import failpoint
+from synthgen.model_check import check_job_models
 from synthgen.plan import Shard, make_shards
 from synthgen.spec import JobSpec, parse_spec
 
@@ -35,7 +37,7 @@ __all__ = ["ShardFailed", "generate_dataset", "preflight"]
 
 
 def preflight(spec: JobSpec, catalog: Catalog) -> None:
-    """Check catalog references before any model loads (a bad name costs nothing)."""
+    """Check catalog references and the models' config files before any model loads (a bad name costs nothing)."""
     from catalog import CatalogError
 
     if spec.dedup.real_dataset:
@@ -46,6 +48,18 @@ def preflight(spec: JobSpec, catalog: Catalog) -> None:
             raise CatalogError(f"dedup.real_dataset: {spec.dedup.real_dataset!r} has no versions yet")
     if catalog.exists(spec.output.dataset) and catalog.info(spec.output.dataset)["origin"] != "synthetic":
         raise CatalogError(f"output.dataset: {spec.output.dataset!r} is a real dataset")
+    check_job_models(spec)  # config files only; deployments reach the flow without the CLI's checks
+
+
+def _close_dead_runs(tracker: Tracker, job: JobSpec, runs: RunRef) -> None:
+    """Mark the runs of this spec whose process was killed; bookkeeping never fails the job."""
+    log = get_run_logger()
+    try:
+        for dead in close_dead_runs(tracker, job.digest(), runs.prefect_flow_run_id):
+            log.info(f"marked the runs of a killed process failed: MLflow {dead.mlflow_run_id}, "
+                     f"Prefect {dead.prefect_flow_run_id}")
+    except Exception as exc:  # noqa: BLE001 - e.g. the Prefect API briefly unreachable
+        log.warning(f"could not mark the runs of killed processes: {type(exc).__name__}: {exc}")
 
 
 @flow(name="synthgen-generate", log_prints=True)
@@ -68,8 +82,9 @@ def generate_dataset(spec: dict, data_dir: str | None = None, shard_pool: str | 
         require_server()  # workers cannot reach the temporary server of a plain run
     tracker = Tracker(paths.tracking_uri, paths.artifact_root)
     runs = RunRef(prefect_flow_run_id=str(flow_run.id), mlflow_run_id=None)
-    runs.mlflow_run_id = tracker.start(job, tags={"prefect.flow_run_id": runs.prefect_flow_run_id})
+    runs.mlflow_run_id = tracker.start(job, tags={"prefect.flow_run_id": runs.prefect_flow_run_id, **owner_tags()})
     try:
+        _close_dead_runs(tracker, job, runs)
         shards = make_shards(job.total_images, job.output.shard_size)
         # Distributed, the workers load the generator; the embedder (for the commit) loads while they work.
         models, startup_s = (None if shard_pool else load_models_task(job)), time.perf_counter() - t0

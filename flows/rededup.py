@@ -38,6 +38,7 @@ def rededup(
     ``rule_fields``: other ``DedupSpec`` fields of the rules (e.g. a rule's own
     threshold); rules read them from the stored evidence columns.
     """
+    cat.info(name)  # an unknown name fails here, before the lock creates its folder
     with cat.lock(name):
         head = open_version(cat, name, allow_restricted=True)  # re-decided rows stay in the dataset
         t = head.table(["sample_id", "embedding", "embedding_model", "real_dataset", "real_threshold",

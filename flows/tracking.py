@@ -14,6 +14,7 @@ from pathlib import Path
 from synthgen.spec import JobSpec
 
 EXPERIMENT = "synthgen"
+NOTE_TAG = "synthgen.note"  # why a run ended as it did, e.g. "process died; resumed by ..."
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from pathlib import Path
 from typing import Iterable, Mapping
 
 import numpy as np
@@ -49,6 +50,24 @@ def decode(data: bytes) -> Image.Image:
     img = Image.open(io.BytesIO(data))
     img.load()
     return img
+
+
+class ImageReadError(ValueError):
+    """A file that cannot be decoded as an image; the message names the file and why."""
+
+
+def read_image_file(path: Path) -> tuple[bytes, Image.Image]:
+    """A file's bytes and its fully decoded image; ``ImageReadError`` naming the file if it is not one."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ImageReadError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
+    try:
+        return data, decode(data)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        # PIL names a BytesIO, not the file, and says "cannot identify image file" for any non-image.
+        reason = "not an image PIL can decode" if isinstance(exc, Image.UnidentifiedImageError) else str(exc)
+        raise ImageReadError(f"{path}: {reason}") from None
 
 
 def png_text(img: Image.Image) -> dict[str, str]:

@@ -25,6 +25,7 @@ DUPLICATE = "dropped_duplicate"  # near-duplicate of a kept synthetic sample
 REAL_COPY = "blocked_real_copy"  # near-copy of a real sample (memorisation guard)
 LOW_QUALITY = "low_quality"  # failed a quality rule (e.g. CLIP alignment below the spec's minimum)
 PENDING = "pending"  # generated, not yet deduplicated (staging only)
+STATUSES = (KEPT, DUPLICATE, REAL_COPY, LOW_QUALITY)  # what a committed row can be (the CLI's --status)
 
 # Where a nearest neighbour was found.
 NN_RUN = "run"  # an earlier kept sample of this run (plan order)

@@ -220,10 +220,17 @@ def load_spec(path: str | Path, overrides: dict | None = None) -> JobSpec:
 
 
 def _read_yaml_mapping(path: Path, what: str) -> dict:
+    kind = what.removeprefix("a ")
+    if path.is_dir():
+        raise SpecError(f"{path}: is a folder; give {what} (a YAML file)")
     if not path.is_file():
-        raise SpecError(f"{path}: no such {what.removeprefix('a ')} file")
+        raise SpecError(f"{path}: no such {kind}")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise SpecError(f"{path}: not a text file; {what} is YAML text") from None
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):

@@ -19,6 +19,17 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ["COLUMNS"] = "200"  # rich wraps CLI output at the terminal width
 
+# Prefect's console log handler binds to whatever sys.stderr is when its logging is first set up.
+# If that happens inside a Typer CliRunner call, it is the runner's temporary stream, closed right
+# after, and every later Prefect log line fails (a RecursionError in test_cli.py run alone). Set
+# Prefect's logging up now, on pytest's session-long stream, in a throwaway home of its own.
+import tempfile  # noqa: E402
+
+os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="synthgen-test-prefect-"))
+from prefect.logging.configuration import setup_logging  # noqa: E402
+
+setup_logging()
+
 import copy
 from pathlib import Path
 

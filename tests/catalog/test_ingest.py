@@ -30,3 +30,22 @@ def test_ingest_rejects_bad_folders(tmp_path):
     with pytest.raises(IngestError, match="no images"):
         ingest_folder(cat, "x", tmp_path / "empty")
     assert cat.names() == []  # nothing written
+
+
+def test_ingest_decodes_every_file_before_writing(tmp_path, real_digits_dir):
+    import shutil
+
+    cat = Catalog(tmp_path / "cat")
+    folder = tmp_path / "in"
+    shutil.copytree(real_digits_dir / "three", folder / "three")
+    first = sorted((folder / "three").glob("*.png"))[0]
+    (folder / "three" / "truncated.png").write_bytes(first.read_bytes()[:30])
+    (folder / "three" / "notes.txt").write_text("a note\n")
+    (folder / "three" / ".DS_Store").write_bytes(b"\0\1")  # hidden files are not data
+    with pytest.raises(IngestError) as refused:
+        ingest_folder(cat, "x", folder)
+    assert "three/truncated.png" in str(refused.value) and "three/notes.txt" in str(refused.value)
+    assert ".DS_Store" not in str(refused.value) and "--skip-bad" in str(refused.value)
+    assert cat.names() == []  # nothing written
+    m = ingest_folder(cat, "x", folder, skip_bad=True)
+    assert m.rows == 20 and sorted(s["file"] for s in m.prov["skipped"]) == ["three/notes.txt", "three/truncated.png"]

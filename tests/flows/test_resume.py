@@ -198,3 +198,35 @@ def test_failing_shard_is_retried_then_named(scenarios, baseline):
     data = scenarios["data"]["broken"]
     assert json.loads((data / "result.json").read_text())["metrics"]["shards_reused"] == 2
     assert_same_rows(data, baseline)
+
+
+def test_killed_runs_are_marked_failed_by_the_run_that_resumed_them(seeded, scenarios):
+    # The killed process could not close its runs; the rerun of the same spec finds them (same host, pid gone)
+    # and marks them: MLflow FAILED, Prefect Crashed, each with a note naming the resuming run.
+    from uuid import UUID
+
+    from mlflow import MlflowClient
+    from prefect import get_client
+
+    for point, _, _ in KILL_POINTS:
+        data = scenarios["data"][f"kill-{point}"]
+        resumed = json.loads((data / "result.json").read_text())
+        client = MlflowClient(tracking_uri=f"sqlite:///{data / 'mlflow' / 'mlflow.db'}")
+        runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+        killed = [r for r in runs if r.info.run_id != resumed["mlflow_run_id"]]
+        assert len(runs) == 2 and len(killed) == 1, point
+        dead = killed[0]
+        assert dead.info.status == "FAILED", point
+        assert resumed["mlflow_run_id"] in dead.data.tags["synthgen.note"]
+        with get_client(sync_client=True) as prefect:
+            state = prefect.read_flow_run(UUID(dead.data.tags["prefect.flow_run_id"])).state
+            resumer = prefect.read_flow_run(UUID(resumed["prefect_flow_run_id"])).state
+        assert state.is_crashed() and resumed["mlflow_run_id"] in state.message, (point, state)
+        assert resumer.is_completed()
+
+        status = subprocess.run([SYNTHGEN, "--data-dir", str(data), "status", "--json"], env=seeded["env"],
+                                capture_output=True, text=True, timeout=120)
+        shown = {r["mlflow_run_id"]: r for r in json.loads(status.stdout)["runs"]}
+        assert shown[dead.info.run_id]["state"] == "FAILED" and "process died" in shown[dead.info.run_id]["note"]
+        assert shown[resumed["mlflow_run_id"]]["state"] == "FINISHED"
+        assert "RUNNING" not in {r["state"] for r in shown.values()}

@@ -1,0 +1,71 @@
+"""One error path for every ``synthgen`` command.
+
+An expected error (a bad spec, an unknown reference, an unreadable file, a
+conflict, a bad URL) prints one line, ``error: <what is wrong and how to fix
+it>``, and exits 2: no traceback. ``--debug`` or ``SYNTHGEN_DEBUG=1`` shows
+the traceback as well. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from typer.core import TyperGroup
+
+DEBUG_ENV = "SYNTHGEN_DEBUG"
+EXIT_USER_ERROR = 2
+
+
+def debug_enabled() -> bool:
+    """True when ``--debug`` was given or ``$SYNTHGEN_DEBUG`` is set to a true value."""
+    return os.environ.get(DEBUG_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+# The project's user-facing error types, by module. An error can only be an instance of a class whose
+# module was imported, so modules not yet imported are skipped: reporting never imports torch or prefect.
+_OWN = (
+    ("catalog.store", "CatalogError"), ("catalog.ingest", "IngestError"), ("synthgen.spec", "SpecError"),
+    ("synthgen.generators", "GeneratorError"), ("synthgen.imaging", "ImageReadError"),
+    ("synthgen.model_check", "ModelCheckError"), ("flows.schedule", "ScheduleError"),
+)
+
+
+def _own_errors() -> tuple[type[BaseException], ...]:
+    return tuple(getattr(sys.modules[m], c) for m, c in _OWN if m in sys.modules)
+
+
+def _foreign_errors() -> tuple[type[BaseException], ...]:
+    """Errors from Python and libraries that mean bad input or environment, not a bug in synthgen."""
+    foreign: list[type[BaseException]] = [OSError, UnicodeError, ValueError]
+    foreign += [getattr(sys.modules[m], c) for m, c in (("yaml", "YAMLError"), ("duckdb", "Error")) if m in sys.modules]
+    return tuple(foreign)
+
+
+def describe(exc: BaseException) -> str | None:
+    """The one-line message for an expected error, or None when ``exc`` is a bug."""
+    if isinstance(exc, _own_errors()):
+        return str(exc)
+    if isinstance(exc, _foreign_errors()):
+        text = str(exc) or type(exc).__name__
+        if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in text:
+            text = f"{exc.filename}: {text}"
+        return f"{text} ({type(exc).__name__}; rerun with --debug or {DEBUG_ENV}=1 for the traceback)"
+    return None
+
+
+class SynthgenGroup(TyperGroup):
+    """The command group: runs the chosen command and turns expected errors into one message."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:  # noqa: BLE001 - classified below; bugs are re-raised untouched
+            message = None if debug_enabled() else describe(exc)
+            if message is None:
+                raise
+            Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {escape(message)}")
+            raise typer.Exit(EXIT_USER_ERROR) from None
