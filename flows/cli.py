@@ -15,8 +15,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from flows import cli_catalog, cli_quality, cli_remote, cli_schedule  # noqa: F401 - registers their commands on `app`
-from flows.cli_common import JSON_HELP, _catalog, _fail, _paths, app, check_status, err, out, print_json
+from flows.cli_common import (
+    AUDIT, GENERATE, INSPECT, JSON_HELP, SHARE, _catalog, _fail, _paths, app, check_status, err, out,
+    print_json,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_PACKAGED = Path(__file__).resolve().parent / "demo"  # package data: the demo runs from an installed wheel
@@ -111,7 +113,7 @@ def _print_summary(r: dict) -> None:
     out.print(t)
 
 
-@app.command()
+@app.command(rich_help_panel=GENERATE)
 def run(
     spec: Path = typer.Argument(..., help="Job spec YAML."),
     params: str = typer.Option(None, "--params", help=PARAMS_HELP),
@@ -135,7 +137,7 @@ def run(
     _print_summary(result)
 
 
-@app.command()
+@app.command(rich_help_panel=GENERATE)
 def ingest(
     folder: Path = typer.Argument(..., help="Folder with one sub-folder per class."),
     name: str = typer.Option(..., "--name", "-n", help="Real dataset name."),
@@ -192,7 +194,7 @@ def _start_temporary_prefect_server():
     return thread
 
 
-@app.command()
+@app.command(rich_help_panel=GENERATE)
 def demo(
     assignments: list[str] = typer.Option(None, "--set", help=SET_HELP),
     check: bool = typer.Option(False, "--check", help=CHECK_HELP),
@@ -219,7 +221,7 @@ def demo(
     _print_summary(_run_job(job, f"{params}:demo", assignments))
 
 
-@app.command()
+@app.command(rich_help_panel=INSPECT)
 def datasets(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """List datasets with origin, head version and row counts."""
     cat = _catalog()
@@ -240,7 +242,7 @@ def datasets(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> N
     out.print(t)
 
 
-@app.command()
+@app.command(rich_help_panel=INSPECT)
 def versions(
     name: str = typer.Argument(..., help="Dataset name."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
@@ -265,28 +267,7 @@ def versions(
     out.print(t)
 
 
-@app.command()
-def export(
-    ref: str = typer.Argument(..., help="NAME or NAME@VERSION."),
-    dest: Path = typer.Argument(..., help="A .parquet file, or a folder for PNG files."),
-    status: str = typer.Option("kept", help="Row status to export ('all' for every row)."),
-    allow_restricted: bool = typer.Option(False, help="Required to export a restricted dataset."),
-) -> None:
-    """Export a version as one Parquet file or as PNGs with provenance inside each file."""
-    from catalog import open_version
-    from flows.export import export_parquet, export_pngs
-
-    check_status(status)
-    to_file = dest.suffix == ".parquet"
-    if (to_file and not dest.parent.is_dir()) or (not to_file and dest.is_file()):
-        _fail(f"{dest}: " + (f"folder {dest.parent} does not exist" if to_file else "is a file; give a folder for PNGs "
-                             "or a .parquet file"))
-    v = open_version(_catalog(), ref, allow_restricted)  # a restricted dataset raises unless allowed (catalog.access)
-    n = export_parquet(v, dest, status) if to_file else export_pngs(v, dest, status)
-    out.print(f"exported {n} rows of {v.ref} to {dest}")
-
-
-@app.command()
+@app.command(rich_help_panel=INSPECT)
 def load(
     ref: str = typer.Argument(..., help="NAME or NAME@VERSION."),
     status: str = typer.Option("kept", help="Row status ('all' for every row)."),
@@ -304,7 +285,7 @@ def load(
     out.print(table.slice(0, limit).to_pandas().to_string(index=False))
 
 
-@app.command()
+@app.command(rich_help_panel=AUDIT)
 def audit(
     target: str = typer.Argument(..., help="A sample id, or an image file to trace back."),
     embedder: str = typer.Option("embedded:digits-clip", help="CLIP model for tracing edited files."),
@@ -371,6 +352,32 @@ def _trace(path: Path, embedder: str, quiet: bool = False) -> str:
     if match.same_pixels:
         say(f"  rows with the same pixels: {', '.join(match.same_pixels)}")
     return match.sample_id
+
+
+@app.command(rich_help_panel=SHARE)
+def export(
+    ref: str = typer.Argument(..., help="NAME or NAME@VERSION."),
+    dest: Path = typer.Argument(..., help="A .parquet file, or a folder for PNG files."),
+    status: str = typer.Option("kept", help="Row status to export ('all' for every row)."),
+    allow_restricted: bool = typer.Option(False, help="Required to export a restricted dataset."),
+) -> None:
+    """Export a version as one Parquet file or as PNGs with provenance inside each file."""
+    from catalog import open_version
+    from flows.export import export_parquet, export_pngs
+
+    check_status(status)
+    to_file = dest.suffix == ".parquet"
+    if (to_file and not dest.parent.is_dir()) or (not to_file and dest.is_file()):
+        _fail(f"{dest}: " + (f"folder {dest.parent} does not exist" if to_file else "is a file; give a folder for PNGs "
+                             "or a .parquet file"))
+    v = open_version(_catalog(), ref, allow_restricted)  # a restricted dataset raises unless allowed (catalog.access)
+    n = export_parquet(v, dest, status) if to_file else export_pngs(v, dest, status)
+    out.print(f"exported {n} rows of {v.ref} to {dest}")
+
+
+# The other command modules register on `app` after this one's commands, so `--help` lists the
+# panels in the order a user meets them (generate, inspect, audit, share, schedule).
+from flows import cli_catalog, cli_quality, cli_remote, cli_schedule  # noqa: E402,F401
 
 
 def entrypoint() -> None:

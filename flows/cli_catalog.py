@@ -9,10 +9,13 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from flows.cli_common import JSON_HELP, _catalog, _fail, app, check_options, err, failing_on, out, print_json
+from flows.cli_common import (
+    AUDIT, GENERATE, INSPECT, JSON_HELP, SHARE, _catalog, _fail, app, check_options, err, failing_on, out,
+    print_json,
+)
 
 
-@app.command()
+@app.command(rich_help_panel=AUDIT)
 def verify(
     ref: str = typer.Argument(..., help="NAME or NAME@VERSION."),
     regenerate: int = typer.Option(0, min=0, help="Also regenerate N synthetic samples and compare pixel hashes."),
@@ -61,7 +64,7 @@ def verify(
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(rich_help_panel=INSPECT)
 def diff(a: str = typer.Argument(..., help="NAME@A"), b: str = typer.Argument(..., help="NAME@B")) -> None:
     """Rows added and removed between two versions, and how their job specs differ."""
     from catalog.diff import diff as run_diff
@@ -79,7 +82,7 @@ def diff(a: str = typer.Argument(..., help="NAME@A"), b: str = typer.Argument(..
         out.print(f"  spec {key}: {old!r} -> {new!r}")
 
 
-@app.command()
+@app.command(rich_help_panel=AUDIT)
 def takedown(
     name: str = typer.Argument(..., help="Dataset name."),
     where: str = typer.Option(..., help="SQL filter, e.g. \"sample_id = 'abc'\" or \"prompt LIKE '%logo%'\"."),
@@ -94,7 +97,7 @@ def takedown(
     out.print(f"{name}@{m.version}: {m.message}")
 
 
-@app.command()
+@app.command(rich_help_panel=SHARE)
 def mix(
     synthetic: str = typer.Argument(..., help="Synthetic NAME@VERSION."),
     real: str = typer.Argument(..., help="Real NAME@VERSION."),
@@ -114,7 +117,7 @@ def mix(
     out.print(f"{name}@{m.version}: {m.message}")
 
 
-@app.command()
+@app.command(rich_help_panel=INSPECT)
 def query(
     sql: str = typer.Argument(..., help="SQL; views: <dataset> (head) and <dataset>_v<N>, '-' -> '_'."),
     allow_restricted: bool = typer.Option(False, help="Also define views of restricted datasets."),
@@ -131,7 +134,7 @@ def query(
     out.print(f"({table.num_rows} rows)")
 
 
-@app.command()
+@app.command(rich_help_panel=INSPECT)
 def card(ref: str = typer.Argument(..., help="NAME or NAME@VERSION."), write: bool = typer.Option(False, help="Also write card.md into the version's folder.")) -> None:
     """Print a version's dataset card (Markdown)."""
     from catalog.card import render_card, write_card
@@ -142,7 +145,7 @@ def card(ref: str = typer.Argument(..., help="NAME or NAME@VERSION."), write: bo
         out.print(f"wrote {write_card(cat, ref)}")
 
 
-@app.command("dedup-report")
+@app.command("dedup-report", rich_help_panel=INSPECT)
 def dedup_report_cmd(
     ref: str = typer.Argument(..., help="NAME or NAME@VERSION."),
     png: Optional[Path] = typer.Option(None, help="Histogram PNG (default: in the version's folder)."),
@@ -169,7 +172,7 @@ def dedup_report_cmd(
     out.print(f"histogram: {r.histogram}")
 
 
-@app.command("rededup")
+@app.command("rededup", rich_help_panel=GENERATE)
 def rededup_cmd(
     name: str = typer.Argument(..., help="Synthetic dataset name (its head is re-decided)."),
     threshold: float = typer.Option(..., help="New near-duplicate cosine threshold (0 < t <= 1)."),
@@ -190,7 +193,7 @@ def rededup_cmd(
     out.print(f"{name}@{m.version}: {m.message}")
 
 
-@app.command()
+@app.command(rich_help_panel=INSPECT)
 def search(
     ref: str = typer.Argument(..., help="NAME or NAME@VERSION."),
     text: str = typer.Argument(..., help="What to look for, e.g. 'a seven with a crossbar'."),

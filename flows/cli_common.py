@@ -20,6 +20,8 @@ err = Console(stderr=True)
 # Output that is not a terminal (a pipe, a file, a test) is read by tools: never wrap or fold it.
 NO_WRAP_WIDTH = 100_000
 JSON_HELP = "Print the result as one JSON document on stdout (for scripts)."
+# `synthgen --help` groups the commands by what a user is doing (Typer's rich_help_panel), in this order.
+GENERATE, INSPECT, AUDIT, SHARE, SCHEDULE = "Generate", "Inspect and load", "Audit", "Share", "Schedule and monitor"
 
 
 class _State:

@@ -7,14 +7,14 @@ import json
 import typer
 from rich.table import Table
 
-from flows.cli_common import _catalog, _fail, app, failing_on, out
+from flows.cli_common import INSPECT, _catalog, _fail, app, failing_on, out
 
 
 def _fmt(v) -> str:
     return "-" if v is None else f"{v:+.3f}" if isinstance(v, float) and v < 0 else f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
-@app.command()
+@app.command(rich_help_panel=INSPECT)
 def quality(
     refs: list[str] = typer.Argument(..., help="NAME@VERSION; give two to compare them side by side."),
     real: str = typer.Option(None, "--real", help="Real reference NAME or NAME@V (default: the job's dedup.real_dataset, head)."),

@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 import typer
 from rich.table import Table
 
-from flows.cli_common import _catalog, _fail, app, check_status, err, failing_on, out
+from flows.cli_common import SHARE, _catalog, _fail, app, check_status, err, failing_on, out
 
 URL_HELP = "Shared catalog: s3://BUCKET/PREFIX or a path."
 ENDPOINT_HELP = "S3-compatible endpoint, e.g. http://127.0.0.1:9000 (default: $AWS_ENDPOINT_URL, else AWS)."
@@ -69,7 +69,7 @@ def _span(versions: list[int]) -> str:
     return f"{versions[0]}" if len(versions) == 1 else f"{versions[0]}..{versions[-1]}"
 
 
-@app.command()
+@app.command(rich_help_panel=SHARE)
 def push(
     name: str = typer.Argument(..., help="Local dataset name."),
     url: str = typer.Argument(..., help=URL_HELP),
@@ -88,7 +88,7 @@ def push(
         out.print(f"{name}: nothing to push to {r.url} (shared head {r.head}){'; ' + r.note if r.note else ''}")
 
 
-@app.command()
+@app.command(rich_help_panel=SHARE)
 def pull(
     url: str = typer.Argument(..., help=URL_HELP),
     name: str = typer.Argument(..., help="Dataset name."),
@@ -107,7 +107,7 @@ def pull(
         out.print(f"{name}: {r.note or 'up to date'} (shared head {r.head})")
 
 
-@app.command("remote-versions")
+@app.command("remote-versions", rich_help_panel=SHARE)
 def remote_versions(
     url: str = typer.Argument(..., help=URL_HELP),
     name: Optional[str] = typer.Argument(None, help="Dataset name (omit to list the datasets)."),
@@ -132,7 +132,7 @@ def remote_versions(
     out.print(t)
 
 
-@app.command("remote-load")
+@app.command("remote-load", rich_help_panel=SHARE)
 def remote_load(
     url: str = typer.Argument(..., help=URL_HELP),
     ref: str = typer.Argument(..., help="NAME or NAME@VERSION."),
@@ -162,7 +162,7 @@ def remote_load(
         out.print(f"wrote {table.num_rows} rows to {save}")
 
 
-@app.command("remote-verify")
+@app.command("remote-verify", rich_help_panel=SHARE)
 def remote_verify(
     url: str = typer.Argument(..., help=URL_HELP),
     ref: str = typer.Argument(..., help="NAME or NAME@VERSION."),

@@ -8,10 +8,10 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from flows.cli_common import JSON_HELP, _fail, _paths, app, failing_on, out, print_json
+from flows.cli_common import JSON_HELP, SCHEDULE, _fail, _paths, app, failing_on, out, print_json
 
 
-@app.command()
+@app.command(rich_help_panel=SCHEDULE)
 def status(
     limit: int = typer.Option(10, min=1, help="How many recent runs."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
@@ -46,7 +46,7 @@ def status(
     out.print(t)
 
 
-@app.command("schedule")
+@app.command("schedule", rich_help_panel=SCHEDULE)
 def schedule_cmd(
     spec: Path = typer.Argument(..., help="Job spec YAML."),
     cron: Optional[str] = typer.Option(None, help="Cron schedule, e.g. '0 2 * * *' (none: run on demand)."),
@@ -82,7 +82,7 @@ def _check_cron(cron: str) -> None:
         _fail(f"--cron {cron!r}: not a cron expression; use five fields, e.g. '0 2 * * *' (02:00 daily)")
 
 
-@app.command()
+@app.command(rich_help_panel=SCHEDULE)
 def schedules() -> None:
     """List scheduled jobs with their next run times."""
     from flows.schedule import ScheduleError, list_schedules
@@ -97,7 +97,7 @@ def schedules() -> None:
     out.print(t)
 
 
-@app.command()
+@app.command(rich_help_panel=SCHEDULE)
 def unschedule(name: str = typer.Argument(..., help="Deployment name.")) -> None:
     """Remove a scheduled job."""
     from flows.schedule import ScheduleError, unschedule as run_unschedule
