@@ -17,7 +17,6 @@ arrives (``catalog.dvc_io.copy_verified``) before a row of it is parsed::
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -25,7 +24,7 @@ import pyarrow as pa
 
 from catalog.dvc_io import IntegrityError, _table
 from catalog.access import require_access
-from catalog.layout import head_key, manifest_key, parse_head
+from catalog.layout import manifest_key
 from catalog.manifest import Manifest, sha256_bytes
 from catalog.objectstore import ObjectStore
 from catalog.store import NAME_RE, CatalogError
@@ -62,22 +61,22 @@ class RemoteCatalog:
 
     def names(self) -> list[str]:
         """Datasets that have a ``dataset.json``."""
-        return sorted(k.split("/")[0] for k in self.store.files.glob("*/dataset.json"))
+        return self.store.names()
 
     def info(self, name: str) -> dict:
         """The dataset's own metadata (origin, restricted, description)."""
         if not NAME_RE.match(name):
             raise CatalogError(f"invalid dataset name {name!r}")
-        data = self.store.read(f"{name}/dataset.json")
-        if data is None:
+        info = self.store.info(name)
+        if info is None:
             known = ", ".join(self.names()) or "none"
             raise CatalogError(f"no dataset {name!r} in {self.url} (known: {known})")
-        return json.loads(data)
+        return info
 
     def head(self, name: str) -> tuple[int, str | None]:
         """(head version, its manifest's sha256) as HEAD says; (0, None) before the first push."""
         self.info(name)
-        return parse_head(self.store.read(head_key(name)))
+        return self.store.head(name)
 
     def chain(self, name: str, start: int = 1) -> list[tuple[bytes, Manifest]]:
         """Manifests ``start``..head (bytes and parsed), checked link by link back from HEAD's seal.
@@ -136,7 +135,7 @@ class RemoteVersion:
               origin: str | None = None) -> pa.Table:
         """Rows as one Arrow table, filtered exactly as ``DatasetVersion.table`` filters them."""
         require_access(self.remote.info(self.manifest.dataset), self.allow_restricted)
-        return _table(self.remote.store.files, "", self.manifest, columns, status, origin, missing=missing_error)
+        return _table(self.remote.store, self.manifest, columns, status, origin, missing=missing_error)
 
 
 def verify_remote(target: "str | RemoteCatalog", name: str, version: int | None = None,
