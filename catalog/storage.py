@@ -38,7 +38,8 @@ class Storage:
         self.root = root.rstrip("/")
         self.url = (url if url is not None else root).rstrip("/")
         self.local = isinstance(fs, LocalFileSystem)
-        self.files = DirFileSystem(path=self.root, fs=fs)
+        # At a filesystem's top, keys already are its paths (and DirFileSystem refuses an empty root).
+        self.files = DirFileSystem(path=self.root, fs=fs) if self.root else fs
 
     @classmethod
     def local(cls, path: str | Path) -> "Storage":
