@@ -57,7 +57,9 @@ def read_manifests(cat: Catalog, name: str) -> list[tuple[Manifest, str]]:
     """Every version's manifest, with the sha256 of its bytes."""
     out = []
     for v in range(1, (cat.head(name) or 0) + 1):
-        data = cat.manifest_path(name, v).read_bytes()
+        data = cat.storage.manifest_bytes(name, v)
+        if data is None:
+            raise FileNotFoundError(cat.manifest_path(name, v))
         out.append((Manifest.model_validate_json(data), sha256_bytes(data)))
     return out
 
@@ -75,7 +77,7 @@ def shard_versions(manifests: list[tuple[Manifest, str]]) -> dict[str, tuple[str
 
 def _plan(cat: Catalog, name: str) -> _Plan:
     head_file = cat.root / head_key(name)
-    head = head_file.read_text() if head_file.is_file() else ""
+    head = (cat.storage.read(head_key(name)) or b"").decode()
     if head_file in _plans and _plans[head_file][0] == head:  # manifests and segments are immutable
         return _plans[head_file][1]
     manifests = read_manifests(cat, name)

@@ -23,7 +23,9 @@ clone, even one without the data checked out::
     table = read_version_at(".", rev="digits-synth-v3", ref="digits-synth")     # head at that tag
     table = read_version_at("https://github.com/org/proj", rev="main", ref="digits-synth@2")
 
-Everything goes through ``dvc.api.DVCFileSystem``: git objects for the
+Everything goes through ``dvc.api.DVCFileSystem``, seen as a
+``catalog.storage.Storage`` rooted at the catalog folder (the layer local
+and shared catalogs are read through too): git objects for the
 ``.dvc`` files at ``rev``, then the local DVC cache or, failing that, the
 default DVC remote for the file contents. Nothing is written to the working
 copy. Only the files a version's manifest lists are read, exactly as
@@ -36,18 +38,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import posixpath
 import tempfile
 from contextlib import contextmanager
 from typing import Any, BinaryIO, Iterator, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from fsspec.implementations.dirfs import DirFileSystem
 
 from catalog.access import require_access
 from catalog.layout import head_key, manifest_key, parse_head
 from catalog.manifest import Manifest, sha256_bytes
 from catalog.schema import SCHEMA
+from catalog.storage import Storage
 from catalog.store import CatalogError
 from catalog.version import Status, parse_ref, read_columns, select_rows
 
@@ -80,12 +83,6 @@ def dvc_fs(repo: str, rev: str | None = None, **fs_kwargs: Any) -> Iterator[Any]
         fs.close()
 
 
-def _dataset_dir(catalog_path: str, name: str) -> str:
-    # DVCFileSystem paths are POSIX and relative to the repo root, whatever
-    # the OS and whatever the current directory is.
-    return posixpath.join(catalog_path.strip("/").replace("\\", "/"), name)
-
-
 def _missing(fs: Any, path: str, what: str, exc: FileNotFoundError) -> CatalogError:
     """Say which of two very different problems a FileNotFoundError from DVC is.
 
@@ -98,38 +95,41 @@ def _missing(fs: Any, path: str, what: str, exc: FileNotFoundError) -> CatalogEr
         tracked = fs.exists(path)
     except Exception:  # the listing itself may be unavailable; keep the original reason
         tracked = False
+    # Name the file from the repo root, also when ``fs`` is a Storage's view rooted at the catalog.
+    shown = f"{fs.path}/{path}" if isinstance(fs, DirFileSystem) and fs.path else path
     if tracked:
         return CatalogError(
-            f"{path} is tracked at this revision but its content is in neither the local DVC cache "
+            f"{shown} is tracked at this revision but its content is in neither the local DVC cache "
             f"nor the DVC remote (was `dvc push` run after `dvc add`?): {exc}"
         )
-    return CatalogError(f"{what}: {path} not found at this revision")
+    return CatalogError(f"{what}: {shown} not found at this revision")
 
 
-def _read_small(fs: Any, path: str, what: str) -> bytes:
+def _read_small(storage: Storage, key: str, what: str) -> bytes:
     try:
-        with fs.open(path, "rb") as f:
+        with storage.open(key) as f:
             return f.read()
     except FileNotFoundError as exc:
-        raise _missing(fs, path, what, exc) from None
+        raise _missing(storage.files, key, what, exc) from None
 
 
-def _manifest(fs: Any, catalog_path: str, ref: str) -> Manifest:
+def _manifest(storage: Storage, ref: str) -> Manifest:
     name, version = parse_ref(ref)
-    root = _dataset_dir(catalog_path, "")
     head_sha = None
     if version is None:
-        data = _read_small(fs, root + head_key(name), f"dataset {name!r} has no versions (or is not tracked)")
+        data = _read_small(storage, head_key(name), f"dataset {name!r} has no versions (or is not tracked)")
         version, head_sha = parse_head(data)
-    path = root + manifest_key(name, version)
-    data = _read_small(fs, path, f"dataset {name!r} has no version {version}")
+    key = manifest_key(name, version)
+    data = _read_small(storage, key, f"dataset {name!r} has no version {version}")
     # HEAD seals the head manifest's hash; checking it catches a HEAD and a
     # manifest that came from different commits (e.g. a half-done dvc add).
     if head_sha is not None and sha256_bytes(data) != head_sha:
-        raise IntegrityError(f"{path}: sha256 {sha256_bytes(data)} does not match {root + head_key(name)} ({head_sha})")
+        raise IntegrityError(f"{storage.where(key)}: sha256 {sha256_bytes(data)} does not match "
+                             f"{storage.where(head_key(name))} ({head_sha})")
     manifest = Manifest.model_validate_json(data)
     if manifest.dataset != name or manifest.version != version:
-        raise IntegrityError(f"{path} describes {manifest.dataset}@{manifest.version}, not {name}@{version}")
+        raise IntegrityError(f"{storage.where(key)} describes {manifest.dataset}@{manifest.version}, "
+                             f"not {name}@{version}")
     return manifest
 
 
@@ -138,7 +138,7 @@ def manifest_at(
 ) -> Manifest:
     """The manifest of ``ref`` ('name' = head, or 'name@N') as committed at git ``rev``."""
     with dvc_fs(repo, rev, **fs_kwargs) as fs:
-        return _manifest(fs, catalog_path, ref)
+        return _manifest(Storage.over(fs, catalog_path), ref)
 
 
 def copy_verified(fs: Any, path: str, sha256: str, dst: BinaryIO, what: str = "shard", missing=None) -> None:
@@ -175,18 +175,18 @@ def _read_shard(fs: Any, path: str, sha256: str, columns: list[str] | None, miss
 
 
 def _table(
-    fs: Any,
-    catalog_path: str,
+    storage: Storage,
     manifest: Manifest,
     columns: Sequence[str] | None,
     status: Status,
     origin: str | None,
     missing=None,
 ) -> pa.Table:
-    base = _dataset_dir(catalog_path, manifest.dataset)
+    """A version's rows from any storage, every shard hash-checked, selected as ``DatasetVersion.table`` does."""
     cols = read_columns(columns)
-    parts = [_read_shard(fs, f"{base}/{s.file}", s.sha256, cols, missing) for s in manifest.shards]
-    return select_rows(parts, columns, status, origin)  # the same selection as DatasetVersion.table
+    parts = [_read_shard(storage.files, f"{manifest.dataset}/{s.file}", s.sha256, cols, missing)
+             for s in manifest.shards]
+    return select_rows(parts, columns, status, origin)
 
 
 def read_version_at(
@@ -212,8 +212,9 @@ def read_version_at(
     its manifest. A dataset restricted at that revision needs ``allow_restricted``.
     """
     with dvc_fs(repo, rev, **fs_kwargs) as fs:
-        manifest = _manifest(fs, catalog_path, ref)
-        info = _read_small(fs, f"{_dataset_dir(catalog_path, manifest.dataset)}/dataset.json", "dataset metadata")
-        require_access(json.loads(info), allow_restricted)
-        return _table(fs, catalog_path, manifest, columns, status, origin)
+        storage = Storage.over(fs, catalog_path)
+        manifest = _manifest(storage, ref)
+        require_access(json.loads(_read_small(storage, f"{manifest.dataset}/dataset.json", "dataset metadata")),
+                       allow_restricted)
+        return _table(storage, manifest, columns, status, origin)
 

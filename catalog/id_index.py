@@ -54,14 +54,27 @@ def read_ids_json(cat: Catalog, name: str, version: int, manifest_sha256: str | 
     With ``manifest_sha256``, a list written for other manifest bytes is stale.
     """
     try:
-        doc = json.loads(ids_json_path(cat, name, version).read_bytes())
+        return parse_ids_json(ids_json_path(cat, name, version).read_bytes(), version, manifest_sha256)
+    except OSError:
+        return None
+
+
+def parse_ids_json(data: bytes, version: int, manifest_sha256: str | None = None) -> list[dict] | None:
+    """``read_ids_json`` on bytes already read (from any ``catalog.storage.Storage``)."""
+    try:
+        doc = json.loads(data)
         if doc["format"] != FORMAT or doc["version"] != version:
             return None
         if manifest_sha256 is not None and doc["manifest_sha256"] != manifest_sha256:
             return None
         return list(doc["segments"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError):
         return None
+
+
+def segment_shards(meta: pq.FileMetaData) -> list[str]:
+    """The shard sha256s a segment indexes, from its footer."""
+    return json.loads(meta.metadata[_SHARDS_KEY])
 
 
 @dataclass(frozen=True)
@@ -128,7 +141,7 @@ def _load_segment(path: Path, sha256: str | None) -> tuple[Segment | None, bool]
     if sha256 is not None and (path.stem != sha256 or sha256_file(path) != sha256):
         return None, True
     meta = pq.read_metadata(path)
-    shards = json.loads(meta.metadata[_SHARDS_KEY])
+    shards = segment_shards(meta)
     ranges = [_range(meta.row_group(i)) for i in range(meta.num_row_groups)]
     return Segment(path, meta, shards, ranges), sha256 is not None
 

@@ -33,9 +33,9 @@ from typing import Any
 
 import fsspec
 from filelock import FileLock
-from fsspec.implementations.dirfs import DirFileSystem
 from fsspec.implementations.local import LocalFileSystem
 
+from catalog.storage import Storage
 from catalog.store import TMP_PREFIX, CatalogError, atomic_write, temp_path
 
 # Conditions S3 reports when a conditional write loses (412), or meets another in flight (409).
@@ -55,31 +55,25 @@ def _lost_condition(exc: BaseException) -> bool:
     return response.get("Error", {}).get("Code") in _LOST
 
 
-class ObjectStore:
-    """One shared catalog root. Keys are relative to it, '/'-separated: ``name/HEAD``, ``name/shards/...``."""
+class ObjectStore(Storage):
+    """One shared catalog root: ``Storage``'s reads plus the write primitives. Keys as in ``catalog.layout``."""
 
     def __init__(self, url: str, storage_options: dict[str, Any] | None = None):
-        self.url = str(url).rstrip("/")
+        url = str(url).rstrip("/")
         options = dict(storage_options or {})
-        if fsspec.utils.get_protocol(self.url) == "s3":
+        if fsspec.utils.get_protocol(url) == "s3":
             # Other publishers change the bucket under us: no cached listings,
             # and no fs instance shared with other endpoints or credentials.
             options.setdefault("use_listings_cache", False)
             options.setdefault("skip_instance_cache", True)
         try:
-            self.fs, root = fsspec.url_to_fs(self.url, **options)
+            fs, root = fsspec.url_to_fs(url, **options)
         except (ImportError, ValueError, TypeError) as exc:
-            raise RemoteError(f"cannot open {self.url}: {exc}") from None
-        self.root = root.rstrip("/")
-        self.local = isinstance(self.fs, LocalFileSystem)
-        if not self.local and "s3" not in self.fs.protocol:
-            raise RemoteError(f"{self.url}: only s3:// URLs and local paths are supported "
+            raise RemoteError(f"cannot open {url}: {exc}") from None
+        if not isinstance(fs, LocalFileSystem) and "s3" not in fs.protocol:
+            raise RemoteError(f"{url}: only s3:// URLs and local paths are supported "
                               "(publishing needs conditional writes)")
-        self.files = DirFileSystem(path=self.root, fs=self.fs)  # every read and list below is relative
-
-    def where(self, key: str) -> str:
-        """``key`` as a full URL, for messages."""
-        return f"{self.url}/{key}"
+        super().__init__(fs, root, url=url)  # every read and list below is relative to the root
 
     @property
     def endpoint(self) -> str:

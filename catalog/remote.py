@@ -17,20 +17,18 @@ arrives (``catalog.dvc_io.copy_verified``) before a row of it is parsed::
 
 from __future__ import annotations
 
-import json
-import tempfile
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import pyarrow as pa
 
-from catalog.dvc_io import _SPOOL_MAX, IntegrityError, _table, copy_verified
+from catalog.dvc_io import IntegrityError, _table
 from catalog.access import require_access
-from catalog.layout import head_key, manifest_key, parse_head, version_dir_key
+from catalog.layout import manifest_key
 from catalog.manifest import Manifest, sha256_bytes
 from catalog.objectstore import ObjectStore
 from catalog.store import NAME_RE, CatalogError
-from catalog.verify import VerifyReport, check_head_seal, check_manifest, check_parquet
+from catalog.verify import VerifyReport, verify_storage
 from catalog.version import Status, parse_ref
 
 
@@ -63,22 +61,22 @@ class RemoteCatalog:
 
     def names(self) -> list[str]:
         """Datasets that have a ``dataset.json``."""
-        return sorted(k.split("/")[0] for k in self.store.files.glob("*/dataset.json"))
+        return self.store.names()
 
     def info(self, name: str) -> dict:
         """The dataset's own metadata (origin, restricted, description)."""
         if not NAME_RE.match(name):
             raise CatalogError(f"invalid dataset name {name!r}")
-        data = self.store.read(f"{name}/dataset.json")
-        if data is None:
+        info = self.store.info(name)
+        if info is None:
             known = ", ".join(self.names()) or "none"
             raise CatalogError(f"no dataset {name!r} in {self.url} (known: {known})")
-        return json.loads(data)
+        return info
 
     def head(self, name: str) -> tuple[int, str | None]:
         """(head version, its manifest's sha256) as HEAD says; (0, None) before the first push."""
         self.info(name)
-        return parse_head(self.store.read(head_key(name)))
+        return self.store.head(name)
 
     def chain(self, name: str, start: int = 1) -> list[tuple[bytes, Manifest]]:
         """Manifests ``start``..head (bytes and parsed), checked link by link back from HEAD's seal.
@@ -137,80 +135,17 @@ class RemoteVersion:
               origin: str | None = None) -> pa.Table:
         """Rows as one Arrow table, filtered exactly as ``DatasetVersion.table`` filters them."""
         require_access(self.remote.info(self.manifest.dataset), self.allow_restricted)
-        return _table(self.remote.store.files, "", self.manifest, columns, status, origin, missing=missing_error)
-
-
-def _hash_problem(store: ObjectStore, key: str, sha256: str, what: str, report: VerifyReport, dst) -> bool:
-    """Stream ``key`` into ``dst`` while hashing it; report a missing or mismatching object."""
-    try:
-        copy_verified(store.files, key, sha256, dst, what, missing=missing_error)
-    except CatalogError as exc:  # IntegrityError or missing
-        report.problems.append(str(exc))
-        return True
-    return False
+        return _table(self.remote.store, self.manifest, columns, status, origin, missing=missing_error)
 
 
 def verify_remote(target: "str | RemoteCatalog", name: str, version: int | None = None,
                   storage_options: dict | None = None) -> VerifyReport:
-    """``catalog.verify.verify`` for a shared catalog: the manifest chain to HEAD, shard and id-segment hashes.
+    """``catalog.verify.verify`` for a shared catalog: the same checks (``verify_storage``) over its store.
 
-    Like the local check it walks every manifest up to HEAD and hashes the
-    shards (and checks their row count and schema) and the id-index segments
-    of versions up to ``version`` (default head), reporting every problem
-    instead of stopping at the first. Every byte of those files is read.
+    The manifest chain to HEAD, and the shards (hash, name, row count,
+    schema) and id-index segments of versions up to ``version`` (default
+    head); every problem is reported. Every byte of those files is read.
     """
     remote = target if isinstance(target, RemoteCatalog) else RemoteCatalog(target, storage_options)
-    store = remote.store
-    head, sealed = remote.head(name)
-    report = VerifyReport(name, version or head)
-    seen: set[str] = set()
-    previous: str | None = None
-
-    def where(v: int) -> str:
-        return store.where(manifest_key(name, v))
-
-    for v in range(1, head + 1):
-        m, previous = check_manifest(store.read(manifest_key(name, v)), name, v, previous, where, report)
-        if m is None or v > report.version:
-            continue
-        for ref in m.shards:
-            if ref.sha256 in seen:
-                continue
-            seen.add(ref.sha256)
-            report.shards_checked += 1
-            with tempfile.SpooledTemporaryFile(max_size=_SPOOL_MAX) as spool:
-                if not _hash_problem(store, f"{name}/{ref.file}", ref.sha256, "shard", report, spool):
-                    spool.seek(0)
-                    check_parquet(spool, ref, store.where(f"{name}/{ref.file}"), report)
-        _check_ids(store, name, m, previous, report, seen)
-    report.head_sha256 = previous
-    check_head_seal(head, sealed, where, report)
-    return report
-
-
-class _Discard:
-    def write(self, chunk: bytes) -> None:
-        pass
-
-
-def _check_ids(store: ObjectStore, name: str, m: Manifest, manifest_sha: str | None, report: VerifyReport,
-               seen: set[str]) -> None:
-    """A version's ids.json, if any: written for this manifest's bytes, its segments intact."""
-    key = f"{version_dir_key(name, m.version)}/ids.json"
-    data = store.read(key)
-    if data is None:
-        return  # optional, as locally: audit rebuilds it or scans
-    try:
-        doc = json.loads(data)
-        fresh = doc["manifest_sha256"] == manifest_sha
-        entries = [(e["file"], e["sha256"]) for e in doc["segments"]] if fresh else None
-    except (ValueError, KeyError, TypeError):
-        entries = None
-    if entries is None:
-        report.problems.append(f"{store.where(key)}: unreadable, or written for other manifest bytes")
-        return
-    for file, sha in entries:
-        if sha not in seen:
-            seen.add(sha)
-            report.id_segments_checked += 1
-            _hash_problem(store, f"{name}/{file}", sha, "id segment", report, _Discard())
+    remote.head(name)  # an unknown dataset or a bad name is an error, not a report
+    return verify_storage(remote.store, name, version)

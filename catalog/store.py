@@ -31,9 +31,10 @@ from filelock import FileLock
 
 from catalog.atomic import TMP_PREFIX, _fsync_dir, _writer_is_gone, atomic_write, temp_path, write_parquet_atomic
 from catalog.id_index import index_commit
-from catalog.layout import SHARDS, head_key, head_line, manifest_key, parse_head, shard_file, version_dir_key
+from catalog.layout import SHARDS, head_key, head_line, manifest_key, shard_file, version_dir_key
 from catalog.manifest import Manifest, RunRef, ShardRef, sha256_bytes, sha256_file
 from catalog.schema import SCHEMA
+from catalog.storage import Storage
 from synthgen.failpoints import failpoint
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -44,11 +45,17 @@ class CatalogError(RuntimeError):
 
 
 class Catalog:
-    """All datasets under one root folder."""
+    """All datasets under one root folder.
+
+    Reads go through ``storage`` (``catalog.storage``), the layer the shared
+    catalog, DVC reads, verify and audit read through too; writes stay local
+    files (temp + fsync + rename, under the dataset's file lock).
+    """
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self.storage = Storage.local(self.root)
 
     # -- datasets -----------------------------------------------------------
     def path(self, name: str) -> Path:
@@ -57,18 +64,19 @@ class Catalog:
         return self.root / name
 
     def exists(self, name: str) -> bool:
-        return (self.path(name) / "dataset.json").is_file()
+        return self.storage.read(f"{self.path(name).name}/dataset.json") is not None
 
     def names(self) -> list[str]:
-        return sorted(p.parent.name for p in self.root.glob("*/dataset.json"))
+        return self.storage.names()
 
     def info(self, name: str) -> dict:
         """The dataset's own metadata (origin, restricted, description)."""
-        meta = self.path(name) / "dataset.json"
-        if not meta.is_file():
+        self.path(name)  # checks the name
+        info = self.storage.info(name)
+        if info is None:
             known = ", ".join(self.names()) or "none"
             raise CatalogError(f"no dataset {name!r} in {self.root} (known: {known})")
-        return json.loads(meta.read_text())
+        return info
 
     def create(
         self, name: str, origin: Literal["real", "synthetic", "mixed"], description: str = "", restricted: bool = False
@@ -93,13 +101,11 @@ class Catalog:
     def head(self, name: str) -> int | None:
         """The current version number, or None for an empty dataset."""
         self.info(name)
-        head = self.root / head_key(name)
-        return parse_head(head.read_text())[0] if head.is_file() else None
+        return self.storage.head(name)[0] or None
 
     def head_sha256(self, name: str) -> str | None:
         """The head manifest's sha256 as recorded in HEAD (seals the end of the chain)."""
-        head = self.root / head_key(name)
-        return parse_head(head.read_text())[1] if head.is_file() else None
+        return self.storage.head(name)[1]
 
     def manifest_path(self, name: str, version: int) -> Path:
         return self.root / manifest_key(name, version)
@@ -114,10 +120,10 @@ class Catalog:
             version = self.head(name)
             if version is None:
                 raise CatalogError(f"dataset {name!r} has no versions yet")
-        path = self.manifest_path(name, version)
-        if not path.is_file():
+        data = self.storage.manifest_bytes(name, version)
+        if data is None:
             raise CatalogError(f"dataset {name!r} has no version {version} (head is {self.head(name)})")
-        return Manifest.model_validate_json(path.read_bytes())
+        return Manifest.model_validate_json(data)
 
     def versions(self, name: str) -> list[Manifest]:
         head = self.head(name)
@@ -232,7 +238,10 @@ class Catalog:
             _fsync_dir(orphan.parent)
 
     def manifest_sha256(self, name: str, version: int) -> str:
-        return sha256_bytes(self.manifest_path(name, version).read_bytes())
+        data = self.storage.manifest_bytes(name, version)
+        if data is None:
+            raise FileNotFoundError(self.manifest_path(name, version))
+        return sha256_bytes(data)
 
     def find_job(self, name: str, job_digest: str) -> Manifest | None:
         """The version that already committed this exact job spec, if any."""

@@ -3,18 +3,26 @@
 Each manifest records its parent manifest's sha256, so versions 1..N form a
 hash chain: flipping any byte of any manifest breaks the link to its child,
 and flipping any byte of any shard or id segment breaks its own content hash.
+
+One implementation for every catalog: ``verify_storage`` reads through
+``catalog.storage.Storage``, so a local folder, a shared ``s3://`` catalog
+(``catalog.remote.verify_remote``) and a DVC revision are checked alike.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import ValidationError
 
-from catalog.id_index import ids_json_path, open_segment, read_ids_json
-from catalog.manifest import Manifest, sha256_bytes, sha256_file
+from catalog.id_index import parse_ids_json, segment_shards
+from catalog.layout import manifest_key, version_dir_key
+from catalog.manifest import Manifest, sha256_bytes
 from catalog.schema import SCHEMA
+from catalog.storage import Storage
 from catalog.store import Catalog, CatalogError
 
 
@@ -35,36 +43,49 @@ class VerifyReport:
         return not self.problems
 
 
-def _hash_problem(path, sha256: str, what: str, listed_in: str, report: VerifyReport) -> bool:
+def _hash_problem(storage: Storage, key: str, sha256: str, what: str, listed_in: str, report: VerifyReport) -> bool:
     """Report a missing file or one whose bytes (or name) do not match ``sha256``."""
-    if not path.is_file():
-        report.problems.append(f"{path}: {what} missing")
+    try:
+        actual = storage.sha256(key)
+    except FileNotFoundError:
+        report.problems.append(f"{storage.where(key)}: {what} missing")
         return True
-    actual = sha256_file(path)
-    if actual != sha256 or path.stem != sha256:
-        report.problems.append(f"{path}: content hash {actual[:16]}... does not match {listed_in} {sha256[:16]}...")
+    if actual != sha256 or PurePosixPath(key).stem != sha256:
+        report.problems.append(f"{storage.where(key)}: content hash {actual[:16]}... does not match {listed_in} "
+                               f"{sha256[:16]}...")
         return True
     return False
 
 
-def _check_id_index(cat: Catalog, name: str, m: Manifest, report: VerifyReport, seen: set[str]) -> None:
+def _segment_shards(storage: Storage, key: str) -> list[str] | None:
+    """The shards a segment's footer says it indexes; None when unreadable (its hash check reports it)."""
+    try:
+        with storage.open(key) as f:
+            return segment_shards(pq.read_metadata(f))
+    except (OSError, ValueError, KeyError, TypeError, pa.ArrowException):
+        return None
+
+
+def _check_id_index(storage: Storage, name: str, m: Manifest, manifest_sha: str | None, report: VerifyReport,
+                    seen: set[str]) -> None:
     """A version's ids.json, if any: written for this manifest, segments intact, covering its shards."""
-    path = ids_json_path(cat, name, m.version)
-    if not path.is_file():
+    key = f"{version_dir_key(name, m.version)}/ids.json"
+    data = storage.read(key)
+    if data is None:
         return  # optional: audit rebuilds it or scans
-    entries = read_ids_json(cat, name, m.version, cat.manifest_sha256(name, m.version))
+    entries = parse_ids_json(data, m.version, manifest_sha)
     if entries is None:
-        report.problems.append(f"{path}: unreadable, or written for other manifest bytes")
+        report.problems.append(f"{storage.where(key)}: unreadable, or written for other manifest bytes")
         return
     for e in entries:
         if e["sha256"] not in seen:
             seen.add(e["sha256"])
             report.id_segments_checked += 1
-            _hash_problem(cat.path(name) / e["file"], e["sha256"], "id segment", path.name, report)
-    segments = [open_segment(cat.path(name) / e["file"]) for e in entries]
-    indexed = {sha for seg in segments if seg for sha in seg.shards}
-    if all(segments) and indexed != {s.sha256 for s in m.shards}:  # an unreadable one is reported above
-        report.problems.append(f"{path}: id segments do not index exactly the version's shards")
+            _hash_problem(storage, f"{name}/{e['file']}", e["sha256"], "id segment", "ids.json", report)
+    segments = [_segment_shards(storage, f"{name}/{e['file']}") for e in entries]
+    indexed = {sha for seg in segments if seg for sha in seg}
+    if all(seg is not None for seg in segments) and indexed != {s.sha256 for s in m.shards}:
+        report.problems.append(f"{storage.where(key)}: id segments do not index exactly the version's shards")
 
 
 def check_parquet(source, ref, where: str, report: VerifyReport) -> None:
@@ -81,17 +102,18 @@ def check_parquet(source, ref, where: str, report: VerifyReport) -> None:
         report.problems.append(f"{where}: schema differs from the catalog schema")
 
 
-def _check_shard(cat: Catalog, name: str, ref, report: VerifyReport, seen: set[tuple]) -> None:
+def _check_shard(storage: Storage, name: str, ref, report: VerifyReport, seen: set[tuple]) -> None:
     # Keyed by everything the manifest claims, not the hash alone: a later manifest listing a
     # known hash under another file name, or with another row count, must be checked too.
-    key = (ref.file, ref.sha256, ref.rows)
-    if key in seen:
+    claim = (ref.file, ref.sha256, ref.rows)
+    if claim in seen:
         return
-    seen.add(key)
-    path = cat.path(name) / ref.file
+    seen.add(claim)
+    key = f"{name}/{ref.file}"
     report.shards_checked += 1
-    if not _hash_problem(path, ref.sha256, "shard", "manifest", report):
-        check_parquet(path, ref, str(path), report)
+    if not _hash_problem(storage, key, ref.sha256, "shard", "manifest", report):
+        with storage.open(key) as f:  # the footer only: ranged reads on an object store
+            check_parquet(f, ref, storage.where(key), report)
 
 
 def check_manifest(data: bytes | None, name: str, v: int, previous_sha: str | None, where, report: VerifyReport
@@ -100,7 +122,7 @@ def check_manifest(data: bytes | None, name: str, v: int, previous_sha: str | No
 
     ``where(v)`` names manifest ``v`` in messages. Returns the parsed manifest
     (None when missing or invalid) and its sha256, the parent hash that
-    version ``v + 1`` must record. Shared by the local and the object-store checks.
+    version ``v + 1`` must record.
     """
     report.manifests_checked += 1
     if data is None:
@@ -128,13 +150,21 @@ def check_head_seal(head: int, sealed: str | None, where, report: VerifyReport) 
 
 
 def verify(cat: Catalog, name: str, version: int | None = None) -> VerifyReport:
-    """Check versions 1..``version`` (default head) of a dataset.
+    """Check versions 1..``version`` (default head) of a local dataset (``verify_storage`` on its folder)."""
+    cat.head(name)  # an unknown dataset or a bad name is an error, not a report
+    return verify_storage(cat.storage, name, version)
+
+
+def verify_storage(storage: Storage, name: str, version: int | None = None) -> VerifyReport:
+    """Check versions 1..``version`` (default head) of a dataset on any storage (local, S3, a DVC revision).
 
     The manifest chain is always walked to the head (a later manifest seals
-    the earlier ones); shards are checked for versions up to ``version``.
+    the earlier ones); shards (hash, name, row count, schema) and id-index
+    segments are checked for versions up to ``version``. Every problem is
+    reported, not just the first; every byte of those files is read.
     """
-    head = cat.head(name) or 0
-    if version is not None and not 1 <= version <= head:
+    head, sealed = storage.head(name)
+    if version is not None and not 1 <= version <= (head or 0):
         raise CatalogError(f"dataset {name!r} has no version {version} (head is {head or 'none'})")
     version = version or head
     report = VerifyReport(name, version)
@@ -143,16 +173,14 @@ def verify(cat: Catalog, name: str, version: int | None = None) -> VerifyReport:
     previous_sha: str | None = None
 
     def where(v: int) -> str:
-        return str(cat.manifest_path(name, v))
+        return storage.where(manifest_key(name, v))
 
     for v in range(1, head + 1):
-        path = cat.manifest_path(name, v)
-        m, previous_sha = check_manifest(path.read_bytes() if path.is_file() else None, name, v, previous_sha,
-                                         where, report)
+        m, previous_sha = check_manifest(storage.manifest_bytes(name, v), name, v, previous_sha, where, report)
         if m is not None and v <= version:
             for ref in m.shards:
-                _check_shard(cat, name, ref, report, seen)
-            _check_id_index(cat, name, m, report, seen_segments)
+                _check_shard(storage, name, ref, report, seen)
+            _check_id_index(storage, name, m, previous_sha, report, seen_segments)
     report.head_sha256 = previous_sha
-    check_head_seal(head, cat.head_sha256(name), where, report)
+    check_head_seal(head, sealed, where, report)
     return report

@@ -166,3 +166,16 @@ def test_a_restricted_dataset_at_a_revision_needs_allow_restricted(tmp_path):
     with pytest.raises(RestrictedError, match="ds is restricted"):
         read_version_at(str(repo), "r1", "ds")
     assert read_version_at(str(repo), "r1", "ds", allow_restricted=True).num_rows == 4
+
+
+def test_verify_checks_a_revision_through_dvc(project):
+    """The one verify (catalog.verify.verify_storage) reads a DVC revision as it reads a folder or a bucket."""
+    from catalog.dvc_io import dvc_fs
+    from catalog.storage import Storage
+    from catalog.verify import verify_storage
+
+    for rev, versions in (("v1", 1), ("v2", 2)):
+        with dvc_fs(str(project["repo"]), rev) as fs:
+            report = verify_storage(Storage.over(fs, CATALOG), "ds")
+        assert report.ok, report.problems
+        assert (report.manifests_checked, report.shards_checked, report.id_segments_checked) == (versions,) * 3

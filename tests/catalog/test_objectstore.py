@@ -13,6 +13,7 @@ import pytest
 
 from catalog import Catalog, open_version, samples_to_table
 from catalog.dvc_io import IntegrityError
+from catalog.id_index import read_ids_json
 from catalog.objectstore import ObjectStore, RemoteError
 from catalog.publish import ConflictError, _advance_head, pull, push
 from catalog.remote import RemoteCatalog, manifest_key, verify_remote
@@ -266,6 +267,28 @@ def test_tampered_objects_are_refused_by_reads_pulls_and_verify(s3, tmp_path):
     with pytest.raises(IntegrityError, match="000001.json"):
         remote.open("ds@1")
     assert any("000001.json" in p for p in verify_remote(remote, "ds").problems)
+
+
+def test_verify_reports_the_same_problems_for_a_local_catalog_and_its_copy_on_s3(s3, tmp_path):
+    """One verify: the same tampering in a local catalog and in its pushed copy is reported alike."""
+    bucket = s3.bucket()
+    url = f"s3://{bucket}/same"
+    cat = local_catalog(tmp_path, "a", 0, 10)
+    push(cat, "ds", url, s3.options)
+    segment = read_ids_json(cat, "ds", 2)[-1]["file"]
+    manifest = manifest_key("ds", 1)
+    tampered = {
+        f"ds/{cat.manifest('ds', 2).shards[-1].file}": b"not the promised bytes",
+        f"ds/{segment}": b"nor these",
+        manifest: (cat.root / manifest).read_bytes().replace(b"rows from 0", b"rows from 9"),
+    }
+    for key, body in tampered.items():
+        (cat.root / key).write_bytes(body)
+        s3.client().put_object(Bucket=bucket, Key=f"same/{key}", Body=body)
+    local = verify(cat, "ds").problems
+    remote = verify_remote(RemoteCatalog(url, s3.options), "ds").problems
+    assert len(local) == 4  # shard, segment, version 1's stale id list, the broken link to version 2
+    assert [p.replace(str(cat.root), url) for p in local] == remote
 
 
 def test_clear_errors_for_bad_urls_missing_buckets_and_unreachable_endpoints(s3, tmp_path):
