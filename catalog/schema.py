@@ -71,6 +71,7 @@ COLUMNS: list[Column] = [
     _attr("image_sha256", _S),
     _attr("width", _I),
     _attr("height", _I),
+    _prov("png_compress_level", _I),  # the image bytes' zlib level (image_sha256 is over pixels, not bytes)
     _attr("source_path", _S),
     Column("plan_index", pa.int64(), lambda s: s.plan_index if s.plan_index >= 0 else None),  # null on real rows
     _attr("seed", pa.int64()),

@@ -37,4 +37,5 @@ def provenance_for(spec: JobSpec, gen: Generator, emb: Embedder, runs: RunRef) -
         real_dataset=spec.dedup.real_dataset,
         prefect_flow_run_id=runs.prefect_flow_run_id,
         mlflow_run_id=runs.mlflow_run_id,
+        png_compress_level=spec.output.png_compress_level,
     )

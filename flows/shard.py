@@ -19,6 +19,7 @@ from flows.provenance import provenance_for
 from flows.settings import Paths
 from synthgen.engine import run_stages
 from synthgen.generators import Generator
+from synthgen.parallel import default_workers
 from synthgen.plan import Shard, make_plan
 from synthgen.runtime import set_threads
 from synthgen.spec import JobSpec
@@ -58,7 +59,9 @@ def generate_shard(spec: JobSpec, shard: Shard, paths: Paths, runs: RunRef, on_b
     samples = make_plan(spec, shard.start, shard.stop)
     cond = spec.conditioning
     caption = (lambda s: cond.caption(s.class_name)) if cond.kind == "class" else (lambda s: s.prompt)
-    stages = shard_stages(gen, emb, provenance_for(spec, gen, emb, runs), caption, get_guard(spec, paths))
-    stats = run_stages(samples, stages, gen.batch_size, on_batch)
+    workers = spec.generator.workers or default_workers(gen.device, spec.generator.threads)
+    stages = shard_stages(gen, emb, provenance_for(spec, gen, emb, runs), caption, get_guard(spec, paths),
+                          spec.output.png_compress_level, workers)
+    stats = run_stages(samples, stages, gen.batch_size, on_batch, workers)
     write_parquet_atomic(samples_to_table(samples), out)
     return ShardReport(shard.index, len(samples), False, stats.sampling_s, time.perf_counter() - t0)

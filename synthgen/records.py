@@ -59,6 +59,7 @@ class Provenance:
     real_dataset: str | None
     prefect_flow_run_id: str | None = None
     mlflow_run_id: str | None = None
+    png_compress_level: int | None = None  # zlib level of the stored PNG bytes
 
 
 @dataclass(slots=True)
