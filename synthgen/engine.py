@@ -61,6 +61,8 @@ def run_samples(
 def _finish(stages: Sequence[Stage], batch: list[Sample]) -> None:
     for stage in stages:
         stage(batch)
+    for s in batch:
+        s.pixels = None  # the stages are done with the uint8 arrays: memory stays bounded per batch
 
 
 def run_stages(samples: list[Sample], stages: Sequence[Stage], batch_size: int,

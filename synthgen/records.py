@@ -77,7 +77,7 @@ class Sample:
     provenance: Provenance | None = None
     source_path: str | None = None  # real rows: the file it was ingested from
     # filled by generation / ingest
-    pixels: np.ndarray | None = None  # the generator's float HWC array, until the encode stage quantises it
+    pixels: np.ndarray | None = None  # the generator's uint8 HWC array, until the batch's stages are done
     image: Image.Image | None = None
     png: bytes | None = None
     image_sha256: str | None = None

@@ -66,8 +66,7 @@ class Encode:
             encoded = pool.map(encode_pixels, arrays, repeat(self.level), chunksize=chunk)
         for s, arr, (png, sha) in zip(samples, arrays, encoded):
             img = array_to_pil(arr)
-            s.image, s.pixels = img, None  # the array is not needed past here
-            s.png, s.image_sha256 = png, sha
+            s.image, s.png, s.image_sha256 = img, png, sha
             s.width, s.height = img.width, img.height
             s.created_at = now
             s.provenance = self.provenance
@@ -75,12 +74,17 @@ class Encode:
 
 @dataclass
 class Embed:
-    """CLIP image embeddings, one batch at a time."""
+    """CLIP image embeddings, one batch at a time, from the uint8 pixels (preprocessed on the embedder's device)."""
 
     embedder: Embedder
 
     def __call__(self, samples: list[Sample]) -> None:
-        for s, e in zip(samples, self.embedder.embed_images([s.image for s in samples])):
+        if all(s.pixels is not None and s.pixels.dtype == np.uint8 for s in samples) \
+                and len({s.pixels.shape for s in samples}) == 1:
+            emb = self.embedder.embed_pixels([s.pixels for s in samples])
+        else:  # mixed sizes or no pixels (e.g. rows read back): the PIL images
+            emb = self.embedder.embed_images([s.image for s in samples])
+        for s, e in zip(samples, emb):
             s.embedding = e
 
 
@@ -91,7 +95,10 @@ class Guard:
     guard: PixelGuard
 
     def __call__(self, samples: list[Sample]) -> None:
-        dists, ids = self.guard.nearest([s.image for s in samples])
+        if all(s.pixels is not None and s.pixels.dtype == np.uint8 for s in samples):
+            dists, ids = self.guard.nearest_pixels([s.pixels for s in samples])  # thumbnails as tensor ops
+        else:
+            dists, ids = self.guard.nearest([s.image for s in samples])
         for s, d, rid in zip(samples, dists, ids):
             s.real_pixel_distance, s.real_pixel_nn_id = d, rid
 
