@@ -82,6 +82,7 @@ COLUMNS: list[Column] = [
         ("diffusers_version", _S), ("synthgen_version", _S), ("code_commit", _S),
         ("prefect_flow_run_id", _S), ("mlflow_run_id", _S),
     ]),
+    _prov("generator_options", _S),  # JSON of the speed options the model ran with (regeneration reuses them)
     # real rows have no Provenance: ingest passes the model to samples_to_table
     Column("embedding_model", _S, lambda s: s.provenance.embedding_model if s.provenance else None),
     Column("embedding", pa.list_(_F), lambda s: s.embedding.tolist() if s.embedding is not None else None),

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import duckdb
 
 from catalog import Catalog, open_version
+from synthgen import accel
 from synthgen.generators import Generator, load_generator
 from synthgen.imaging import array_to_pil, pixel_sha256
 from synthgen.records import Sample
@@ -21,7 +22,7 @@ from synthgen.runtime import code_commit, library_version, set_threads
 from synthgen.spec import GeneratorSpec
 
 _CONFIG_COLS = ["model_id", "model_weights_sha256", "scheduler", "scheduler_config", "num_inference_steps",
-                "guidance_scale", "batch_size", "dtype", "device", "width", "height"]
+                "guidance_scale", "batch_size", "dtype", "device", "width", "height", "generator_options"]
 
 
 @dataclass
@@ -44,6 +45,7 @@ def _generator_for(row: dict) -> Generator:
         model=row["model_id"], steps=row["num_inference_steps"], guidance_scale=row["guidance_scale"],
         batch_size=row["batch_size"], dtype=row["dtype"], device=row["device"],
         height=row["height"] if kind == "text" else None, width=row["width"] if kind == "text" else None,
+        **accel.spec_fields(row.get("generator_options")),  # the same compile/layout/attention settings
     )
     gen = load_generator(spec, kind)
     import diffusers

@@ -15,13 +15,14 @@ how it was requested:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
 
+from synthgen import accel
 from synthgen.records import Sample
 from synthgen.runtime import resolve_device, resolve_model_path, torch_dtype, weights_sha256
 from synthgen.spec import GeneratorSpec
@@ -45,6 +46,7 @@ class Generator:
     spec: GeneratorSpec
     device: str
     dtype: torch.dtype
+    options: dict = field(default_factory=dict)  # speed options as applied (``synthgen.accel``)
 
     @property
     def batch_size(self) -> int:
@@ -170,6 +172,7 @@ def load_generator(spec: GeneratorSpec, kind: Literal["class", "text"], class_id
             raise GeneratorError(f"conditioning.classes: ids {bad} out of range; {spec.model} has {n} classes")
     pipe = pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
+    options = accel.apply(pipe, accel.resolve(spec, device))
     return Generator(
         pipe=pipe,
         kind=kind,
@@ -178,4 +181,5 @@ def load_generator(spec: GeneratorSpec, kind: Literal["class", "text"], class_id
         spec=spec,
         device=device,
         dtype=dtype,
+        options=options,
     )

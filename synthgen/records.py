@@ -60,6 +60,7 @@ class Provenance:
     prefect_flow_run_id: str | None = None
     mlflow_run_id: str | None = None
     png_compress_level: int | None = None  # zlib level of the stored PNG bytes
+    generator_options: str | None = None  # JSON: compile, channels_last, fuse_qkv, sdpa as applied
 
 
 @dataclass(slots=True)

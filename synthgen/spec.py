@@ -55,7 +55,13 @@ class GeneratorSpec(_Strict):
     width: int | None = Field(None, ge=8, le=4096)
     batch_size: int = Field(64, ge=1, le=4096)
     device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
-    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto", description="auto: bfloat16 on CUDA, float32 elsewhere")
+    compile: bool = Field(False, description="torch.compile the denoiser and the VAE decoder (static, padded batch)")
+    channels_last: bool | None = Field(None, description="channels_last memory format; null: on CUDA only")
+    fuse_qkv: bool | None = Field(None, description="fuse attention QKV projections where diffusers offers it; "
+                                  "null: on CUDA only")
+    sdpa: bool = Field(True, description="torch's scaled_dot_product_attention processors")
     threads: int | None = Field(1, ge=1, le=256, description="torch CPU threads; 1 is fastest for tiny models")
     workers: int | None = Field(
         None, ge=1, le=256, description="post-processing workers (encode, embed, guard, score); null: the "
