@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
@@ -55,6 +55,9 @@ class GeneratorSpec(_Strict):
     width: int | None = Field(None, ge=8, le=4096)
     batch_size: int = Field(64, ge=1, le=4096)
     device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
+    devices: list[Annotated[str, Field(pattern=r"^(cpu|cuda:\d+)$")]] | None = Field(
+        None, min_length=1, description="one worker process per entry, each taking whole shards (e.g. "
+        "[cuda:0, cuda:1]); null: every visible GPU when there are several. Not part of the job's identity")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
         "auto", description="auto: bfloat16 on CUDA, float32 elsewhere")
     compile: bool = Field(False, description="torch.compile the denoiser and the VAE decoder (static, padded batch)")
@@ -203,7 +206,8 @@ class JobSpec(_Strict):
 
     def canonical_json(self) -> str:
         data = self.model_dump(mode="json")
-        del data["generator"]["workers"]  # where the job runs, not what it makes
+        for where in ("workers", "devices"):  # where the job runs, not what it makes
+            del data["generator"][where]
         for name in RULE_FIELDS:  # a rule that is off does not change the job's identity
             if data["dedup"].get(name) is None:
                 del data["dedup"][name]
