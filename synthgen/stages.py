@@ -90,13 +90,18 @@ class Embed:
 
 @dataclass
 class Guard:
-    """Each sample's closest real image in pixel space (the memorisation guard's evidence)."""
+    """Each sample's closest real image in pixel space (the memorisation guard's evidence).
+
+    ``device``: where the batch's thumbnails are made (the generator's; see ``PixelGuard.nearest_pixels``).
+    """
 
     guard: PixelGuard
+    device: str = "cpu"
 
     def __call__(self, samples: list[Sample]) -> None:
-        if all(s.pixels is not None and s.pixels.dtype == np.uint8 for s in samples):
-            dists, ids = self.guard.nearest_pixels([s.pixels for s in samples])  # thumbnails as tensor ops
+        if all(s.pixels is not None and s.pixels.dtype == np.uint8 for s in samples) \
+                and len({s.pixels.shape for s in samples}) == 1:
+            dists, ids = self.guard.nearest_pixels([s.pixels for s in samples], self.device)
         else:
             dists, ids = self.guard.nearest([s.image for s in samples])
         for s, d, rid in zip(samples, dists, ids):
@@ -141,6 +146,6 @@ def shard_stages(
     """
     stages: list[Stage] = [Generate(generator), Encode(provenance, png_level, workers)]
     stages += [Embed(embedder)] if embedder is not None else []
-    stages += [Guard(guard)] if guard is not None else []
+    stages += [Guard(guard, str(getattr(generator, "device", "cpu")))] if guard is not None else []
     stages.append(Score(embedder, caption))
     return stages
