@@ -71,6 +71,9 @@ def flow_vs_bare(tmp: Path, per_prompt: int = 4, repeats: int = 2) -> list[dict]
         m = result["metrics"]
         rest = m["wall_s"] - m["startup_s"]
         adjacent = (bares[-2] + bares[-1]) / 2
+        shards_s = rest - m["commit_s"] - m["finish_s"]  # sampling + post-processing + staging Parquet
         rows.append({"run": i, "images": len(PROMPTS) * per_prompt, "bare_s": adjacent, "flow_after_startup_s": rest,
-                     "startup_s": m["startup_s"], "flow_over_bare": rest / adjacent})
+                     "startup_s": m["startup_s"], "shards_s": shards_s, "commit_s": m["commit_s"],
+                     "finish_s": m["finish_s"], "flow_over_bare": rest / adjacent,
+                     "shards_over_bare": shards_s / adjacent})
     return rows
