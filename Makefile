@@ -30,6 +30,7 @@ test: install
 
 bench: install
 	$(PY) bench/bench_demo.py
+	$(PY) bench/bench_throughput.py
 	$(PY) bench/bench_generator.py
 	$(PY) bench/bench_embedder.py
 	$(PY) bench/bench_quality_sweep.py

@@ -41,8 +41,8 @@ def real_classifier():
 
 
 def to_8x8(images: np.ndarray) -> np.ndarray:
-    """(n, 16, 16, 1) float [0, 1] -> (n, 64) in the SVC's 0..16 scale."""
-    x = images[..., 0]
+    """(n, 16, 16, 1) uint8 -> (n, 64) in the SVC's 0..16 scale."""
+    x = images[..., 0] / 255.0
     x = x.reshape(len(x), 8, 2, 8, 2).mean(axis=(2, 4))
     return x.reshape(len(x), -1) * 16
 

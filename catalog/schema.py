@@ -71,6 +71,7 @@ COLUMNS: list[Column] = [
     _attr("image_sha256", _S),
     _attr("width", _I),
     _attr("height", _I),
+    _prov("png_compress_level", _I),  # the image bytes' zlib level (image_sha256 is over pixels, not bytes)
     _attr("source_path", _S),
     Column("plan_index", pa.int64(), lambda s: s.plan_index if s.plan_index >= 0 else None),  # null on real rows
     _attr("seed", pa.int64()),
@@ -81,6 +82,7 @@ COLUMNS: list[Column] = [
         ("diffusers_version", _S), ("synthgen_version", _S), ("code_commit", _S),
         ("prefect_flow_run_id", _S), ("mlflow_run_id", _S),
     ]),
+    _prov("generator_options", _S),  # JSON of the speed options the model ran with (regeneration reuses them)
     # real rows have no Provenance: ingest passes the model to samples_to_table
     Column("embedding_model", _S, lambda s: s.provenance.embedding_model if s.provenance else None),
     Column("embedding", pa.list_(_F), lambda s: s.embedding.tolist() if s.embedding is not None else None),

@@ -43,14 +43,16 @@ def verify(
 
         regen = regenerate_sample_check(_catalog(), ref, regenerate)
         result["regenerated"] = {
-            "checked": regen.checked, "matched": regen.matched, "mismatches": regen.mismatches,
+            "checked": regen.checked, "matched": regen.matched,
+            "mismatches": [{"sample_id": m.sample_id, "fields": {k: [str(a), str(b)] for k, (a, b) in m.fields.items()},
+                            "message": str(m)} for m in regen.mismatches],
             "elapsed_s": regen.elapsed_s, "images_per_s": regen.images_per_s,
             "groups": [{"settings": g.label(), "checked": g.checked, "matched": g.matched,
                         "differing_fields": g.differing_fields} for g in regen.groups],
         }
         if not as_json:
             for line in regen.mismatches:
-                err.print(f"[red]MISMATCH[/] {escape(line)}")
+                err.print(f"[red]MISMATCH[/] {escape(str(line))}")
             for g in regen.groups:
                 differing = ", ".join(f"{k} ({n})" for k, n in sorted(g.differing_fields.items())) or "nothing"
                 out.print(f"  group {g.label()}: {g.checked} regenerated, {g.matched} identical; differing: {differing}",

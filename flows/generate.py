@@ -21,6 +21,7 @@ from flows import progress
 from flows.commit import CommitReport
 from flows.dead_runs import close_dead_runs, owner_tags
 from flows.distributed import run_on_workers
+from flows.local_devices import job_devices, run_on_devices
 from flows.models import get_embedder
 from flows.reports import REPORTS, Finished, summary_metrics
 from flows.schedule import require_server
@@ -125,6 +126,10 @@ def generate_shards(job: JobSpec, shards: list[Shard], catalog: Catalog, paths: 
         return [], []
     if shard_pool:
         return run_on_workers(job, todo, paths, runs, shard_pool, settings)
+    devices = job_devices(job)
+    if len(devices) > 1:  # several GPUs here: one worker process per device, no server
+        log.info(f"{job.name}: {len(todo)} shards on {len(devices)} device workers: {', '.join(devices)}")
+        return run_on_devices(job, todo, paths, runs, devices, settings), []
     shard_task = shard_task_with_policy(settings)
     reports = []
     with progress.display(sum(len(s) for s in todo), f"{job.name}", shards=len(todo)):

@@ -13,6 +13,7 @@ from functools import lru_cache
 
 from catalog import Catalog, open_version
 from catalog.guard import pixel_guard
+from flows.local_devices import worker_device
 from flows.settings import Paths
 from synthgen.embedder import Embedder, load_embedder
 from synthgen.generators import Generator, load_generator
@@ -37,10 +38,13 @@ _load_lock = threading.Lock()  # one loader at a time: a prefetch and a task nev
 
 
 def get_generator(spec: JobSpec) -> Generator:
-    """The job's generator, loaded once per process."""
+    """The job's generator, loaded once per process (on the device a device worker claimed, if any)."""
     ids = tuple(c.id for c in spec.conditioning.classes or [])
+    gen_spec = spec.generator
+    if worker_device():
+        gen_spec = gen_spec.model_copy(update={"device": worker_device()})
     with _load_lock:
-        return _generator(spec.generator.model_dump_json(), spec.conditioning.kind, ids)
+        return _generator(gen_spec.model_dump_json(), spec.conditioning.kind, ids)
 
 
 def get_embedder(spec: JobSpec) -> Embedder:

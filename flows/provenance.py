@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from catalog import RunRef
 from synthgen import __version__
+from synthgen.accel import options_json
 from synthgen.embedder import Embedder
 from synthgen.generators import Generator
 from synthgen.records import Provenance
@@ -37,4 +38,6 @@ def provenance_for(spec: JobSpec, gen: Generator, emb: Embedder, runs: RunRef) -
         real_dataset=spec.dedup.real_dataset,
         prefect_flow_run_id=runs.prefect_flow_run_id,
         mlflow_run_id=runs.mlflow_run_id,
+        png_compress_level=spec.output.png_compress_level,
+        generator_options=options_json(gen.options),
     )

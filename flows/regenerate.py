@@ -25,6 +25,7 @@ import duckdb
 
 from catalog import Catalog, open_version
 from catalog.manifest import Manifest
+from synthgen import accel
 from synthgen.generators import Generator, load_generator
 from synthgen.imaging import array_to_pil, decode, pixel_sha256
 from synthgen.plan import make_plan
@@ -33,7 +34,7 @@ from synthgen.runtime import code_commit, library_version, set_threads
 from synthgen.spec import GeneratorSpec, JobSpec
 
 _CONFIG_COLS = ["model_id", "model_weights_sha256", "scheduler", "scheduler_config", "num_inference_steps",
-                "guidance_scale", "batch_size", "dtype", "device", "width", "height"]
+                "guidance_scale", "batch_size", "dtype", "device", "width", "height", "generator_options"]
 _ROW_COLS = ["sample_id", "seed", "label", "label_name", "prompt", "negative_prompt", "image_sha256", "plan_index",
              "job_digest", "torch_version", "diffusers_version", "code_commit", *_CONFIG_COLS]
 
@@ -115,6 +116,7 @@ def _generator_for(row: dict) -> Generator:
         model=row["model_id"], steps=row["num_inference_steps"], guidance_scale=row["guidance_scale"],
         batch_size=row["batch_size"], dtype=row["dtype"], device=row["device"],
         height=row["height"] if kind == "text" else None, width=row["width"] if kind == "text" else None,
+        **accel.spec_fields(row.get("generator_options")),  # the same compile/layout/attention settings
     )
     gen = load_generator(spec, kind)
     import diffusers

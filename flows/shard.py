@@ -7,18 +7,21 @@ Nothing here imports prefect or mlflow, so the bench and tests can run it bare.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
 from catalog import RunRef, samples_to_table
 from catalog.atomic import write_parquet_atomic
+from flows.local_devices import device_workers
 from flows.models import get_embedder, get_generator, get_guard
 from flows.provenance import provenance_for
 from flows.settings import Paths
 from synthgen.engine import run_stages
 from synthgen.generators import Generator
+from synthgen.parallel import default_workers
 from synthgen.plan import Shard, make_plan
 from synthgen.runtime import set_threads
 from synthgen.spec import JobSpec
@@ -34,6 +37,8 @@ class ShardReport:
     reused: bool
     sampling_s: float = 0.0
     wall_s: float = 0.0
+    pid: int = field(default_factory=os.getpid)  # which process staged it (device workers: one per device)
+    device: str | None = None
 
 
 def staging_dir(paths: Paths, spec: JobSpec) -> Path:
@@ -58,7 +63,11 @@ def generate_shard(spec: JobSpec, shard: Shard, paths: Paths, runs: RunRef, on_b
     samples = make_plan(spec, shard.start, shard.stop)
     cond = spec.conditioning
     caption = (lambda s: cond.caption(s.class_name)) if cond.kind == "class" else (lambda s: s.prompt)
-    stages = shard_stages(gen, emb, provenance_for(spec, gen, emb, runs), caption, get_guard(spec, paths))
-    stats = run_stages(samples, stages, gen.batch_size, on_batch)
+    # Device workers share the machine's cores: each takes its part.
+    workers = spec.generator.workers or max(1, default_workers(gen.device, spec.generator.threads) // device_workers())
+    stages = shard_stages(gen, emb, provenance_for(spec, gen, emb, runs), caption, get_guard(spec, paths),
+                          spec.output.png_compress_level, workers)
+    stats = run_stages(samples, stages, gen.batch_size, on_batch, workers)
     write_parquet_atomic(samples_to_table(samples), out)
-    return ShardReport(shard.index, len(samples), False, stats.sampling_s, time.perf_counter() - t0)
+    return ShardReport(shard.index, len(samples), False, stats.sampling_s, time.perf_counter() - t0,
+                       device=gen.device)

@@ -7,11 +7,14 @@ The embedded digits CLIP ships in Hugging Face CLIP format; a real CLIP
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
+from synthgen.preprocess import ClipPreprocess, to_batch
 from synthgen.runtime import resolve_device, resolve_model_path, weights_sha256
 from synthgen.spec import EmbedderSpec
 
@@ -39,6 +42,41 @@ class Embedder:
             normalize_embeddings=True, show_progress_bar=False,
         )
         return np.ascontiguousarray(emb, dtype=np.float32)
+
+    @cached_property
+    def _tower(self) -> tuple[object, ClipPreprocess] | None:
+        """(Hugging Face CLIP model, its preprocessing as tensor ops), or None for other model layouts."""
+        module = self.model[0] if len(self.model) else None
+        clip, proc = getattr(module, "model", None), getattr(module, "processor", None)
+        if clip is None or not hasattr(clip, "get_image_features") or proc is None:
+            return None
+        return clip, ClipPreprocess.from_processor(proc)
+
+    def embed_pixels(self, arrays: list[np.ndarray], tensor_ops: bool | None = None) -> np.ndarray:
+        """(n, d) float32, unit length, from same-sized uint8 HWC arrays.
+
+        ``tensor_ops`` (default: when the embedder is on an accelerator):
+        preprocess as tensor ops on the embedder's device and feed the CLIP
+        image tower directly (``synthgen.preprocess``), with no PIL step. On
+        the CPU the model's own PIL processor is as fast at 512 px and faster
+        at 1024 (measured 9.8 vs 16.3 ms per image), so the CPU keeps it; a
+        model that is not a Hugging Face CLIP always goes through ``embed_images``.
+        """
+        if not arrays:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        if tensor_ops is None:
+            tensor_ops = self.model.device.type != "cpu"
+        if self._tower is None or not tensor_ops:
+            return self.embed_images([Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a) for a in arrays])
+        clip, prep = self._tower
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(arrays), self.batch_size):
+                pixels = prep(to_batch(arrays[i : i + self.batch_size], self.model.device))
+                feats = clip.get_image_features(pixel_values=pixels.to(clip.dtype))
+                feats = getattr(feats, "pooler_output", feats)  # transformers 5 returns an output object
+                out.append(torch.nn.functional.normalize(feats.float(), dim=-1).cpu().numpy())
+        return np.ascontiguousarray(np.concatenate(out), dtype=np.float32)
 
     def embed_texts(self, texts: list[str]) -> np.ndarray:
         """(n, d) float32, unit length; repeated texts are cached."""

@@ -17,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from synthgen.preprocess import thumbnails, to_batch
+
 
 def standardise(img: Image.Image | np.ndarray, size: int | None = None) -> np.ndarray:
     """Grayscale float image with zero mean and unit standard deviation."""
@@ -103,7 +105,24 @@ class PixelGuard:
         """(distance, real id) of the closest real image for each image; None when no real images."""
         if not len(self.thumbs):
             return [None] * len(images), [None] * len(images)
-        q = np.stack([standardise(im, THUMB) for im in images])
+        return self._nearest(np.stack([standardise(im, THUMB) for im in images]), extra)
+
+    def nearest_pixels(self, arrays: list[np.ndarray], device: str = "cpu",
+                       extra: list[str | None] | None = None) -> tuple[list[float | None], list[str | None]]:
+        """``nearest`` for same-sized uint8 HWC arrays, thumbnails made on ``device``.
+
+        On an accelerator the whole batch's thumbnails are tensor ops there
+        (within one grey level of PIL's, tested); on the CPU Pillow's
+        fixed-point resampling is the faster way (measured: 1.5 vs 29 ms per
+        1024-px image), so the CPU keeps it.
+        """
+        if not len(self.thumbs):
+            return [None] * len(arrays), [None] * len(arrays)
+        if device == "cpu":
+            return self.nearest([Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a) for a in arrays], extra)
+        return self._nearest(np.stack([standardise(t) for t in thumbnails(to_batch(arrays, device), THUMB)]), extra)
+
+    def _nearest(self, q: np.ndarray, extra: list[str | None] | None) -> tuple[list[float | None], list[str | None]]:
         _, idx = self.index.search(np.ascontiguousarray(q.reshape(len(q), -1), dtype=np.float32), self.k)
         owners = np.where(idx >= 0, self.owner[np.maximum(idx, 0)], -1)
         extra_pos = [self._pos.get(e, -1) if e else -1 for e in (extra or [None] * len(q))]

@@ -60,6 +60,8 @@ class Provenance:
     real_dataset: str | None
     prefect_flow_run_id: str | None = None
     mlflow_run_id: str | None = None
+    png_compress_level: int | None = None  # zlib level of the stored PNG bytes
+    generator_options: str | None = None  # JSON: compile, channels_last, fuse_qkv, sdpa as applied
 
 
 @dataclass(slots=True)
@@ -77,7 +79,7 @@ class Sample:
     provenance: Provenance | None = None
     source_path: str | None = None  # real rows: the file it was ingested from
     # filled by generation / ingest
-    pixels: np.ndarray | None = None  # the generator's float HWC array, until the encode stage quantises it
+    pixels: np.ndarray | None = None  # the generator's uint8 HWC array, until the batch's stages are done
     image: Image.Image | None = None
     png: bytes | None = None
     image_sha256: str | None = None

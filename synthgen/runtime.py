@@ -38,7 +38,9 @@ def resolve_device(device: str) -> str:
 
 
 def torch_dtype(name: str, device: str) -> torch.dtype:
-    """The torch dtype for a spec name; half precision on CPU falls back to float32."""
+    """The torch dtype for a spec name ('auto': bfloat16 on CUDA, else float32); fp16 on CPU falls back to float32."""
+    if name == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
     dtype = getattr(torch, name)
     if device == "cpu" and dtype == torch.float16:
         return torch.float32  # fp16 matmuls are slow or missing on CPU

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
@@ -55,8 +55,21 @@ class GeneratorSpec(_Strict):
     width: int | None = Field(None, ge=8, le=4096)
     batch_size: int = Field(64, ge=1, le=4096)
     device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
-    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    devices: list[Annotated[str, Field(pattern=r"^(cpu|cuda:\d+)$")]] | None = Field(
+        None, min_length=1, description="one worker process per entry, each taking whole shards (e.g. "
+        "[cuda:0, cuda:1]); null: every visible GPU when there are several. Not part of the job's identity")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto", description="auto: bfloat16 on CUDA, float32 elsewhere")
+    compile: bool = Field(False, description="torch.compile the denoiser and the VAE decoder (static, padded batch)")
+    channels_last: bool | None = Field(None, description="channels_last memory format; null: on CUDA only")
+    fuse_qkv: bool | None = Field(None, description="fuse attention QKV projections where diffusers offers it; "
+                                  "null: on CUDA only")
+    sdpa: bool = Field(True, description="torch's scaled_dot_product_attention processors")
     threads: int | None = Field(1, ge=1, le=256, description="torch CPU threads; 1 is fastest for tiny models")
+    workers: int | None = Field(
+        None, ge=1, le=256, description="post-processing workers (encode, embed, guard, score); null: the "
+        "cores the sampler leaves. Not part of the job's identity: the output does not depend on it",
+    )
 
     @field_validator("scheduler")
     @classmethod
@@ -152,6 +165,10 @@ class OutputSpec(_Strict):
 
     dataset: str = Field(pattern=NAME_PATTERN)
     shard_size: int = Field(250, ge=1, le=1_000_000, description="images per shard (the unit of work and resume)")
+    png_compress_level: int = Field(
+        1, ge=0, le=9, description="zlib level of the stored PNGs (lossless at every level; recorded per row). "
+        "1: about half the time of 6 at 512 px for ~10% more bytes (bench/bench_png.py)",
+    )
 
 
 class JobSpec(_Strict):
@@ -189,6 +206,8 @@ class JobSpec(_Strict):
 
     def canonical_json(self) -> str:
         data = self.model_dump(mode="json")
+        for where in ("workers", "devices"):  # where the job runs, not what it makes
+            del data["generator"][where]
         for name in RULE_FIELDS:  # a rule that is off does not change the job's identity
             if data["dedup"].get(name) is None:
                 del data["dedup"][name]

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from itertools import repeat
 from typing import Callable, Protocol
 
 import numpy as np
 
 from synthgen.embedder import Embedder
 from synthgen.generators import Generator
-from synthgen.imaging import array_to_pil, encode_png, pixel_sha256
+from synthgen.imaging import DEFAULT_PNG_LEVEL, array_to_pil, encode_pixels
 from synthgen.memorisation import PixelGuard
+from synthgen.parallel import encode_pool
 from synthgen.records import Provenance, Sample
 from synthgen.rules import RULES
 
@@ -43,17 +45,28 @@ class Generate:
 
 @dataclass
 class Encode:
-    """Quantise, PNG-encode and hash each image; attach the run's provenance."""
+    """PNG-encode (zlib ``level``) and hash each image; attach the run's provenance.
+
+    With ``workers`` > 1 the PNG work runs in the shared process pool
+    (``synthgen.parallel``); the bytes are the same either way.
+    """
 
     provenance: Provenance | None = None
+    level: int = DEFAULT_PNG_LEVEL
+    workers: int = 1
 
     def __call__(self, samples: list[Sample]) -> None:
         now = datetime.now(timezone.utc)
-        for s in samples:
-            img = array_to_pil(s.pixels)
-            s.image, s.pixels = img, None  # the float array is not needed past here
-            s.png = encode_png(img)
-            s.image_sha256 = pixel_sha256(img)
+        arrays = [s.pixels for s in samples]
+        pool = encode_pool(self.workers)
+        if pool is None:
+            encoded = map(encode_pixels, arrays, repeat(self.level))
+        else:
+            chunk = max(1, len(arrays) // (2 * self.workers))  # a few images per message: IPC stays small
+            encoded = pool.map(encode_pixels, arrays, repeat(self.level), chunksize=chunk)
+        for s, arr, (png, sha) in zip(samples, arrays, encoded):
+            img = array_to_pil(arr)
+            s.image, s.png, s.image_sha256 = img, png, sha
             s.width, s.height = img.width, img.height
             s.created_at = now
             s.provenance = self.provenance
@@ -61,23 +74,36 @@ class Encode:
 
 @dataclass
 class Embed:
-    """CLIP image embeddings, one batch at a time."""
+    """CLIP image embeddings, one batch at a time, from the uint8 pixels (preprocessed on the embedder's device)."""
 
     embedder: Embedder
 
     def __call__(self, samples: list[Sample]) -> None:
-        for s, e in zip(samples, self.embedder.embed_images([s.image for s in samples])):
+        if all(s.pixels is not None and s.pixels.dtype == np.uint8 for s in samples) \
+                and len({s.pixels.shape for s in samples}) == 1:
+            emb = self.embedder.embed_pixels([s.pixels for s in samples])
+        else:  # mixed sizes or no pixels (e.g. rows read back): the PIL images
+            emb = self.embedder.embed_images([s.image for s in samples])
+        for s, e in zip(samples, emb):
             s.embedding = e
 
 
 @dataclass
 class Guard:
-    """Each sample's closest real image in pixel space (the memorisation guard's evidence)."""
+    """Each sample's closest real image in pixel space (the memorisation guard's evidence).
+
+    ``device``: where the batch's thumbnails are made (the generator's; see ``PixelGuard.nearest_pixels``).
+    """
 
     guard: PixelGuard
+    device: str = "cpu"
 
     def __call__(self, samples: list[Sample]) -> None:
-        dists, ids = self.guard.nearest([s.image for s in samples])
+        if all(s.pixels is not None and s.pixels.dtype == np.uint8 for s in samples) \
+                and len({s.pixels.shape for s in samples}) == 1:
+            dists, ids = self.guard.nearest_pixels([s.pixels for s in samples], self.device)
+        else:
+            dists, ids = self.guard.nearest([s.image for s in samples])
         for s, d, rid in zip(samples, dists, ids):
             s.real_pixel_distance, s.real_pixel_nn_id = d, rid
 
@@ -111,10 +137,15 @@ def shard_stages(
     provenance: Provenance | None = None,
     caption: Callable[[Sample], str] | None = None,
     guard: PixelGuard | None = None,
+    png_level: int = DEFAULT_PNG_LEVEL,
+    workers: int = 1,
 ) -> list[Stage]:
-    """The stages of one shard, in order: generate, encode, embed, guard, score."""
-    stages: list[Stage] = [Generate(generator), Encode(provenance)]
+    """The stages of one shard, in order: generate, encode, embed, guard, score.
+
+    ``workers``: how many post-processing workers the engine runs them on (sizes the encode pool).
+    """
+    stages: list[Stage] = [Generate(generator), Encode(provenance, png_level, workers)]
     stages += [Embed(embedder)] if embedder is not None else []
-    stages += [Guard(guard)] if guard is not None else []
+    stages += [Guard(guard, str(getattr(generator, "device", "cpu")))] if guard is not None else []
     stages.append(Score(embedder, caption))
     return stages

@@ -15,8 +15,11 @@ import torch
 from tests.tiny_sd import _write_tokenizer_files
 
 
-def build_tiny_clip(path: str | pathlib.Path, image_size: int = 16) -> pathlib.Path:
-    """Build, save (transformers + sentence-transformers files) and return ``path``."""
+def build_tiny_clip(path: str | pathlib.Path, image_size: int = 16, patch_size: int = 4) -> pathlib.Path:
+    """Build, save (transformers + sentence-transformers files) and return ``path``.
+
+    ``image_size=224, patch_size=32`` gives a ViT-B/32-shaped input path (49 patches) at toy width.
+    """
     from sentence_transformers import SentenceTransformer
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
 
@@ -33,7 +36,7 @@ def build_tiny_clip(path: str | pathlib.Path, image_size: int = 16) -> pathlib.P
                 bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
             ),
             vision_config=dict(
-                image_size=image_size, patch_size=4, hidden_size=32, intermediate_size=37,
+                image_size=image_size, patch_size=patch_size, hidden_size=32, intermediate_size=37,
                 num_hidden_layers=1, num_attention_heads=2,
             ),
             projection_dim=16,

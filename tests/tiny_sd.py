@@ -47,8 +47,10 @@ def _write_tokenizer_files(directory: pathlib.Path) -> tuple[pathlib.Path, pathl
     return vocab_file, merges_file
 
 
-def build_tiny_sd(path: str | pathlib.Path) -> pathlib.Path:
+def build_tiny_sd(path: str | pathlib.Path, vae_levels: int = 2) -> pathlib.Path:
     """Build a tiny random Stable Diffusion pipeline and save it to ``path``.
+
+    ``vae_levels=4`` gives SD's 8x VAE (512-px images from 64x64 latents) at toy width.
 
     The pipeline is a ``StableDiffusionPipeline`` with a 2-level UNet
     (channels 8/16, sample_size 16, cross-attention dim 32), an AutoencoderKL
@@ -91,9 +93,9 @@ def build_tiny_sd(path: str | pathlib.Path) -> pathlib.Path:
     vae = AutoencoderKL(
         in_channels=3,
         out_channels=3,
-        block_out_channels=(8, 16),
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        block_out_channels=(8,) + (16,) * (vae_levels - 1),
+        down_block_types=("DownEncoderBlock2D",) * vae_levels,
+        up_block_types=("UpDecoderBlock2D",) * vae_levels,
         latent_channels=4,
         layers_per_block=1,
         norm_num_groups=4,

@@ -45,7 +45,7 @@ def test_same_seed_same_image_different_seed_different_image(digits_gen):
     a = digits_gen.generate(plan[:2])
     b = digits_gen.generate(plan[:2])
     assert np.array_equal(a, b)
-    assert a.shape == (2, 16, 16, 1) and 0 <= a.min() and a.max() <= 1
+    assert a.shape == (2, 16, 16, 1) and a.dtype == np.uint8  # quantised on the device
 
 
 def test_text_to_image_pipeline_from_local_folder(tiny_sd_dir):
