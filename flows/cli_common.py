@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from flows.cli_errors import DEBUG_ENV, SynthgenGroup
+from flows.cli_errors import DEBUG_ENV, SynthgenGroup, debug_enabled
 from flows.settings import DATA_ENV, Paths, configure
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Synthetic image datasets with provenance.",
@@ -43,10 +43,12 @@ def _fail(message: str, code: int = 2) -> None:
 
 @contextmanager
 def failing_on(*errors: type[Exception]) -> Iterator[None]:
-    """Turn the given (user-facing) errors into a clear message and exit code 2."""
+    """Turn the given (user-facing) errors into a clear message and exit code 2 (the traceback with --debug)."""
     try:
         yield
     except errors as exc:
+        if debug_enabled():
+            raise
         _fail(str(exc))
 
 
