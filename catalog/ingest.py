@@ -17,9 +17,11 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
+from catalog.guard import pixel_guard
 from catalog.manifest import Manifest
 from catalog.schema import samples_to_table
 from catalog.store import Catalog
+from catalog.version import DatasetVersion
 from synthgen.imaging import decode, pixel_sha256
 from synthgen.records import KEPT, Sample
 
@@ -104,7 +106,7 @@ def ingest_folder(
                 s.embedding, s.image = e, None
     with catalog.lock(name):
         shard = catalog.write_shard(name, samples_to_table(samples, embedding_model=embedding_model))
-        return catalog.commit(
+        manifest = catalog.commit(
             name,
             [shard],
             keep_parent_shards=False,
@@ -112,3 +114,6 @@ def ingest_folder(
             message=f"ingest {len(samples)} images from {root}",
             prov={"wasGeneratedBy": {"activity": "ingest", "used": str(root.resolve())}},
         )
+    # The pixel guard's thumbnails and index, once per version here rather than decoded again by every job.
+    pixel_guard(DatasetVersion(catalog, manifest))
+    return manifest
