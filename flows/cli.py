@@ -202,17 +202,25 @@ def versions(name: str = typer.Argument(..., help="Dataset name.")) -> None:
 @app.command()
 def export(
     ref: str = typer.Argument(..., help="NAME or NAME@VERSION."),
-    dest: Path = typer.Argument(..., help="A .parquet file, or a folder for PNG files."),
+    dest: Path = typer.Argument(..., help="A .parquet file, or a folder (PNG files, or a dataset with --format hf)."),
     status: str = typer.Option("kept", help="Row status to export ('all' for every row)."),
     allow_restricted: bool = typer.Option(False, help="Required to export a restricted dataset."),
+    format: str = typer.Option(
+        "auto", help="auto (.parquet: one file, else PNGs), hf (sharded Parquet + README.md for datasets.load_dataset)."
+    ),
 ) -> None:
-    """Export a version as one Parquet file or as PNGs with provenance inside each file."""
+    """Export a version as one Parquet file, a sharded Hugging Face dataset folder, or PNGs with provenance."""
     from catalog import CatalogError, open_version
-    from flows.export import export_parquet, export_pngs
+    from flows.export import export_hf, export_parquet, export_pngs
 
+    if format not in ("auto", "hf"):
+        _fail(f"--format must be auto or hf, not {format!r}")
     with failing_on(CatalogError):  # a restricted dataset raises here unless allowed (catalog.access)
         v = open_version(_catalog(), ref, allow_restricted)
-        n = export_parquet(v, dest, status) if dest.suffix == ".parquet" else export_pngs(v, dest, status)
+        if format == "hf":
+            n = export_hf(v, dest, status)
+        else:
+            n = export_parquet(v, dest, status) if dest.suffix == ".parquet" else export_pngs(v, dest, status)
     out.print(f"exported {n} rows of {v.ref} to {dest}")
 
 
