@@ -60,7 +60,12 @@ def build_guard(version: DatasetVersion) -> PixelGuard:
             thumbs[s + i] = standardise(decode(b), THUMB)
     del t, images
     index = build_thumb_index(thumbs)
-    folder = guard_dir(version)
+    write_guard_files(guard_dir(version), ids, thumbs, index, _manifest_sha(version))
+    return PixelGuard.from_thumbs(ids, thumbs, index)
+
+
+def write_guard_files(folder: Path, ids: list[str], thumbs: np.ndarray, index, manifest_sha: str) -> None:
+    """Store a guard's files in ``folder`` (temp names renamed), ``guard.json`` last."""
     buf = io.BytesIO()
     np.save(buf, thumbs)
     blobs = {
@@ -71,13 +76,12 @@ def build_guard(version: DatasetVersion) -> PixelGuard:
     for name, data in blobs.items():
         atomic_write(folder / name, data)
     meta = {
-        "manifest_sha256": _manifest_sha(version),
+        "manifest_sha256": manifest_sha,
         "rows": len(ids),
         "thumb": THUMB,
         "files": {name: sha256_bytes(data) for name, data in blobs.items()},
     }
     atomic_write(folder / "guard.json", json.dumps(meta, indent=1).encode())
-    return PixelGuard.from_thumbs(ids, thumbs, index)
 
 
 def load_guard(version: DatasetVersion, check_thumbs: bool = False) -> PixelGuard | None:
@@ -87,10 +91,14 @@ def load_guard(version: DatasetVersion, check_thumbs: bool = False) -> PixelGuar
     thumbnails are memory-mapped and checked for shape only, unless
     ``check_thumbs`` (hashing them would read every page a job may never touch).
     """
-    folder = guard_dir(version)
+    return read_guard_files(guard_dir(version), _manifest_sha(version), check_thumbs)
+
+
+def read_guard_files(folder: Path, manifest_sha: str, check_thumbs: bool = False) -> PixelGuard | None:
+    """The guard stored in ``folder`` for the manifest ``manifest_sha``; None when missing, stale or corrupt."""
     try:
         meta = json.loads((folder / "guard.json").read_text())
-        if meta["manifest_sha256"] != _manifest_sha(version) or meta["thumb"] != THUMB:
+        if meta["manifest_sha256"] != manifest_sha or meta["thumb"] != THUMB:
             return None
         blobs = {f: (folder / f).read_bytes() for f in FILES if check_thumbs or f != "thumbs.npy"}
         if any(sha256_bytes(data) != meta["files"][f] for f, data in blobs.items()):

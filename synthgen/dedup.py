@@ -105,7 +105,7 @@ class NearDuplicatePass:
             order = np.arange(n)
         ruled = np.array([v is not None for v in verdicts])
         eligible = ~ruled & ~(ds_sim >= float32_floor(self.threshold))
-        res = resolve(emb[order], eligible[order], self.threshold, exact_limit=self.exact_limit)
+        res = self.run_result = resolve(emb[order], eligible[order], self.threshold, exact_limit=self.exact_limit)
         # Back from visit order to plan order.
         run_sim = np.empty(n, np.float32)
         run_sim[order] = res.best_sim
