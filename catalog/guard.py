@@ -80,32 +80,36 @@ def write_guard_files(folder: Path, ids: list[str], thumbs: np.ndarray, index, m
         "rows": len(ids),
         "thumb": THUMB,
         "files": {name: sha256_bytes(data) for name, data in blobs.items()},
+        "sizes": {name: len(data) for name, data in blobs.items()},
     }
     atomic_write(folder / "guard.json", json.dumps(meta, indent=1).encode())
 
 
-def load_guard(version: DatasetVersion, check_thumbs: bool = False) -> PixelGuard | None:
+def load_guard(version: DatasetVersion, check_all: bool = False) -> PixelGuard | None:
     """The stored guard of ``version``; None when missing, stale or corrupt.
 
-    The ids and the index are read whole and their sha256 checked; the
-    thumbnails are memory-mapped and checked for shape only, unless
-    ``check_thumbs`` (hashing them would read every page a job may never touch).
+    The ids are read whole and their sha256 checked; the thumbnails and the
+    index are memory-mapped and checked for size, shape and row count only,
+    unless ``check_all`` hashes them too (at 1M real images that is 2 GB a
+    job would otherwise read only where its queries land).
     """
-    return read_guard_files(guard_dir(version), _manifest_sha(version), check_thumbs)
+    return read_guard_files(guard_dir(version), _manifest_sha(version), check_all)
 
 
-def read_guard_files(folder: Path, manifest_sha: str, check_thumbs: bool = False) -> PixelGuard | None:
+def read_guard_files(folder: Path, manifest_sha: str, check_all: bool = False) -> PixelGuard | None:
     """The guard stored in ``folder`` for the manifest ``manifest_sha``; None when missing, stale or corrupt."""
     try:
         meta = json.loads((folder / "guard.json").read_text())
         if meta["manifest_sha256"] != manifest_sha or meta["thumb"] != THUMB:
             return None
-        blobs = {f: (folder / f).read_bytes() for f in FILES if check_thumbs or f != "thumbs.npy"}
+        if any((folder / f).stat().st_size != meta["sizes"][f] for f in FILES):
+            return None
+        blobs = {f: (folder / f).read_bytes() for f in FILES if check_all or f == "ids.json"}
         if any(sha256_bytes(data) != meta["files"][f] for f, data in blobs.items()):
             return None
         ids = json.loads(blobs["ids.json"])
         thumbs = np.load(folder / "thumbs.npy", mmap_mode="r")
-        index = faiss.deserialize_index(np.frombuffer(blobs["index.faiss"], dtype=np.uint8))
+        index = faiss.read_index(str(folder / "index.faiss"), faiss.IO_FLAG_MMAP)
         if not (len(ids) == len(thumbs) == index.ntotal == meta["rows"]) or thumbs.shape[1:] != (THUMB, THUMB):
             return None
     except (OSError, ValueError, KeyError, RuntimeError):

@@ -43,7 +43,7 @@ def test_ingest_stores_the_guard_and_a_job_loads_it_with_the_same_answers(real):
     cat, v = real
     folder = guard_dir(v)
     assert all((folder / f).exists() for f in FILES)
-    loaded = load_guard(v, check_thumbs=True)
+    loaded = load_guard(v, check_all=True)
     assert isinstance(loaded.thumbs, np.memmap) or loaded.thumbs.base is not None  # mapped, not decoded
     images = {sid: Image.open(io.BytesIO(b)) for sid, b in v.images(loaded.ids[:5]).items()}
     fresh = PixelGuard(list(images), list(images.values()))
@@ -70,7 +70,9 @@ def test_a_corrupt_or_stale_store_is_rebuilt_not_trusted(real):
     folder = guard_dir(v)
     good = (folder / "index.faiss").read_bytes()
     (folder / "index.faiss").write_bytes(good[:-8] + b"\0" * 8)
-    assert load_guard(v) is None
+    assert load_guard(v, check_all=True) is None  # same size, other bytes: only the full check sees it
+    (folder / "index.faiss").write_bytes(good[:-8])
+    assert load_guard(v) is None  # truncated
     pixel_guard(v)
     assert (folder / "index.faiss").read_bytes() == good
     (folder / "ids.json").write_text('["x"]')
