@@ -1,20 +1,121 @@
-"""The memorisation guard's reference data, built inside the catalog.
+"""The memorisation guard's reference data, built inside the catalog and stored per version.
 
 The pixel guard needs the real images, but only as standardised thumbnails
 it compares against; it never hands an image or row out. So it is built
 here from the rows directly, and a restricted real dataset guards synthetic
 jobs without ``allow_restricted`` (see ``catalog.access``).
+
+Decoding every real image for every job does not scale (ImageNet: 1.28M
+decodes per job), so the thumbnails and their candidate index are computed
+once, at ingest or on first use for datasets that predate this, and stored
+in the version's folder like the FAISS segments::
+
+    <name>/versions/000003/guard/thumbs.npy   standardised thumbnails (n, 16, 16) float32
+    <name>/versions/000003/guard/ids.json     their sample ids, row i = id i
+    <name>/versions/000003/guard/index.faiss  the candidate index (exact or IVF by size)
+    <name>/versions/000003/guard/guard.json   manifest sha256, rows and each file's sha256
+
+A job loads them (the thumbnails memory-mapped); a stale or corrupt store is
+rebuilt, never trusted. Files are written to temp names and renamed, the
+``guard.json`` that names them last.
 """
 
 from __future__ import annotations
 
+import io
+import json
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from catalog.atomic import atomic_write
+from catalog.manifest import sha256_bytes
 from catalog.version import DatasetVersion, _read
 from synthgen.imaging import decode
-from synthgen.memorisation import PixelGuard
+from synthgen.memorisation import THUMB, PixelGuard, build_thumb_index, standardise
+
+_BATCH = 4096  # rows decoded at a time while building: memory stays flat in the real set's size
+FILES = ("thumbs.npy", "ids.json", "index.faiss")
+
+
+def guard_dir(version: DatasetVersion) -> Path:
+    """Where ``version`` stores its guard files."""
+    return version.catalog.version_dir(version.name, version.version) / "guard"
 
 
 def pixel_guard(version: DatasetVersion) -> PixelGuard:
-    """A ``PixelGuard`` over the kept rows of ``version`` (restricted or not)."""
+    """A ``PixelGuard`` over the kept rows of ``version`` (restricted or not), loaded when stored."""
+    return load_guard(version) or build_guard(version)
+
+
+def build_guard(version: DatasetVersion) -> PixelGuard:
+    """Compute the thumbnails and index of ``version``'s kept rows, store them, return the guard."""
     t = _read(version, ["sample_id", "image"], "kept", None)
-    images = [decode(b) for b in t["image"].combine_chunks().field("bytes").to_pylist()]
-    return PixelGuard(t["sample_id"].to_pylist(), images)
+    ids = t["sample_id"].to_pylist()
+    thumbs = np.zeros((len(ids), THUMB, THUMB), np.float32)
+    images = t["image"].combine_chunks().field("bytes")
+    for s in range(0, len(ids), _BATCH):
+        for i, b in enumerate(images.slice(s, _BATCH).to_pylist()):
+            thumbs[s + i] = standardise(decode(b), THUMB)
+    del t, images
+    index = build_thumb_index(thumbs)
+    write_guard_files(guard_dir(version), ids, thumbs, index, _manifest_sha(version))
+    return PixelGuard.from_thumbs(ids, thumbs, index)
+
+
+def write_guard_files(folder: Path, ids: list[str], thumbs: np.ndarray, index, manifest_sha: str) -> None:
+    """Store a guard's files in ``folder`` (temp names renamed), ``guard.json`` last."""
+    buf = io.BytesIO()
+    np.save(buf, thumbs)
+    blobs = {
+        "thumbs.npy": buf.getvalue(),
+        "ids.json": json.dumps(ids).encode(),
+        "index.faiss": faiss.serialize_index(index).tobytes(),
+    }
+    for name, data in blobs.items():
+        atomic_write(folder / name, data)
+    meta = {
+        "manifest_sha256": manifest_sha,
+        "rows": len(ids),
+        "thumb": THUMB,
+        "files": {name: sha256_bytes(data) for name, data in blobs.items()},
+        "sizes": {name: len(data) for name, data in blobs.items()},
+    }
+    atomic_write(folder / "guard.json", json.dumps(meta, indent=1).encode())
+
+
+def load_guard(version: DatasetVersion, check_all: bool = False) -> PixelGuard | None:
+    """The stored guard of ``version``; None when missing, stale or corrupt.
+
+    The ids are read whole and their sha256 checked; the thumbnails and the
+    index are memory-mapped and checked for size, shape and row count only,
+    unless ``check_all`` hashes them too (at 1M real images that is 2 GB a
+    job would otherwise read only where its queries land).
+    """
+    return read_guard_files(guard_dir(version), _manifest_sha(version), check_all)
+
+
+def read_guard_files(folder: Path, manifest_sha: str, check_all: bool = False) -> PixelGuard | None:
+    """The guard stored in ``folder`` for the manifest ``manifest_sha``; None when missing, stale or corrupt."""
+    try:
+        meta = json.loads((folder / "guard.json").read_text())
+        if meta["manifest_sha256"] != manifest_sha or meta["thumb"] != THUMB:
+            return None
+        if any((folder / f).stat().st_size != meta["sizes"][f] for f in FILES):
+            return None
+        blobs = {f: (folder / f).read_bytes() for f in FILES if check_all or f == "ids.json"}
+        if any(sha256_bytes(data) != meta["files"][f] for f, data in blobs.items()):
+            return None
+        ids = json.loads(blobs["ids.json"])
+        thumbs = np.load(folder / "thumbs.npy", mmap_mode="r")
+        index = faiss.read_index(str(folder / "index.faiss"), faiss.IO_FLAG_MMAP)
+        if not (len(ids) == len(thumbs) == index.ntotal == meta["rows"]) or thumbs.shape[1:] != (THUMB, THUMB):
+            return None
+    except (OSError, ValueError, KeyError, RuntimeError):
+        return None
+    return PixelGuard.from_thumbs(ids, thumbs, index)
+
+
+def _manifest_sha(version: DatasetVersion) -> str:
+    return version.catalog.manifest_sha256(version.name, version.version)

@@ -17,9 +17,11 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
+from catalog.guard import pixel_guard
 from catalog.manifest import Manifest
 from catalog.schema import samples_to_table
 from catalog.store import Catalog
+from catalog.version import DatasetVersion
 from synthgen.imaging import ImageReadError, pixel_sha256, read_image_file
 from synthgen.records import KEPT, Sample
 
@@ -146,7 +148,7 @@ def ingest_folder(
     catalog.create(name, "real", description=description, restricted=restricted)
     with catalog.lock(name):
         shard = catalog.write_shard(name, samples_to_table(samples, embedding_model=embedding_model))
-        return catalog.commit(
+        manifest = catalog.commit(
             name,
             [shard],
             keep_parent_shards=False,
@@ -156,3 +158,6 @@ def ingest_folder(
                   **({"skipped": [{"file": str(p.relative_to(root)), "reason": r.removeprefix(f"{p}: ")}
                                  for p, r in bad]} if bad else {})},
         )
+    # The pixel guard's thumbnails and index, once per version here rather than decoded again by every job.
+    pixel_guard(DatasetVersion(catalog, manifest))
+    return manifest

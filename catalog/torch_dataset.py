@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import zlib
 
 import numpy as np
 import pyarrow as pa
@@ -43,12 +45,16 @@ class ImageTableDataset(Dataset):
 
 
 class ShardIterableDataset(torch.utils.data.IterableDataset):
-    """Streams a version shard by shard, for sets too large to hold in memory.
+    """Streams a version row group by row group, for sets too large to hold in memory.
 
     Shards are visited in a seeded random order (reshuffled each epoch via
-    ``set_epoch``) and rows are shuffled within each shard; with several
-    DataLoader workers each worker takes every n-th shard, so every row is
-    seen exactly once per epoch. PNGs are decoded lazily, one row at a time.
+    ``set_epoch``), a shard's row groups in a seeded order, and rows are
+    shuffled within each row group; with several DataLoader workers each
+    worker takes every n-th shard, so every row is seen exactly once per
+    epoch. Only one row group is in memory at a time, and PNGs are decoded
+    lazily, one row at a time. The order is a function of (files, seed,
+    epoch) alone: the seeds use a CRC of the shard's file name, not
+    ``hash()``, which Python salts per process.
     """
 
     def __init__(self, files: list[str], status: str = "kept", origin: str | None = None,
@@ -74,14 +80,20 @@ class ShardIterableDataset(torch.utils.data.IterableDataset):
         if info is not None:
             shards = shards[info.id :: info.num_workers]
         for n, path in enumerate(shards):
-            t = pq.read_table(path, columns=["sample_id", "image", "label", "origin", "status"])
-            if self.status != "all":
-                t = t.filter(pc.equal(t["status"], self.status))
-            if self.origin is not None:
-                t = t.filter(pc.equal(t["origin"], self.origin))
-            rows = ImageTableDataset(t, self.transform)
-            idx = np.arange(len(rows))
+            pf = pq.ParquetFile(path)
+            key = zlib.crc32(os.path.basename(str(path)).encode())  # content-addressed name: same on every machine
+            groups = np.arange(pf.num_row_groups)
             if self.shuffle:
-                np.random.default_rng((self.seed, self.epoch, n, hash(path) & 0xFFFF)).shuffle(idx)
-            for i in idx:
-                yield rows[int(i)]
+                np.random.default_rng((self.seed, self.epoch, n, key)).shuffle(groups)
+            for g in groups:
+                t = pf.read_row_group(int(g), columns=["sample_id", "image", "label", "origin", "status"])
+                if self.status != "all":
+                    t = t.filter(pc.equal(t["status"], self.status))
+                if self.origin is not None:
+                    t = t.filter(pc.equal(t["origin"], self.origin))
+                rows = ImageTableDataset(t, self.transform)
+                idx = np.arange(len(rows))
+                if self.shuffle:
+                    np.random.default_rng((self.seed, self.epoch, n, key, int(g))).shuffle(idx)
+                for i in idx:
+                    yield rows[int(i)]

@@ -357,21 +357,29 @@ def _trace(path: Path, embedder: str, quiet: bool = False) -> str:
 @app.command(rich_help_panel=SHARE)
 def export(
     ref: str = typer.Argument(..., help="NAME or NAME@VERSION."),
-    dest: Path = typer.Argument(..., help="A .parquet file, or a folder for PNG files."),
+    dest: Path = typer.Argument(..., help="A .parquet file, or a folder (PNG files, or a dataset with --format hf)."),
     status: str = typer.Option("kept", help="Row status to export ('all' for every row)."),
     allow_restricted: bool = typer.Option(False, help="Required to export a restricted dataset."),
+    format: str = typer.Option(
+        "auto", help="auto (.parquet: one file, else PNGs), hf (sharded Parquet + README.md for datasets.load_dataset)."
+    ),
 ) -> None:
-    """Export a version as one Parquet file or as PNGs with provenance inside each file."""
+    """Export a version as one Parquet file, a sharded Hugging Face dataset folder, or PNGs with provenance."""
     from catalog import open_version
-    from flows.export import export_parquet, export_pngs
+    from flows.export import export_hf, export_parquet, export_pngs
 
     check_status(status)
-    to_file = dest.suffix == ".parquet"
+    if format not in ("auto", "hf"):
+        _fail(f"--format must be auto or hf, not {format!r}")
+    to_file = format == "auto" and dest.suffix == ".parquet"
     if (to_file and not dest.parent.is_dir()) or (not to_file and dest.is_file()):
         _fail(f"{dest}: " + (f"folder {dest.parent} does not exist" if to_file else "is a file; give a folder for PNGs "
-                             "or a .parquet file"))
+                             "or a Hugging Face dataset, or a .parquet file"))
     v = open_version(_catalog(), ref, allow_restricted)  # a restricted dataset raises unless allowed (catalog.access)
-    n = export_parquet(v, dest, status) if to_file else export_pngs(v, dest, status)
+    if format == "hf":
+        n = export_hf(v, dest, status)
+    else:
+        n = export_parquet(v, dest, status) if to_file else export_pngs(v, dest, status)
     out.print(f"exported {n} rows of {v.ref} to {dest}")
 
 

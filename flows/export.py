@@ -1,9 +1,14 @@
-"""Exporting a version: one Parquet file, or PNGs carrying their provenance."""
+"""Exporting a version: one Parquet file, a sharded Hugging Face folder, or PNGs carrying their provenance."""
 
 from __future__ import annotations
 
+import math
+import os
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from catalog import DatasetVersion
 from catalog.store import write_parquet_atomic
@@ -39,3 +44,72 @@ def export_pngs(version: DatasetVersion, dest: Path, status: str = "kept") -> in
     return len(rows)
 
 
+
+
+ROWS_PER_SHARD = 10_000  # ~ the few hundred MB per file the HF datasets docs suggest, at 256-512 px PNGs
+
+_README = """---
+configs:
+- config_name: default
+  data_files:
+  - split: train
+    path: data/train-*.parquet
+---
+# {ref}
+
+Rows of `{ref}` with status `{status}`, exported by synthgen in {shards} Parquet shard(s).
+Features (image, label as a ClassLabel, provenance) are in each file's `huggingface` schema metadata;
+the `origin` column tells synthetic rows from real ones.
+
+```python
+import datasets
+ds = datasets.load_dataset("path/to/this/folder", split="train")
+synthetic = ds.filter(lambda r: r["origin"] == "synthetic")
+```
+"""
+
+
+def export_hf(version: DatasetVersion, dest: Path, status: str = "kept", rows_per_shard: int = ROWS_PER_SHARD) -> int:
+    """Write ``dest/data/train-XXXXX-of-NNNNN.parquet`` plus a ``README.md`` that ``datasets.load_dataset(dest)`` reads.
+
+    Rows are streamed a row group at a time (memory flat in the version's
+    size) and each shard is written under a temp name and renamed; the
+    README, written last, is what makes the folder a dataset.
+    """
+    dest = Path(dest)
+    files = version.files  # raises for a restricted version opened without the flag
+    counts = version.manifest.rows_by_status
+    total = sum(counts.values()) if status == "all" else counts.get(status, 0)
+    shards = max(1, math.ceil(total / rows_per_shard))
+    (dest / "data").mkdir(parents=True, exist_ok=True)
+    writer, written, shard = None, 0, 0
+    schema = pq.read_schema(files[0]) if files else None
+
+    def close() -> None:
+        nonlocal writer, shard
+        if writer is not None:
+            writer.close()
+            final = dest / "data" / f"train-{shard:05d}-of-{shards:05d}.parquet"
+            os.replace(final.with_suffix(".tmp"), final)
+            writer, shard = None, shard + 1
+
+    for path in files:
+        pf = pq.ParquetFile(path)
+        for g in range(pf.num_row_groups):
+            t = pf.read_row_group(g)
+            if status != "all":
+                t = t.filter(pc.equal(t["status"], status))
+            while t.num_rows:
+                if writer is None:
+                    tmp = dest / "data" / f"train-{shard:05d}-of-{shards:05d}.tmp"
+                    writer, in_shard = pq.ParquetWriter(tmp, schema), 0
+                take = min(t.num_rows, rows_per_shard - in_shard)
+                writer.write_table(t.slice(0, take).cast(schema))
+                t, in_shard, written = t.slice(take), in_shard + take, written + take
+                if in_shard == rows_per_shard:
+                    close()
+    close()
+    if written == 0 and schema is not None:  # an empty version is still a loadable (empty) dataset
+        pq.write_table(pa.Table.from_batches([], schema), dest / "data" / f"train-00000-of-{shards:05d}.parquet")
+    (dest / "README.md").write_text(_README.format(ref=version.ref, status=status, shards=shards))
+    return written

@@ -25,8 +25,9 @@ from synthgen.rules import Rule, Verdict
 from synthgen.rules.alignment import LowAlignment
 from synthgen.rules.pixel_copy import PixelRealCopy
 from synthgen.rules.real_copy import ClipRealCopy
+from synthgen.run_set import EXACT_LIMIT, float32_floor, resolve
 
-_CHUNK = 256  # fixed: part of the definition of "plan order"
+_SOURCES = (NN_RUN, NN_DATASET, NN_REAL)
 KEEP_POLICIES = ("first", "quality")
 
 
@@ -73,10 +74,11 @@ class NearDuplicatePass:
     """
 
     def __init__(self, threshold: float, rules: Sequence[Rule] = (), earlier: VectorSet | None = None,
-                 real: VectorSet | None = None, keep: str = "first"):
+                 real: VectorSet | None = None, keep: str = "first", exact_limit: int = EXACT_LIMIT):
         if keep not in KEEP_POLICIES:
             raise ValueError(f"keep policy must be 'first' or 'quality', not {keep!r}")
         self.threshold, self.rules, self.earlier, self.real, self.keep = threshold, list(rules), earlier, real, keep
+        self.exact_limit = exact_limit
 
     def _verdict(self, s: Sample) -> Verdict | None:
         for rule in self.rules:
@@ -95,44 +97,40 @@ class NearDuplicatePass:
             s.real_nn_id, s.real_nn_similarity = rid, _finite(sim)
         verdicts = [self._verdict(s) for s in samples]
         ds_sim, ds_id = self.earlier.nearest(emb) if self.earlier else (np.full(n, -np.inf), [None] * n)
-        run = VectorSet.build([], np.zeros((0, emb.shape[1]), np.float32))
+        ds_sim = np.asarray(ds_sim, dtype=np.float32)
         score = np.array([np.nan if s.clip_score is None else s.clip_score for s in samples], float)
         if self.keep == "quality":
             order = np.lexsort((np.arange(n), -np.nan_to_num(score, nan=-np.inf)))
         else:
             order = np.arange(n)
-        for start in range(0, n, _CHUNK):
-            pos = order[start : start + _CHUNK]
-            block = emb[pos]
-            run_sim, run_id = run.nearest(block)
-            gram = block @ block.T
-            kept_local: list[int] = []
-            for i, g in enumerate(pos):
-                best_run, best_run_id = float(run_sim[i]), run_id[i]
-                if kept_local:
-                    j = max(kept_local, key=lambda k: gram[i, k])
-                    if gram[i, j] > best_run:
-                        best_run, best_run_id = float(gram[i, j]), samples[pos[j]].sample_id
-                candidates = [
-                    (best_run, best_run_id, NN_RUN),
-                    (float(ds_sim[g]), ds_id[g], NN_DATASET),
-                    (float(real_sim[g]), real_id[g], NN_REAL),
-                ]
-                sim, nid, src = max(candidates, key=lambda c: c[0])
-                s = samples[g]
-                if verdicts[g] is not None:
-                    s.status, s.drop_reason = verdicts[g].status, verdicts[g].reason
-                elif max(best_run, float(ds_sim[g])) >= self.threshold:
-                    s.status = DUPLICATE
-                    s.drop_reason = f"cosine {sim:.4f} >= {self.threshold} to kept sample {nid} ({src})"
-                else:
-                    s.status, s.drop_reason = KEPT, None
-                    kept_local.append(i)
-                ok = np.isfinite(sim)
-                s.nn_id, s.nn_source, s.nn_similarity = (nid, src, _finite(sim)) if ok else (None, None, None)
-            if kept_local:
-                run.index.add(np.ascontiguousarray(block[kept_local]))
-                run.ids.extend(samples[pos[k]].sample_id for k in kept_local)
+        ruled = np.array([v is not None for v in verdicts])
+        eligible = ~ruled & ~(ds_sim >= float32_floor(self.threshold))
+        res = self.run_result = resolve(emb[order], eligible[order], self.threshold, exact_limit=self.exact_limit)
+        # Back from visit order to plan order.
+        run_sim = np.empty(n, np.float32)
+        run_sim[order] = res.best_sim
+        run_pos = np.empty(n, np.int64)
+        run_pos[order] = np.where(res.best_pos >= 0, order[np.maximum(res.best_pos, 0)], -1)
+        kept = np.empty(n, bool)
+        kept[order] = res.kept
+        real_sim = np.asarray(real_sim, dtype=np.float32)
+        # Nearest over all sources; on equal similarity run beats dataset beats real (the order they are listed).
+        src = np.where(run_sim >= np.maximum(ds_sim, real_sim), 0, np.where(ds_sim >= real_sim, 1, 2))
+        best = np.choose(src, [run_sim, ds_sim, real_sim])
+        thr = self.threshold
+        for g, s in enumerate(samples):
+            k = int(src[g])
+            sim = float(best[g])
+            nid = (samples[run_pos[g]].sample_id if run_pos[g] >= 0 else None, ds_id[g], real_id[g])[k]
+            if verdicts[g] is not None:
+                s.status, s.drop_reason = verdicts[g].status, verdicts[g].reason
+            elif not kept[g]:
+                s.status = DUPLICATE
+                s.drop_reason = f"cosine {sim:.4f} >= {thr} to kept sample {nid} ({_SOURCES[k]})"
+            else:
+                s.status, s.drop_reason = KEPT, None
+            ok = np.isfinite(sim)
+            s.nn_id, s.nn_source, s.nn_similarity = (nid, _SOURCES[k], sim) if ok else (None, None, None)
 
 
 @dataclass

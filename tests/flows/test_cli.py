@@ -77,6 +77,16 @@ def test_export_png_carries_provenance_and_parquet_round_trips(demo_run, tmp_pat
     assert (tmp_path / "x.parquet").is_file()
 
 
+def test_export_hf_folder_loads_with_datasets(demo_run, tmp_path):
+    import datasets
+
+    assert cli(demo_run["data"], "export", "digits-small@1", str(tmp_path / "hf"), "--format", "hf").exit_code == 0
+    ds = datasets.load_dataset(str(tmp_path / "hf"), split="train", cache_dir=str(tmp_path / "cache"))
+    kept = demo_run["catalog"].manifest("digits-small", 1).rows_by_status["kept"]
+    assert ds.num_rows == kept and set(ds["status"]) == {"kept"} and set(ds["origin"]) == {"synthetic"}
+    assert cli(demo_run["data"], "export", "digits-small@1", str(tmp_path / "y"), "--format", "zip").exit_code == 2
+
+
 def test_verify_and_regenerate_from_provenance(demo_run):
     result = cli(demo_run["data"], "verify", "digits-small@1", "--regenerate", "6")
     assert result.exit_code == 0, result.output

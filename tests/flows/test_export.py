@@ -1,0 +1,35 @@
+"""``export --format hf``: sharded Parquet plus a README that the real ``datasets`` library loads."""
+
+from __future__ import annotations
+
+import datasets
+import pyarrow.parquet as pq
+
+from catalog import Catalog, open_version, samples_to_table
+from flows.export import export_hf
+from synthgen.records import DUPLICATE
+from tests.conftest import make_samples
+
+
+def test_hf_export_is_sharded_and_loads_kept_rows_with_their_features(tmp_path):
+    cat = Catalog(tmp_path / "catalog")
+    cat.create("mix", "mixed")
+    samples = make_samples(23, "synthetic") + make_samples(7, "real", start=100)
+    for s in samples[:3]:
+        s.status, s.drop_reason = DUPLICATE, "cosine 0.99 >= 0.97 to kept sample x (run)"
+    with cat.lock("mix"):
+        half = len(samples) // 2
+        shards = [cat.write_shard("mix", samples_to_table(part)) for part in (samples[:half], samples[half:])]
+        cat.commit("mix", shards)
+    dest = tmp_path / "export"
+    assert export_hf(open_version(cat, "mix"), dest, rows_per_shard=10) == 27
+    files = sorted((dest / "data").glob("*.parquet"))
+    assert [f.name for f in files] == [f"train-{i:05d}-of-00003.parquet" for i in range(3)]
+    assert [pq.ParquetFile(f).metadata.num_rows for f in files] == [10, 10, 7]
+    assert not list((dest / "data").glob("*.tmp"))
+    ds = datasets.load_dataset(str(dest), split="train")
+    assert ds.num_rows == 27 and set(ds["status"]) == {"kept"}
+    assert isinstance(ds.features["image"], datasets.Image)  # the image feature, not a struct of bytes
+    assert ds.features == datasets.Features.from_arrow_schema(pq.read_schema(open_version(cat, "mix").files[0]))
+    assert sorted(set(ds["origin"])) == ["real", "synthetic"] and ds["origin"].count("real") == 7
+    assert ds[0]["image"].size == (16, 16)
