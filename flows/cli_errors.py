@@ -63,6 +63,11 @@ class SynthgenGroup(TyperGroup):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:
+            # The reader went away (`synthgen ... | head`): stop quietly, as Python's docs advise;
+            # stdout goes to devnull so the interpreter's final flush cannot fail again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise SystemExit(1) from None
         except Exception as exc:  # noqa: BLE001 - classified below; bugs are re-raised untouched
             message = None if debug_enabled() else describe(exc)
             if message is None:

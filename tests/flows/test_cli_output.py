@@ -71,3 +71,24 @@ def test_ingest_skip_bad_counts_what_it_left_out(seeded, tmp_path):
     assert "skipped 1 unreadable file(s)" in proc.stdout and "seven/notes.txt" in proc.stderr
     m = Catalog(data / "catalog").manifest("mixed-real")
     assert m.rows == 2 and [s["file"] for s in m.prov["skipped"]] == ["seven/notes.txt"]
+
+
+
+@pytest.mark.parametrize("args", [["datasets", "--json"], ["query", "SELECT * FROM real"]])
+def test_a_reader_that_went_away_ends_the_command_quietly(seeded, args):
+    """`synthgen ... | head -1`: no error line and no traceback when the pipe is closed."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first write: every write fails with EPIPE
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "flows.cli", "--data-dir", str(seeded["data"]), *args],
+                          stdout=write, stderr=subprocess.PIPE, env=env, timeout=120)
+    os.close(write)
+    stderr = proc.stderr.decode()
+    assert proc.returncode != 0
+    assert "Traceback" not in stderr and "error:" not in stderr and "Broken pipe" not in stderr, stderr[-2000:]
