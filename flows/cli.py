@@ -334,6 +334,14 @@ def _trace(path: Path, embedder: str, quiet: bool = False) -> str:
     found = _credentials(path, sha, cat, say)
     if found:
         return found
+    from catalog.trace import by_watermark
+    from synthgen.watermark import BITS
+
+    mark = by_watermark(cat, img)
+    if mark is not None:
+        say(f"{path}: watermark payload -> {mark.sample_id} in {mark.dataset} "
+            f"({round((1 - mark.similarity) * BITS)} of {BITS} bits off; confidence {mark.confidence})")
+        return mark.sample_id
     meta = png_text(img)
     exact = by_pixel_hash(cat, sha)
     if meta.get("sample_id") and (not exact or exact[0].sample_id == meta["sample_id"]):

@@ -154,5 +154,12 @@ def export_hf(version: DatasetVersion, dest: Path, status: str = "kept", rows_pe
     close()
     if written == 0 and schema is not None:  # an empty version is still a loadable (empty) dataset
         pq.write_table(pa.Table.from_batches([], schema), dest / "data" / f"train-00000-of-{shards:05d}.parquet")
-    (dest / "README.md").write_text(_README.format(ref=version.ref, status=status, shards=shards))
+    readme = _README.format(ref=version.ref, status=status, shards=shards)
+    if identity is not None:
+        readme += (f"\nSynthetic images carry signed C2PA content credentials (`c2pa.created`, trainedAlgorithmicMedia, "
+                   f"and an `org.synthgen.provenance` assertion), signed by `{identity.name}` ({identity.source}). "
+                   "Real rows carry none.\n")
+    else:
+        readme += "\nNo content credentials were attached (`synthgen export --credentials` adds them).\n"
+    (dest / "README.md").write_text(readme)
     return written

@@ -86,7 +86,8 @@ def test_a_tampered_export_fails_validation(tmp_path, identity):
 def test_hf_export_signs_synthetic_image_bytes_and_still_loads(tmp_path, identity):
     cat = _catalog(tmp_path)
     assert export_hf(open_version(cat, "mix"), tmp_path / "hf", identity=identity) == 6
-    ds = datasets.load_dataset(str(tmp_path / "hf"), split="train").cast_column("image", datasets.Image(decode=False))
+    assert "signed by `O=synthgen,CN=synthgen test signer` (configured)" in (tmp_path / "hf" / "README.md").read_text()
+    ds = datasets.load_dataset(str(tmp_path / "hf"), split="train", cache_dir=str(tmp_path / "hf-cache")).cast_column("image", datasets.Image(decode=False))
     for row in ds:
         cred = read_credentials(row["image"]["bytes"], "image/png")
         if row["origin"] == "real":
