@@ -430,6 +430,19 @@ def export(
     out.print(f"exported {n} rows of {v.ref} to {dest}")
     if identity is not None:
         out.print(f"synthetic images signed by {identity.name} ({identity.source}); real rows carry no claim")
+        _record_credentials(v, identity, dest)
+
+
+def _record_credentials(version, identity, dest: Path) -> None:
+    """Tag the MLflow runs that made the version with the export's signing identity."""
+    from flows.tracking import Tracker
+
+    paths = _paths()
+    tracker = Tracker(paths.tracking_uri, paths.artifact_root)
+    for run in version.manifest.runs:
+        if run.mlflow_run_id:
+            tracker.tag_run(run.mlflow_run_id, {"synthgen.credentials": f"{identity.name} ({identity.source})",
+                                                "synthgen.credentials.last_export": str(dest)})
 
 
 def _identity():

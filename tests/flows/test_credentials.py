@@ -149,3 +149,15 @@ def test_cli_export_with_credentials_then_audit_reads_them_and_names_a_tampered_
     real = next((tmp_path / "out").rglob("r00100.png"))
     res = runner.invoke(app, ["--data-dir", str(tmp_path / "data"), "audit", str(real)], catch_exceptions=False)
     assert "no content credentials" in " ".join(res.output.split())
+
+
+def test_mlflow_runs_record_the_watermark_and_the_export_signer(demo_run, tmp_path):
+    from mlflow import MlflowClient
+
+    res = runner.invoke(app, ["--data-dir", str(demo_run["data"]), "export", "digits-small", str(tmp_path / "out"),
+                              "--credentials"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    run_id = open_version(demo_run["catalog"], "digits-small").manifest.runs[0].mlflow_run_id
+    tags = MlflowClient(demo_run["paths"].tracking_uri).get_run(run_id).data.tags
+    assert tags["synthgen.watermark"] == "off"  # the demo's 16-px images are too small to mark
+    assert tags["synthgen.credentials"] == "O=synthgen,CN=synthgen local signer (local (untrusted))"
