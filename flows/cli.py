@@ -373,7 +373,7 @@ def _credentials(path: Path, sha: str, cat, say) -> str | None:
 
     cred = read_credentials(path.read_bytes(), MIME.get(path.suffix.lower(), "image/png"))
     if cred is None:
-        say(f"{path}: no content credentials; tracing by metadata, pixels, CLIP")
+        say(f"{path}: no content credentials; tracing by watermark, metadata, pixels, CLIP")
         return None
     trust = "trusted" if cred.trusted else "untrusted signer"
     if not cred.valid:
