@@ -37,7 +37,8 @@ def render_card(cat: Catalog, ref: str, grids: list[tuple[str, Path]] | None = N
     m, info = v.manifest, cat.info(v.name)
     # Only counts and quantiles leave, so a restricted dataset gets a card too (without sample images).
     t = _read(v, ["origin", "status", "label_name", "prompt", "model_id", "scheduler", "num_inference_steps",
-                  "guidance_scale", "embedding_model", "nn_similarity", "real_nn_similarity"], "all", None)
+                  "guidance_scale", "embedding_model", "nn_similarity", "real_nn_similarity", "watermark_method"],
+              "all", None)
     con = duckdb.connect()
     con.register("t", t)
     q = lambda sql: con.execute(sql).fetchall()
@@ -66,6 +67,13 @@ def render_card(cat: Catalog, ref: str, grids: list[tuple[str, Path]] | None = N
                   f"- dropped as near-duplicates: {stats[0]}; blocked as near-copies of real data: {stats[1]}",
                   f"- nearest-neighbour cosine p50/p90/p99: {', '.join(f'{x:.4f}' for x in stats[2] or [])}",
                   f"- highest similarity to a real sample: {stats[3]}"]
+        marks = q("SELECT coalesce(watermark_method, 'none'), count(*) FROM t WHERE origin = 'synthetic' "
+                  "GROUP BY ALL ORDER BY ALL")
+        parts += ["\n## Marking\n",
+                  "- invisible watermark per synthetic row (payload from the sample id; `audit FILE` decodes it):",
+                  _table(marks, ("watermark", "rows")),
+                  "- content credentials (C2PA, `c2pa.created` + trainedAlgorithmicMedia) are added at export: "
+                  "`synthgen export --credentials`; the export's README names the signer. Real rows never get one."]
     folder = cat.version_dir(v.name, v.version)
     quality = quality or quality_or_reason(cat, v.ref)
     parts += [quality.to_markdown("quality.png" if (folder / "quality.png").is_file() else None)

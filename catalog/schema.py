@@ -83,6 +83,8 @@ COLUMNS: list[Column] = [
         ("prefect_flow_run_id", _S), ("mlflow_run_id", _S),
     ]),
     _prov("generator_options", _S),  # JSON of the speed options the model ran with (regeneration reuses them)
+    _attr("watermark", _S),  # hex payload in the pixels (null: unmarked); audit decodes it, regeneration re-applies it
+    _prov("watermark_method", _S),  # method:strength of the run's watermark
     # real rows have no Provenance: ingest passes the model to samples_to_table
     Column("embedding_model", _S, lambda s: s.provenance.embedding_model if s.provenance else None),
     Column("embedding", pa.list_(_F), lambda s: s.embedding.tolist() if s.embedding is not None else None),

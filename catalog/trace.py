@@ -17,7 +17,7 @@ class TraceMatch:
 
     sample_id: str
     dataset: str
-    method: str  # 'png-metadata' | 'pixel-sha256' | 'clip-embedding' | 'clip+pixels'
+    method: str  # 'watermark' | 'png-metadata' | 'pixel-sha256' | 'clip-embedding' | 'clip+pixels'
     similarity: float = 1.0
     margin: float | None = None  # best minus second-best similarity
     confidence: str = "exact"
@@ -98,3 +98,40 @@ def _pixel_distances(image, cands: list[tuple[float, str, str]], versions: dict)
               for sid, data in versions[name].images([c[1] for c in cands if c[2] == name]).items()}
     thumbs = np.stack([standardise(decode(images[(c[2], c[1])]), THUMB) for c in cands])
     return copy_distances(standardise(image, THUMB), thumbs)
+
+
+def by_watermark(cat: Catalog, image) -> TraceMatch | None:
+    """The row whose watermark payload the file carries, decoded at each marked size in the catalog.
+
+    A resized copy is scaled back to the size its row was generated at
+    before decoding (the DWT-DCT-SVD watermark is not scale invariant); a
+    payload within ``MAX_DISTANCE`` bits of a row's names that row.
+    """
+    from synthgen.watermark import BITS, MAX_DISTANCE, distance, read
+
+    groups: dict[tuple, list[tuple[str, str, str]]] = {}
+    for name in cat.names():
+        if not cat.head(name):
+            continue
+        t = open_version(cat, name, allow_restricted=True).table(  # only the matching sample id leaves
+            ["sample_id", "watermark", "watermark_method", "width", "height"], status="all", origin="synthetic")
+        for r in t.to_pylist():
+            if r["watermark"] and r["watermark_method"]:
+                groups.setdefault((r["watermark_method"], r["width"], r["height"]), []).append(
+                    (r["watermark"], r["sample_id"], name))
+    best: tuple[int, str, str] | None = None
+    rgb = image.convert("RGB")
+    for (mark, w, h), rows in groups.items():
+        method, strength = mark.rsplit(":", 1)
+        pixels = np.asarray(rgb if rgb.size == (w, h) else rgb.resize((w, h)))
+        got = read(pixels, BITS, method, int(strength))
+        if got is None:
+            continue
+        for payload, sid, name in rows:
+            d = distance(payload, got)
+            if d <= MAX_DISTANCE and (best is None or d < best[0]):
+                best = (d, sid, name)
+    if best is None:
+        return None
+    d, sid, name = best
+    return TraceMatch(sid, name, "watermark", 1 - d / BITS, confidence="exact" if d == 0 else "high")

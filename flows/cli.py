@@ -329,9 +329,21 @@ def _trace(path: Path, embedder: str, quiet: bool = False) -> str:
     except ImageReadError as exc:
         raise ImageReadError(f"{exc}; audit takes a sample id or an image file") from None
     say = (err if quiet else out).print  # --json keeps stdout for the JSON document
-    meta = png_text(img)
     cat = _catalog()
-    exact = by_pixel_hash(cat, pixel_sha256(img))
+    sha = pixel_sha256(img)
+    found = _credentials(path, sha, cat, say)
+    if found:
+        return found
+    from catalog.trace import by_watermark
+    from synthgen.watermark import BITS
+
+    mark = by_watermark(cat, img)
+    if mark is not None:
+        say(f"{path}: watermark payload -> {mark.sample_id} in {mark.dataset} "
+            f"({round((1 - mark.similarity) * BITS)} of {BITS} bits off; confidence {mark.confidence})")
+        return mark.sample_id
+    meta = png_text(img)
+    exact = by_pixel_hash(cat, sha)
     if meta.get("sample_id") and (not exact or exact[0].sample_id == meta["sample_id"]):
         verified = "pixels match the catalog" if exact else "pixels do NOT match the catalog row"
         say(f"{path}: provenance chunk names sample {meta['sample_id']} ({verified})")
@@ -354,6 +366,35 @@ def _trace(path: Path, embedder: str, quiet: bool = False) -> str:
     return match.sample_id
 
 
+def _credentials(path: Path, sha: str, cat, say) -> str | None:
+    """Read and validate the file's C2PA manifest; the sample it names when valid and consistent with the catalog."""
+    from catalog import audit as run_audit
+    from flows.credentials import MIME, read_credentials
+
+    cred = read_credentials(path.read_bytes(), MIME.get(path.suffix.lower(), "image/png"))
+    if cred is None:
+        say(f"{path}: no content credentials; tracing by watermark, metadata, pixels, CLIP")
+        return None
+    trust = "trusted" if cred.trusted else "untrusted signer"
+    if not cred.valid:
+        say(f"{path}: content credentials FAILED validation ({', '.join(cred.failures) or cred.state}); "
+            f"signed by {cred.signer}; the file was altered after signing; tracing by pixels instead")
+        return None
+    sid = cred.claim.get("sample_id")
+    say(f"{path}: content credentials valid ({trust}: {cred.signer}); "
+        f"{'synthetic (trainedAlgorithmicMedia)' if cred.synthetic else 'no synthetic claim'}; "
+        f"claims sample {sid} of {cred.claim.get('dataset')}")
+    records = run_audit(cat, sid, True) if sid else []
+    rows = [r.row for r in records]
+    mismatch = [] if rows else [f"no sample {sid!r} in the catalog"]
+    if rows and rows[0].get("image_sha256") != cred.claim.get("image_sha256"):
+        mismatch.append("image_sha256 in the manifest differs from the catalog row")
+    if cred.claim.get("image_sha256") != sha:
+        mismatch.append("the file's pixels differ from the manifest's image_sha256")
+    say("  matches the catalog row (sample and pixel hash)" if not mismatch else "  MISMATCH: " + "; ".join(mismatch))
+    return sid if rows else None
+
+
 @app.command(rich_help_panel=SHARE)
 def export(
     ref: str = typer.Argument(..., help="NAME or NAME@VERSION."),
@@ -363,6 +404,9 @@ def export(
     format: str = typer.Option(
         "auto", help="auto (.parquet: one file, else PNGs), hf (sharded Parquet + README.md for datasets.load_dataset)."
     ),
+    credentials: bool = typer.Option(
+        False, help="Sign each synthetic image with C2PA content credentials ($SYNTHGEN_SIGN_CERT/_KEY/_CALLBACK; "
+                    "none: a local, untrusted identity). PNGs and --format hf."),
 ) -> None:
     """Export a version as one Parquet file, a sharded Hugging Face dataset folder, or PNGs with provenance."""
     from catalog import open_version
@@ -375,12 +419,42 @@ def export(
     if (to_file and not dest.parent.is_dir()) or (not to_file and dest.is_file()):
         _fail(f"{dest}: " + (f"folder {dest.parent} does not exist" if to_file else "is a file; give a folder for PNGs "
                              "or a Hugging Face dataset, or a .parquet file"))
+    if credentials and to_file:
+        _fail("--credentials signs image files: export to a folder (PNGs) or with --format hf")
+    identity = _identity() if credentials else None
     v = open_version(_catalog(), ref, allow_restricted)  # a restricted dataset raises unless allowed (catalog.access)
     if format == "hf":
-        n = export_hf(v, dest, status)
+        n = export_hf(v, dest, status, identity=identity)
     else:
-        n = export_parquet(v, dest, status) if to_file else export_pngs(v, dest, status)
+        n = export_parquet(v, dest, status) if to_file else export_pngs(v, dest, status, identity=identity)
     out.print(f"exported {n} rows of {v.ref} to {dest}")
+    if identity is not None:
+        out.print(f"synthetic images signed by {identity.name} ({identity.source}); real rows carry no claim")
+        _record_credentials(v, identity, dest)
+
+
+def _record_credentials(version, identity, dest: Path) -> None:
+    """Tag the MLflow runs that made the version with the export's signing identity."""
+    from flows.tracking import Tracker
+
+    paths = _paths()
+    tracker = Tracker(paths.tracking_uri, paths.artifact_root)
+    for run in version.manifest.runs:
+        if run.mlflow_run_id:
+            tracker.tag_run(run.mlflow_run_id, {"synthgen.credentials": f"{identity.name} ({identity.source})",
+                                                "synthgen.credentials.last_export": str(dest)})
+
+
+def _identity():
+    """The signing identity from the settings, else the data folder's local one."""
+    from flows.credentials import CredentialsError, signing_identity
+    from flows.settings import Settings
+
+    s = Settings()
+    try:
+        return signing_identity(_paths().root, s.sign_cert, s.sign_key, s.sign_callback)
+    except CredentialsError as exc:
+        _fail(str(exc))
 
 
 # The other command modules register on `app` after this one's commands, so `--help` lists the

@@ -83,7 +83,9 @@ def generate_dataset(spec: dict, data_dir: str | None = None, shard_pool: str | 
         require_server()  # workers cannot reach the temporary server of a plain run
     tracker = Tracker(paths.tracking_uri, paths.artifact_root)
     runs = RunRef(prefect_flow_run_id=str(flow_run.id), mlflow_run_id=None)
-    runs.mlflow_run_id = tracker.start(job, tags={"prefect.flow_run_id": runs.prefect_flow_run_id, **owner_tags()})
+    wm = job.output.watermark
+    runs.mlflow_run_id = tracker.start(job, tags={"prefect.flow_run_id": runs.prefect_flow_run_id, **owner_tags(),
+                                                  "synthgen.watermark": f"{wm.method}:{wm.strength}" if wm.enabled else "off"})
     try:
         _close_dead_runs(tracker, job, runs)
         shards = make_shards(job.total_images, job.output.shard_size)

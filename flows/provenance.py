@@ -40,4 +40,6 @@ def provenance_for(spec: JobSpec, gen: Generator, emb: Embedder, runs: RunRef) -
         mlflow_run_id=runs.mlflow_run_id,
         png_compress_level=spec.output.png_compress_level,
         generator_options=options_json(gen.options),
+        watermark_method=(f"{spec.output.watermark.method}:{spec.output.watermark.strength}"
+                          if spec.output.watermark.enabled else None),
     )

@@ -36,7 +36,8 @@ from synthgen.spec import GeneratorSpec, JobSpec
 _CONFIG_COLS = ["model_id", "model_weights_sha256", "scheduler", "scheduler_config", "num_inference_steps",
                 "guidance_scale", "batch_size", "dtype", "device", "width", "height", "generator_options"]
 _ROW_COLS = ["sample_id", "seed", "label", "label_name", "prompt", "negative_prompt", "image_sha256", "plan_index",
-             "job_digest", "torch_version", "diffusers_version", "code_commit", *_CONFIG_COLS]
+             "job_digest", "torch_version", "diffusers_version", "code_commit", "watermark", "watermark_method",
+             *_CONFIG_COLS]
 
 
 @dataclass
@@ -115,7 +116,7 @@ def _generator_for(row: dict) -> Generator:
     spec = GeneratorSpec(
         model=row["model_id"], steps=row["num_inference_steps"], guidance_scale=row["guidance_scale"],
         batch_size=row["batch_size"], dtype=row["dtype"], device=row["device"],
-        height=row["height"] if kind == "text" else None, width=row["width"] if kind == "text" else None,
+        height=row["height"], width=row["width"],  # class models sample other sizes too (the digits UNet at 256 px)
         **accel.spec_fields(row.get("generator_options")),  # the same compile/layout/attention settings
     )
     gen = load_generator(spec, kind)
@@ -126,11 +127,23 @@ def _generator_for(row: dict) -> Generator:
     return gen
 
 
-def regenerate_hashes(gen: Generator, samples: list[Sample]) -> list[str]:
-    """Pixel hashes of ``samples`` regenerated in batches of the generator's (padded) batch size."""
+def regenerate_hashes(gen: Generator, samples: list[Sample], marks: list[str | None] | None = None) -> list[str]:
+    """Pixel hashes of ``samples`` regenerated in batches of the generator's (padded) batch size.
+
+    ``marks``: each sample's recorded ``watermark_method`` (``method:strength``, or None); a marked
+    row's payload is re-applied the way the watermark stage did, so its pixels hash the same.
+    """
+    from synthgen import watermark
+
     out: list[str] = []
+    marks = marks or [None] * len(samples)
     for start in range(0, len(samples), gen.batch_size):
-        out += [pixel_sha256(array_to_pil(a)) for a in gen.generate(samples[start : start + gen.batch_size])]
+        batch = samples[start : start + gen.batch_size]
+        for s, mark, a in zip(batch, marks[start : start + gen.batch_size], gen.generate(batch)):
+            if mark:
+                method, strength = mark.rsplit(":", 1)
+                a = watermark.apply(a, watermark.payload(s.sample_id), method, int(strength))
+            out.append(pixel_sha256(array_to_pil(a)))
     return out
 
 
@@ -163,7 +176,8 @@ def _check_group(gen: Generator, rows: list[dict], stored: dict[str, bytes], spe
                  result: GroupResult) -> None:
     samples = [Sample(r["sample_id"], "synthetic", seed=r["seed"], class_id=r["label"], class_name=r["label_name"],
                       prompt=r["prompt"], negative_prompt=r["negative_prompt"]) for r in rows]
-    for row, sha in zip(rows, regenerate_hashes(gen, samples)):
+    marks = [r["watermark_method"] if r["watermark"] else None for r in rows]
+    for row, sha in zip(rows, regenerate_hashes(gen, samples, marks)):
         result.checked += 1
         fields = _plan_fields(row, specs)
         if sha != row["image_sha256"]:

@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     retry_delays: Annotated[list[float], NoDecode] = Field([2.0, 10.0], description="backoff (s), comma-separated")
     artifact_root: str | None = Field(None, description="MLflow artifact root for new experiments (e.g. s3://bucket/mlflow)")
     tracking_uri: str | None = Field(None, validation_alias="MLFLOW_TRACKING_URI", description="MLflow tracking URI")
+    # C2PA signing identity for `export --credentials`; none: a local, untrusted chain per data folder.
+    sign_cert: Path | None = Field(None, description="PEM certificate chain (leaf first) that signs content credentials")
+    sign_key: Path | None = Field(None, description="PEM private key of sign_cert's leaf")
+    sign_callback: str | None = Field(None, description="module:function signing bytes with a KMS/HSM (ES256)")
 
     @field_validator("retry_delays", mode="before")
     @classmethod

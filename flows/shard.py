@@ -25,7 +25,7 @@ from synthgen.parallel import default_workers
 from synthgen.plan import Shard, make_plan
 from synthgen.runtime import set_threads
 from synthgen.spec import JobSpec
-from synthgen.stages import shard_stages
+from synthgen.stages import Watermark, shard_stages
 
 
 @dataclass
@@ -65,8 +65,10 @@ def generate_shard(spec: JobSpec, shard: Shard, paths: Paths, runs: RunRef, on_b
     caption = (lambda s: cond.caption(s.class_name)) if cond.kind == "class" else (lambda s: s.prompt)
     # Device workers share the machine's cores: each takes its part.
     workers = spec.generator.workers or max(1, default_workers(gen.device, spec.generator.threads) // device_workers())
+    wm = spec.output.watermark
     stages = shard_stages(gen, emb, provenance_for(spec, gen, emb, runs), caption, get_guard(spec, paths),
-                          spec.output.png_compress_level, workers)
+                          spec.output.png_compress_level, workers,
+                          Watermark(wm.method, wm.strength) if wm.enabled else None)
     stats = run_stages(samples, stages, gen.batch_size, on_batch, workers)
     write_parquet_atomic(samples_to_table(samples), out)
     return ShardReport(shard.index, len(samples), False, stats.sampling_s, time.perf_counter() - t0,

@@ -129,6 +129,11 @@ class Tracker:
         tag = InputTag(key="mlflow.data.context", value=context)
         self.client.log_inputs(self.run_id, datasets=[DatasetInput(ds._to_mlflow_entity(), tags=[tag])])
 
+    def tag_run(self, run_id: str, tags: dict[str, str]) -> None:
+        """Tag an existing run (e.g. the run that made a version, when that version is exported)."""
+        for k, v in tags.items():
+            self.client.set_tag(run_id, k, v)
+
     def set_tags(self, tags: dict[str, str]) -> None:
         for k, v in tags.items():
             self.client.set_tag(self.run_id, k, v)

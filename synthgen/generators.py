@@ -79,11 +79,11 @@ class Generator:
             generator=gens,
             output_type="pt",  # stay on the device: quantise there, copy 1 byte per channel to the host
         )
+        size = {k: v for k, v in (("height", self.spec.height), ("width", self.spec.width)) if v}
         if self.kind == "class":
-            out = self.pipe(class_labels=[r.class_id for r in rows], **common)
+            out = self.pipe(class_labels=[r.class_id for r in rows], **size, **common)
         else:
             negative = [r.negative_prompt or "" for r in rows]
-            size = {k: v for k, v in (("height", self.spec.height), ("width", self.spec.width)) if v}
             out = self.pipe(
                 prompt=[r.prompt for r in rows],
                 negative_prompt=negative if any(negative) else None,

@@ -62,6 +62,7 @@ class Provenance:
     mlflow_run_id: str | None = None
     png_compress_level: int | None = None  # zlib level of the stored PNG bytes
     generator_options: str | None = None  # JSON: compile, channels_last, fuse_qkv, sdpa as applied
+    watermark_method: str | None = None  # e.g. 'dwtDctSvd:72' when the run marked its images
 
 
 @dataclass(slots=True)
@@ -86,6 +87,7 @@ class Sample:
     width: int | None = None
     height: int | None = None
     created_at: datetime | None = None
+    watermark: str | None = None  # hex payload embedded in the pixels (synthgen.watermark), when marked
     # filled by the embedder
     embedding: np.ndarray | None = None
     clip_score: float | None = None

@@ -160,6 +160,16 @@ DedupSpec = create_model("DedupSpec", __base__=_DedupFields, __module__=__name__
 DedupSpec.__doc__ = _DedupFields.__doc__
 
 
+class WatermarkSpec(_Strict):
+    """An invisible watermark (``synthgen.watermark``) with a payload derived from each sample id."""
+
+    enabled: bool = Field(False, description="mark every generated image; needs images of at least 256x256 pixels")
+    method: Literal["dwtDctSvd", "dwtDct"] = Field(
+        "dwtDctSvd", description="dwtDctSvd survives JPEG q75 and a 75% resize; dwtDct (SDXL's) does not "
+        "(bench/bench_watermark.py)")
+    strength: int = Field(72, ge=1, le=255, description="embedding scale (higher: more robust, lower PSNR)")
+
+
 class OutputSpec(_Strict):
     """Where the samples go."""
 
@@ -169,6 +179,7 @@ class OutputSpec(_Strict):
         1, ge=0, le=9, description="zlib level of the stored PNGs (lossless at every level; recorded per row). "
         "1: about half the time of 6 at 512 px for ~10% more bytes (bench/bench_png.py)",
     )
+    watermark: WatermarkSpec = WatermarkSpec()
 
 
 class JobSpec(_Strict):
@@ -195,6 +206,16 @@ class JobSpec(_Strict):
             )
         return self
 
+    @model_validator(mode="after")
+    def _watermark_fits(self) -> "JobSpec":
+        from synthgen.watermark import MIN_PIXELS
+
+        g = self.generator
+        if self.output.watermark.enabled and g.height and g.width and g.height * g.width < MIN_PIXELS:
+            raise ValueError(f"output.watermark needs images of at least 256x256 pixels, not {g.width}x{g.height}; "
+                             "turn it off for small images")
+        return self
+
     @property
     def total_images(self) -> int:
         items = self.conditioning.classes or self.conditioning.prompts or []
@@ -208,6 +229,8 @@ class JobSpec(_Strict):
         data = self.model_dump(mode="json")
         for where in ("workers", "devices"):  # where the job runs, not what it makes
             del data["generator"][where]
+        if not data["output"]["watermark"]["enabled"]:  # nor does a watermark that is off
+            del data["output"]["watermark"]
         for name in RULE_FIELDS:  # a rule that is off does not change the job's identity
             if data["dedup"].get(name) is None:
                 del data["dedup"][name]

@@ -44,6 +44,21 @@ class Generate:
 
 
 @dataclass
+class Watermark:
+    """Embed each sample's payload (``synthgen.watermark``) in its pixels, before they are encoded and hashed."""
+
+    method: str = "dwtDctSvd"
+    strength: int = 72
+
+    def __call__(self, samples: list[Sample]) -> None:
+        from synthgen import watermark
+
+        for s in samples:
+            s.watermark = watermark.payload(s.sample_id)
+            s.pixels = watermark.apply(s.pixels, s.watermark, self.method, self.strength)
+
+
+@dataclass
 class Encode:
     """PNG-encode (zlib ``level``) and hash each image; attach the run's provenance.
 
@@ -139,12 +154,14 @@ def shard_stages(
     guard: PixelGuard | None = None,
     png_level: int = DEFAULT_PNG_LEVEL,
     workers: int = 1,
+    watermark: Watermark | None = None,
 ) -> list[Stage]:
-    """The stages of one shard, in order: generate, encode, embed, guard, score.
+    """The stages of one shard, in order: generate, (watermark), encode, embed, guard, score.
 
     ``workers``: how many post-processing workers the engine runs them on (sizes the encode pool).
     """
-    stages: list[Stage] = [Generate(generator), Encode(provenance, png_level, workers)]
+    stages: list[Stage] = [Generate(generator), *([watermark] if watermark else [])]
+    stages.append(Encode(provenance, png_level, workers))
     stages += [Embed(embedder)] if embedder is not None else []
     stages += [Guard(guard, str(getattr(generator, "device", "cpu")))] if guard is not None else []
     stages.append(Score(embedder, caption))

@@ -59,6 +59,8 @@ class ClassConditionalPipeline(DiffusionPipeline):
         latents: torch.Tensor | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
+        height: int | None = None,
+        width: int | None = None,
     ):
         """Denoise one image per entry of ``class_labels``.
 
@@ -71,6 +73,7 @@ class ClassConditionalPipeline(DiffusionPipeline):
         batch = len(class_labels)
         size = self.unet.config.sample_size
         size = (size, size) if isinstance(size, int) else tuple(size)
+        size = (height or size[0], width or size[1])  # a convolutional UNet samples larger images too
         shape = (batch, self.unet.config.in_channels, *size)
         if latents is None:
             # Drawn on the CPU in float32 so noise is identical on every device.

@@ -27,7 +27,7 @@ def test_hf_export_is_sharded_and_loads_kept_rows_with_their_features(tmp_path):
     assert [f.name for f in files] == [f"train-{i:05d}-of-00003.parquet" for i in range(3)]
     assert [pq.ParquetFile(f).metadata.num_rows for f in files] == [10, 10, 7]
     assert not list((dest / "data").glob("*.tmp"))
-    ds = datasets.load_dataset(str(dest), split="train")
+    ds = datasets.load_dataset(str(dest), split="train", cache_dir=str(tmp_path / "hf-cache"))  # no stale cache by folder name
     assert ds.num_rows == 27 and set(ds["status"]) == {"kept"}
     assert isinstance(ds.features["image"], datasets.Image)  # the image feature, not a struct of bytes
     assert ds.features == datasets.Features.from_arrow_schema(pq.read_schema(open_version(cat, "mix").files[0]))
