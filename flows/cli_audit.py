@@ -1,0 +1,121 @@
+"""``synthgen audit``: a sample's lineage, or a file traced back (credentials, watermark, hashes, CLIP)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from flows.cli_common import AUDIT, JSON_HELP, _catalog, _fail, app, err, out, print_json
+
+
+@app.command(rich_help_panel=AUDIT)
+def audit(
+    target: str = typer.Argument(..., help="A sample id, or an image file to trace back."),
+    embedder: str = typer.Option("embedded:digits-clip", help="CLIP model for tracing edited files."),
+    allow_restricted: bool = typer.Option(False, help="Required to show a row of a restricted dataset."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Print a sample's whole lineage: provenance, versions, runs. Accepts an image file too."""
+    from catalog import audit as run_audit
+
+    sample_id = target
+    if Path(target).is_file():
+        sample_id = _trace(Path(target), embedder, quiet=as_json)
+    records = run_audit(_catalog(), sample_id, allow_restricted)
+    if not records:
+        _fail(f"no sample {sample_id!r} in any committed version (give a sample id or an image file)", code=1)
+    if as_json:
+        return print_json({"sample_id": sample_id, "records": [
+            {"dataset": rec.dataset, "versions": rec.versions, "shard": rec.shard,
+             "row": {k: v for k, v in rec.row.items() if k not in ("image", "embedding")}} for rec in records]})
+    for rec in records:
+        t = Table(title=f"sample {sample_id} in {rec.dataset} (versions {', '.join(map(str, rec.versions))})")
+        t.add_column("field")
+        t.add_column("value", overflow="fold")
+        for k, v in rec.row.items():
+            if v is not None:
+                t.add_row(k, escape(str(v)))
+        t.add_row("shard", rec.shard)
+        out.print(t)
+
+
+def _trace(path: Path, embedder: str, quiet: bool = False) -> str:
+    """Find the sample an image file came from; print how it was matched (to stderr when ``quiet``)."""
+    from catalog.trace import by_embedding, by_pixel_hash
+    from synthgen.embedder import load_embedder
+    from synthgen.imaging import ImageReadError, pixel_sha256, png_text, read_image_file
+    from synthgen.model_check import check_embedder
+    from synthgen.spec import EmbedderSpec
+
+    try:
+        _, img = read_image_file(path)
+    except ImageReadError as exc:
+        raise ImageReadError(f"{exc}; audit takes a sample id or an image file") from None
+    say = (err if quiet else out).print  # --json keeps stdout for the JSON document
+    cat = _catalog()
+    sha = pixel_sha256(img)
+    found = _credentials(path, sha, cat, say)
+    if found:
+        return found
+    from catalog.trace import by_watermark
+    from synthgen.watermark import BITS
+
+    mark = by_watermark(cat, img)
+    if mark is not None:
+        say(f"{path}: watermark payload -> {mark.sample_id} in {mark.dataset} "
+            f"({round((1 - mark.similarity) * BITS)} of {BITS} bits off; confidence {mark.confidence})")
+        return mark.sample_id
+    meta = png_text(img)
+    exact = by_pixel_hash(cat, sha)
+    if meta.get("sample_id") and (not exact or exact[0].sample_id == meta["sample_id"]):
+        verified = "pixels match the catalog" if exact else "pixels do NOT match the catalog row"
+        say(f"{path}: provenance chunk names sample {meta['sample_id']} ({verified})")
+        return meta["sample_id"]
+    if exact:
+        say(f"{path}: exact pixel match (sha256) -> {exact[0].sample_id} in {exact[0].dataset}")
+        return exact[0].sample_id
+    emb_spec = EmbedderSpec(model=embedder)
+    check_embedder(emb_spec, "--embedder")
+    emb = load_embedder(emb_spec)
+    match = by_embedding(cat, emb.embed_images([img])[0], emb.name, image=img)
+    if match is None:
+        _fail(f"{path}: no exact match and no dataset embedded with {emb.name}", code=1)
+    margin = f", {match.margin:.3f} closer than the runner-up" if match.margin is not None else ""
+    say(f"{path}: no exact match; closest by CLIP then pixels is {match.sample_id} in {match.dataset} "
+              f"(cosine {match.similarity:.4f}; pixel distance {match.pixel_distance:.3f}{margin}; "
+              f"confidence {match.confidence})")
+    if match.same_pixels:
+        say(f"  rows with the same pixels: {', '.join(match.same_pixels)}")
+    return match.sample_id
+
+
+def _credentials(path: Path, sha: str, cat, say) -> str | None:
+    """Read and validate the file's C2PA manifest; the sample it names when valid and consistent with the catalog."""
+    from catalog import audit as run_audit
+    from flows.credentials import MIME, read_credentials
+
+    cred = read_credentials(path.read_bytes(), MIME.get(path.suffix.lower(), "image/png"))
+    if cred is None:
+        say(f"{path}: no content credentials; tracing by watermark, metadata, pixels, CLIP")
+        return None
+    trust = "trusted" if cred.trusted else "untrusted signer"
+    if not cred.valid:
+        say(f"{path}: content credentials FAILED validation ({', '.join(cred.failures) or cred.state}); "
+            f"signed by {cred.signer}; the file was altered after signing; tracing by pixels instead")
+        return None
+    sid = cred.claim.get("sample_id")
+    say(f"{path}: content credentials valid ({trust}: {cred.signer}); "
+        f"{'synthetic (trainedAlgorithmicMedia)' if cred.synthetic else 'no synthetic claim'}; "
+        f"claims sample {sid} of {cred.claim.get('dataset')}")
+    records = run_audit(cat, sid, True) if sid else []
+    rows = [r.row for r in records]
+    mismatch = [] if rows else [f"no sample {sid!r} in the catalog"]
+    if rows and rows[0].get("image_sha256") != cred.claim.get("image_sha256"):
+        mismatch.append("image_sha256 in the manifest differs from the catalog row")
+    if cred.claim.get("image_sha256") != sha:
+        mismatch.append("the file's pixels differ from the manifest's image_sha256")
+    say("  matches the catalog row (sample and pixel hash)" if not mismatch else "  MISMATCH: " + "; ".join(mismatch))
+    return sid if rows else None
