@@ -54,12 +54,13 @@ def _load_job(spec_path: Path, params: str | None, assignments: list[str] | None
 
 
 def _check_job(spec, skip_real: str | None = None) -> None:
-    """Everything checkable before services start: the models' configs, then the catalog references."""
+    """Everything checkable before services start: catalog references and the models' config files.
+
+    ``preflight`` is the one place both are checked (the flow runs it again for deployments).
+    """
     from catalog import Catalog
     from flows.generate import preflight
-    from synthgen.model_check import check_job_models
 
-    check_job_models(spec)  # config files only: no weights, no Prefect, no MLflow
     cat = Catalog(_paths().catalog)
     if skip_real and spec.dedup.real_dataset == skip_real and not cat.exists(skip_real):
         spec = spec.model_copy(update={"dedup": spec.dedup.model_copy(update={"real_dataset": None})})
