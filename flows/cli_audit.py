@@ -57,7 +57,7 @@ def _trace(path: Path, embedder: str, quiet: bool = False) -> str:
     say = (err if quiet else out).print  # --json keeps stdout for the JSON document
     cat = _catalog()
     sha = pixel_sha256(img)
-    found = _credentials(path, sha, cat, say)
+    found = _credentials(path, img, sha, cat, say)
     if found:
         return found
     from catalog.trace import by_watermark
@@ -92,12 +92,21 @@ def _trace(path: Path, embedder: str, quiet: bool = False) -> str:
     return match.sample_id
 
 
-def _credentials(path: Path, sha: str, cat, say) -> str | None:
-    """Read and validate the file's C2PA manifest; the sample it names when valid and consistent with the catalog."""
-    from catalog import audit as run_audit
-    from flows.credentials import MIME, read_credentials
+def _credentials(path: Path, img, sha: str, cat, say) -> str | None:
+    """Read and validate the file's C2PA manifest; the sample it names when valid and consistent with the catalog.
 
-    cred = read_credentials(path.read_bytes(), MIME.get(path.suffix.lower(), "image/png"))
+    A PNG's pixels must hash to the claim's ``image_sha256``. A JPEG's cannot
+    (it is a lossy derivative): c2pa's hard binding proves the file is the
+    one that was signed, the claim's sample and pixel hash are checked
+    against the catalog row, and the row re-encoded at the claimed quality
+    must give the file's pixels.
+    """
+    from PIL import Image
+
+    from catalog import audit as run_audit
+    from flows.credentials import LOSSY, describe_encoding, read_credentials
+
+    cred = read_credentials(path.read_bytes(), Image.MIME.get(img.format or "", "image/png"))  # by content, not name
     if cred is None:
         say(f"{path}: no content credentials; tracing by watermark, metadata, pixels, CLIP")
         return None
@@ -106,16 +115,45 @@ def _credentials(path: Path, sha: str, cat, say) -> str | None:
         say(f"{path}: content credentials FAILED validation ({', '.join(cred.failures) or cred.state}); "
             f"signed by {cred.signer}; the file was altered after signing; tracing by pixels instead")
         return None
-    sid = cred.claim.get("sample_id")
+    sid, lossy = cred.claim.get("sample_id"), cred.claim.get("encoding") in LOSSY
     say(f"{path}: content credentials valid ({trust}: {cred.signer}); "
         f"{'synthetic (trainedAlgorithmicMedia)' if cred.synthetic else 'no synthetic claim'}; "
         f"claims sample {sid} of {cred.claim.get('dataset')}")
+    if lossy:
+        say(f"  a lossy derivative ({describe_encoding(cred.claim)}) of the row's pixels; the signature binds "
+            "this file, so it is unchanged since export")
     records = run_audit(cat, sid, True) if sid else []
     rows = [r.row for r in records]
     mismatch = [] if rows else [f"no sample {sid!r} in the catalog"]
     if rows and rows[0].get("image_sha256") != cred.claim.get("image_sha256"):
         mismatch.append("image_sha256 in the manifest differs from the catalog row")
-    if cred.claim.get("image_sha256") != sha:
+    if not lossy and cred.claim.get("image_sha256") != sha:
         mismatch.append("the file's pixels differ from the manifest's image_sha256")
-    say("  matches the catalog row (sample and pixel hash)" if not mismatch else "  MISMATCH: " + "; ".join(mismatch))
+    if lossy and not mismatch:
+        mismatch += _reencoded_mismatch(cat, cred.claim, sha)
+    checked = "sample, pixel hash, re-encoded pixels" if lossy else "sample and pixel hash"
+    say(f"  matches the catalog row ({checked})" if not mismatch else "  MISMATCH: " + "; ".join(mismatch))
     return sid if rows else None
+
+
+def _reencoded_mismatch(cat, claim: dict, sha: str) -> list[str]:
+    """[] when the claimed row, re-encoded as the claim says, decodes to the file's pixels; else why not."""
+    from catalog import open_version
+    from catalog.store import CatalogError
+    from flows.credentials import describe_encoding
+    from flows.export import encode_jpeg
+    from synthgen.imaging import decode, pixel_sha256
+
+    sid, ref = claim["sample_id"], claim.get("dataset") or ""
+    try:
+        data = open_version(cat, ref, True).images([sid]).get(sid)
+    except (CatalogError, FileNotFoundError):
+        data = None
+    if data is None:
+        return [f"the claimed version {ref!r} does not hold the row's image, so the re-encoding cannot be checked"]
+    if not isinstance(claim.get("quality"), int):
+        return ["the manifest records no JPEG quality, so the re-encoding cannot be checked"]
+    if pixel_sha256(decode(encode_jpeg(decode(data), claim["quality"]))) != sha:
+        return [f"the row re-encoded as {describe_encoding(claim)} does not give the file's pixels "
+                "(another image, or another JPEG encoder build)"]
+    return []

@@ -1,4 +1,4 @@
-"""``synthgen export``: a version as Parquet, a Hugging Face dataset folder or PNGs, optionally signed (C2PA)."""
+"""``synthgen export``: a version as Parquet, a Hugging Face dataset folder or PNG / JPEG files, optionally signed (C2PA)."""
 
 from __future__ import annotations
 
@@ -12,39 +12,58 @@ from flows.cli_common import SHARE, _catalog, _fail, _paths, app, check_status, 
 @app.command(rich_help_panel=SHARE)
 def export(
     ref: str = typer.Argument(..., help="NAME or NAME@VERSION."),
-    dest: Path = typer.Argument(..., help="A .parquet file, or a folder (PNG files, or a dataset with --format hf)."),
+    dest: Path = typer.Argument(..., help="A .parquet file, or a folder (PNG or JPEG files, or a dataset with --format hf)."),
     status: str = typer.Option("kept", help="Row status to export ('all' for every row)."),
     allow_restricted: bool = typer.Option(False, help="Required to export a restricted dataset."),
     format: str = typer.Option(
-        "auto", help="auto (.parquet: one file, else PNGs), hf (sharded Parquet + README.md for datasets.load_dataset)."
+        "auto", help="auto (.parquet: one file, else PNGs), jpeg (JPEG files, lossy, no text chunks), "
+                     "hf (sharded Parquet + README.md for datasets.load_dataset)."
     ),
+    quality: int = typer.Option(None, help="JPEG quality, 1-95 (default 90); --format jpeg only."),
     credentials: bool = typer.Option(
         False, help="Sign each synthetic image with C2PA content credentials ($SYNTHGEN_SIGN_CERT/_KEY/_CALLBACK; "
-                    "none: a local, untrusted identity). PNGs and --format hf."),
+                    "none: a local, untrusted identity). Every format; real rows are never signed."),
 ) -> None:
-    """Export a version as one Parquet file, a sharded Hugging Face dataset folder, or PNGs with provenance."""
+    """Export a version as one Parquet file, a sharded Hugging Face dataset folder, or PNG / JPEG files."""
     from catalog import open_version
-    from flows.export import export_hf, export_parquet, export_pngs
+    from flows.export import export_hf, export_images, export_parquet
 
     check_status(status)
-    if format not in ("auto", "hf"):
-        _fail(f"--format must be auto or hf, not {format!r}")
+    if format not in ("auto", "jpeg", "hf"):
+        _fail(f"--format must be auto, jpeg or hf, not {format!r}")
+    encoding = _encoding(format, quality)
     to_file = format == "auto" and dest.suffix == ".parquet"
     if (to_file and not dest.parent.is_dir()) or (not to_file and dest.is_file()):
-        _fail(f"{dest}: " + (f"folder {dest.parent} does not exist" if to_file else "is a file; give a folder for PNGs "
-                             "or a Hugging Face dataset, or a .parquet file"))
-    if credentials and to_file:
-        _fail("--credentials signs image files: export to a folder (PNGs) or with --format hf")
+        _fail(f"{dest}: " + (f"folder {dest.parent} does not exist" if to_file else "is a file; give a folder for "
+                             "image files or a Hugging Face dataset, or a .parquet file"))
+    if format == "jpeg" and dest.suffix == ".parquet":
+        _fail(f"{dest}: --format jpeg writes image files into a folder, not a .parquet file")
     identity = _identity() if credentials else None
     v = open_version(_catalog(), ref, allow_restricted)  # a restricted dataset raises unless allowed (catalog.access)
     if format == "hf":
         n = export_hf(v, dest, status, identity=identity)
+    elif to_file:
+        n = export_parquet(v, dest, status, identity=identity)
     else:
-        n = export_parquet(v, dest, status) if to_file else export_pngs(v, dest, status, identity=identity)
-    out.print(f"exported {n} rows of {v.ref} to {dest}")
+        n = export_images(v, dest, status, identity=identity, encoding=encoding)
+    out.print(f"exported {n} rows of {v.ref} to {dest}" + (f" as JPEG q{encoding.quality}" if format == "jpeg" else ""))
     if identity is not None:
         out.print(f"synthetic images signed by {identity.name} ({identity.source}); real rows carry no claim")
         _record_credentials(v, identity, dest)
+
+
+def _encoding(format: str, quality: int | None):
+    """The image files' encoding; a quality without --format jpeg, or out of range, is an error."""
+    from pydantic import ValidationError
+
+    from flows.export import ImageEncoding
+
+    if quality is not None and format != "jpeg":
+        _fail("--quality applies to --format jpeg only (PNG and Parquet keep the catalog's lossless PNG bytes)")
+    try:
+        return ImageEncoding(format="jpeg", quality=quality) if format == "jpeg" else ImageEncoding()
+    except ValidationError:
+        _fail(f"--quality must be between 1 and 95, not {quality}")
 
 
 def _record_credentials(version, identity, dest: Path) -> None:

@@ -28,8 +28,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 ASSERTION = "org.synthgen.provenance"
-MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
-# Row fields the synthgen assertion carries (plus dataset, version and manifest hash).
+LOSSY = ("jpeg",)  # encodings whose pixels differ from the catalog row's
+# Row fields the synthgen assertion carries (plus dataset, version and manifest hash, and the file's encoding).
 ASSERTED = ("sample_id", "image_sha256", "model_id", "model_weights_sha256", "seed", "scheduler", "code_commit")
 
 
@@ -155,21 +155,34 @@ def signing_identity(root: Path, cert: Path | None = None, key: Path | None = No
     return Identity(_signer(chain, Path(key).read_bytes()), subject, "configured")
 
 
-def manifest_definition(row: dict, dataset: dict, watermark: str | None = None) -> dict:
-    """The manifest for one synthetic row: the created action and the synthgen assertion."""
-    claim = {k: row.get(k) for k in ASSERTED} | dataset
+def manifest_definition(row: dict, dataset: dict, watermark: str | None = None, encoding: dict | None = None) -> dict:
+    """The manifest for one synthetic row: the created action and the synthgen assertion.
+
+    ``encoding`` (``{"encoding": "jpeg", "quality": 90}``) says how the file
+    was encoded; a lossy one also gets a ``c2pa.transcoded`` action, since its
+    pixels are no longer the row's (whose ``image_sha256`` the claim keeps).
+    """
+    claim = {k: row.get(k) for k in ASSERTED} | dataset | (encoding or {"encoding": "png"})
     if watermark:
         claim["watermark"] = watermark
+    actions = [{"action": "c2pa.created", "digitalSourceType": SOURCE_TYPE, "softwareAgent": {"name": "synthgen"}}]
+    if claim["encoding"] in LOSSY:
+        actions.append({"action": "c2pa.transcoded", "softwareAgent": {"name": "synthgen"},
+                        "parameters": {"description": f"catalog PNG re-encoded as {describe_encoding(claim)}"}})
     return {
         "claim_generator_info": [{"name": "synthgen"}],
         "title": f"{row['sample_id']}",
         "assertions": [
-            {"label": "c2pa.actions", "data": {"actions": [
-                {"action": "c2pa.created", "digitalSourceType": SOURCE_TYPE,
-                 "softwareAgent": {"name": "synthgen"}}]}},
+            {"label": "c2pa.actions", "data": {"actions": actions}},
             {"label": ASSERTION, "data": claim},
         ],
     }
+
+
+def describe_encoding(claim: dict) -> str:
+    """'JPEG q90' / 'PNG' for a synthgen assertion (files signed before it was recorded were PNGs)."""
+    enc = claim.get("encoding", "png")
+    return f"{enc.upper()} q{claim['quality']}" if claim.get("quality") is not None else enc.upper()
 
 
 @functools.cache

@@ -1,15 +1,18 @@
-"""Exporting a version: one Parquet file, a sharded Hugging Face folder, or PNGs carrying their provenance."""
+"""Exporting a version: one Parquet file, a sharded Hugging Face folder, or PNG / JPEG files carrying their provenance."""
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from catalog import DatasetVersion
 from catalog.store import write_parquet_atomic
@@ -24,41 +27,105 @@ PNG_FIELDS = (
     "scheduler", "num_inference_steps", "guidance_scale", "image_sha256", "job_digest",
     "prefect_flow_run_id", "mlflow_run_id", "code_commit",
 )
+DEFAULT_JPEG_QUALITY = 90
 
 
-def export_parquet(version: DatasetVersion, dest: Path, status: str = "kept") -> int:
-    """Write the version's rows (with the HF schema) to one Parquet file."""
+class ImageEncoding(BaseModel):
+    """How exported image files are encoded: PNG (lossless, provenance in text chunks) or JPEG at a quality."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    format: Literal["png", "jpeg"] = "png"
+    quality: int | None = Field(None, ge=1, le=95)  # Pillow: above 95 buys size, not quality
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_quality(cls, data):
+        if isinstance(data, dict) and data.get("format") == "jpeg" and data.get("quality") is None:
+            return {**data, "quality": DEFAULT_JPEG_QUALITY}
+        return data
+
+    @model_validator(mode="after")
+    def _quality_is_for_jpeg(self) -> ImageEncoding:
+        if self.format == "png" and self.quality is not None:
+            raise ValueError("quality applies to JPEG only (PNG is lossless)")
+        return self
+
+    @property
+    def suffix(self) -> str:
+        return ".png" if self.format == "png" else ".jpg"
+
+    @property
+    def mime(self) -> str:
+        return f"image/{self.format}"
+
+    def claim(self) -> dict:
+        """What the synthgen assertion says about the file's encoding (audit: a JPEG is a lossy derivative)."""
+        return {"encoding": self.format} | ({"quality": self.quality} if self.format == "jpeg" else {})
+
+
+PNG = ImageEncoding()
+
+
+def encode_jpeg(img: Image.Image, quality: int) -> bytes:
+    """Baseline JPEG bytes (no metadata); the same pixels, quality and Pillow build give the same bytes.
+
+    Audit relies on that to re-encode the catalog row and compare. JPEG has no
+    alpha and no palette: other modes are converted to RGB (alpha dropped).
+    """
+    buf = io.BytesIO()
+    (img if img.mode in ("L", "RGB") else img.convert("RGB")).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def export_parquet(version: DatasetVersion, dest: Path, status: str = "kept", identity: Identity | None = None) -> int:
+    """Write the version's rows (with the HF schema) to one Parquet file.
+
+    With ``identity``, synthetic rows' image bytes carry signed C2PA
+    manifests (as in the HF export); real rows are left as they are.
+    """
     table = version.table(status=status)
+    if identity is not None and table.num_rows:
+        table = _sign_images(table, _signer_for(version, identity))
     write_parquet_atomic(table, Path(dest))
     return table.num_rows
 
 
-def export_pngs(version: DatasetVersion, dest: Path, status: str = "kept", identity: Identity | None = None) -> int:
-    """Write ``<dest>/<label or 'image'>/<sample_id>.png`` with provenance chunks.
+def export_images(version: DatasetVersion, dest: Path, status: str = "kept", identity: Identity | None = None,
+                  encoding: ImageEncoding = PNG) -> int:
+    """Write ``<dest>/<label or 'image'>/<sample_id>.png`` (or ``.jpg``), PNGs with provenance chunks.
 
-    With ``identity``, each synthetic image also carries a signed C2PA
-    manifest (``flows.credentials``); real rows are written unsigned, so
-    they never carry a synthetic claim. Each file is written under a temp
-    name and renamed.
+    A JPEG carries no text chunks: without credentials it is traced by
+    watermark, pixels or CLIP, like any copy. With ``identity``, each
+    synthetic image carries a signed C2PA manifest (``flows.credentials``)
+    whose assertion names its row and its encoding; real rows are written
+    unsigned, so they never carry a synthetic claim. Each file is written
+    under a temp name and renamed.
     """
     dest = Path(dest)
     table = version.table(status=status)
     rows = table.select([c for c in PNG_FIELDS if c in table.column_names]).to_pylist()
     images = table["image"].combine_chunks().field("bytes").to_pylist()
-    sign = _signer_for(version, identity)
+    sign = _signer_for(version, identity, encoding)
     for row, data in zip(rows, images):
-        text = {k: v for k, v in row.items() if v is not None}
-        text["dataset"] = version.ref
         folder = dest / (row.get("label_name") or "image")
         folder.mkdir(parents=True, exist_ok=True)
-        final = folder / f"{row['sample_id']}.png"
-        final.with_suffix(".tmp").write_bytes(sign(row, encode_png(decode(data), text)))
+        final = folder / f"{row['sample_id']}{encoding.suffix}"
+        if encoding.format == "jpeg":
+            encoded = encode_jpeg(decode(data), encoding.quality)
+        else:
+            encoded = encode_png(decode(data), {k: v for k, v in row.items() if v is not None} | {"dataset": version.ref})
+        final.with_suffix(".tmp").write_bytes(sign(row, encoded))
         os.replace(final.with_suffix(".tmp"), final)
     return len(rows)
 
 
-def _signer_for(version: DatasetVersion, identity: Identity | None):
-    """``sign(row, png_bytes) -> bytes``: adds credentials to synthetic rows only (identity for none)."""
+def export_pngs(version: DatasetVersion, dest: Path, status: str = "kept", identity: Identity | None = None) -> int:
+    """``export_images`` as PNGs (lossless, provenance in text chunks)."""
+    return export_images(version, dest, status, identity, PNG)
+
+
+def _signer_for(version: DatasetVersion, identity: Identity | None, encoding: ImageEncoding = PNG):
+    """``sign(row, encoded) -> bytes``: adds credentials to synthetic rows only (identity for none)."""
     if identity is None:
         return lambda row, data: data
     from flows.credentials import manifest_definition, sign_bytes
@@ -68,20 +135,18 @@ def _signer_for(version: DatasetVersion, identity: Identity | None):
     def sign(row: dict, data: bytes) -> bytes:
         if row.get("origin") != "synthetic":  # a real image must never be claimed as generated
             return data
-        return sign_bytes(data, "image/png", manifest_definition(row, dataset), identity)
+        return sign_bytes(data, encoding.mime, manifest_definition(row, dataset, encoding=encoding.claim()), identity)
 
     return sign
 
 
 def _sign_images(t: pa.Table, sign) -> pa.Table:
-    """``t`` with each synthetic row's image bytes replaced by their signed form (HF export)."""
+    """``t`` with each synthetic row's image bytes replaced by their signed form (HF and Parquet export)."""
     rows = t.select([c for c in PNG_FIELDS if c in t.column_names]).to_pylist()
     col = t["image"].combine_chunks()
     signed = [sign(row, data) for row, data in zip(rows, col.field("bytes").to_pylist())]
     image = pa.StructArray.from_arrays([pa.array(signed, pa.binary()), col.field("path")], fields=list(col.type))
     return t.set_column(t.column_names.index("image"), "image", image)
-
-
 
 
 ROWS_PER_SHARD = 10_000  # ~ the few hundred MB per file the HF datasets docs suggest, at 256-512 px PNGs

@@ -155,6 +155,10 @@ CASES = [
     ("ingest-bad-embedder", ["ingest", "{F}/good", "--name", "new-real", "--embedder", "/no/such/clip"],
      ["--embedder", "/no/such/clip"]),
     ("export-into-missing-folder", ["export", "synth", "/proc/no/such/x.parquet"], ["x.parquet"]),
+    ("export-jpeg-quality-0", ["export", "synth", "{F}/jpegs", "--format", "jpeg", "--quality", "0"],
+     ["--quality", "between 1 and 95"]),
+    ("export-quality-for-png", ["export", "synth", "{F}/pngs", "--quality", "80"], ["--quality", "--format jpeg"]),
+    ("export-jpeg-to-parquet", ["export", "synth", "{F}/x.parquet", "--format", "jpeg"], ["x.parquet", "folder"]),
     # numbers
     ("rededup-threshold-7", ["rededup", "synth", "--threshold", "7"], ["--threshold", "less than or equal to 1"]),
     ("rededup-threshold-0", ["rededup", "synth", "--threshold", "0"], ["--threshold", "greater than 0"]),

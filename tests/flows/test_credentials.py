@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import struct
 import zlib
 
@@ -15,7 +16,8 @@ from flows.cli import app
 from flows.credentials import (
     ASSERTION, SOURCE_TYPE, CredentialsError, generate_chain, local_identity, read_credentials, signing_identity,
 )
-from flows.export import export_hf, export_pngs
+from flows.export import ImageEncoding, export_hf, export_images, export_parquet, export_pngs
+from synthgen.imaging import decode, pixel_sha256
 from tests.conftest import make_samples
 
 runner = CliRunner()
@@ -41,6 +43,20 @@ def _retext(png: bytes, key: bytes, new: bytes) -> bytes:
         out += struct.pack(">I4s", len(body), kind) + body + struct.pack(">I", zlib.crc32(kind + body))
         i += 12 + n
     return bytes(out)
+
+
+def _flip_scan_byte(jpeg: bytes) -> bytes:
+    """``jpeg`` with one byte of its entropy-coded data changed: it still decodes, but is not what was signed."""
+    bad = bytearray(jpeg)
+    bad[-10] ^= 0x55  # just before the EOI marker: inside the last scan, after the C2PA (APP11) segments
+    return bytes(bad)
+
+
+def _labels(data: bytes, mime: str) -> dict:
+    """Assertion label -> data of the active manifest, read with c2pa's own Reader (state must be Valid)."""
+    with c2pa.Reader.try_create(mime, io.BytesIO(data)) as reader:
+        assert reader.get_validation_state() == "Valid"  # signed, untrusted root: Valid, not Trusted
+        return {a["label"]: a["data"] for a in reader.get_active_manifest()["assertions"]}
 
 
 @pytest.fixture
@@ -161,3 +177,92 @@ def test_mlflow_runs_record_the_watermark_and_the_export_signer(demo_run, tmp_pa
     tags = MlflowClient(demo_run["paths"].tracking_uri).get_run(run_id).data.tags
     assert tags["synthgen.watermark"] == "off"  # the demo's 16-px images are too small to mark
     assert tags["synthgen.credentials"] == "O=synthgen,CN=synthgen local signer (local (untrusted))"
+
+
+def test_jpeg_export_is_signed_as_a_lossy_derivative_and_real_rows_get_no_claim(tmp_path, identity):
+    cat = _catalog(tmp_path)
+    assert export_images(open_version(cat, "mix"), tmp_path / "out", identity=identity,
+                         encoding=ImageEncoding(format="jpeg", quality=75)) == 6
+    files = {p.stem: p.read_bytes() for p in (tmp_path / "out").rglob("*.jpg")}
+    assert len(files) == 6 and not list((tmp_path / "out").rglob("*.tmp")) and not list((tmp_path / "out").rglob("*.png"))
+    rows = {r["sample_id"]: r for r in open_version(cat, "mix").table(["sample_id", "image_sha256"]).to_pylist()}
+    for sid, data in files.items():
+        img = decode(data)
+        assert img.format == "JPEG" and pixel_sha256(img) != rows[sid]["image_sha256"]  # lossy: not the row's pixels
+        if sid.startswith("r"):
+            assert c2pa.Reader.try_create("image/jpeg", io.BytesIO(data)) is None  # a real image gets no claim
+            continue
+        labels = _labels(data, "image/jpeg")
+        actions = labels["c2pa.actions.v2" if "c2pa.actions.v2" in labels else "c2pa.actions"]["actions"]
+        assert actions[0]["action"] == "c2pa.created" and actions[0]["digitalSourceType"] == SOURCE_TYPE
+        assert actions[1]["action"] == "c2pa.transcoded"
+        claim = labels[ASSERTION]
+        assert claim["sample_id"] == sid and claim["image_sha256"] == rows[sid]["image_sha256"]  # the source row's
+        assert (claim["encoding"], claim["quality"], claim["dataset"]) == ("jpeg", 75, "mix@1")
+    bad = read_credentials(_flip_scan_byte(files["s00001"]), "image/jpeg")
+    assert not bad.valid and "assertion.dataHash.mismatch" in bad.failures
+
+
+def test_parquet_export_signs_synthetic_image_bytes_and_keeps_their_pixels(tmp_path, identity):
+    cat = _catalog(tmp_path)
+    assert export_parquet(open_version(cat, "mix"), tmp_path / "x.parquet", identity=identity) == 6
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(tmp_path / "x.parquet")
+    assert b"huggingface" in table.schema.metadata  # still the HF Image feature
+    for row in table.select(["sample_id", "origin", "image", "image_sha256"]).to_pylist():
+        data = row["image"]["bytes"]
+        assert pixel_sha256(decode(data)) == row["image_sha256"]  # the manifest is added beside the pixels
+        if row["origin"] == "real":
+            assert c2pa.Reader.try_create("image/png", io.BytesIO(data)) is None
+        else:
+            claim = _labels(data, "image/png")[ASSERTION]
+            assert claim["sample_id"] == row["sample_id"] and claim["encoding"] == "png"
+    assert export_parquet(open_version(cat, "mix"), tmp_path / "bare.parquet") == 6  # unsigned: no manifest at all
+    for data in pq.read_table(tmp_path / "bare.parquet")["image"].combine_chunks().field("bytes").to_pylist():
+        assert read_credentials(data, "image/png") is None
+
+
+def test_cli_jpeg_export_with_credentials_then_audit_names_the_row_and_a_tampered_copy(tmp_path):
+    _catalog(tmp_path / "data")
+    data = ["--data-dir", str(tmp_path / "data")]
+    res = runner.invoke(app, [*data, "export", "mix", str(tmp_path / "out"), "--format", "jpeg", "--quality", "80",
+                              "--credentials"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert "exported 6 rows of mix@1" in res.output and "as JPEG q80" in res.output
+    jpg = next((tmp_path / "out").rglob("s00002.jpg"))
+    res = runner.invoke(app, [*data, "audit", str(jpg)], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert "content credentials valid (untrusted signer" in text and "claims sample s00002 of mix@1" in text
+    assert "a lossy derivative (JPEG q80)" in text
+    assert "matches the catalog row (sample, pixel hash, re-encoded pixels)" in text
+    assert "sample s00002 in mix" in text  # and then the row itself
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(_flip_scan_byte(jpg.read_bytes()))
+    res = runner.invoke(app, [*data, "audit", str(bad)], catch_exceptions=False)
+    assert "FAILED validation (assertion.dataHash.mismatch" in " ".join(res.output.split())
+    real = next((tmp_path / "out").rglob("r00100.jpg"))
+    res = runner.invoke(app, [*data, "audit", str(real)], catch_exceptions=False)
+    assert "no content credentials" in " ".join(res.output.split())
+    res = runner.invoke(app, [*data, "export", "mix", str(tmp_path / "q"), "--format", "jpeg", "--quality", "96"])
+    assert res.exit_code == 2 and "between 1 and 95" in res.output and not (tmp_path / "q").exists()
+
+
+def test_audit_names_a_signed_jpeg_whose_pixels_are_not_its_claimed_row(tmp_path, identity):
+    """Signed and unaltered since signing, but the claim names another row: the re-encoding check says so."""
+    from flows.credentials import manifest_definition, sign_bytes
+    from flows.export import encode_jpeg
+
+    cat = _catalog(tmp_path / "data")
+    v = open_version(cat, "mix")
+    rows = {r["sample_id"]: r for r in v.table(["sample_id", "image_sha256", "image"]).to_pylist()}
+    dataset = {"dataset": "mix@1", "manifest_sha256": cat.manifest_sha256("mix", 1)}
+    other = encode_jpeg(decode(rows["s00003"]["image"]["bytes"]), 90)
+    forged = tmp_path / "forged.jpg"
+    forged.write_bytes(sign_bytes(other, "image/jpeg", manifest_definition(
+        rows["s00001"], dataset, encoding={"encoding": "jpeg", "quality": 90}), identity))
+    res = runner.invoke(app, ["--data-dir", str(tmp_path / "data"), "audit", str(forged)], catch_exceptions=False)
+    text = " ".join(res.output.split())
+    assert "content credentials valid" in text and "claims sample s00001" in text
+    assert "MISMATCH: the row re-encoded as JPEG q90 does not give the file's pixels" in text
