@@ -113,7 +113,7 @@ def _credentials(path: Path, img, sha: str, cat, say) -> str | None:
     trust = "trusted" if cred.trusted else "untrusted signer"
     if not cred.valid:
         say(f"{path}: content credentials FAILED validation ({', '.join(cred.failures) or cred.state}); "
-            f"signed by {cred.signer}; the file was altered after signing; tracing by pixels instead")
+            f"signed by {cred.signer}; the file was altered after signing; tracing it like an unsigned copy")
         return None
     sid, lossy = cred.claim.get("sample_id"), cred.claim.get("encoding") in LOSSY
     say(f"{path}: content credentials valid ({trust}: {cred.signer}); "
