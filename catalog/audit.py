@@ -198,3 +198,15 @@ def audit(catalog: Catalog, sample_id: str, allow_restricted: bool = False) -> l
             require_access(catalog.info(name), allow_restricted, f"row {sample_id}")
         records += found
     return sorted(records, key=lambda r: r.shard)  # stable: rows of one shard stay in row order
+
+
+def image_of(record: AuditRecord) -> bytes | None:
+    """The image bytes of an audited row, read from the one shard that holds it (None if it is gone).
+
+    For comparisons (audit re-encoding a row to check a signed JPEG); the
+    record was found under the caller's access rules.
+    """
+    found = duckdb.connect().execute(
+        "SELECT image.bytes FROM read_parquet(?) WHERE sample_id = ? LIMIT 1", [record.shard, record.sample_id]
+    ).fetchone()
+    return found[0] if found else None

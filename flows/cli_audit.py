@@ -130,29 +130,24 @@ def _credentials(path: Path, img, sha: str, cat, say) -> str | None:
     if not lossy and cred.claim.get("image_sha256") != sha:
         mismatch.append("the file's pixels differ from the manifest's image_sha256")
     if lossy and not mismatch:
-        mismatch += _reencoded_mismatch(cat, cred.claim, sha)
+        mismatch += _reencoded_mismatch(records[0], cred.claim, sha)
     checked = "sample, pixel hash, re-encoded pixels" if lossy else "sample and pixel hash"
     say(f"  matches the catalog row ({checked})" if not mismatch else "  MISMATCH: " + "; ".join(mismatch))
     return sid if rows else None
 
 
-def _reencoded_mismatch(cat, claim: dict, sha: str) -> list[str]:
+def _reencoded_mismatch(record, claim: dict, sha: str) -> list[str]:
     """[] when the claimed row, re-encoded as the claim says, decodes to the file's pixels; else why not."""
-    from catalog import open_version
-    from catalog.store import CatalogError
+    from catalog.audit import image_of
     from flows.credentials import describe_encoding
     from flows.export import encode_jpeg
     from synthgen.imaging import decode, pixel_sha256
 
-    sid, ref = claim["sample_id"], claim.get("dataset") or ""
-    try:
-        data = open_version(cat, ref, True).images([sid]).get(sid)
-    except (CatalogError, FileNotFoundError):
-        data = None
-    if data is None:
-        return [f"the claimed version {ref!r} does not hold the row's image, so the re-encoding cannot be checked"]
     if not isinstance(claim.get("quality"), int):
         return ["the manifest records no JPEG quality, so the re-encoding cannot be checked"]
+    data = image_of(record)
+    if data is None:
+        return [f"the row's image is no longer in {record.shard}, so the re-encoding cannot be checked"]
     if pixel_sha256(decode(encode_jpeg(decode(data), claim["quality"]))) != sha:
         return [f"the row re-encoded as {describe_encoding(claim)} does not give the file's pixels "
                 "(another image, or another JPEG encoder build)"]

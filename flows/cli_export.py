@@ -12,7 +12,8 @@ from flows.cli_common import SHARE, _catalog, _fail, _paths, app, check_status, 
 @app.command(rich_help_panel=SHARE)
 def export(
     ref: str = typer.Argument(..., help="NAME or NAME@VERSION."),
-    dest: Path = typer.Argument(..., help="A .parquet file, or a folder (PNG or JPEG files, or a dataset with --format hf)."),
+    dest: Path = typer.Argument(
+        ..., help="A .parquet file, or a folder (PNG or JPEG files, or a dataset with --format hf)."),
     status: str = typer.Option("kept", help="Row status to export ('all' for every row)."),
     allow_restricted: bool = typer.Option(False, help="Required to export a restricted dataset."),
     format: str = typer.Option(

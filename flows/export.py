@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import math
 import os
 from pathlib import Path
@@ -28,6 +29,7 @@ PNG_FIELDS = (
     "prefect_flow_run_id", "mlflow_run_id", "code_commit",
 )
 DEFAULT_JPEG_QUALITY = 90
+CREDENTIALS_KEY = b"synthgen.credentials"  # Parquet schema metadata: who signed the synthetic images
 
 
 class ImageEncoding(BaseModel):
@@ -84,8 +86,11 @@ def export_parquet(version: DatasetVersion, dest: Path, status: str = "kept", id
     manifests (as in the HF export); real rows are left as they are.
     """
     table = version.table(status=status)
-    if identity is not None and table.num_rows:
-        table = _sign_images(table, _signer_for(version, identity))
+    if identity is not None:
+        table = _sign_images(table, _signer_for(version, identity)) if table.num_rows else table
+        # the file says who signed it, as the HF export's README does
+        meta = {**(table.schema.metadata or {}), CREDENTIALS_KEY: json.dumps(identity.describe())}
+        table = table.replace_schema_metadata(meta)
     write_parquet_atomic(table, Path(dest))
     return table.num_rows
 
@@ -113,7 +118,8 @@ def export_images(version: DatasetVersion, dest: Path, status: str = "kept", ide
         if encoding.format == "jpeg":
             encoded = encode_jpeg(decode(data), encoding.quality)
         else:
-            encoded = encode_png(decode(data), {k: v for k, v in row.items() if v is not None} | {"dataset": version.ref})
+            text = {k: v for k, v in row.items() if v is not None} | {"dataset": version.ref}
+            encoded = encode_png(decode(data), text)
         final.with_suffix(".tmp").write_bytes(sign(row, encoded))
         os.replace(final.with_suffix(".tmp"), final)
     return len(rows)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import struct
 import zlib
 
@@ -184,7 +185,8 @@ def test_jpeg_export_is_signed_as_a_lossy_derivative_and_real_rows_get_no_claim(
     assert export_images(open_version(cat, "mix"), tmp_path / "out", identity=identity,
                          encoding=ImageEncoding(format="jpeg", quality=75)) == 6
     files = {p.stem: p.read_bytes() for p in (tmp_path / "out").rglob("*.jpg")}
-    assert len(files) == 6 and not list((tmp_path / "out").rglob("*.tmp")) and not list((tmp_path / "out").rglob("*.png"))
+    assert len(files) == 6 and not list((tmp_path / "out").rglob("*.tmp"))
+    assert not list((tmp_path / "out").rglob("*.png"))
     rows = {r["sample_id"]: r for r in open_version(cat, "mix").table(["sample_id", "image_sha256"]).to_pylist()}
     for sid, data in files.items():
         img = decode(data)
@@ -210,6 +212,7 @@ def test_parquet_export_signs_synthetic_image_bytes_and_keeps_their_pixels(tmp_p
 
     table = pq.read_table(tmp_path / "x.parquet")
     assert b"huggingface" in table.schema.metadata  # still the HF Image feature
+    assert json.loads(table.schema.metadata[b"synthgen.credentials"]) == identity.describe()
     for row in table.select(["sample_id", "origin", "image", "image_sha256"]).to_pylist():
         data = row["image"]["bytes"]
         assert pixel_sha256(decode(data)) == row["image_sha256"]  # the manifest is added beside the pixels
@@ -219,7 +222,9 @@ def test_parquet_export_signs_synthetic_image_bytes_and_keeps_their_pixels(tmp_p
             claim = _labels(data, "image/png")[ASSERTION]
             assert claim["sample_id"] == row["sample_id"] and claim["encoding"] == "png"
     assert export_parquet(open_version(cat, "mix"), tmp_path / "bare.parquet") == 6  # unsigned: no manifest at all
-    for data in pq.read_table(tmp_path / "bare.parquet")["image"].combine_chunks().field("bytes").to_pylist():
+    bare = pq.read_table(tmp_path / "bare.parquet")
+    assert b"synthgen.credentials" not in bare.schema.metadata
+    for data in bare["image"].combine_chunks().field("bytes").to_pylist():
         assert read_credentials(data, "image/png") is None
 
 
