@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -20,7 +21,7 @@ def export(
         "auto", help="auto (.parquet: one file, else PNGs), jpeg (JPEG files, lossy, no text chunks), "
                      "hf (sharded Parquet + README.md for datasets.load_dataset)."
     ),
-    quality: int = typer.Option(None, help="JPEG quality, 1-95 (default 90); --format jpeg only."),
+    quality: Optional[int] = typer.Option(None, help="JPEG quality, 1-95 (default 90); --format jpeg only."),
     credentials: bool = typer.Option(
         False, help="Sign each synthetic image with C2PA content credentials ($SYNTHGEN_SIGN_CERT/_KEY/_CALLBACK; "
                     "none: a local, untrusted identity). Every format; real rows are never signed."),
