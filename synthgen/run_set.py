@@ -27,12 +27,13 @@ Positions here are visit-order positions (row ``i`` of ``emb`` is visited
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import faiss
 import numpy as np
 from threadpoolctl import threadpool_limits
+
+from synthgen.runtime import map_threads
 
 EXACT_LIMIT = 20_000  # beyond this an all-pairs scan costs more than training cells (measured: 6 s exact vs 2.3 s IVF at 20k x 512)
 _BLOCK = 256  # queries per product: small enough that skipping later members halves the flops, large enough for BLAS
@@ -60,27 +61,6 @@ def float32_floor(threshold: float) -> np.float32:
     return np.nextafter(t, np.float32(np.inf)) if float(t) < threshold else t
 
 
-def _map(fn, items, threads: int):
-    """``fn`` over ``items`` on ``threads`` threads, results in order, each thread single-threaded inside.
-
-    Small products on a 2-thread BLAS or OpenMP team wait at a barrier for
-    a thread the OS has descheduled; on a shared machine that was 5-8x slower
-    than one thread (measured: 11-13 s vs 1.4-2.4 s for the same scan at
-    200k). Independent single-threaded work items use every core when it is
-    free and never wait for one that is not. numpy's matrix products and
-    FAISS's searches release the GIL.
-    """
-
-    def one(item):
-        faiss.omp_set_num_threads(1)  # per calling thread: a new thread would start a team of all cores
-        return fn(item)
-
-    if threads <= 1:
-        return [fn(item) for item in items]
-    with ThreadPoolExecutor(threads) as ex:
-        return list(ex.map(one, items))
-
-
 def _cells_ivf(emb: np.ndarray, threshold: float, target_recall: float, seed: int, threads: int):
     """Cells of a spherical k-means over the job's embeddings, and the calibrated nprobe."""
     from synthgen.index import _with_margin, calibrate_nprobe
@@ -95,7 +75,7 @@ def _cells_ivf(emb: np.ndarray, threshold: float, target_recall: float, seed: in
     ivf.train(emb[np.sort(rng.choice(n, size=train, replace=False))] if train < n else emb)
     nprobe, _ = calibrate_nprobe(ivf, emb, threshold, _with_margin(target_recall), seed=seed)
     nprobe = max(1, min(nprobe, nlist))
-    parts = _map(lambda s: quantizer.search(emb[s : s + _ROUTE_ROWS], nprobe)[1], range(0, n, _ROUTE_ROWS), threads)
+    parts = map_threads(lambda s: quantizer.search(emb[s : s + _ROUTE_ROWS], nprobe)[1], range(0, n, _ROUTE_ROWS), threads)
     probes = np.concatenate(parts)
     home = probes[:, 0]  # a vector lives in its nearest cell
     members = np.argsort(home, kind="stable")
@@ -152,7 +132,7 @@ def _resolve(emb, eligible, threshold, exact_limit, target_recall, seed, threads
     thr = float32_floor(threshold)
     best_sim, best_pos = _empty_best(n)
     pair_q, pair_m = [], []
-    scans = _map(lambda c: _scan(emb, c[0][eligible[c[0]]], c[1], thr, eligible), cells, threads)
+    scans = map_threads(lambda c: _scan(emb, c[0][eligible[c[0]]], c[1], thr, eligible), cells, threads)
     for queries, sim, pos, pq, pm in scans:
         _merge_best(sim, pos, queries, best_sim, best_pos)
         pair_q.append(pq)
@@ -174,7 +154,7 @@ def _resolve(emb, eligible, threshold, exact_limit, target_recall, seed, threads
     again = (best_pos >= 0) & ~kept[np.maximum(best_pos, 0)]
     if again.any():
         best_sim[again], best_pos[again] = -np.inf, -1
-        for queries, sim, pos, _, _ in _map(lambda c: _scan(emb, c[0][kept[c[0]]], c[1][again[c[1]]]), cells, threads):
+        for queries, sim, pos, _, _ in map_threads(lambda c: _scan(emb, c[0][kept[c[0]]], c[1][again[c[1]]]), cells, threads):
             _merge_best(sim, pos, queries, best_sim, best_pos)
     return RunResult(kept, best_sim, best_pos, kind, nlist, nprobe)
 
