@@ -122,11 +122,11 @@ class NearDuplicatePass:
         # Nearest over all sources; on equal similarity run beats dataset beats real (the order they are listed).
         src = np.where(run_sim >= np.maximum(ds_sim, real_sim), 0, np.where(ds_sim >= real_sim, 1, 2))
         best = np.choose(src, [run_sim, ds_sim, real_sim])
-        run_id = [samples[p].sample_id if p >= 0 else None for p in run_pos.tolist()]
+        sid = [s.sample_id for s in samples]
         # One loop writing plain Python values (lists, not numpy scalars): this is the per-sample part left.
-        for s, k, sim, kp, v, ids in zip(samples, src.tolist(), best.tolist(), kept.tolist(), verdicts,
-                                         zip(run_id, ds_id, real_id)):
-            nid = ids[k]
+        for s, k, sim, kp, v, p, did, rid in zip(samples, src.tolist(), best.tolist(), kept.tolist(), verdicts,
+                                                 run_pos.tolist(), ds_id, real_id):
+            nid = (sid[p] if p >= 0 else None) if k == 0 else (did if k == 1 else rid)
             if v is not None:
                 s.status, s.drop_reason = v.status, v.reason
             elif not kp:
