@@ -199,7 +199,6 @@ def part_guard(sizes, queries: int = 512, baseline: bool = True):
                          "build_s (ingest, once)": b_build, "ms_per_image": b_ms,
                          "ratio (this / baseline)": per_image_ms / b_ms,
                          "load_avg": f"{load0:.1f}-{os.getloadavg()[0]:.1f}",
-                     "run_set_s (cells/pairs/rule/evidence)": "/".join(f"{v:.1f}" for v in r.seconds.values()),
                          "note": "candidate search only, no scoring"})
         del thumbs
     return rows
