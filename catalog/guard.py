@@ -15,8 +15,9 @@ in the version's folder like the FAISS segments::
     <name>/versions/000003/guard/index.faiss  the candidate index (exact or IVF by size)
     <name>/versions/000003/guard/guard.json   manifest sha256, rows and each file's sha256
 
-A job loads them (the thumbnails memory-mapped); a stale or corrupt store is
-rebuilt, never trusted. Files are written to temp names and renamed, the
+A job loads them (the thumbnails memory-mapped); a stale or corrupt store,
+or one whose index is over another kind of descriptor, is rebuilt, never
+trusted. Files are written to temp names and renamed, the
 ``guard.json`` that names them last.
 """
 
@@ -33,7 +34,7 @@ from catalog.atomic import atomic_write
 from catalog.manifest import sha256_bytes
 from catalog.version import DatasetVersion, _read
 from synthgen.imaging import decode
-from synthgen.memorisation import THUMB, PixelGuard, build_thumb_index, standardise
+from synthgen.memorisation import DESCRIPTOR, THUMB, PixelGuard, build_thumb_index, standardise
 
 _BATCH = 4096  # rows decoded at a time while building: memory stays flat in the real set's size
 FILES = ("thumbs.npy", "ids.json", "index.faiss")
@@ -79,6 +80,7 @@ def write_guard_files(folder: Path, ids: list[str], thumbs: np.ndarray, index, m
         "manifest_sha256": manifest_sha,
         "rows": len(ids),
         "thumb": THUMB,
+        "descriptor": DESCRIPTOR,
         "files": {name: sha256_bytes(data) for name, data in blobs.items()},
         "sizes": {name: len(data) for name, data in blobs.items()},
     }
@@ -100,7 +102,7 @@ def read_guard_files(folder: Path, manifest_sha: str, check_all: bool = False) -
     """The guard stored in ``folder`` for the manifest ``manifest_sha``; None when missing, stale or corrupt."""
     try:
         meta = json.loads((folder / "guard.json").read_text())
-        if meta["manifest_sha256"] != manifest_sha or meta["thumb"] != THUMB:
+        if meta["manifest_sha256"] != manifest_sha or meta["thumb"] != THUMB or meta.get("descriptor") != DESCRIPTOR:
             return None
         if any((folder / f).stat().st_size != meta["sizes"][f] for f in FILES):
             return None

@@ -14,6 +14,7 @@ other threshold can be applied later without re-embedding.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -56,8 +57,9 @@ class VectorSet:
         return best, [self.ids[i] if i >= 0 else None for i in idx[:, 0]]
 
 
-def _finite(x: float) -> float | None:
-    return float(x) if np.isfinite(x) else None
+def _or_none(x: np.ndarray) -> list[float | None]:
+    """Python floats, None where not finite (no neighbour)."""
+    return [v if math.isfinite(v) else None for v in np.asarray(x, dtype=np.float64).tolist()]
 
 
 class NearDuplicatePass:
@@ -91,21 +93,25 @@ class NearDuplicatePass:
         n = len(samples)
         if n == 0:
             return
-        emb = np.ascontiguousarray(np.stack([s.embedding for s in samples]), dtype=np.float32)
+        emb = np.array([s.embedding for s in samples], dtype=np.float32)
         real_sim, real_id = self.real.nearest(emb) if self.real else (np.full(n, -np.inf), [None] * n)
-        for s, sim, rid in zip(samples, real_sim, real_id):
-            s.real_nn_id, s.real_nn_similarity = rid, _finite(sim)
+        real_sim = np.asarray(real_sim, dtype=np.float32)
+        for s, sim, rid in zip(samples, _or_none(real_sim), real_id):
+            s.real_nn_id, s.real_nn_similarity = rid, sim
         verdicts = [self._verdict(s) for s in samples]
         ds_sim, ds_id = self.earlier.nearest(emb) if self.earlier else (np.full(n, -np.inf), [None] * n)
         ds_sim = np.asarray(ds_sim, dtype=np.float32)
-        score = np.array([np.nan if s.clip_score is None else s.clip_score for s in samples], float)
-        if self.keep == "quality":
-            order = np.lexsort((np.arange(n), -np.nan_to_num(score, nan=-np.inf)))
-        else:
-            order = np.arange(n)
         ruled = np.array([v is not None for v in verdicts])
         eligible = ~ruled & ~(ds_sim >= float32_floor(self.threshold))
-        res = self.run_result = resolve(emb[order], eligible[order], self.threshold, exact_limit=self.exact_limit)
+        if self.keep == "quality":
+            score = np.array([np.nan if s.clip_score is None else s.clip_score for s in samples], float)
+            order = np.lexsort((np.arange(n), -np.nan_to_num(score, nan=-np.inf)))
+            res = resolve(emb[order], eligible[order], self.threshold, exact_limit=self.exact_limit)
+        else:  # visit order is plan order: no reordered copy of the embeddings
+            order = np.arange(n)
+            res = resolve(emb, eligible, self.threshold, exact_limit=self.exact_limit)
+        self.run_result = res
+        del emb
         # Back from visit order to plan order.
         run_sim = np.empty(n, np.float32)
         run_sim[order] = res.best_sim
@@ -113,24 +119,22 @@ class NearDuplicatePass:
         run_pos[order] = np.where(res.best_pos >= 0, order[np.maximum(res.best_pos, 0)], -1)
         kept = np.empty(n, bool)
         kept[order] = res.kept
-        real_sim = np.asarray(real_sim, dtype=np.float32)
         # Nearest over all sources; on equal similarity run beats dataset beats real (the order they are listed).
         src = np.where(run_sim >= np.maximum(ds_sim, real_sim), 0, np.where(ds_sim >= real_sim, 1, 2))
         best = np.choose(src, [run_sim, ds_sim, real_sim])
-        thr = self.threshold
-        for g, s in enumerate(samples):
-            k = int(src[g])
-            sim = float(best[g])
-            nid = (samples[run_pos[g]].sample_id if run_pos[g] >= 0 else None, ds_id[g], real_id[g])[k]
-            if verdicts[g] is not None:
-                s.status, s.drop_reason = verdicts[g].status, verdicts[g].reason
-            elif not kept[g]:
+        sid = [s.sample_id for s in samples]
+        # One loop writing plain Python values (lists, not numpy scalars): this is the per-sample part left.
+        for s, k, sim, kp, v, p, did, rid in zip(samples, src.tolist(), best.tolist(), kept.tolist(), verdicts,
+                                                 run_pos.tolist(), ds_id, real_id):
+            nid = (sid[p] if p >= 0 else None) if k == 0 else (did if k == 1 else rid)
+            if v is not None:
+                s.status, s.drop_reason = v.status, v.reason
+            elif not kp:
                 s.status = DUPLICATE
-                s.drop_reason = f"cosine {sim:.4f} >= {thr} to kept sample {nid} ({_SOURCES[k]})"
+                s.drop_reason = f"cosine {sim:.4f} >= {self.threshold} to kept sample {nid} ({_SOURCES[k]})"
             else:
                 s.status, s.drop_reason = KEPT, None
-            ok = np.isfinite(sim)
-            s.nn_id, s.nn_source, s.nn_similarity = (nid, _SOURCES[k], sim) if ok else (None, None, None)
+            s.nn_id, s.nn_source, s.nn_similarity = (nid, _SOURCES[k], sim) if math.isfinite(sim) else (None, None, None)
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
@@ -71,6 +72,30 @@ def pin_helper_thread() -> None:
     import faiss
 
     faiss.omp_set_num_threads(1)
+
+
+def map_threads(fn, items, threads: int) -> list:
+    """``fn`` over ``items`` on ``threads`` threads, results in order, each thread single-threaded inside.
+
+    Small products on a 2-thread BLAS or OpenMP team wait at a barrier for
+    a thread the OS has descheduled; on a shared machine that was 5-8x slower
+    than one thread (measured: 11-13 s vs 1.4-2.4 s for the run-set scan at
+    200k). Independent single-threaded work items use every core when it is
+    free and never wait for one that is not. numpy's matrix products and
+    FAISS's searches release the GIL. Callers limit BLAS to one thread
+    (``threadpoolctl``); OpenMP's count is per thread and set here.
+    """
+
+    def one(item):
+        import faiss
+
+        faiss.omp_set_num_threads(1)  # per calling thread: a new thread would start a team of all cores
+        return fn(item)
+
+    if threads <= 1:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(threads) as ex:
+        return list(ex.map(one, items))
 
 
 def library_version(name: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pytest
@@ -11,8 +12,8 @@ from PIL import Image
 from catalog import Catalog, open_version
 from catalog.guard import FILES, guard_dir, load_guard, pixel_guard
 from catalog.ingest import ingest_folder
-from synthgen.index import build_index, describe
-from synthgen.memorisation import THUMB, PixelGuard, _unit_rows, standardise
+from synthgen.index import describe
+from synthgen.memorisation import THUMB, PixelGuard, build_thumb_index, copy_distances, standardise
 
 
 def blobs(n: int, seed: int = 0, size: int = 24) -> list[np.ndarray]:
@@ -83,7 +84,7 @@ def test_an_ivf_candidate_index_finds_the_copies_an_exact_one_finds():
     arrays = blobs(3000, seed=1, size=THUMB)
     thumbs = np.stack([standardise(a) for a in arrays]).astype(np.float32)
     ids = [f"r{i}" for i in range(len(thumbs))]
-    ivf = build_index(_unit_rows(thumbs.reshape(len(thumbs), -1)), kind="ivf", threshold=0.9)
+    ivf = build_thumb_index(thumbs, kind="ivf")
     assert describe(ivf).kind == "ivf" and describe(ivf).nprobe < describe(ivf).nlist
     exact, approx = PixelGuard.from_thumbs(ids, thumbs), PixelGuard.from_thumbs(ids, thumbs, ivf)
     rng = np.random.default_rng(2)
@@ -94,3 +95,36 @@ def test_an_ivf_candidate_index_finds_the_copies_an_exact_one_finds():
     d_approx, id_approx = approx.nearest(copies)
     assert np.mean([a == f"r{i}" for a, i in zip(id_exact, src)]) >= 0.99
     assert np.mean(np.isclose(d_approx, d_exact, atol=1e-6)) >= 0.99
+
+
+def test_guard_verdicts_equal_a_brute_force_scan_of_every_real_image():
+    """Copies, fresh images and the threshold: the indexed guard answers as scoring all real images would."""
+    arrays = blobs(1000, seed=3, size=THUMB)
+    thumbs = np.stack([standardise(a) for a in arrays]).astype(np.float32)
+    ids = [f"r{i}" for i in range(len(thumbs))]
+    guard = PixelGuard.from_thumbs(ids, thumbs, build_thumb_index(thumbs, kind="ivf"))
+    rng = np.random.default_rng(4)
+    src = rng.choice(len(arrays), 40, replace=False)
+    shifts = rng.integers(-1, 2, (40, 2))
+    copies = [np.clip(np.roll(arrays[i], tuple(s), axis=(0, 1)) * 0.8 + rng.normal(0, 4, (THUMB, THUMB)), 0, 255)
+              for i, s in zip(src, shifts)]
+    queries = [Image.fromarray(a.astype(np.uint8)) for a in copies + blobs(40, seed=11, size=THUMB)]
+    dists, got = guard.nearest(queries)
+    brute = np.stack([copy_distances(standardise(q), thumbs) for q in queries])
+    for i, q in enumerate(queries):
+        assert (dists[i] <= 0.24) == (brute[i].min() <= 0.24)  # the verdict at the spec's threshold
+        if i < 40:  # a copy: its source, at the brute-force distance
+            assert got[i] == f"r{src[i]}" and dists[i] == pytest.approx(brute[i].min(), abs=1e-6)
+        else:  # a fresh image still gets its nearest candidate as evidence, never a block
+            assert got[i] is not None and dists[i] >= brute[i].min() - 1e-6
+    assert (brute[:40].min(axis=1) <= 0.24).all() and (brute[40:].min(axis=1) > 0.24).all()
+
+
+def test_a_store_built_over_another_descriptor_is_rebuilt(real):
+    cat, v = real
+    meta_path = guard_dir(v) / "guard.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({k: x for k, x in meta.items() if k != "descriptor"}))  # as stored before
+    assert load_guard(v) is None
+    pixel_guard(v)
+    assert json.loads(meta_path.read_text())["descriptor"] == meta["descriptor"] and load_guard(v) is not None

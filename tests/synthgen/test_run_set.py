@@ -60,7 +60,7 @@ def test_ivf_cells_match_exact_up_to_the_recall_target():
     eligible = np.ones(len(emb), bool)
     exact = run_set.resolve(emb, eligible, 0.95)
     ivf = run_set.resolve(emb, eligible, 0.95, exact_limit=0)
-    assert ivf.kind == "ivf" and ivf.nlist > 1
+    assert ivf.kind == "ivf" and ivf.nlist > 1 and 1.0 <= ivf.probes <= ivf.nprobe
     assert (ivf.kept == exact.kept).mean() >= 0.99
     assert (~exact.kept).sum() > 500  # the comparison covers many duplicates
     # An approximate search can miss a neighbour, never misreport one: each evidence is a true, earlier, kept pair.
@@ -105,3 +105,44 @@ def test_threshold_is_compared_exactly_whatever_its_float32_rounding():
     t = 0.97  # float32(0.97) rounds up: a float32 similarity equal to it is >= 0.97, the one below is not
     assert float(run_set.float32_floor(t)) >= t
     assert float(np.nextafter(run_set.float32_floor(t), np.float32(0))) < t
+
+
+@pytest.mark.parametrize("exact_limit", [0, 10_000])
+def test_the_thread_count_never_changes_the_decisions_or_the_evidence(exact_limit):
+    emb = clustered(3000, d=32, seed=7)
+    eligible = np.random.default_rng(2).random(len(emb)) > 0.05
+    one = run_set.resolve(emb, eligible, 0.95, exact_limit=exact_limit, threads=1)
+    two = run_set.resolve(emb, eligible, 0.95, exact_limit=exact_limit, threads=2)
+    assert one.kind == ("ivf" if exact_limit == 0 else "exact") and (~one.kept).sum() > 100
+    for a, b in ((one.kept, two.kept), (one.best_sim, two.best_sim), (one.best_pos, two.best_pos)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_exact_work_items_and_query_blocks_split_anywhere_equal_the_sequential_definition(monkeypatch):
+    # 7 queries per block and 50 per work item: pairs, masks and evidence cross every kind of boundary.
+    monkeypatch.setattr(run_set, "_BLOCK", 7)
+    monkeypatch.setattr(run_set, "_EXACT_QUERIES", 50)
+    emb = clustered(500, seed=8)
+    eligible = np.random.default_rng(3).random(500) > 0.1
+    got = run_set.resolve(emb, eligible, 0.95, threads=2)
+    kept, best_sim, best_pos = sequential(emb, eligible, 0.95)
+    np.testing.assert_array_equal(got.kept, kept)
+    np.testing.assert_allclose(got.best_sim, best_sim, atol=1e-6)
+    np.testing.assert_array_equal(got.best_pos, best_pos)
+
+
+@pytest.mark.parametrize("exact_limit", [0, 10_000])
+def test_a_tie_between_two_kept_samples_goes_to_the_earlier_whichever_block_or_cell_finds_it(monkeypatch, exact_limit):
+    monkeypatch.setattr(run_set, "_BLOCK", 16)
+    rng = np.random.default_rng(9)
+    d = 32
+    filler = rng.standard_normal((1200, d - 3)).astype(np.float32)
+    filler /= np.linalg.norm(filler, axis=1, keepdims=True)
+    emb = np.concatenate([np.zeros((1200, 3), np.float32), filler], axis=1)  # orthogonal to the three below
+    c, s = np.float32(0.9), np.float32(np.sqrt(1 - 0.9**2))
+    a, b, q = np.zeros((3, d), np.float32)
+    a[:2], b[:2], q[0] = (c, s), (c, -s), 1.0  # a.q == b.q == c exactly in float32, a.b < threshold
+    emb[[10, 700, 1100]] = a, b, q
+    got = run_set.resolve(emb, np.ones(len(emb), bool), 0.95, exact_limit=exact_limit)
+    assert got.kept[[10, 700, 1100]].all()
+    assert got.best_pos[1100] == 10 and got.best_sim[1100] == c
