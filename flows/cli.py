@@ -283,7 +283,7 @@ def load(
     cols = ["sample_id", "origin", "status", "label", "label_name", "prompt", "seed", "nn_similarity"]
     v = open_version(_catalog(), ref, allow_restricted)
     table = v.table(cols, status)
-    out.print(f"{v.ref}: {table.num_rows} rows ({status}); files:\n  " + "\n  ".join(v.files))
+    out.print(f"{v.ref}: {table.num_rows} rows ({status}); files:\n  " + "\n  ".join(v.files_for(status)))
     out.print(table.slice(0, limit).to_pandas().to_string(index=False))
 
 

@@ -115,7 +115,7 @@ class RealPairs:
     def write(self, done: Finished) -> Logged:
         real = done.job.dedup.real_dataset
         c = done.commit
-        pairs = write_real_pairs(done.catalog, c.dataset, c.version, c.files, real) if real else None
+        pairs = write_real_pairs(done.catalog, c.dataset, c.version, c.files + c.excluded_files, real) if real else None
         return Logged([pairs] if pairs else [])
 
 

@@ -71,14 +71,23 @@ class NearDuplicatePass:
        version) reaches ``threshold`` is ``dropped_duplicate``, else kept and
        added to the run's index. Rule-decided samples still get their
        nearest-neighbour evidence, but are never added.
+
+    ``before`` (``keep='first'`` only): the kept samples of this run that come
+    before these in plan order (earlier shards of the job, already decided).
+    Deciding a job shard by shard, each with ``before`` = the kept samples of
+    the shards before it, gives the decisions of one pass over the whole job:
+    a match in ``before`` counts as the run's, and wins ties (it is earlier).
     """
 
     def __init__(self, threshold: float, rules: Sequence[Rule] = (), earlier: VectorSet | None = None,
-                 real: VectorSet | None = None, keep: str = "first", exact_limit: int = EXACT_LIMIT):
+                 real: VectorSet | None = None, keep: str = "first", exact_limit: int = EXACT_LIMIT,
+                 before=None):
         if keep not in KEEP_POLICIES:
             raise ValueError(f"keep policy must be 'first' or 'quality', not {keep!r}")
+        if before is not None and keep != "first":
+            raise ValueError("deciding shard by shard (before=...) needs keep='first': 'quality' visits the whole job")
         self.threshold, self.rules, self.earlier, self.real, self.keep = threshold, list(rules), earlier, real, keep
-        self.exact_limit = exact_limit
+        self.exact_limit, self.before = exact_limit, before
 
     def _verdict(self, s: Sample) -> Verdict | None:
         for rule in self.rules:
@@ -103,14 +112,21 @@ class NearDuplicatePass:
             order = np.lexsort((np.arange(n), -np.nan_to_num(score, nan=-np.inf)))
         else:
             order = np.arange(n)
+        before_sim, before_id = self.before.nearest(emb) if self.before else (np.full(n, -np.inf), [None] * n)
+        before_sim = np.asarray(before_sim, dtype=np.float32)
         ruled = np.array([v is not None for v in verdicts])
-        eligible = ~ruled & ~(ds_sim >= float32_floor(self.threshold))
+        floor = float32_floor(self.threshold)
+        # A sample near an earlier kept one of this run (before) is a duplicate and never keeps another out.
+        eligible = ~ruled & ~(ds_sim >= floor) & ~(before_sim >= floor)
         res = self.run_result = resolve(emb[order], eligible[order], self.threshold, exact_limit=self.exact_limit)
         # Back from visit order to plan order.
         run_sim = np.empty(n, np.float32)
         run_sim[order] = res.best_sim
         run_pos = np.empty(n, np.int64)
         run_pos[order] = np.where(res.best_pos >= 0, order[np.maximum(res.best_pos, 0)], -1)
+        # The run's nearest kept sample: one of ``before`` on ties, as the earlier position wins in ``resolve``.
+        from_before = np.isfinite(before_sim) & (before_sim >= run_sim)
+        run_sim = np.where(from_before, before_sim, run_sim)
         kept = np.empty(n, bool)
         kept[order] = res.kept
         real_sim = np.asarray(real_sim, dtype=np.float32)
@@ -121,7 +137,8 @@ class NearDuplicatePass:
         for g, s in enumerate(samples):
             k = int(src[g])
             sim = float(best[g])
-            nid = (samples[run_pos[g]].sample_id if run_pos[g] >= 0 else None, ds_id[g], real_id[g])[k]
+            run_id = before_id[g] if from_before[g] else (samples[run_pos[g]].sample_id if run_pos[g] >= 0 else None)
+            nid = (run_id, ds_id[g], real_id[g])[k]
             if verdicts[g] is not None:
                 s.status, s.drop_reason = verdicts[g].status, verdicts[g].reason
             elif not kept[g]:
