@@ -16,6 +16,7 @@ against the new head's index.
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 
 from catalog.schema import DECISION_COLUMNS, samples_from_table, write_decisions
 from catalog.vector_index import _extended_parent, _kept_embeddings
@@ -107,12 +108,18 @@ def _redecide(decider: JobDecider, earlier, first: int) -> int:
         decider.pass_(None)([s for k in tables for s in samples[k]])
     rewritten = 0
     for k, t in tables.items():
-        if write_decisions(t, samples[k]).select(_DECIDED).equals(t.select(_DECIDED)):
+        if not _changed(t, samples[k]):
             continue  # nothing changed: the shard's files stand
         full = shard_rows(cat, name, decisions[k])
         decider.write(decider.shards[k], write_decisions(full, samples[k]))
         rewritten += 1
     return rewritten
+
+
+def _changed(t: pa.Table, samples) -> bool:
+    """Whether the decisions in ``samples`` differ from those stored in ``t`` (same rows)."""
+    return any(not pa.array([c.get(s) for s in samples], c.type).equals(t[c.name].combine_chunks())
+               for c in DECISION_COLUMNS)
 
 
 def _add(run: RunSoFar, samples) -> None:
