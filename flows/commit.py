@@ -41,9 +41,13 @@ class CommitReport:
     rewritten_shards: int = 0  # shards written a second time: staged undecided, or changed by a recheck
 
 
-def dedup_and_commit(spec: JobSpec, shards: list[Shard], paths: Paths, runs: list[RunRef]) -> CommitReport:
-    """Decide the job's undecided shards in plan order and commit a new version."""
-    catalog = Catalog(paths.catalog)
+def dedup_and_commit(spec: JobSpec, shards: list[Shard], paths: Paths, runs: list[RunRef],
+                     catalog: Catalog | None = None) -> CommitReport:
+    """Decide the job's undecided shards in plan order and commit a new version.
+
+    ``catalog``: the catalog at ``paths.catalog`` to publish through (e.g. one with a lock-timing hook).
+    """
+    catalog = catalog or Catalog(paths.catalog)
     name = spec.output.dataset
     catalog.create(name, "synthetic")
     stage = staging_dir(paths, spec)

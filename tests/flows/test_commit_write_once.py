@@ -183,3 +183,20 @@ def test_a_head_that_moved_before_the_publish_is_checked_and_its_duplicates_excl
     v = open_version(cat, "digits-once")
     assert set(v.table(["status"])["status"].to_pylist()) == {"kept"}
     assert verify(cat, "digits-once").ok
+
+
+def test_two_jobs_at_once_both_land_deduplicated_in_commit_order(seed):
+    from concurrent.futures import ThreadPoolExecutor
+
+    paths = fresh(seed, "concurrent")
+    # b repeats some of a's images; its own generator object (3 steps), as two processes would have
+    a, b = parse_spec(job()), parse_spec(job(classes=(0, 1), images_per_condition=5, generator={"steps": 3}))
+    with ThreadPoolExecutor(2) as pool:
+        commits = [f.result()[1] for f in [pool.submit(run, a, paths), pool.submit(run, b, paths)]]
+    cat = Catalog(paths.catalog)
+    assert sorted(c.version for c in commits) == [2, 3] and cat.head("digits-once") == 3
+    later = max(commits, key=lambda c: c.version)
+    spec = a if later is commits[0] else b
+    rows = added_rows(cat, "digits-once@3")
+    assert_same_decisions(rows, one_pass(cat, spec, rows, "digits-once@2"))  # decided after the first to land
+    assert cat.manifest("digits-once", 3).parent == 2 and verify(cat, "digits-once").ok
