@@ -200,3 +200,17 @@ def test_two_jobs_at_once_both_land_deduplicated_in_commit_order(seed):
     rows = added_rows(cat, "digits-once@3")
     assert_same_decisions(rows, one_pass(cat, spec, rows, "digits-once@2"))  # decided after the first to land
     assert cat.manifest("digits-once", 3).parent == 2 and verify(cat, "digits-once").ok
+
+
+def test_rededup_at_the_jobs_thresholds_gives_back_its_statuses(seed):
+    """Rededup reads kept and excluded shards back in plan order (files hold kept rows first)."""
+    from flows.rededup import rededup
+
+    paths = configure(seed / "in-order")  # after the tests above have read it
+    cat = Catalog(paths.catalog)
+    before = {r["sample_id"]: r["status"] for r in open_version(cat, "digits-once").table(status="all").to_pylist()}
+    m = rededup(cat, "digits-once", threshold=0.9)
+    after = {r["sample_id"]: r["status"] for r in open_version(cat, f"digits-once@{m.version}").table(
+        status="all").to_pylist()}
+    assert after == before and "dropped_duplicate" in after.values()
+    assert {s.role for s in m.shards} == {"train", "excluded"}
