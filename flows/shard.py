@@ -85,12 +85,13 @@ def generate_shard(spec: JobSpec, shard: Shard, paths: Paths, runs: RunRef, on_b
                           spec.output.png_compress_level, workers,
                           Watermark(wm.method, wm.strength) if wm.enabled else None)
     stats = run_stages(samples, stages, gen.batch_size, on_batch, workers)
-    if spec.dedup.keep == "first" and _predecessors_decided(decider, shard, wait_s):
+    decided = spec.dedup.keep == "first" and _predecessors_decided(decider, shard, wait_s)
+    if decided:
         decider.decide(shard, samples)
     else:
         write_parquet_atomic(samples_to_table(samples), out)
     return ShardReport(shard.index, len(samples), False, stats.sampling_s, time.perf_counter() - t0,
-                       device=gen.device, decided=out.is_file() is False)
+                       device=gen.device, decided=decided)
 
 
 def _predecessors_decided(decider, shard: Shard, wait_s: float) -> bool:
