@@ -66,10 +66,8 @@ class RunSoFar:
         q = np.ascontiguousarray(queries, dtype=np.float32)
         best = np.full(len(q), -np.inf, dtype=np.float32)
         ids: list[str | None] = [None] * len(q)
-        parts = [(s.nearest(q), None) for s, _ in self.frozen]
-        if self.tail_rows:
-            parts.append((self._exact(q), None))
-        for (sims, got), _ in parts:
+        answers = [s.nearest(q) for s, _ in self.frozen] + ([self._exact(q)] if self.tail_rows else [])
+        for sims, got in answers:  # parts in row order
             better = sims > best  # strict: ties keep the earlier part's row
             best = np.where(better, sims, best)
             for i in np.flatnonzero(better):
