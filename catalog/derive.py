@@ -39,11 +39,11 @@ def takedown(cat: Catalog, name: str, where: str, reason: str) -> Manifest:
     cat.info(name)  # an unknown name fails here, before the lock creates its folder
     with cat.lock(name):
         head = open_version(cat, name, allow_restricted=True)  # rows are rewritten inside the dataset, not read out
-        drop = select_ids(head.files, where)
+        drop = select_ids(head.all_files, where)
         if not drop:
             raise CatalogError(f"{head.ref}: no rows match {where!r}; nothing to take down")
         keep_refs, new_refs = [], []
-        for ref, path in zip(head.manifest.shards, head.files):
+        for ref, path in zip(head.manifest.shards, head.all_files):
             table = pq.read_table(path, schema=SCHEMA)
             mask = pc.is_in(table["sample_id"], value_set=pa.array(sorted(drop)))
             if not pc.any(mask).as_py():
@@ -51,7 +51,7 @@ def takedown(cat: Catalog, name: str, where: str, reason: str) -> Manifest:
                 continue
             rest = table.filter(pc.invert(mask))
             if rest.num_rows:
-                new_refs.append(cat.write_shard(name, rest))
+                new_refs.append(cat.write_shard(name, rest, ref.role))
         return cat.commit(
             name,
             keep_refs + new_refs,

@@ -185,7 +185,7 @@ def _table(
     """A version's rows from any storage, every shard hash-checked, selected as ``DatasetVersion.table`` does."""
     cols = read_columns(columns)
     parts = [_read_shard(storage.files, f"{manifest.dataset}/{s.file}", s.sha256, cols, missing)
-             for s in manifest.shards]
+             for s in manifest.shards if status != "kept" or s.role == "train"]  # kept rows: training shards only
     return select_rows(parts, columns, status, origin)
 
 

@@ -14,8 +14,18 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 
+Role = Literal["train", "excluded"]
+
+
 class ShardRef(BaseModel):
-    """One immutable Parquet shard, named by the sha256 of its bytes."""
+    """One immutable Parquet shard, named by the sha256 of its bytes.
+
+    ``role``: "train" shards are what a trainer reads (``DatasetVersion.files``);
+    "excluded" shards hold the dropped and blocked rows with their evidence
+    (same schema), for audit, rededup and the card. Manifests written before
+    the split have no role: their shards read as "train" and hold rows of
+    every status, which readers still filter on ``status``.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -23,6 +33,7 @@ class ShardRef(BaseModel):
     sha256: str
     rows: int
     rows_by_status: dict[str, int] = Field(default_factory=dict)
+    role: Role = "train"
 
 
 class RunRef(BaseModel):

@@ -2,7 +2,10 @@
 
 View names replace '-' and '.' by '_': ``digits_synth`` is the head of
 ``digits-synth`` and ``digits_synth_v2`` its version 2. Views read the
-Parquet shards listed in the manifests, never other files in the folder.
+Parquet shards listed in the manifests, never other files in the folder:
+the plain views a version's training shards (what a trainer reads),
+``digits_synth_all`` / ``digits_synth_v2_all`` every row, dropped and
+blocked ones included.
 
 The connection is sandboxed: each view is an Arrow dataset over its
 version's shards, registered before DuckDB's external access is switched
@@ -25,9 +28,10 @@ from catalog.schema import SCHEMA
 from catalog.store import Catalog, CatalogError
 
 
-def view_name(dataset: str, version: int | None = None) -> str:
+def view_name(dataset: str, version: int | None = None, every_row: bool = False) -> str:
     base = re.sub(r"[^a-z0-9_]", "_", dataset)
-    return base if version is None else f"{base}_v{version}"
+    name = base if version is None else f"{base}_v{version}"
+    return f"{name}_all" if every_row else name
 
 
 def connect(cat: Catalog, allow_restricted: bool = False) -> duckdb.DuckDBPyConnection:
@@ -38,13 +42,14 @@ def connect(cat: Catalog, allow_restricted: bool = False) -> duckdb.DuckDBPyConn
             continue
         head = cat.head(name)
         for m in cat.versions(name):
-            files = [str(cat.path(name) / s.file) for s in m.shards]
-            if not files:
-                continue
-            rows = ds.dataset(files, schema=SCHEMA, format="parquet")
-            con.register(view_name(name, m.version), rows)
-            if m.version == head:
-                con.register(view_name(name), rows)
+            for every_row in (False, True):
+                files = [str(cat.path(name) / s.file) for s in m.shards if every_row or s.role == "train"]
+                if not files:
+                    continue
+                rows = ds.dataset(files, schema=SCHEMA, format="parquet")
+                con.register(view_name(name, m.version, every_row), rows)
+                if m.version == head:
+                    con.register(view_name(name, None, every_row), rows)
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")  # so the query cannot switch it back on
     return con

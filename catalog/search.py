@@ -26,7 +26,7 @@ def search(version: DatasetVersion, query: np.ndarray, k: int = 10, where: str |
     if where:
         try:
             allowed = {r[0] for r in duckdb.connect().execute(
-                f"SELECT sample_id FROM read_parquet(?) WHERE {where}", [version.files]).fetchall()}
+                f"SELECT sample_id FROM read_parquet(?) WHERE {where}", [version.all_files]).fetchall()}
         except duckdb.Error as exc:
             raise CatalogError(f"bad --where filter {where!r}: {exc}") from None
         keep = np.array([i in allowed for i in ids])

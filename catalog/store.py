@@ -21,27 +21,34 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Callable, Iterator, Literal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from filelock import FileLock
 
 from catalog.atomic import TMP_PREFIX, _fsync_dir, _writer_is_gone, atomic_write, temp_path, write_parquet_atomic
 from catalog.id_index import index_commit
 from catalog.layout import SHARDS, head_key, head_line, manifest_key, shard_file, version_dir_key
-from catalog.manifest import Manifest, RunRef, ShardRef, sha256_bytes, sha256_file
+from catalog.manifest import Manifest, Role, RunRef, ShardRef, sha256_bytes, sha256_file
 from catalog.schema import SCHEMA
 from catalog.storage import Storage
 from synthgen.failpoints import failpoint
+from synthgen.records import KEPT
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 
 class CatalogError(RuntimeError):
     """A catalog operation that cannot proceed (unknown dataset, conflict...)."""
+
+
+class HeadMoved(CatalogError):
+    """A commit's expected parent is no longer the head: another version landed first."""
 
 
 class Catalog:
@@ -52,10 +59,13 @@ class Catalog:
     files (temp + fsync + rename, under the dataset's file lock).
     """
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, on_lock_held: Callable[[str, float], None] | None = None):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.storage = Storage.local(self.root)
+        # Called with (dataset, seconds) each time this process releases a dataset's lock it
+        # had taken (not re-entries): how long writers were kept waiting (bench/bench_job.py).
+        self.on_lock_held = on_lock_held
 
     # -- datasets -----------------------------------------------------------
     def path(self, name: str) -> Path:
@@ -137,11 +147,20 @@ class Catalog:
         # while calling commit(), which takes it too, re-enters instead of
         # deadlocking; other threads and processes still wait.
         lock = FileLock(str(self.path(name) / ".lock"), is_singleton=True)
+        outer = not lock.is_locked
         with lock.acquire(timeout=timeout):
-            yield
+            t0 = time.perf_counter()
+            try:
+                yield
+            finally:
+                if outer and self.on_lock_held is not None:
+                    self.on_lock_held(name, time.perf_counter() - t0)
 
-    def write_shard(self, name: str, table: pa.Table) -> ShardRef:
-        """Write rows as an immutable, content-addressed shard."""
+    def write_shard(self, name: str, table: pa.Table, role: Role = "train") -> ShardRef:
+        """Write rows as an immutable, content-addressed shard (``role``: see ``ShardRef``).
+
+        Safe outside the lock: a shard no manifest lists is never read.
+        """
         table = table.cast(SCHEMA) if table.schema != SCHEMA else table
         shard_dir = self.path(name) / SHARDS
         tmp = temp_path(shard_dir / "shard.parquet")
@@ -156,7 +175,20 @@ class Catalog:
         counts: dict[str, int] = {}
         for status in table.column("status").to_pylist():
             counts[status] = counts.get(status, 0) + 1
-        return ShardRef(file=shard_file(digest), sha256=digest, rows=table.num_rows, rows_by_status=counts)
+        return ShardRef(file=shard_file(digest), sha256=digest, rows=table.num_rows, rows_by_status=counts, role=role)
+
+    def write_split(self, name: str, table: pa.Table) -> list[ShardRef]:
+        """Write ``table``'s kept rows as a training shard and the others as an excluded one.
+
+        Returns the refs (training first; a side with no rows writes no file).
+        Row order is kept within each side.
+        """
+        kept = pc.equal(table["status"], KEPT)
+        refs = []
+        for rows, role in ((table.filter(kept), "train"), (table.filter(pc.invert(kept)), "excluded")):
+            if rows.num_rows:
+                refs.append(self.write_shard(name, rows, role))
+        return refs
 
     def commit(
         self,
@@ -180,15 +212,19 @@ class Catalog:
         read it (compare-and-swap).
         """
         with self.lock(name):
-            return self._commit_locked(name, new_shards, expected_parent, keep_parent_shards, job, job_digest, runs,
-                                       embedding_model, message, prov)
+            manifest = self._commit_locked(name, new_shards, expected_parent, keep_parent_shards, job, job_digest,
+                                           runs, embedding_model, message, prov)
+        # Outside the lock (unless the caller holds it): the version stands once HEAD moved, and
+        # audit rebuilds a missing id list, so other writers need not wait for it.
+        index_commit(self, manifest)
+        return manifest
 
     def _commit_locked(self, name, new_shards, expected_parent, keep_parent_shards, job, job_digest, runs,
                        embedding_model, message, prov) -> Manifest:
         info = self.info(name)
         head = self.head(name)
         if expected_parent != "any" and head != expected_parent:
-            raise CatalogError(f"{name}: head moved from {expected_parent} to {head} during this commit; retry")
+            raise HeadMoved(f"{name}: head moved from {expected_parent} to {head} during this commit; retry")
         parent = self.manifest(name, head) if head else None
         shards = list(parent.shards) if (parent and keep_parent_shards) else []
         shards += new_shards
@@ -222,7 +258,6 @@ class Catalog:
         failpoint("manifest-written", f"{name} version {version}")
         # HEAD moves last: until here, readers still see the previous version.
         atomic_write(self.root / head_key(name), head_line(version, sha256_bytes(data)))
-        index_commit(self, manifest)
         return manifest
 
     def _drop_unpublished(self, name: str, version: int) -> None:

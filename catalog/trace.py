@@ -32,7 +32,7 @@ def by_pixel_hash(cat: Catalog, sha: str) -> list[TraceMatch]:
         head = cat.head(name)
         if not head:
             continue
-        files = open_version(cat, name, allow_restricted=True).files  # only matching sample ids leave
+        files = open_version(cat, name, allow_restricted=True).all_files  # only matching sample ids leave
         rows = duckdb.connect().execute(
             "SELECT sample_id FROM read_parquet(?) WHERE image_sha256 = ?", [files, sha]
         ).fetchall()

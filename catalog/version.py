@@ -19,6 +19,7 @@ from catalog.access import require_access
 from catalog.manifest import Manifest
 from catalog.schema import SCHEMA
 from catalog.store import Catalog, CatalogError
+from synthgen.records import KEPT
 
 Status = Literal["kept", "all"] | str
 
@@ -95,9 +96,30 @@ class DatasetVersion:
 
     @property
     def files(self) -> list[str]:
-        """Absolute paths of this version's Parquet shards (for HF datasets, DuckDB, Polars)."""
+        """Absolute paths of this version's training shards: its kept rows (for HF datasets, DuckDB, Polars).
+
+        Shards of versions written before the kept/excluded split hold every
+        status: filter them on ``status = 'kept'`` (``table()`` does).
+        """
+        self._require("shard files")
+        return _shard_paths(self, "train")
+
+    @property
+    def excluded_files(self) -> list[str]:
+        """Absolute paths of the shards holding the dropped and blocked rows, with their evidence."""
+        self._require("shard files")
+        return _shard_paths(self, "excluded")
+
+    @property
+    def all_files(self) -> list[str]:
+        """Every shard of the version, training and excluded, in manifest order."""
         self._require("shard files")
         return _shard_paths(self)
+
+    def files_for(self, status: Status) -> list[str]:
+        """The shards that can hold rows of ``status``: training ones for 'kept', else all."""
+        self._require("shard files")
+        return _paths_for(self, status)
 
     def table(
         self,
@@ -116,7 +138,7 @@ class DatasetVersion:
         self._require("images")
         rows = duckdb.connect().execute(
             "SELECT sample_id, image.bytes FROM read_parquet(?) WHERE list_contains(?, sample_id)",
-            [self.files, list(sample_ids)],
+            [self.all_files, list(sample_ids)],
         ).fetchall()
         return dict(rows)
 
@@ -134,18 +156,24 @@ class DatasetVersion:
         """A torch ``IterableDataset`` streaming shard by shard (shuffled by shard, then within)."""
         from catalog.torch_dataset import ShardIterableDataset
 
-        return ShardIterableDataset(self.files, status, origin, shuffle, seed, transform)
+        return ShardIterableDataset(self.files_for(status), status, origin, shuffle, seed, transform)
 
 
-def _shard_paths(version: DatasetVersion) -> list[str]:
+def _shard_paths(version: DatasetVersion, role: str | None = None) -> list[str]:
+    """Paths of the version's shards of ``role`` (None: all), in manifest order."""
     base = version.catalog.path(version.name)
-    return [str(base / s.file) for s in version.manifest.shards]
+    return [str(base / s.file) for s in version.manifest.shards if role is None or s.role == role]
+
+
+def _paths_for(version: DatasetVersion, status: Status) -> list[str]:
+    """Kept rows live in training shards only; any other selection needs every shard."""
+    return _shard_paths(version, "train" if status == KEPT else None)
 
 
 def _read(version: DatasetVersion, columns: Sequence[str] | None, status: Status, origin: str | None) -> pa.Table:
     """The rows, without the access check: only for readers that never hand them out."""
     cols = read_columns(columns)
-    parts = [pq.read_table(f, columns=cols, schema=SCHEMA) for f in _shard_paths(version)]
+    parts = [pq.read_table(f, columns=cols, schema=SCHEMA) for f in _paths_for(version, status)]
     return select_rows(parts, columns, status, origin)
 
 

@@ -107,7 +107,9 @@ def _print_summary(r: dict) -> None:
     t.add_row("throughput", f"{m['images_per_s']:.1f} images/s over {m['wall_s']:.1f} s (start-up {m['startup_s']:.1f} s)")
     t.add_row("dataset", f"{r['dataset']} version {r['version']}")
     folder = str(Path(r["files"][0]).parent) if r["files"] else "-"
-    t.add_row("parquet", f"{len(r['files'])} new shard(s) in {folder}" if r["files"] else "(no new shards)")
+    excluded = f" + {len(r['excluded_files'])} of excluded rows" if r.get("excluded_files") else ""
+    t.add_row("parquet", f"{len(r['files'])} new training shard(s){excluded} in {folder}" if r["files"]
+              else "(no new shards)")
     t.add_row("manifest", r["manifest"])
     t.add_row("sample grid", r["grid"])
     t.add_row("MLflow run", f"{r['mlflow_run_id']} ({r['mlflow_tracking_uri']})")
@@ -283,7 +285,7 @@ def load(
     cols = ["sample_id", "origin", "status", "label", "label_name", "prompt", "seed", "nn_similarity"]
     v = open_version(_catalog(), ref, allow_restricted)
     table = v.table(cols, status)
-    out.print(f"{v.ref}: {table.num_rows} rows ({status}); files:\n  " + "\n  ".join(v.files))
+    out.print(f"{v.ref}: {table.num_rows} rows ({status}); files:\n  " + "\n  ".join(v.files_for(status)))
     out.print(table.slice(0, limit).to_pandas().to_string(index=False))
 
 

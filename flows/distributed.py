@@ -38,6 +38,7 @@ from catalog.store import atomic_write
 from flows.models import get_embedder
 from flows.schedule import TAG, deploy, require_server
 from flows.settings import Paths, Settings, configure
+from flows.decide import read_decision
 from flows.shard import ShardReport, staging_dir
 from flows.tasks import ShardFailed, shard_task_with_policy
 from synthgen.plan import Shard, make_shards
@@ -207,8 +208,10 @@ def run_on_workers(job: JobSpec, shards: list[Shard], paths: Paths, runs: RunRef
     submitted: dict[str, Shard] = {}
     for s in shards:
         staged = staging_dir(paths, job) / f"{s.name}.parquet"
-        if staged.is_file():
-            reports[s.index] = ShardReport(s.index, pq.read_metadata(staged).num_rows, reused=True)
+        decided = read_decision(staging_dir(paths, job), s)
+        if decided is not None or staged.is_file():  # decided, or staged undecided, by an earlier run
+            rows = sum(decided.counts.values()) if decided else pq.read_metadata(staged).num_rows
+            reports[s.index] = ShardReport(s.index, rows, reused=True)
             continue
         fr = run_deployment(
             deployment_name(pool),

@@ -188,7 +188,7 @@ def export_hf(version: DatasetVersion, dest: Path, status: str = "kept", rows_pe
     ``identity``, synthetic rows' images carry signed C2PA manifests.
     """
     dest = Path(dest)
-    files = version.files  # raises for a restricted version opened without the flag
+    files = version.files_for(status)  # raises for a restricted version opened without the flag
     counts = version.manifest.rows_by_status
     total = sum(counts.values()) if status == "all" else counts.get(status, 0)
     shards = max(1, math.ceil(total / rows_per_shard))

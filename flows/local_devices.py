@@ -3,9 +3,9 @@
 Each worker claims one device when it starts (a queue handed to the pool's
 initializer), pins ``CUDA_VISIBLE_DEVICES`` to it before torch touches CUDA,
 loads the model once (``flows.models`` caches per process) and takes whole
-shards. Shards are the same tasks as in-process, and the commit decides in
-plan order afterwards, so the committed version is the one a one-device run
-writes. Many machines still go through a work pool (``flows.distributed``).
+shards. Shards are the same tasks as in-process (each decided as soon as
+the shards before it are, else staged and decided by the commit in plan
+order), so the committed version is the one a one-device run writes. Many machines still go through a work pool (``flows.distributed``).
 """
 
 from __future__ import annotations

@@ -41,7 +41,8 @@ def rededup(
     cat.info(name)  # an unknown name fails here, before the lock creates its folder
     with cat.lock(name):
         head = open_version(cat, name, allow_restricted=True)  # re-decided rows stay in the dataset
-        t = head.table(["sample_id", "embedding", "embedding_model", "real_dataset", "real_threshold",
+        t = head.table(["sample_id", "job_digest", "plan_index", "embedding", "embedding_model", "real_dataset",
+                        "real_threshold",
                         "pixel_threshold", "real_pixel_distance", "real_pixel_nn_id", "clip_score",
                         *evidence_columns()], status="all")
         ids, emb, models = embeddings_of(head, status="all")
@@ -66,17 +67,17 @@ def rededup(
         # validated like a spec's, so a rule reads the types it declared.
         typed = DedupSpec.model_validate(rule_fields)
         spec = DedupSpec.model_construct(**params | {k: getattr(typed, k) for k in rule_fields})
-        NearDuplicatePass(threshold, build_rules(spec), None, real, keep)(samples)
+        NearDuplicatePass(threshold, build_rules(spec), None, real, keep)([samples[i] for i in plan_order(t)])
         counts: dict[str, int] = {}
         for s in samples:
             counts[s.status] = counts.get(s.status, 0) + 1
         refs, offset = [], 0
-        for path in head.files:
+        for path in head.all_files:  # the rows in the order decided above (``status="all"`` reads all shards)
             table = pq.read_table(path, schema=SCHEMA)
             table = write_decisions(table, samples[offset : offset + table.num_rows])
             table = table.set_column(SCHEMA.get_field_index("dedup_threshold"), "dedup_threshold",
                                      pa.array(np.full(table.num_rows, threshold, np.float32)))
-            refs.append(cat.write_shard(name, table))
+            refs += cat.write_split(name, table)  # newly kept rows train, newly dropped ones are excluded
             offset += table.num_rows
         return cat.commit(
             name, refs, expected_parent=head.version, keep_parent_shards=False, job=head.manifest.job,
@@ -85,6 +86,19 @@ def rededup(
             prov={"wasDerivedFrom": head.ref, "wasGeneratedBy": {"activity": "rededup", **params},
                   "used": [head.ref] + sorted(reals)},
         )
+
+
+def plan_order(t: pa.Table) -> np.ndarray:
+    """Row positions in decision order: jobs in the order their rows first appear, plan order within each.
+
+    A job's kept and excluded rows live in separate shards, so file order is
+    not plan order; rows without a plan index (real rows) keep file order.
+    """
+    jobs = t["job_digest"].to_pylist()
+    rank: dict = {}
+    group = np.array([rank.setdefault(j, len(rank)) for j in jobs], np.int64)
+    plan = np.array([-1 if p is None else p for p in t["plan_index"].to_pylist()], np.int64)
+    return np.lexsort((np.arange(len(jobs)), plan, group))
 
 
 def _first(t, column: str, default):

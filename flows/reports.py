@@ -115,7 +115,7 @@ class RealPairs:
     def write(self, done: Finished) -> Logged:
         real = done.job.dedup.real_dataset
         c = done.commit
-        pairs = write_real_pairs(done.catalog, c.dataset, c.version, c.files, real) if real else None
+        pairs = write_real_pairs(done.catalog, c.dataset, c.version, c.files + c.excluded_files, real) if real else None
         return Logged([pairs] if pairs else [])
 
 
@@ -173,6 +173,7 @@ def summary_metrics(report: CommitReport, shard_reports: list[ShardReport], wall
         "low_quality": report.counts.get("low_quality", 0),
         "generated_this_run": fresh,
         "shards_reused": sum(r.reused for r in shard_reports),
+        "shards_rewritten": report.rewritten_shards,  # written twice: staged undecided, or changed by a recheck
         "images_per_s": fresh / wall_s if wall_s > 0 else 0.0,
         "sampling_s": sampling,
         "wall_s": wall_s,

@@ -1,7 +1,11 @@
 """Stage one shard of the plan: its stages over its samples, written as Parquet.
 
-Idempotent: a shard already staged by an earlier (crashed) run is reused.
-Nothing here imports prefect or mlflow, so the bench and tests can run it bare.
+A shard whose predecessors in plan order are decided is decided at once,
+from the samples still in memory, and written once in final form
+(``flows.decide``); one whose predecessors are not decided in time is
+staged and decided by the commit. Idempotent: a shard decided or staged by
+an earlier (crashed) run is reused. Nothing here imports prefect or mlflow,
+so the bench and tests can run it bare.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from synthgen.runtime import set_threads
 from synthgen.spec import JobSpec
 from synthgen.stages import Watermark, shard_stages
 
+DECIDE_WAIT_S = 60.0  # device workers / work pools: a shard waits this long for its predecessors' decisions
+
 
 @dataclass
 class ShardReport:
@@ -39,6 +45,7 @@ class ShardReport:
     wall_s: float = 0.0
     pid: int = field(default_factory=os.getpid)  # which process staged it (device workers: one per device)
     device: str | None = None
+    decided: bool = False  # decided and written in final form here (else staged for the commit)
 
 
 def staging_dir(paths: Paths, spec: JobSpec) -> Path:
@@ -47,12 +54,20 @@ def staging_dir(paths: Paths, spec: JobSpec) -> Path:
 
 
 def generate_shard(spec: JobSpec, shard: Shard, paths: Paths, runs: RunRef, on_batch=None,
-                   generator: Generator | None = None) -> ShardReport:
-    """Stage one shard: reuse it if a previous (crashed) run already staged it.
+                   generator: Generator | None = None, wait_s: float = DECIDE_WAIT_S) -> ShardReport:
+    """Generate one shard and decide it, or stage it; reuse it if a previous (crashed) run did either.
 
     ``generator``: a loaded generator to use instead of the spec's (injected, e.g. by tests).
+    ``wait_s``: how long to wait for the shards before it to be decided (other
+    processes generating them) before staging this one undecided.
     """
+    from flows.decide import decider_for  # it reads staging_dir from here
+
     out = staging_dir(paths, spec) / f"{shard.name}.parquet"
+    decider = decider_for(spec, paths)
+    done = decider.decided(shard)
+    if done is not None:
+        return ShardReport(shard.index, sum(done.counts.values()), reused=True)
     if out.is_file():
         return ShardReport(shard.index, pq.read_metadata(out).num_rows, reused=True)
     t0 = time.perf_counter()
@@ -70,6 +85,26 @@ def generate_shard(spec: JobSpec, shard: Shard, paths: Paths, runs: RunRef, on_b
                           spec.output.png_compress_level, workers,
                           Watermark(wm.method, wm.strength) if wm.enabled else None)
     stats = run_stages(samples, stages, gen.batch_size, on_batch, workers)
-    write_parquet_atomic(samples_to_table(samples), out)
+    decided = spec.dedup.keep == "first" and _predecessors_decided(decider, shard, wait_s)
+    if decided:
+        decider.decide(shard, samples)
+    else:
+        write_parquet_atomic(samples_to_table(samples), out)
     return ShardReport(shard.index, len(samples), False, stats.sampling_s, time.perf_counter() - t0,
-                       device=gen.device)
+                       device=gen.device, decided=decided)
+
+
+def _predecessors_decided(decider, shard: Shard, wait_s: float) -> bool:
+    """Whether every shard before ``shard`` is decided, waiting up to ``wait_s`` for shards in flight.
+
+    A predecessor that was staged undecided is decided only by the commit: no
+    point waiting for it.
+    """
+    deadline = time.monotonic() + wait_s
+    while not decider.ready(shard):
+        staged = any((decider.stage / f"{s.name}.parquet").is_file() and decider.decided(s) is None
+                     for s in decider.shards[: shard.index])
+        if staged or time.monotonic() >= deadline:
+            return False
+        time.sleep(0.2)
+    return True

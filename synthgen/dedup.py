@@ -73,14 +73,23 @@ class NearDuplicatePass:
        version) reaches ``threshold`` is ``dropped_duplicate``, else kept and
        added to the run's index. Rule-decided samples still get their
        nearest-neighbour evidence, but are never added.
+
+    ``before`` (``keep='first'`` only): the kept samples of this run that come
+    before these in plan order (earlier shards of the job, already decided).
+    Deciding a job shard by shard, each with ``before`` = the kept samples of
+    the shards before it, gives the decisions of one pass over the whole job:
+    a match in ``before`` counts as the run's, and wins ties (it is earlier).
     """
 
     def __init__(self, threshold: float, rules: Sequence[Rule] = (), earlier: VectorSet | None = None,
-                 real: VectorSet | None = None, keep: str = "first", exact_limit: int = EXACT_LIMIT):
+                 real: VectorSet | None = None, keep: str = "first", exact_limit: int = EXACT_LIMIT,
+                 before=None):
         if keep not in KEEP_POLICIES:
             raise ValueError(f"keep policy must be 'first' or 'quality', not {keep!r}")
+        if before is not None and keep != "first":
+            raise ValueError("deciding shard by shard (before=...) needs keep='first': 'quality' visits the whole job")
         self.threshold, self.rules, self.earlier, self.real, self.keep = threshold, list(rules), earlier, real, keep
-        self.exact_limit = exact_limit
+        self.exact_limit, self.before = exact_limit, before
 
     def _verdict(self, s: Sample) -> Verdict | None:
         for rule in self.rules:
@@ -102,7 +111,11 @@ class NearDuplicatePass:
         ds_sim, ds_id = self.earlier.nearest(emb) if self.earlier else (np.full(n, -np.inf), [None] * n)
         ds_sim = np.asarray(ds_sim, dtype=np.float32)
         ruled = np.array([v is not None for v in verdicts])
-        eligible = ~ruled & ~(ds_sim >= float32_floor(self.threshold))
+        floor = float32_floor(self.threshold)
+        before_sim, before_id = self.before.nearest(emb) if self.before else (np.full(n, -np.inf), [None] * n)
+        before_sim = np.asarray(before_sim, dtype=np.float32)
+        # A sample near an earlier kept one of this run (before) is a duplicate and never keeps another out.
+        eligible = ~ruled & ~(ds_sim >= floor) & ~(before_sim >= floor)
         if self.keep == "quality":
             score = np.array([np.nan if s.clip_score is None else s.clip_score for s in samples], float)
             order = np.lexsort((np.arange(n), -np.nan_to_num(score, nan=-np.inf)))
@@ -117,6 +130,9 @@ class NearDuplicatePass:
         run_sim[order] = res.best_sim
         run_pos = np.empty(n, np.int64)
         run_pos[order] = np.where(res.best_pos >= 0, order[np.maximum(res.best_pos, 0)], -1)
+        # The run's nearest kept sample: one of ``before`` on ties, as the earlier position wins in ``resolve``.
+        from_before = np.isfinite(before_sim) & (before_sim >= run_sim)
+        run_sim = np.where(from_before, before_sim, run_sim)
         kept = np.empty(n, bool)
         kept[order] = res.kept
         # Nearest over all sources; on equal similarity run beats dataset beats real (the order they are listed).
@@ -124,9 +140,11 @@ class NearDuplicatePass:
         best = np.choose(src, [run_sim, ds_sim, real_sim])
         sid = [s.sample_id for s in samples]
         # One loop writing plain Python values (lists, not numpy scalars): this is the per-sample part left.
-        for s, k, sim, kp, v, p, did, rid in zip(samples, src.tolist(), best.tolist(), kept.tolist(), verdicts,
-                                                 run_pos.tolist(), ds_id, real_id):
-            nid = (sid[p] if p >= 0 else None) if k == 0 else (did if k == 1 else rid)
+        for s, k, sim, kp, v, p, fb, bid, did, rid in zip(samples, src.tolist(), best.tolist(), kept.tolist(),
+                                                          verdicts, run_pos.tolist(), from_before.tolist(),
+                                                          before_id, ds_id, real_id):
+            run_id = bid if fb else (sid[p] if p >= 0 else None)
+            nid = run_id if k == 0 else (did if k == 1 else rid)
             if v is not None:
                 s.status, s.drop_reason = v.status, v.reason
             elif not kp:

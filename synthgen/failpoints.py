@@ -25,7 +25,9 @@ ENV = "SYNTHGEN_FAILPOINT"
 POINTS = (
     "sampling",          # after a batch is sampled, before it is post-processed
     "parquet-write",     # a Parquet file (staged or final shard) at its temp name, not yet renamed
-    "before-commit",     # final shards written, version manifest not yet
+    "shard-files",       # a decided shard's final shards in place, its decision record not yet
+    "before-commit",     # every shard decided (final shards written), version manifest not yet
+    "publish",           # decisions checked against the head, the publish (lock, manifest, HEAD) not yet
     "manifest-written",  # manifest in place, HEAD not yet moved
     "finishing",         # version committed; reports and MLflow logging under way
     "push-objects",      # push: a version's shards and segments uploaded, its manifest not yet created

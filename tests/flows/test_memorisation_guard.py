@@ -45,14 +45,15 @@ def test_planted_copies_blocked_ordinary_samples_pass(demo_run):
     spec = parse_spec(job)
     shards = make_shards(spec.total_images, spec.output.shard_size)
     runs = RunRef(prefect_flow_run_id="guard-test", mlflow_run_id=None)
-    for shard in shards:  # ordinary generated samples through the real engine
+    for shard in shards[:-1]:  # ordinary generated samples through the real engine (decided as they come)
         generate_shard(spec, shard, paths, runs)
-    # plant: overwrite the last shard with transformed copies of real digits
+    # plant: stage the last shard as transformed copies of real digits (the commit decides it)
     real = open_version(demo_run["catalog"], "digits-real").table(["sample_id", "image"]).to_pylist()
     last = shards[-1]
     picks = plant_copies(spec, last, paths, real, np.random.default_rng(0))
     report = dedup_and_commit(spec, shards, paths, [runs])
     rows = open_version(demo_run["catalog"], f"digits-guard@{report.version}").table(status="all").to_pylist()
+    rows.sort(key=lambda r: r["plan_index"])  # kept and excluded rows live in separate shards
     planted = rows[last.start :]
     ordinary = rows[: last.start]
     assert all(r["status"] == "blocked_real_copy" for r in planted), [r["drop_reason"] for r in planted]

@@ -88,7 +88,15 @@ def fresh(seeded: dict, name: str) -> Path:
 
 
 def staged(data: Path) -> list[Path]:
-    return sorted((data / "staging").rglob("shard-*.parquet"))
+    """What a run left of each finished shard: its decision record, or its rows staged undecided."""
+    return sorted([*(data / "staging").rglob("shard-*.parquet"), *(data / "staging").rglob("shard-*.decided.json")])
+
+
+def finished(f: Path) -> tuple[str, int]:
+    """(shard name, rows) of a staged shard or a decision record."""
+    if f.suffix == ".parquet":
+        return f.stem, pq.read_metadata(f).num_rows
+    return f.name.split(".")[0], sum(json.loads(f.read_text())["counts"].values())
 
 
 def version_rows(data: Path):
@@ -103,8 +111,9 @@ def version_rows(data: Path):
 # (failpoint, shards staged when it fires, catalog version visible after the kill)
 KILL_POINTS = [
     ("sampling@5", 4, None),          # inside shard 4, after its batch sampled, before post-processing
-    ("parquet-write@7", 6, None),     # shard 6 written under its temp name, not renamed yet
-    ("parquet-write@13", SHARDS, None),  # committing: 2 final shards in place, the 3rd at its temp name
+    ("parquet-write@1", 0, None),     # shard 0 decided, its first final shard under its temp name
+    ("shard-files@7", 6, None),       # shard 6's final shards in place, its decision record not written
+    ("publish", SHARDS, None),        # every shard decided and checked against the head, lock not taken
     ("manifest-written", SHARDS, None),  # manifest of version 1 written, HEAD not moved
     ("finishing", 0, 1),              # version 1 committed (staging cleared); killed while logging to MLflow
 ]
@@ -119,8 +128,8 @@ def after_kill(data: Path) -> dict:
         "head": cat.head(DATASET) if cat.exists(DATASET) else None,
         "verify_real": verify(cat, "digits-real").ok,
         "verify": verify(cat, DATASET).ok if cat.exists(DATASET) else True,
-        "staged": [f.stem for f in staged(data)],
-        "staged_readable": all(pq.read_metadata(f).num_rows == 3 for f in staged(data)),
+        "staged": [finished(f)[0] for f in staged(data)],
+        "staged_readable": all(finished(f)[1] == 3 for f in staged(data)),
     }
 
 
@@ -143,7 +152,7 @@ def baseline(scenarios) -> dict:
     proc = scenarios["first"]["uninterrupted"]
     assert proc.returncode == 0, proc.stderr[-3000:]
     m, tables, layout = version_rows(scenarios["data"]["uninterrupted"])
-    assert len(m.shards) == SHARDS
+    assert sum(s.rows for s in m.shards) == 3 * SHARDS and {s.role for s in m.shards} <= {"train", "excluded"}
     result = json.loads((scenarios["data"]["uninterrupted"] / "result.json").read_text())
     return {"manifest": m, "tables": tables, "layout": layout, "result": result}
 
