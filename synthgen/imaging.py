@@ -36,17 +36,6 @@ def encode_png(img: Image.Image, text: Mapping[str, str] | None = None, level: i
     return buf.getvalue()
 
 
-def encode_pixels(arr: np.ndarray, level: int = DEFAULT_PNG_LEVEL) -> tuple[bytes, str]:
-    """(PNG bytes, pixel sha256) of one uint8 HWC array: the encode stage's per-image work.
-
-    A plain function of picklable values, so it runs in a worker process:
-    Pillow holds the GIL while it encodes into memory (its ``_encode`` has
-    no ``ImagingSectionEnter``), so threads cannot share this work.
-    """
-    img = array_to_pil(arr)
-    return encode_png(img, level=level), pixel_sha256(img)
-
-
 def pixel_sha256(img: Image.Image) -> str:
     """sha256 of the decoded pixels (mode, size, raw bytes).
 
