@@ -20,7 +20,8 @@ B. ``synthgen run`` of a tiny Stable Diffusion whose VAE upsamples 8x
    is the flow's wall time (minus the fixed start-up it reports) over the
    mean of the adjacent bare loops. Target: <= 1.05. ``shards_over_bare``
    leaves out the commit and the finishing reports (card, grids, MLflow),
-   fixed costs that a 16-image run cannot amortise.
+   fixed costs; 64 images in two shards, so that they weigh about what
+   they would in a real job (``throughput_flow.flow_vs_bare`` says why).
 
     python bench/bench_throughput.py [--sizes 256 512 1024] [--images 64] [--skip-flow]
 """
