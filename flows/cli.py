@@ -225,6 +225,14 @@ def demo(
         return
     cat = _catalog()
     if not cat.exists(DEMO_REAL) or cat.head(DEMO_REAL) is None:
+        from flows.models import prefetch_models
+        from flows.tracking import warm_up
+
+        # The ingest runs mostly on one core (per-image preprocessing): the job's models and
+        # MLflow's store load on the other, before the flow needs them.
+        paths = _paths()
+        prefetch_models(spec)
+        warm_up(paths.tracking_uri, paths.artifact_root)
         with tempfile.TemporaryDirectory() as tmp:
             folder = export_image_folder(Path(tmp) / "digits")
             (folder / "classes.txt").write_text("\n".join(CLASS_NAMES) + "\n")
