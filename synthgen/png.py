@@ -81,6 +81,10 @@ def encode_pixels(arr: np.ndarray, level: int, encoder: PngEncoder = DEFAULT_PNG
     """(PNG bytes, pixel sha256) of one uint8 array: the encode stage's per-image work.
 
     A plain function of picklable values, so the Pillow path can run in a worker process.
+    A float array in [0, 1] is rounded to uint8 first, as ``imaging.array_to_pil`` does.
     """
+    from synthgen.imaging import to_uint8
+
+    arr = to_uint8(arr)
     png = encode_opencv(arr, level) if encoder == "opencv" else encode_pillow(arr, level)
     return png, array_sha256(arr)

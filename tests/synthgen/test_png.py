@@ -20,6 +20,7 @@ ARRAYS = {
     "RGB": _RNG.integers(0, 256, (24, 40, 3), dtype=np.uint8),
     "RGBA": _RNG.integers(0, 256, (24, 40, 4), dtype=np.uint8),
     "flat RGB": np.full((64, 64, 3), 7, np.uint8),
+    "float L1": _RNG.random((24, 40, 1), dtype=np.float32),  # floats in [0, 1]: rounded as array_to_pil does
 }
 
 
@@ -33,7 +34,7 @@ def test_every_encoder_is_lossless_and_hashes_the_pixels(encoder, level, name):
     expected = array_to_pil(arr)
     assert img.mode == expected.mode and img.size == expected.size
     assert np.array_equal(np.asarray(img), np.asarray(expected))
-    assert sha == pixel_sha256(img) == pixel_sha256(expected) == array_sha256(arr)
+    assert sha == pixel_sha256(img) == pixel_sha256(expected) == array_sha256(np.asarray(expected))
     assert encode_pixels(arr.copy(), level, encoder)[0] == png  # deterministic
 
 
