@@ -22,6 +22,7 @@ what made their bytes.
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 from typing import Literal
 
 import numpy as np
@@ -46,10 +47,19 @@ def array_sha256(arr: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def encode_opencv(arr: np.ndarray, level: int) -> bytes:
-    """PNG bytes of a uint8 HW / HWC (L, RGB, RGBA) array through libpng, with the GIL released."""
+@lru_cache(maxsize=1)
+def _cv2():
     import cv2
 
+    # OpenCV's own pool would spread cvtColor over every core, the sampler's too: the
+    # engine already runs one encode per worker thread.
+    cv2.setNumThreads(1)
+    return cv2
+
+
+def encode_opencv(arr: np.ndarray, level: int) -> bytes:
+    """PNG bytes of a uint8 HW / HWC (L, RGB, RGBA) array through libpng, with the GIL released."""
+    cv2 = _cv2()
     if arr.ndim == 3 and arr.shape[-1] == 1:
         arr = arr[..., 0]
     elif arr.ndim == 3:  # OpenCV writes BGR(A)
