@@ -72,6 +72,7 @@ COLUMNS: list[Column] = [
     _attr("width", _I),
     _attr("height", _I),
     _prov("png_compress_level", _I),  # the image bytes' zlib level (image_sha256 is over pixels, not bytes)
+    _prov("png_encoder", _S),  # synthgen.png's encoder of the image bytes (null on rows from before: pillow)
     _attr("source_path", _S),
     Column("plan_index", pa.int64(), lambda s: s.plan_index if s.plan_index >= 0 else None),  # null on real rows
     _attr("seed", pa.int64()),

@@ -74,10 +74,12 @@ def _run_job(spec_path: Path, params: str | None = None, assignments: list[str] 
     from flows.generate import ShardFailed, generate_dataset
     from flows.schedule import ScheduleError
     from flows.models import prefetch_models
+    from flows.reports import prefetch_plotting
     from flows.tracking import warm_up
 
-    prefetch_models(spec)  # loads models on the second core while Prefect's server starts
+    prefetch_models(spec, paths)  # loads models on the second core while Prefect's server starts
     warm_up(paths.tracking_uri, paths.artifact_root)  # and opens MLflow's store
+    prefetch_plotting()  # and imports matplotlib for the reports
     err.print(f"[bold]synthgen[/] {spec.name}: {spec.total_images} images -> {spec.output.dataset} (data: {paths.root})")
     try:
         return generate_dataset(spec.model_dump(mode="json"), str(paths.root))
@@ -210,17 +212,34 @@ def demo(
 
     job, params = demo_files()
     spec = _load_job(job, f"{params}:demo", assignments)
+    server = None
+    if not check:
+        # Once the spec is valid the server (~10 s) can start behind the model checks (~3 s of
+        # diffusers imports) and the ingest; a failed check exits and Prefect stops it. Its files
+        # go to the data folder's prefect/, never the catalog. Prefect's core is imported here
+        # first, so the server's thread imports only the server's own modules.
+        _paths()  # Prefect's environment (PREFECT_HOME in the data folder), before the server reads it
+        import flows.generate  # noqa: F401
+        server = _start_temporary_prefect_server()
     _check_job(spec, skip_real=DEMO_REAL)  # the demo ingests its real digits below
     if check:
         _print_checked(spec)
         return
     cat = _catalog()
     if not cat.exists(DEMO_REAL) or cat.head(DEMO_REAL) is None:
-        server = _start_temporary_prefect_server()  # ~10 s, on the other core while the ingest runs
+        from flows.models import prefetch_models
+        from flows.tracking import warm_up
+
+        # The ingest runs mostly on one core (per-image preprocessing): the job's models and
+        # MLflow's store load on the other, before the flow needs them.
+        paths = _paths()
+        prefetch_models(spec)
+        warm_up(paths.tracking_uri, paths.artifact_root)
         with tempfile.TemporaryDirectory() as tmp:
             folder = export_image_folder(Path(tmp) / "digits")
             (folder / "classes.txt").write_text("\n".join(CLASS_NAMES) + "\n")
             ingest(folder, DEMO_REAL, "embedded:digits-clip", False, False)
+    if server is not None:
         server.join()
     _print_summary(_run_job(job, f"{params}:demo", assignments))
 

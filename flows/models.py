@@ -53,8 +53,8 @@ def get_embedder(spec: JobSpec) -> Embedder:
         return _embedder(spec.embedder.model_dump_json())
 
 
-def prefetch_models(spec: JobSpec) -> threading.Thread:
-    """Load the models in a background thread (e.g. while Prefect's server starts).
+def prefetch_models(spec: JobSpec, paths: Paths | None = None) -> threading.Thread:
+    """Load the models, and with ``paths`` the pixel guard, in a background thread (e.g. while Prefect's server starts).
 
     Errors are not raised here: the flow's own load raises them again, in
     the right place.
@@ -64,6 +64,8 @@ def prefetch_models(spec: JobSpec) -> threading.Thread:
         try:
             get_generator(spec)
             get_embedder(spec)
+            if paths is not None:
+                get_guard(spec, paths)  # otherwise the first shard decodes the real images
         except Exception:  # noqa: BLE001 - reported by the flow's load task
             pass
 

@@ -39,6 +39,7 @@ def provenance_for(spec: JobSpec, gen: Generator, emb: Embedder, runs: RunRef) -
         prefect_flow_run_id=runs.prefect_flow_run_id,
         mlflow_run_id=runs.mlflow_run_id,
         png_compress_level=spec.output.png_compress_level,
+        png_encoder=spec.output.png_encoder,
         generator_options=options_json(gen.options),
         watermark_method=(f"{spec.output.watermark.method}:{spec.output.watermark.strength}"
                           if spec.output.watermark.enabled else None),

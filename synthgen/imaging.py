@@ -16,9 +16,14 @@ PNG_TEXT_PREFIX = "synthgen:"
 DEFAULT_PNG_LEVEL = 1  # zlib level: ~half of level 6's time at 512 px for ~10% more bytes (bench/bench_png.py)
 
 
+def to_uint8(arr: np.ndarray) -> np.ndarray:
+    """uint8 as is; float in [0, 1] rounded like diffusers' ``numpy_to_pil``."""
+    return arr if arr.dtype == np.uint8 else (np.clip(arr, 0.0, 1.0) * 255).round().astype(np.uint8)
+
+
 def array_to_pil(arr: np.ndarray) -> Image.Image:
     """HWC uint8, or float in [0, 1] (rounded like diffusers' ``numpy_to_pil``) -> PIL."""
-    u8 = arr if arr.dtype == np.uint8 else (np.clip(arr, 0.0, 1.0) * 255).round().astype(np.uint8)
+    u8 = to_uint8(arr)
     if u8.ndim == 3 and u8.shape[-1] == 1:
         return Image.fromarray(u8[..., 0], mode="L")
     return Image.fromarray(u8)
@@ -34,17 +39,6 @@ def encode_png(img: Image.Image, text: Mapping[str, str] | None = None, level: i
             info.add_text(PNG_TEXT_PREFIX + key, str(value))
     img.save(buf, format="PNG", pnginfo=info, compress_level=level)
     return buf.getvalue()
-
-
-def encode_pixels(arr: np.ndarray, level: int = DEFAULT_PNG_LEVEL) -> tuple[bytes, str]:
-    """(PNG bytes, pixel sha256) of one uint8 HWC array: the encode stage's per-image work.
-
-    A plain function of picklable values, so it runs in a worker process:
-    Pillow holds the GIL while it encodes into memory (its ``_encode`` has
-    no ``ImagingSectionEnter``), so threads cannot share this work.
-    """
-    img = array_to_pil(arr)
-    return encode_png(img, level=level), pixel_sha256(img)
 
 
 def pixel_sha256(img: Image.Image) -> str:

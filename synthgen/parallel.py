@@ -1,11 +1,12 @@
 """Where post-processing runs: how many workers, and the process pool for PNG encoding.
 
-The engine finishes sampled batches on ``workers`` threads. Most of the
-finishing stages release the GIL (torch's CLIP forward, numpy, FAISS,
-hashlib), but Pillow encodes PNGs into memory with the GIL held, so the
-encode stage sends its per-image work (``imaging.encode_pixels``) to a
-``concurrent.futures`` process pool of the same size. With one worker
-everything runs inline: no pool, no copies.
+The engine finishes sampled batches on ``workers`` threads. The finishing
+stages release the GIL (torch's CLIP forward, numpy, FAISS, hashlib, the
+default PNG encoder, OpenCV's), but Pillow encodes PNGs into memory with the
+GIL held, so with ``png_encoder: pillow`` the encode stage sends its
+per-image work (``png.encode_pixels``) to a ``concurrent.futures`` process
+pool of the same size. With one worker everything runs inline: no pool, no
+copies.
 """
 
 from __future__ import annotations

@@ -61,6 +61,7 @@ class Provenance:
     prefect_flow_run_id: str | None = None
     mlflow_run_id: str | None = None
     png_compress_level: int | None = None  # zlib level of the stored PNG bytes
+    png_encoder: str | None = None  # synthgen.png's encoder of those bytes (null on older rows: pillow)
     generator_options: str | None = None  # JSON: compile, channels_last, fuse_qkv, sdpa as applied
     watermark_method: str | None = None  # e.g. 'dwtDctSvd:72' when the run marked its images
 

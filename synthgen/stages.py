@@ -19,9 +19,10 @@ import numpy as np
 
 from synthgen.embedder import Embedder
 from synthgen.generators import Generator
-from synthgen.imaging import DEFAULT_PNG_LEVEL, array_to_pil, encode_pixels
+from synthgen.imaging import DEFAULT_PNG_LEVEL, array_to_pil
 from synthgen.memorisation import PixelGuard
 from synthgen.parallel import encode_pool
+from synthgen.png import DEFAULT_PNG_ENCODER, GIL_FREE, PngEncoder, encode_pixels
 from synthgen.records import Provenance, Sample
 from synthgen.rules import RULES
 
@@ -60,25 +61,27 @@ class Watermark:
 
 @dataclass
 class Encode:
-    """PNG-encode (zlib ``level``) and hash each image; attach the run's provenance.
+    """PNG-encode (``encoder`` at zlib ``level``) and hash each image; attach the run's provenance.
 
-    With ``workers`` > 1 the PNG work runs in the shared process pool
-    (``synthgen.parallel``); the bytes are the same either way.
+    A GIL-free encoder (``synthgen.png``) runs on the calling worker thread;
+    Pillow's, with ``workers`` > 1, in the shared process pool
+    (``synthgen.parallel``). The bytes are the same either way.
     """
 
     provenance: Provenance | None = None
     level: int = DEFAULT_PNG_LEVEL
     workers: int = 1
+    encoder: PngEncoder = DEFAULT_PNG_ENCODER
 
     def __call__(self, samples: list[Sample]) -> None:
         now = datetime.now(timezone.utc)
         arrays = [s.pixels for s in samples]
-        pool = encode_pool(self.workers)
+        pool = None if self.encoder in GIL_FREE else encode_pool(self.workers)
         if pool is None:
-            encoded = map(encode_pixels, arrays, repeat(self.level))
+            encoded = map(encode_pixels, arrays, repeat(self.level), repeat(self.encoder))
         else:
             chunk = max(1, len(arrays) // (2 * self.workers))  # a few images per message: IPC stays small
-            encoded = pool.map(encode_pixels, arrays, repeat(self.level), chunksize=chunk)
+            encoded = pool.map(encode_pixels, arrays, repeat(self.level), repeat(self.encoder), chunksize=chunk)
         for s, arr, (png, sha) in zip(samples, arrays, encoded):
             img = array_to_pil(arr)
             s.image, s.png, s.image_sha256 = img, png, sha
@@ -155,13 +158,19 @@ def shard_stages(
     png_level: int = DEFAULT_PNG_LEVEL,
     workers: int = 1,
     watermark: Watermark | None = None,
+    png_encoder: PngEncoder | None = None,
 ) -> list[Stage]:
     """The stages of one shard, in order: generate, (watermark), encode, embed, guard, score.
 
     ``workers``: how many post-processing workers the engine runs them on (sizes the encode pool).
+    ``png_encoder``: by default the one the provenance records (so rows say what made their
+    bytes), else ``synthgen.png.DEFAULT_PNG_ENCODER``.
     """
+    recorded = provenance.png_encoder if provenance is not None else None
+    if png_encoder and recorded and png_encoder != recorded:
+        raise ValueError(f"png_encoder {png_encoder!r} differs from the {recorded!r} the provenance records")
     stages: list[Stage] = [Generate(generator), *([watermark] if watermark else [])]
-    stages.append(Encode(provenance, png_level, workers))
+    stages.append(Encode(provenance, png_level, workers, png_encoder or recorded or DEFAULT_PNG_ENCODER))
     stages += [Embed(embedder)] if embedder is not None else []
     stages += [Guard(guard, str(getattr(generator, "device", "cpu")))] if guard is not None else []
     stages.append(Score(embedder, caption))

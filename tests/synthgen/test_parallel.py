@@ -10,9 +10,10 @@ import pyarrow.parquet as pq
 from catalog import samples_to_table
 from synthgen.engine import run_samples, run_stages
 from synthgen.generators import load_generator
-from synthgen.imaging import decode, encode_pixels
+from synthgen.imaging import decode
 from synthgen.parallel import default_workers, encode_pool, machine_cores
 from synthgen.plan import make_plan
+from synthgen.png import encode_pixels
 from synthgen.records import Sample
 from synthgen.spec import GeneratorSpec, parse_spec
 from tests.conftest import small_job
@@ -42,7 +43,7 @@ def test_encode_work_runs_in_other_processes_with_the_same_bytes():
     pool = encode_pool(2)
     arr = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     assert pool.submit(os.getpid).result() != os.getpid()
-    assert pool.submit(encode_pixels, arr, 1).result() == encode_pixels(arr, 1)
+    assert pool.submit(encode_pixels, arr, 1, "pillow").result() == encode_pixels(arr, 1, "pillow")
     assert encode_pool(1) is None  # one worker: inline, no pool
 
 
