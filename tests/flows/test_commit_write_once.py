@@ -185,6 +185,44 @@ def test_a_head_that_moved_before_the_publish_is_checked_and_its_duplicates_excl
     assert verify(cat, "digits-once").ok
 
 
+class LandsAnotherJobFirst(Catalog):
+    """A real catalog whose first publish finds that another job landed after the recheck.
+
+    The other job commits for real, just before the first ``commit`` takes the lock:
+    the publish then meets a moved head (``HeadMoved``) and must recheck and retry.
+    """
+
+    def __init__(self, root, other, paths):
+        super().__init__(root)
+        self.other, self.paths, self.commits = other, paths, 0
+
+    def commit(self, *args, **kwargs):
+        self.commits += 1
+        if self.commits == 1:
+            run(self.other, self.paths)
+        return super().commit(*args, **kwargs)
+
+
+def test_a_head_that_moves_during_the_publish_is_rechecked_and_the_publish_retried(seed):
+    paths = fresh(seed, "race")
+    spec = parse_spec(job())
+    shards = make_shards(spec.total_images, spec.output.shard_size)
+    gen = SomeCopies(get_generator(spec))
+    for s in shards:  # decided against version 1
+        assert generate_shard(spec, s, paths, RUNS, generator=gen).decided
+    other = parse_spec(job(classes=(0,), images_per_condition=4))
+    racing = LandsAnotherJobFirst(paths.catalog, other, paths)
+    commit = dedup_and_commit(spec, shards, paths, [RUNS], catalog=racing)
+    assert racing.commits == 2, "the first publish met the moved head, the second landed"
+    cat = Catalog(paths.catalog)
+    m = cat.manifest("digits-once", commit.version)
+    assert commit.version == 3 and m.parent == 2 and m.prov["wasDerivedFrom"] == "digits-once@2"
+    rows = added_rows(cat, "digits-once@3")
+    assert_same_decisions(rows, one_pass(cat, spec, rows, "digits-once@2"))
+    assert commit.rewritten_shards >= 1
+    assert verify(cat, "digits-once").ok
+
+
 def test_two_jobs_at_once_both_land_deduplicated_in_commit_order(seed):
     from concurrent.futures import ThreadPoolExecutor
 
