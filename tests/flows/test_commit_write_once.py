@@ -158,13 +158,19 @@ def test_shards_generated_out_of_order_are_staged_and_give_the_same_version(seed
         assert ta.equals(tb)
 
 
-def test_a_head_that_moved_before_the_publish_is_checked_and_its_duplicates_excluded(seed):
-    paths = fresh(seed, "moved")
+def decided_job(seed, name):
+    """A fresh catalog and a job whose shards are all generated and decided against version 1."""
+    paths = fresh(seed, name)
     spec = parse_spec(job())
     shards = make_shards(spec.total_images, spec.output.shard_size)
     gen = SomeCopies(get_generator(spec))
-    for s in shards:  # decided against version 1
+    for s in shards:
         assert generate_shard(spec, s, paths, RUNS, generator=gen).decided
+    return paths, spec, shards
+
+
+def test_a_head_that_moved_before_the_publish_is_checked_and_its_duplicates_excluded(seed):
+    paths, spec, shards = decided_job(seed, "moved")
     # another job lands first: class 0's first images again (same seed), as version 2
     other = parse_spec(job(classes=(0,), images_per_condition=4))
     _, landed = run(other, paths)
@@ -204,12 +210,7 @@ class LandsAnotherJobFirst(Catalog):
 
 
 def test_a_head_that_moves_during_the_publish_is_rechecked_and_the_publish_retried(seed):
-    paths = fresh(seed, "race")
-    spec = parse_spec(job())
-    shards = make_shards(spec.total_images, spec.output.shard_size)
-    gen = SomeCopies(get_generator(spec))
-    for s in shards:  # decided against version 1
-        assert generate_shard(spec, s, paths, RUNS, generator=gen).decided
+    paths, spec, shards = decided_job(seed, "race")
     other = parse_spec(job(classes=(0,), images_per_condition=4))
     racing = LandsAnotherJobFirst(paths.catalog, other, paths)
     commit = dedup_and_commit(spec, shards, paths, [RUNS], catalog=racing)
