@@ -87,7 +87,9 @@ def spec_for(n: int, name: str, seed: int = 0):
 
 
 def parquet_bytes(folders: list[Path]) -> dict[str, int]:
-    return {str(p): p.stat().st_size for f in folders if f.is_dir() for p in f.rglob("*.parquet")}
+    """Parquet files under ``folders`` by file name: a decided shard moved from the job's folder
+    into the catalog at the publish (a rename) is the same file, counted once."""
+    return {p.name: p.stat().st_size for f in folders if f.is_dir() for p in f.rglob("*.parquet")}
 
 
 def wchar() -> int:

@@ -18,8 +18,10 @@ and are never read; ``cleanup_temp`` removes leftovers.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import re
 import time
 from contextlib import contextmanager
@@ -156,13 +158,17 @@ class Catalog:
                 if outer and self.on_lock_held is not None:
                     self.on_lock_held(name, time.perf_counter() - t0)
 
-    def write_shard(self, name: str, table: pa.Table, role: Role = "train") -> ShardRef:
+    def write_shard(self, name: str, table: pa.Table, role: Role = "train", folder: Path | None = None) -> ShardRef:
         """Write rows as an immutable, content-addressed shard (``role``: see ``ShardRef``).
 
         Safe outside the lock: a shard no manifest lists is never read.
+        ``folder``: write it there instead of the dataset's ``shards/`` (a job's
+        own folder, so a killed job leaves the catalog untouched); ``commit``'s
+        ``adopt_from`` moves it in when the version is published.
         """
         table = table.cast(SCHEMA) if table.schema != SCHEMA else table
-        shard_dir = self.path(name) / SHARDS
+        shard_dir = folder if folder is not None else self.path(name) / SHARDS
+        shard_dir.mkdir(parents=True, exist_ok=True)
         tmp = temp_path(shard_dir / "shard.parquet")
         write_parquet_atomic(table, tmp)
         digest = sha256_file(tmp)
@@ -177,7 +183,7 @@ class Catalog:
             counts[status] = counts.get(status, 0) + 1
         return ShardRef(file=shard_file(digest), sha256=digest, rows=table.num_rows, rows_by_status=counts, role=role)
 
-    def write_split(self, name: str, table: pa.Table) -> list[ShardRef]:
+    def write_split(self, name: str, table: pa.Table, folder: Path | None = None) -> list[ShardRef]:
         """Write ``table``'s kept rows as a training shard and the others as an excluded one.
 
         Returns the refs (training first; a side with no rows writes no file).
@@ -187,7 +193,7 @@ class Catalog:
         refs = []
         for rows, role in ((table.filter(kept), "train"), (table.filter(pc.invert(kept)), "excluded")):
             if rows.num_rows:
-                refs.append(self.write_shard(name, rows, role))
+                refs.append(self.write_shard(name, rows, role, folder))
         return refs
 
     def commit(
@@ -203,15 +209,20 @@ class Catalog:
         embedding_model: str | None = None,
         message: str = "",
         prov: dict | None = None,
+        adopt_from: Path | None = None,
     ) -> Manifest:
         """Commit a new version = parent's shards (optionally) + ``new_shards``.
 
         Takes the dataset's commit lock (re-entrant: callers that decided
         what to commit under ``with catalog.lock(name)`` keep holding it).
         ``expected_parent`` guards against a head that moved since the caller
-        read it (compare-and-swap).
+        read it (compare-and-swap). ``adopt_from``: a folder holding new shards
+        written with ``write_shard(folder=...)``; they are moved into
+        ``shards/`` once the head is checked, just before the manifest.
         """
         with self.lock(name):
+            if adopt_from is not None and (expected_parent == "any" or self.head(name) == expected_parent):
+                self.adopt_shards(name, new_shards, adopt_from)
             manifest = self._commit_locked(name, new_shards, expected_parent, keep_parent_shards, job, job_digest,
                                            runs, embedding_model, message, prov)
         # Outside the lock (unless the caller holds it): the version stands once HEAD moved, and
@@ -259,6 +270,36 @@ class Catalog:
         # HEAD moves last: until here, readers still see the previous version.
         atomic_write(self.root / head_key(name), head_line(version, sha256_bytes(data)))
         return manifest
+
+    def adopt_shards(self, name: str, refs: list[ShardRef], folder: Path) -> None:
+        """Move shards written into ``folder`` into the dataset's ``shards/`` (renames; no byte is rewritten).
+
+        Idempotent (a rerun after a kill finds some moved already). A folder on
+        another file system is copied (temp name, fsync, rename) and then removed.
+        """
+        shard_dir = self.path(name) / SHARDS
+        shard_dir.mkdir(parents=True, exist_ok=True)
+        for ref in refs:
+            src, dst = folder / Path(ref.file).name, self.path(name) / ref.file
+            if not src.is_file():
+                if not dst.is_file():
+                    raise CatalogError(f"cannot commit {name}: shard {ref.file} is neither staged nor in the catalog")
+                continue
+            if dst.is_file():
+                src.unlink()
+                continue
+            try:
+                os.replace(src, dst)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+                tmp = temp_path(dst)
+                shutil.copyfile(src, tmp)
+                with open(tmp, "rb+") as f:
+                    os.fsync(f.fileno())
+                os.replace(tmp, dst)
+                src.unlink()
+        _fsync_dir(shard_dir)
 
     def _drop_unpublished(self, name: str, version: int) -> None:
         """Remove a manifest for ``version`` left by a commit killed before HEAD moved.

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from catalog import Catalog, CatalogError, Manifest, RunRef
 from catalog.store import HeadMoved
-from flows.decide import decider_for, forget, vectors
+from flows.decide import decider_for, forget, shard_dir, vectors
 from flows.recheck import recheck
 from flows.settings import Paths
 from flows.shard import staging_dir
@@ -71,6 +71,7 @@ def dedup_and_commit(spec: JobSpec, shards: list[Shard], paths: Paths, runs: lis
                 name,
                 [ref for d in decisions for ref in d.refs],
                 expected_parent=decider.basis.checked,
+                adopt_from=shard_dir(decider.stage),
                 job=spec.model_dump(mode="json"),
                 job_digest=spec.digest(),
                 runs=job_runs,

@@ -5,13 +5,14 @@ the job's shards before k (``synthgen.run_so_far``), so deciding shard by
 shard gives the decisions of one pass over the whole job
 (``NearDuplicatePass(before=...)``). A decided shard's kept rows go to a
 training shard and the rest to an excluded shard, content-addressed in the
-dataset's ``shards/`` folder (no manifest lists them yet, so no reader sees
-them), then its decision record is written. The job's staging folder
+job's ``shards/`` folder (the catalog is untouched until the publish moves
+them in: renames, not writes), then its decision record is written. The job's staging folder
 (``flows.shard.staging_dir``) holds::
 
     basis.json                the version decided against, the real set's version, and the
                               head the decisions were last checked against (``flows.recheck``)
     shard-00003.decided.json  a decided shard: its final shard refs, counts and runs
+    shards/<sha256>.parquet   decided shards, final bytes, moved into the catalog at the publish
     shard-00003.parquet       a shard staged undecided (its predecessors were not decided
                               in time, or ``keep: quality``); the commit decides it in plan order
 
@@ -96,10 +97,22 @@ def runs_in(table: pa.Table) -> list[RunRef]:
     return list(seen.values())
 
 
-def shard_rows(catalog: Catalog, name: str, decision: Decision, columns: list[str] | None = None) -> pa.Table:
-    """A decided shard's rows (training and excluded) back in plan order."""
+def shard_dir(stage: Path) -> Path:
+    """Where a job's decided shards wait for the publish (moved into the catalog by ``Catalog.commit``)."""
+    return stage / "shards"
+
+
+def shard_rows(decider: "JobDecider", decision: Decision, columns: list[str] | None = None) -> pa.Table:
+    """A decided shard's rows (training and excluded) back in plan order.
+
+    Read from the job's folder, or from the catalog when a publish that was
+    cut short had moved them in already.
+    """
     cols = sorted(set(columns) | {"plan_index"}, key=SCHEMA.names.index) if columns else None
-    parts = [pq.read_table(catalog.path(name) / r.file, columns=cols, schema=SCHEMA) for r in decision.refs]
+    here, there = shard_dir(decider.stage), decider.catalog.path(decider.name)
+    paths = [here / Path(r.file).name if (here / Path(r.file).name).is_file() else there / r.file
+             for r in decision.refs]
+    parts = [pq.read_table(p, columns=cols, schema=SCHEMA) for p in paths]
     t = pa.concat_tables(parts) if parts else SCHEMA.empty_table().select(cols or SCHEMA.names)
     return t.take(pc.sort_indices(t["plan_index"]))
 
@@ -168,7 +181,7 @@ class JobDecider:
             d = self.decided(s)
             if d is None:
                 raise CatalogError(f"{self.name}: {s.name} is not decided yet; shards are decided in plan order")
-            t = shard_rows(self.catalog, self.name, d, ["sample_id", "embedding", "status"])
+            t = shard_rows(self, d, ["sample_id", "embedding", "status"])
             self._add_kept(samples_from_table(t))
         self.next = max(self.next, upto)
 
@@ -198,7 +211,7 @@ class JobDecider:
 
     def write(self, shard: Shard, full: pa.Table) -> Decision:
         """Write a decided shard's rows as final shards, then its record."""
-        refs = self.catalog.write_split(self.name, full)
+        refs = self.catalog.write_split(self.name, full, shard_dir(self.stage))
         failpoint("shard-files", f"{shard.name}: final shards written, decision record not yet")
         counts: dict[str, int] = {}
         for r in refs:

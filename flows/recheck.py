@@ -76,7 +76,7 @@ def _first_affected(decider: JobDecider, delta: VectorSet) -> int | None:
         return None
     floor = float32_floor(decider.spec.dedup.threshold)
     for k, shard in enumerate(decider.shards):
-        t = shard_rows(decider.catalog, decider.name, decider.decided(shard), ["embedding", "nn_similarity"])
+        t = shard_rows(decider, decider.decided(shard), ["embedding", "nn_similarity"])
         if not t.num_rows:
             continue
         emb = np.asarray(t["embedding"].combine_chunks().values.to_numpy(zero_copy_only=False),
@@ -91,15 +91,14 @@ def _first_affected(decider: JobDecider, delta: VectorSet) -> int | None:
 
 def _redecide(decider: JobDecider, earlier, first: int) -> int:
     """Decide the shards from ``first`` on again against ``earlier``; rewrite those whose decisions change."""
-    cat, name = decider.catalog, decider.name
     decisions = [decider.decided(s) for s in decider.shards]
-    tables = {k: shard_rows(cat, name, decisions[k], _INPUTS + _DECIDED) for k in range(first, len(decisions))}
+    tables = {k: shard_rows(decider, decisions[k], _INPUTS + _DECIDED) for k in range(first, len(decisions))}
     samples = {k: samples_from_table(t.select(_INPUTS)) for k, t in tables.items()}
     decider.earlier = earlier
     if decider.spec.dedup.keep == "first":
         run = RunSoFar()
         for d in decisions[:first]:
-            kept = shard_rows(cat, name, d, ["sample_id", "embedding", "status"])
+            kept = shard_rows(decider, d, ["sample_id", "embedding", "status"])
             _add(run, samples_from_table(kept))
         for k in tables:
             decider.pass_(run)(samples[k])
@@ -110,7 +109,7 @@ def _redecide(decider: JobDecider, earlier, first: int) -> int:
     for k, t in tables.items():
         if not _changed(t, samples[k]):
             continue  # nothing changed: the shard's files stand
-        full = shard_rows(cat, name, decisions[k])
+        full = shard_rows(decider, decisions[k])
         decider.write(decider.shards[k], write_decisions(full, samples[k]))
         rewritten += 1
     return rewritten

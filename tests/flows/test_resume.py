@@ -121,10 +121,21 @@ BROKEN = ("sampling@3:raise-always", {"SYNTHGEN_SHARD_RETRIES": "1"})  # a shard
 FLAKY = ("sampling@1:raise", {})  # a transient error on the first shard of a run
 
 
+def unlisted_shards(data: Path) -> list[str]:
+    """Files in the dataset's shards/ folder that no published version lists."""
+    cat = Catalog(data / "catalog")
+    folder = cat.path(DATASET) / "shards"
+    if not cat.exists(DATASET) or not folder.is_dir():
+        return []
+    listed = {s.file for m in cat.versions(DATASET) for s in m.shards}
+    return sorted(f"shards/{p.name}" for p in folder.iterdir() if f"shards/{p.name}" not in listed)
+
+
 def after_kill(data: Path) -> dict:
     """What a reader sees in a data folder right after a crash."""
     cat = Catalog(data / "catalog")
     return {
+        "unlisted": unlisted_shards(data),
         "head": cat.head(DATASET) if cat.exists(DATASET) else None,
         "verify_real": verify(cat, "digits-real").ok,
         "verify": verify(cat, DATASET).ok if cat.exists(DATASET) else True,
@@ -174,6 +185,9 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_version(scenarios, baseline,
     # and whatever the kill left half-written is only ever a temp name.
     assert state["head"] == visible and state["verify"] and state["verify_real"]
     assert len(state["staged"]) == staged_at_kill and state["staged_readable"]
+    # Decided shards wait in the job's folder: the catalog holds no file a version does not list,
+    # except in the publish's own window (shards moved in, manifest written, HEAD not moved yet).
+    assert (state["unlisted"] != []) == (point == "manifest-written")
 
     rerun = scenarios["rerun"][name]
     assert rerun.returncode == 0, rerun.stderr[-3000:]
@@ -189,6 +203,7 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_version(scenarios, baseline,
     assert result["counts"] == baseline["result"]["counts"]
     assert verify(Catalog(data / "catalog"), DATASET, 1).ok
     assert not list((data / "catalog").rglob(".tmp-*")), "a rerun leaves no temporary files behind"
+    assert unlisted_shards(data) == [], "a rerun leaves no shard file that no version lists"
 
 
 def test_failing_shard_is_retried_then_named(scenarios, baseline):
