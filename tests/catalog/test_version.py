@@ -51,12 +51,18 @@ def test_hf_datasets_reads_a_version(tmp_path):
     assert v.to_pandas().shape[0] == 5
 
 
-def test_iterable_dataset_streams_every_row_once_shuffled_by_shard(tmp_path):
-    cat = Catalog(tmp_path)
+def big_catalog(root, shards: int, rows: int) -> Catalog:
+    """A dataset 'big' of ``shards`` shards of ``rows`` rows each (ids s00000.., s00010.., ...)."""
+    cat = Catalog(root)
     cat.create("big", "synthetic")
     with cat.lock("big"):
-        shards = [cat.write_shard("big", samples_to_table(make_samples(5, start=s * 10))) for s in range(6)]
-        cat.commit("big", shards)
+        refs = [cat.write_shard("big", samples_to_table(make_samples(rows, start=s * 10))) for s in range(shards)]
+        cat.commit("big", refs)
+    return cat
+
+
+def test_iterable_dataset_streams_every_row_once_shuffled_by_shard(tmp_path):
+    cat = big_catalog(tmp_path, shards=6, rows=5)
     ds = open_version(cat, "big").to_torch_iterable(seed=1)
     ids = [sid for _, _, sid in ds]
     assert sorted(ids) == sorted(f"s{s * 10 + i:05d}" for s in range(6) for i in range(5))
@@ -82,11 +88,7 @@ def test_iterable_order_is_the_same_in_two_processes_for_a_seed_and_epoch(tmp_pa
     import subprocess
     import sys
 
-    cat = Catalog(tmp_path)
-    cat.create("big", "synthetic")
-    with cat.lock("big"):
-        shards = [cat.write_shard("big", samples_to_table(make_samples(6, start=s * 10))) for s in range(4)]
-        cat.commit("big", shards)
+    cat = big_catalog(tmp_path, shards=4, rows=6)
     root = os.getcwd()
 
     def order(hashseed: str, epoch: int) -> str:
