@@ -110,9 +110,12 @@ def shard_rows(decider: "JobDecider", decision: Decision, columns: list[str] | N
     """
     cols = sorted(set(columns) | {"plan_index"}, key=SCHEMA.names.index) if columns else None
     here, there = shard_dir(decider.stage), decider.catalog.path(decider.name)
-    paths = [here / Path(r.file).name if (here / Path(r.file).name).is_file() else there / r.file
-             for r in decision.refs]
-    parts = [pq.read_table(p, columns=cols, schema=SCHEMA) for p in paths]
+
+    def located(ref: ShardRef) -> Path:
+        waiting = here / Path(ref.file).name
+        return waiting if waiting.is_file() else there / ref.file
+
+    parts = [pq.read_table(located(r), columns=cols, schema=SCHEMA) for r in decision.refs]
     t = pa.concat_tables(parts) if parts else SCHEMA.empty_table().select(cols or SCHEMA.names)
     return t.take(pc.sort_indices(t["plan_index"]))
 
