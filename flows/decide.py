@@ -22,6 +22,7 @@ a kill leaves either a whole decision or none, and a rerun redoes only that.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -137,6 +138,9 @@ class JobDecider:
         self.real: VersionIndex | None = None
         self.run = RunSoFar()
         self.next = 0  # shards [0, next) are in self.run
+        # Two shards of this process may finish at once (flows.overlap): shard k+1 sees k's record as soon as
+        # it is written, but must not read the run until k's kept rows are in it.
+        self._deciding = threading.Lock()
 
     # -- the basis ----------------------------------------------------------------
     @property
@@ -203,14 +207,15 @@ class JobDecider:
         ``table``: the shard's full rows when they were staged (their images are
         not in ``samples``); else the rows are made from ``samples``.
         """
-        self.basis  # noqa: B018 - fixes the basis and loads the indexes
-        self.catch_up(shard.index)
-        self.pass_(self.run)(samples)
-        full = samples_to_table(samples) if table is None else write_decisions(table, samples)
-        decision = self.write(shard, full)
-        self._add_kept(samples)
-        self.next = shard.index + 1
-        return decision
+        with self._deciding:
+            self.basis  # noqa: B018 - fixes the basis and loads the indexes
+            self.catch_up(shard.index)
+            self.pass_(self.run)(samples)
+            full = samples_to_table(samples) if table is None else write_decisions(table, samples)
+            decision = self.write(shard, full)
+            self._add_kept(samples)
+            self.next = shard.index + 1
+            return decision
 
     def write(self, shard: Shard, full: pa.Table) -> Decision:
         """Write a decided shard's rows as final shards, then its record."""
@@ -261,15 +266,17 @@ class JobDecider:
 
 
 _deciders: dict[Path, JobDecider] = {}
+_deciders_lock = threading.Lock()  # shard tasks of one process run in threads: one decider per job
 
 
 def decider_for(spec: JobSpec, paths: Paths) -> JobDecider:
     """This process's decider of ``spec``'s job (kept in memory between its shards)."""
     stage = staging_dir(paths, spec)
-    d = _deciders.get(stage)
-    if d is None or d.spec.digest() != spec.digest():
-        d = _deciders[stage] = JobDecider(spec, paths)
-    return d
+    with _deciders_lock:
+        d = _deciders.get(stage)
+        if d is None or d.spec.digest() != spec.digest():
+            d = _deciders[stage] = JobDecider(spec, paths)
+        return d
 
 
 def forget(spec: JobSpec, paths: Paths) -> None:

@@ -23,7 +23,8 @@ from flows.dead_runs import close_dead_runs, owner_tags
 from flows.distributed import run_on_workers
 from flows.local_devices import job_devices, run_on_devices
 from flows.models import get_embedder
-from flows.reports import REPORTS, Finished, summary_metrics
+from flows.overlap import run_overlapped
+from flows.reports import Finished, summary_metrics, write_reports
 from flows.schedule import require_server
 from flows.settings import Paths, Settings, configure
 from flows.shard import ShardReport
@@ -99,8 +100,8 @@ def generate_dataset(spec: dict, data_dir: str | None = None, shard_pool: str | 
         metrics |= {"startup_s": startup_s, "commit_s": t_finish - t_commit}
         failpoint("finishing", "after the version commit, while logging to MLflow")
         done = Finished(catalog, job, commit, metrics, shard_runs, shard_pool)
-        for report in REPORTS:  # grid, card, real pairs, histogram, metrics, ...: written, then logged
-            report.write(done).log_to(tracker)
+        for logged in write_reports(done):  # grid, card, real pairs, histogram, metrics, ...: written, then logged
+            logged.log_to(tracker)
         published = None
         if settings.publish_url:  # last: the version's card, grids and indexes are written by now
             published = publish_task(paths, commit.dataset, settings.publish_url)
@@ -132,12 +133,9 @@ def generate_shards(job: JobSpec, shards: list[Shard], catalog: Catalog, paths: 
     if len(devices) > 1:  # several GPUs here: one worker process per device, no server
         log.info(f"{job.name}: {len(todo)} shards on {len(devices)} device workers: {', '.join(devices)}")
         return run_on_devices(job, todo, paths, runs, devices, settings), []
-    shard_task = shard_task_with_policy(settings)
-    reports = []
     with progress.display(sum(len(s) for s in todo), f"{job.name}", shards=len(todo)):
-        for s in todo:
-            reports.append(shard_task(job, s, paths, runs))
-            progress.shard_done(reports[-1].rows if reports[-1].reused else 0)
+        reports = run_overlapped(shard_task_with_policy(settings), job, todo, paths, runs,
+                                 on_done=lambda r: progress.shard_done(r.rows if r.reused else 0))
     return reports, []
 
 

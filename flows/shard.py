@@ -30,6 +30,7 @@ from synthgen.plan import Shard, make_plan
 from synthgen.runtime import set_threads
 from synthgen.spec import JobSpec
 from synthgen.stages import Watermark, shard_stages
+from synthgen.turns import SamplerTurn
 
 DECIDE_WAIT_S = 60.0  # device workers / work pools: a shard waits this long for its predecessors' decisions
 
@@ -54,12 +55,15 @@ def staging_dir(paths: Paths, spec: JobSpec) -> Path:
 
 
 def generate_shard(spec: JobSpec, shard: Shard, paths: Paths, runs: RunRef, on_batch=None,
-                   generator: Generator | None = None, wait_s: float = DECIDE_WAIT_S) -> ShardReport:
+                   generator: Generator | None = None, wait_s: float = DECIDE_WAIT_S,
+                   turn: SamplerTurn | None = None) -> ShardReport:
     """Generate one shard and decide it, or stage it; reuse it if a previous (crashed) run did either.
 
     ``generator``: a loaded generator to use instead of the spec's (injected, e.g. by tests).
     ``wait_s``: how long to wait for the shards before it to be decided (other
     processes generating them) before staging this one undecided.
+    ``turn``: the sampler's turn this shard takes for its sampling only
+    (``synthgen.turns``), so another shard can sample while this one finishes.
     """
     from flows.decide import decider_for  # it reads staging_dir from here
 
@@ -84,7 +88,13 @@ def generate_shard(spec: JobSpec, shard: Shard, paths: Paths, runs: RunRef, on_b
     stages = shard_stages(gen, emb, provenance_for(spec, gen, emb, runs), caption, get_guard(spec, paths),
                           spec.output.png_compress_level, workers,
                           Watermark(wm.method, wm.strength) if wm.enabled else None)
-    stats = run_stages(samples, stages, gen.batch_size, on_batch, workers)
+    if turn:
+        turn.take()
+    try:
+        stats = run_stages(samples, stages, gen.batch_size, on_batch, workers, turn.give_back if turn else None)
+    finally:
+        if turn:
+            turn.give_back()
     decided = spec.dedup.keep == "first" and _predecessors_decided(decider, shard, wait_s)
     if decided:
         decider.decide(shard, samples)

@@ -18,6 +18,7 @@ from flows.settings import Paths, Settings
 from flows.shard import ShardReport, generate_shard
 from synthgen.plan import Shard
 from synthgen.spec import JobSpec
+from synthgen.turns import SamplerTurn
 
 
 @task(name="load-models", cache_policy=NO_CACHE)
@@ -37,13 +38,18 @@ class ShardFailed(RuntimeError):
     retry_delay_seconds=[2, 10],  # replaced per run from Settings (shard_task_with_policy)
     cache_policy=NO_CACHE,
 )
-def generate_shard_task(spec: JobSpec, shard: Shard, paths: Paths, runs: RunRef) -> ShardReport:
+def generate_shard_task(spec: JobSpec, shard: Shard, paths: Paths, runs: RunRef,
+                        turn: SamplerTurn | None = None) -> ShardReport:
+    """One shard, named in the error if it fails; ``turn``: its sampler turn when shards overlap."""
     try:
-        return generate_shard(spec, shard, paths, runs, on_batch=progress.advance)
+        return generate_shard(spec, shard, paths, runs, on_batch=progress.advance, turn=turn)
     except Exception as exc:
         # Name the shard: after the retries this is the message the user sees.
         raise ShardFailed(f"{shard.name} (plan [{shard.start}:{shard.stop})) failed: "
                           f"{type(exc).__name__}: {exc}") from exc
+    finally:
+        if turn:  # a failed or reused shard must not keep the sampler, nor keep the flow waiting
+            turn.give_back()
 
 
 def shard_task_with_policy(settings: Settings):

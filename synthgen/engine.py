@@ -66,12 +66,16 @@ def _finish(stages: Sequence[Stage], batch: list[Sample]) -> None:
 
 
 def run_stages(samples: list[Sample], stages: Sequence[Stage], batch_size: int,
-               on_batch: Callable[[int], None] | None = None, workers: int = 1) -> EngineStats:
+               on_batch: Callable[[int], None] | None = None, workers: int = 1,
+               on_sampled: Callable[[], None] | None = None) -> EngineStats:
     """Run ``stages`` over ``samples`` in batches of ``batch_size``, in plan order.
 
     ``stages[0]`` (sampling) runs on the calling thread; the rest run on
     ``workers`` background threads (each pinned to one OpenMP thread, so none
     spins on the sampler's core), at most ``workers + 1`` batches behind.
+    ``on_sampled()`` is called once the last batch is sampled, before waiting
+    for the last batches' other stages (``synthgen.turns``: the next shard
+    may sample meanwhile).
     """
     stats = EngineStats()
     t0 = time.perf_counter()
@@ -90,6 +94,8 @@ def run_stages(samples: list[Sample], stages: Sequence[Stage], batch_size: int,
                 pending.pop(0).result()
             if on_batch:
                 on_batch(len(chunk))
+        if on_sampled:
+            on_sampled()
         for fut in pending:
             fut.result()
     stats.images = len(samples)

@@ -110,12 +110,12 @@ def version_rows(data: Path):
 
 # (failpoint, shards staged when it fires, catalog version visible after the kill)
 KILL_POINTS = [
-    ("sampling@5", 4, None),          # inside shard 4, after its batch sampled, before post-processing
-    ("parquet-write@1", 0, None),     # shard 0 decided, its first final shard under its temp name
-    ("shard-files@7", 6, None),       # shard 6's final shards in place, its decision record not written
-    ("publish", SHARDS, None),        # every shard decided and checked against the head, lock not taken
-    ("manifest-written", SHARDS, None),  # manifest of version 1 written, HEAD not moved
-    ("finishing", 0, 1),              # version 1 committed (staging cleared); killed while logging to MLflow
+    ("sampling@5", {3, 4}, None),     # inside shard 4, after its batch sampled (shard 3's tail may still run)
+    ("parquet-write@1", {0}, None),   # shard 0 decided, its first final shard under its temp name
+    ("shard-files@7", {6}, None),     # shard 6's final shards in place, its decision record not written
+    ("publish", {SHARDS}, None),      # every shard decided and checked against the head, lock not taken
+    ("manifest-written", {SHARDS}, None),  # manifest of version 1 written, HEAD not moved
+    ("finishing", {0}, 1),            # version 1 committed (staging cleared); killed while logging to MLflow
 ]
 BROKEN = ("sampling@3:raise-always", {"SYNTHGEN_SHARD_RETRIES": "1"})  # a shard that keeps failing
 FLAKY = ("sampling@1:raise", {})  # a transient error on the first shard of a run
@@ -184,7 +184,7 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_version(scenarios, baseline,
     # After the kill: the catalog reads as before (no version, or the committed one), verify passes,
     # and whatever the kill left half-written is only ever a temp name.
     assert state["head"] == visible and state["verify"] and state["verify_real"]
-    assert len(state["staged"]) == staged_at_kill and state["staged_readable"]
+    assert len(state["staged"]) in staged_at_kill and state["staged_readable"]
     # Decided shards wait in the job's folder: the catalog holds no file a version does not list,
     # except in the publish's own window (shards moved in, manifest written, HEAD not moved yet).
     assert (state["unlisted"] != []) == (point == "manifest-written")
@@ -194,8 +194,8 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_version(scenarios, baseline,
     result = json.loads((data / "result.json").read_text())
     m = result["metrics"]
     if visible is None:  # redo at most the interrupted shard: every shard staged before the kill is reused
-        assert m["shards_reused"] == staged_at_kill
-        assert m["generated_this_run"] == 3 * (SHARDS - staged_at_kill)
+        assert m["shards_reused"] == len(state["staged"])
+        assert m["generated_this_run"] == 3 * (SHARDS - len(state["staged"]))
     else:  # killed after its commit: the version is reused and nothing is generated again
         assert m["generated_this_run"] == 0
     assert result["reused"] == (visible is not None)
