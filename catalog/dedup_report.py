@@ -42,12 +42,10 @@ def dedup_report(version: DatasetVersion, out_png: str | Path | None = None, exa
         [{k: t[i][k] for k in ("sample_id", "status", "nn_id", "nn_source", "nn_similarity")} for i in order],
     )
     if out_png:
-        import matplotlib
+        from matplotlib.figure import Figure  # no pyplot: the flow writes its plots from several threads
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(7, 3.5))
+        fig = Figure(figsize=(7, 3.5))
+        ax = fig.subplots()
         finite = np.concatenate([synth[~np.isnan(synth)], real[~np.isnan(real)], [0.5]])
         bins = np.linspace(min(finite.min(), 0.5), 1.0, 60)
         ax.hist(synth[~np.isnan(synth)], bins=bins, alpha=0.6, label="nearest synthetic (kept)")
@@ -59,6 +57,5 @@ def dedup_report(version: DatasetVersion, out_png: str | Path | None = None, exa
         ax.legend(fontsize=8)
         fig.tight_layout()
         fig.savefig(out_png, dpi=100)
-        plt.close(fig)
         report.histogram = Path(out_png)
     return report

@@ -100,15 +100,13 @@ class QualityReport:
         shown = [g for g in self.groups if g.coverage is not None or g.diversity_ratio is not None][:50]
         if not shown:
             return None
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
         import numpy as np
+        from matplotlib.figure import Figure  # no pyplot: the flow writes its plots from several threads
 
         keys = ("precision", "recall", "coverage", "diversity_ratio")
         x = np.arange(len(shown))
-        fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(shown) + 2), 3.5))
+        fig = Figure(figsize=(max(6.0, 0.6 * len(shown) + 2), 3.5))
+        ax = fig.subplots()
         for i, key in enumerate(keys):
             vals = [getattr(g, key) if getattr(g, key) is not None else np.nan for g in shown]
             ax.bar(x + (i - 1.5) * 0.2, vals, 0.2, label=key.replace("_", " "))
@@ -121,7 +119,6 @@ class QualityReport:
         out = Path(path)
         tmp = out.with_name(f".tmp-{out.name}")
         fig.savefig(tmp, dpi=100, format="png")
-        plt.close(fig)
         tmp.replace(out)
         return out
 
