@@ -238,6 +238,12 @@ def test_killed_runs_are_marked_failed_by_the_run_that_resumed_them(seeded, scen
     from mlflow import MlflowClient
     from prefect import get_client
 
+    def status(point: str) -> subprocess.CompletedProcess:
+        return subprocess.run([SYNTHGEN, "--data-dir", str(scenarios["data"][f"kill-{point}"]), "status", "--json"],
+                              env=seeded["env"], capture_output=True, text=True, timeout=120)
+
+    with ThreadPoolExecutor(3) as pool:  # six `synthgen status` processes: mostly start-up, so a few at once
+        statuses = dict(zip([p for p, _, _ in KILL_POINTS], pool.map(status, [p for p, _, _ in KILL_POINTS])))
     for point, _, _ in KILL_POINTS:
         data = scenarios["data"][f"kill-{point}"]
         resumed = json.loads((data / "result.json").read_text())
@@ -254,9 +260,7 @@ def test_killed_runs_are_marked_failed_by_the_run_that_resumed_them(seeded, scen
         assert state.is_crashed() and resumed["mlflow_run_id"] in state.message, (point, state)
         assert resumer.is_completed()
 
-        status = subprocess.run([SYNTHGEN, "--data-dir", str(data), "status", "--json"], env=seeded["env"],
-                                capture_output=True, text=True, timeout=120)
-        shown = {r["mlflow_run_id"]: r for r in json.loads(status.stdout)["runs"]}
+        shown = {r["mlflow_run_id"]: r for r in json.loads(statuses[point].stdout)["runs"]}
         assert shown[dead.info.run_id]["state"] == "FAILED" and "process died" in shown[dead.info.run_id]["note"]
         assert shown[resumed["mlflow_run_id"]]["state"] == "FINISHED"
         assert "RUNNING" not in {r["state"] for r in shown.values()}
