@@ -17,7 +17,6 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from catalog.guard import pixel_guard
 from catalog.manifest import Manifest
 from catalog.schema import samples_to_table
 from catalog.store import Catalog
@@ -95,7 +94,7 @@ def ingest_folder(
     name: str,
     root: str | Path,
     embed: EmbedFn | None = None,
-    embedding_model: str | None = None,
+    embedding_model: str | Callable[[], str] | None = None,
     restricted: bool = False,
     description: str = "",
     batch: int = 512,
@@ -106,7 +105,10 @@ def ingest_folder(
     Every file is decoded first: if any is not a readable image, nothing is
     written and ``IngestError`` names each bad file, unless ``skip_bad``,
     which leaves them out and lists them in the manifest's ``prov["skipped"]``.
+    ``embedding_model`` may be a function, called once the files are read (after ``embed``), so a
+    caller can load its model only once the folder is known to be good.
     """
+
     root = Path(root)
     check_target(catalog, name)
     files = scan(root)  # validate before touching the catalog
@@ -145,6 +147,8 @@ def ingest_folder(
             emb = embed([s.image for s in chunk])
             for s, e in zip(chunk, emb):
                 s.embedding, s.image = e, None
+    if callable(embedding_model):
+        embedding_model = embedding_model()
     catalog.create(name, "real", description=description, restricted=restricted)
     with catalog.lock(name):
         shard = catalog.write_shard(name, samples_to_table(samples, embedding_model=embedding_model))
@@ -159,5 +163,6 @@ def ingest_folder(
                                  for p, r in bad]} if bad else {})},
         )
     # The pixel guard's thumbnails and index, once per version here rather than decoded again by every job.
+    from catalog.guard import pixel_guard  # faiss and torch: imported here, so a bad folder is named fast
     pixel_guard(DatasetVersion(catalog, manifest))
     return manifest

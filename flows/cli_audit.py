@@ -45,7 +45,6 @@ def audit(
 def _trace(path: Path, embedder: str, quiet: bool = False) -> str:
     """Find the sample an image file came from; print how it was matched (to stderr when ``quiet``)."""
     from catalog.trace import by_embedding, by_pixel_hash
-    from synthgen.embedder import load_embedder
     from synthgen.imaging import ImageReadError, pixel_sha256, png_text, read_image_file
     from synthgen.model_check import check_embedder
     from synthgen.spec import EmbedderSpec
@@ -79,6 +78,8 @@ def _trace(path: Path, embedder: str, quiet: bool = False) -> str:
         return exact[0].sample_id
     emb_spec = EmbedderSpec(model=embedder)
     check_embedder(emb_spec, "--embedder")
+    from synthgen.embedder import load_embedder  # torch: only once the cheap ways to match have failed
+
     emb = load_embedder(emb_spec)
     match = by_embedding(cat, emb.embed_images([img])[0], emb.name, image=img)
     if match is None:

@@ -208,7 +208,6 @@ def search(
     """Nearest samples to a text by CLIP embedding, filtered by metadata."""
     from catalog import CatalogError, open_version
     from catalog.search import search as run_search
-    from synthgen.embedder import load_embedder
     from synthgen.imaging import decode, make_grid
     from synthgen.model_check import check_embedder
     from synthgen.spec import EmbedderSpec
@@ -216,6 +215,8 @@ def search(
     v = open_version(_catalog(), ref, allow_restricted)
     emb_spec = EmbedderSpec(model=embedder)
     check_embedder(emb_spec, "--embedder")
+    from synthgen.embedder import load_embedder  # torch: after the reference and the model are checked
+
     emb = load_embedder(emb_spec)
     if v.manifest.embedding_model and v.manifest.embedding_model != emb.name:
         _fail(f"{v.ref} was embedded with {v.manifest.embedding_model}, not {emb.name}; pass --embedder")

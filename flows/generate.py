@@ -24,6 +24,7 @@ from flows.distributed import run_on_workers
 from flows.local_devices import job_devices, run_on_devices
 from flows.models import get_embedder
 from flows.overlap import run_overlapped
+from flows.preflight import preflight
 from flows.reports import Finished, summary_metrics, write_reports
 from flows.schedule import require_server
 from flows.settings import Paths, Settings, configure
@@ -31,26 +32,10 @@ from flows.shard import ShardReport
 from flows.tasks import ShardFailed, commit_task, load_models_task, publish_task, shard_task_with_policy
 from flows.tracking import Tracker
 from synthgen.failpoints import failpoint
-from synthgen.model_check import check_job_models
 from synthgen.plan import Shard, make_shards
 from synthgen.spec import JobSpec, parse_spec
 
 __all__ = ["ShardFailed", "generate_dataset", "preflight"]
-
-
-def preflight(spec: JobSpec, catalog: Catalog) -> None:
-    """Check catalog references and the models' config files before any model loads (a bad name costs nothing)."""
-    from catalog import CatalogError
-
-    if spec.dedup.real_dataset:
-        info = catalog.info(spec.dedup.real_dataset)  # raises with the known names
-        if info["origin"] != "real":
-            raise CatalogError(f"dedup.real_dataset: {spec.dedup.real_dataset!r} is a {info['origin']} dataset")
-        if catalog.head(spec.dedup.real_dataset) is None:
-            raise CatalogError(f"dedup.real_dataset: {spec.dedup.real_dataset!r} has no versions yet")
-    if catalog.exists(spec.output.dataset) and catalog.info(spec.output.dataset)["origin"] != "synthetic":
-        raise CatalogError(f"output.dataset: {spec.output.dataset!r} is a real dataset")
-    check_job_models(spec)  # config files only; deployments reach the flow without the CLI's checks
 
 
 def _close_dead_runs(tracker: Tracker, job: JobSpec, runs: RunRef) -> None:

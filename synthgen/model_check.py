@@ -13,9 +13,12 @@ loader downloads it.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from synthgen.spec import EmbedderSpec, GeneratorSpec, JobSpec
@@ -131,9 +134,7 @@ def check_generator(spec: GeneratorSpec, kind: str, class_ids: list[int] | None 
     """Check the generator's folder, its kind against the conditioning, and the class ids' range."""
     folder = locate(spec.model, field)
     if spec.scheduler:
-        import diffusers
-
-        if not hasattr(diffusers, spec.scheduler):
+        if not _diffusers_has(spec.scheduler):
             raise ModelCheckError(f"generator.scheduler: diffusers has no scheduler {spec.scheduler!r}")
     if folder is None:
         return GeneratorInfo(None, None, None, None)
@@ -166,16 +167,44 @@ def check_generator(spec: GeneratorSpec, kind: str, class_ids: list[int] | None 
     return GeneratorInfo(folder, pipeline_class, model_kind, n)
 
 
-def _check_pipeline_class(pipeline_class: str, index: dict, field: str) -> None:
-    """The pipeline and its diffusers components must be classes this diffusers has."""
+@lru_cache(maxsize=1)
+def _diffusers_exports() -> frozenset[str]:
+    """The names diffusers' ``__init__`` lists (its lazy import table quotes every public class)."""
+    spec = importlib.util.find_spec("diffusers")
+    try:
+        source = open(spec.origin, encoding="utf-8").read() if spec and spec.origin else ""
+    except OSError:
+        source = ""
+    return frozenset(re.findall(r'"([A-Za-z_][A-Za-z0-9_]*)"', source))
+
+
+def _diffusers_has(name: str) -> bool:
+    """Whether diffusers has ``name``, without importing it (``import diffusers`` imports torch: ~1-3 s).
+
+    A name its ``__init__`` lists is answered from the source text; any other is confirmed by importing
+    diffusers, so an unusual install can only make the check slower, never reject a class it has.
+    """
+    if name in _diffusers_exports():
+        return True
     import diffusers
 
-    if pipeline_class != "ClassConditionalPipeline" and not hasattr(diffusers, pipeline_class):
+    return hasattr(diffusers, name)
+
+
+def _diffusers_version() -> str:
+    from importlib import metadata
+
+    return metadata.version("diffusers")
+
+
+def _check_pipeline_class(pipeline_class: str, index: dict, field: str) -> None:
+    """The pipeline and its diffusers components must be classes this diffusers has."""
+    if pipeline_class != "ClassConditionalPipeline" and not _diffusers_has(pipeline_class):
         raise ModelCheckError(f"{field}: model_index.json names pipeline {pipeline_class!r}, which diffusers "
-                              f"{diffusers.__version__} does not have")
+                              f"{_diffusers_version()} does not have")
     for name, entry in index.items():
         if isinstance(entry, list) and len(entry) == 2 and entry[0] == "diffusers" and entry[1]:
-            if not hasattr(diffusers, str(entry[1])):
+            if not _diffusers_has(str(entry[1])):
                 raise ModelCheckError(f"{field}: component {name!r} is a {entry[1]}, which diffusers does not have")
 
 

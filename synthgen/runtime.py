@@ -8,9 +8,13 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
+# torch is imported inside the functions that use it: the model checks read EMBEDDED before any model
+# loads, and a command failing on bad input should not pay torch's ~1.3 s import.
 ASSETS = Path(__file__).parent / "assets"
 EMBEDDED = {
     "embedded:digits": ASSETS / "digits-ddpm",
@@ -31,6 +35,8 @@ def resolve_device(device: str) -> str:
     """'auto' picks CUDA, then MPS, then CPU."""
     if device != "auto":
         return device
+    import torch
+
     if torch.cuda.is_available():
         return "cuda"
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
@@ -40,6 +46,8 @@ def resolve_device(device: str) -> str:
 
 def torch_dtype(name: str, device: str) -> torch.dtype:
     """The torch dtype for a spec name ('auto': bfloat16 on CUDA, else float32); fp16 on CPU falls back to float32."""
+    import torch
+
     if name == "auto":
         return torch.bfloat16 if device.startswith("cuda") else torch.float32
     dtype = getattr(torch, name)
@@ -56,6 +64,8 @@ def set_threads(threads: int | None) -> None:
     or 22 img/s depending on which library set it last).
     """
     if threads:
+        import torch
+
         torch.set_num_threads(threads)
         import faiss
 

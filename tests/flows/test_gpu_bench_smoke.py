@@ -8,9 +8,15 @@ import sys
 from tests.conftest import REPO
 
 
-def test_gpu_bench_smoke_runs_both_models_through_synthgen_run(tmp_path):
+def test_gpu_bench_smoke_runs_both_models_through_synthgen_run(prefect_server, tmp_path):
+    from prefect.settings import PREFECT_API_URL
+
     out = tmp_path / "gpu.json"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PREFECT_HOME": str(tmp_path / "prefect")}
+    # Its two `synthgen run`s use the session's Prefect server rather than each starting a temporary one
+    # (~12 s each; the temporary-server path is test_demo_package's). Sizes are already tiny: the rest is
+    # the two processes' start-up.
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PREFECT_HOME": str(tmp_path / "prefect"),
+           "PREFECT_API_URL": PREFECT_API_URL.value()}
     proc = subprocess.run([sys.executable, "bench/gpu/bench_gpu.py", "--smoke", "--json", str(out)], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]

@@ -63,21 +63,12 @@ def seeded(prefect_server, real_digits_dir, embedder, tmp_path_factory) -> dict:
     return {"root": root, "seed": seed, "job": job, "env": env}
 
 
-def run_jobs(seeded: dict, runs: list[tuple[Path, str | None, dict]], at_once: int = 3) -> list:
-    """``synthgen run JOB --json result.json`` once per (data folder, failpoint, extra env), a few at a time.
-
-    Scenarios use separate data folders, so their processes can overlap:
-    most of a small job's time is start-up and waiting on Prefect's API.
-    """
-
-    def one(run) -> subprocess.CompletedProcess:
-        data, failpoint, extra = run
-        env = {**seeded["env"], **extra, **({"SYNTHGEN_FAILPOINT": failpoint} if failpoint else {})}
-        cmd = [SYNTHGEN, "--data-dir", str(data), "run", str(seeded["job"]), "--json", str(data / "result.json")]
-        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-
-    with ThreadPoolExecutor(at_once) as pool:
-        return list(pool.map(one, runs))
+def run_job(seeded: dict, run: tuple[Path, str | None, dict]) -> subprocess.CompletedProcess:
+    """``synthgen run JOB --json result.json`` in one (data folder, failpoint, extra env)."""
+    data, failpoint, extra = run
+    env = {**seeded["env"], **extra, **({"SYNTHGEN_FAILPOINT": failpoint} if failpoint else {})}
+    cmd = [SYNTHGEN, "--data-dir", str(data), "run", str(seeded["job"]), "--json", str(data / "result.json")]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
 
 
 def fresh(seeded: dict, name: str) -> Path:
@@ -146,16 +137,31 @@ def after_kill(data: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def scenarios(seeded) -> dict:
-    """Every scenario's first run (killed, or failing) and its rerun; processes overlap, scenarios don't share files."""
+    """Every scenario's first run (killed, or failing) and its rerun.
+
+    Scenarios use separate data folders, so their processes overlap, 3 at a time: most of a small
+    job's time is start-up and waiting on Prefect's API. A scenario's rerun is queued as soon as its
+    own first run has ended and its state is read, behind the first runs not yet started, so no
+    slot sits idle waiting for the slowest first run of all (15 processes: 5 rounds of 3 where
+    two batches of 8 and 7 took 6).
+    """
     names = ["uninterrupted", *[f"kill-{p}" for p, _, _ in KILL_POINTS], "broken"]
     data = {n: fresh(seeded, n.replace("@", "-")) for n in names}
-    first = [(data["uninterrupted"], None, {})] + [(data[f"kill-{p}"], p, {}) for p, _, _ in KILL_POINTS]
-    first.append((data["broken"], *BROKEN))
-    firsts = dict(zip(names, run_jobs(seeded, first)))
-    states = {n: after_kill(data[n]) for n in names}  # before anything reruns
-    again = names[1:]
-    reruns = run_jobs(seeded, [(data[n], *(FLAKY if n == "broken" else (None, {}))) for n in again])
-    return {"data": data, "first": firsts, "state": states, "rerun": dict(zip(again, reruns))}
+    first = {"uninterrupted": (data["uninterrupted"], None, {}), "broken": (data["broken"], *BROKEN),
+             **{f"kill-{p}": (data[f"kill-{p}"], p, {}) for p, _, _ in KILL_POINTS}}
+    again = {n: (data[n], *(FLAKY if n == "broken" else (None, {}))) for n in names[1:]}
+
+    with ThreadPoolExecutor(3) as pool:
+        def scenario(name: str):
+            proc = run_job(seeded, first[name])
+            state = after_kill(data[name])  # before this scenario reruns
+            return proc, state, pool.submit(run_job, seeded, again[name]) if name in again else None
+
+        started = {n: pool.submit(scenario, n) for n in names}
+        done = {n: f.result() for n, f in started.items()}
+        reruns = {n: rerun.result() for n, (_, _, rerun) in done.items() if rerun is not None}
+    return {"data": data, "first": {n: d[0] for n, d in done.items()}, "state": {n: d[1] for n, d in done.items()},
+            "rerun": reruns}
 
 
 @pytest.fixture(scope="module")
@@ -232,6 +238,12 @@ def test_killed_runs_are_marked_failed_by_the_run_that_resumed_them(seeded, scen
     from mlflow import MlflowClient
     from prefect import get_client
 
+    def status(point: str) -> subprocess.CompletedProcess:
+        return subprocess.run([SYNTHGEN, "--data-dir", str(scenarios["data"][f"kill-{point}"]), "status", "--json"],
+                              env=seeded["env"], capture_output=True, text=True, timeout=120)
+
+    with ThreadPoolExecutor(3) as pool:  # six `synthgen status` processes: mostly start-up, so a few at once
+        statuses = dict(zip([p for p, _, _ in KILL_POINTS], pool.map(status, [p for p, _, _ in KILL_POINTS])))
     for point, _, _ in KILL_POINTS:
         data = scenarios["data"][f"kill-{point}"]
         resumed = json.loads((data / "result.json").read_text())
@@ -248,9 +260,7 @@ def test_killed_runs_are_marked_failed_by_the_run_that_resumed_them(seeded, scen
         assert state.is_crashed() and resumed["mlflow_run_id"] in state.message, (point, state)
         assert resumer.is_completed()
 
-        status = subprocess.run([SYNTHGEN, "--data-dir", str(data), "status", "--json"], env=seeded["env"],
-                                capture_output=True, text=True, timeout=120)
-        shown = {r["mlflow_run_id"]: r for r in json.loads(status.stdout)["runs"]}
+        shown = {r["mlflow_run_id"]: r for r in json.loads(statuses[point].stdout)["runs"]}
         assert shown[dead.info.run_id]["state"] == "FAILED" and "process died" in shown[dead.info.run_id]["note"]
         assert shown[resumed["mlflow_run_id"]]["state"] == "FINISHED"
         assert "RUNNING" not in {r["state"] for r in shown.values()}

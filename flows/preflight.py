@@ -1,0 +1,31 @@
+"""The checks a job passes before anything loads or starts: catalog references and model configs.
+
+Kept apart from ``flows.generate`` (which imports Prefect) so that ``synthgen
+run``/``schedule`` report a bad reference or model without importing Prefect,
+MLflow or torch: a failing command answers in well under a second.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from synthgen.model_check import check_job_models
+
+if TYPE_CHECKING:
+    from catalog import Catalog
+    from synthgen.spec import JobSpec
+
+
+def preflight(spec: JobSpec, catalog: Catalog) -> None:
+    """Check catalog references and the models' config files before any model loads (a bad name costs nothing)."""
+    from catalog import CatalogError
+
+    if spec.dedup.real_dataset:
+        info = catalog.info(spec.dedup.real_dataset)  # raises with the known names
+        if info["origin"] != "real":
+            raise CatalogError(f"dedup.real_dataset: {spec.dedup.real_dataset!r} is a {info['origin']} dataset")
+        if catalog.head(spec.dedup.real_dataset) is None:
+            raise CatalogError(f"dedup.real_dataset: {spec.dedup.real_dataset!r} has no versions yet")
+    if catalog.exists(spec.output.dataset) and catalog.info(spec.output.dataset)["origin"] != "synthetic":
+        raise CatalogError(f"output.dataset: {spec.output.dataset!r} is a real dataset")
+    check_job_models(spec)  # config files only; deployments reach the flow without the CLI's checks
