@@ -18,7 +18,8 @@ B. ``synthgen run`` of a tiny Stable Diffusion whose VAE upsamples 8x
    (512-px images from 64x64 latents) vs the bare pipeline loop at the same
    settings (batch, steps, seeds), interleaved bare, flow, bare; flow/bare
    is the flow's wall time (minus the fixed start-up it reports) over the
-   mean of the adjacent bare loops. Target: <= 1.05. ``shards_over_bare``
+   mean of the adjacent bare loops, over 3 flow runs and their median
+   (``--flow-repeats``). Target: <= 1.05. ``shards_over_bare``
    leaves out the commit and the finishing reports (card, grids, MLflow),
    fixed costs; 64 images in two shards, so that they weigh about what
    they would in a real job (``throughput_flow.flow_vs_bare`` says why).
@@ -123,6 +124,7 @@ def main() -> None:
                     help="PNG encoders (synthgen.png) to run, in the same run: pillow is the bytes of old jobs")
     ap.add_argument("--skip-flow", action="store_true")
     ap.add_argument("--skip-ceiling", action="store_true")
+    ap.add_argument("--flow-repeats", type=int, default=3, help="flow runs in part B (each between two bare loops)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
 
@@ -146,7 +148,7 @@ def main() -> None:
         if not args.skip_flow:
             from bench.throughput_flow import flow_vs_bare
 
-            flow_rows = flow_vs_bare(Path(tmp))
+            flow_rows = flow_vs_bare(Path(tmp), repeats=args.flow_repeats)
             emit("throughput_flow", "synthgen run vs bare loop (tiny SD, 512 px)", flow_rows)
         if rows:
             emit("throughput", "Engine ceiling with a stub generator (img/s; ideal = cores / sum of stage costs)",

@@ -59,7 +59,7 @@ def flow(spec_dict: dict, tmp: Path, name: str) -> dict:
     return json.loads(out.read_text())
 
 
-def flow_vs_bare(tmp: Path, per_prompt: int = 16, repeats: int = 2) -> list[dict]:
+def flow_vs_bare(tmp: Path, per_prompt: int = 16, repeats: int = 3) -> list[dict]:
     """Flow / bare for ``per_prompt`` images of each of the 4 prompts, in two shards.
 
     64 images by default: a job's fixed finishing costs (commit, card, grids,
@@ -84,7 +84,12 @@ def flow_vs_bare(tmp: Path, per_prompt: int = 16, repeats: int = 2) -> list[dict
         adjacent = (bares[-2] + bares[-1]) / 2
         shards_s = rest - m["commit_s"] - m["finish_s"]  # sampling + post-processing + staging Parquet
         rows.append({"run": i, "images": len(PROMPTS) * per_prompt, "bare_s": adjacent, "flow_after_startup_s": rest,
-                     "startup_s": m["startup_s"], "shards_s": shards_s, "commit_s": m["commit_s"],
-                     "finish_s": m["finish_s"], "flow_over_bare": rest / adjacent,
+                     "startup_s": m["startup_s"], "shards_s": shards_s,
+                     "not_sampling_s": shards_s - m["sampling_s"],  # in the shards, the sampler not running
+                     "commit_s": m["commit_s"], "finish_s": m["finish_s"], "flow_over_bare": rest / adjacent,
                      "shards_over_bare": shards_s / adjacent})
+    ratios = sorted(r["flow_over_bare"] for r in rows)
+    rows.append({"run": "median", "images": images, "flow_over_bare": ratios[len(ratios) // 2],
+                 **{k: sorted(r[k] for r in rows)[len(rows) // 2]
+                    for k in ("bare_s", "flow_after_startup_s", "not_sampling_s", "commit_s", "finish_s")}})
     return rows
