@@ -21,6 +21,7 @@ from flows.cli_common import (
     GENERATE, INSPECT, JSON_HELP, _catalog, _fail, _paths, app, check_status, err, out,
     print_json,
 )
+from flows.cli_errors import INTERRUPTED
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_PACKAGED = Path(__file__).resolve().parent / "demo"  # package data: the demo runs from an installed wheel
@@ -323,8 +324,8 @@ def entrypoint() -> None:
     """Console-script entry point."""
     try:
         app()
-    except KeyboardInterrupt:
-        err.print("interrupted; committed versions are intact, rerun the job to resume")
+    except KeyboardInterrupt:  # outside a command (the group turns one inside into this message and 130)
+        err.print(INTERRUPTED)
         _exit(130)
     except SystemExit as exc:
         _exit(exc.code)

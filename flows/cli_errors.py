@@ -57,12 +57,20 @@ def describe(exc: BaseException) -> str | None:
     return None
 
 
+INTERRUPTED = "interrupted; committed versions are intact, rerun the job to resume"
+
+
 class SynthgenGroup(TyperGroup):
     """The command group: runs the chosen command and turns expected errors into one message."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:
+            # Here, not in the entry point: click turns an interrupt that gets past the command into
+            # a bare exit 130 ("Aborted"), and the user would not learn that nothing was lost.
+            Console(stderr=True, soft_wrap=True).print(INTERRUPTED)
+            raise SystemExit(130) from None
         except BrokenPipeError:
             # The reader went away (`synthgen ... | head`): stop quietly, as Python's docs advise;
             # stdout goes to devnull so the interpreter's final flush cannot fail again.

@@ -32,19 +32,26 @@ def run_overlapped(shard_task, job: JobSpec, todo: list[Shard], paths: Paths, ru
     Reports come back in plan order; the first shard that fails for good
     raises here (after its retries), as a sequential loop would.
     """
-    sampler = threading.Lock()
+    sampler, stop = threading.Lock(), threading.Event()
     in_flight, reports = [], []
-    for shard in todo:
-        turn = SamplerTurn(sampler)
-        future = shard_task.submit(job, shard, paths, runs, turn)
-        # A task that ends, however it ends, no longer holds the sampler (nor keeps this loop waiting).
-        future.add_done_callback(lambda _, turn=turn: turn.give_back())
-        turn.started.wait()  # the next turn only once this shard holds its own: sampling stays in plan order
-        in_flight.append(future)
-        if len(in_flight) == IN_FLIGHT:
-            reports.append(in_flight.pop(0).result())
+    try:
+        for shard in todo:
+            turn = SamplerTurn(sampler, stop)
+            future = shard_task.submit(job, shard, paths, runs, turn)
+            # A task that ends, however it ends, no longer holds the sampler (nor keeps this loop waiting).
+            future.add_done_callback(lambda _, turn=turn: turn.give_back())
+            turn.started.wait()  # the next turn only once this shard holds its own: sampling stays in plan order
+            in_flight.append(future)
+            if len(in_flight) == IN_FLIGHT:
+                reports.append(in_flight.pop(0).result())
+                on_done(reports[-1])
+        for future in in_flight:
+            reports.append(future.result())
             on_done(reports[-1])
-    for future in in_flight:
-        reports.append(future.result())
-        on_done(reports[-1])
+    except BaseException:
+        # Ctrl-C (or a shard that failed for good): the shards in flight run in the task runner's
+        # threads, which the interrupt does not reach; they stop at their next batch instead of
+        # finishing work nobody waits for (and the process exits within a batch, not a shard).
+        stop.set()
+        raise
     return reports

@@ -50,11 +50,12 @@ def display(total: int, description: str, shards: int = 0) -> Iterator[None]:
 def advance(n: int) -> None:
     """Count ``n`` more images sampled."""
     global _done
-    if _progress is None:
+    progress, task = _progress, _task  # read once: shard threads call this while display() may end
+    if progress is None:
         return
     _done += n
     rate = _done / max(time.perf_counter() - _t0, 1e-9)
-    _progress.update(_task, advance=n, rate=f"{rate:6.1f} img/s")
+    progress.update(task, advance=n, rate=f"{rate:6.1f} img/s")
 
 
 def _shard_text() -> str:

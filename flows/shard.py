@@ -88,14 +88,16 @@ def generate_shard(spec: JobSpec, shard: Shard, paths: Paths, runs: RunRef, on_b
     stages = shard_stages(gen, emb, provenance_for(spec, gen, emb, runs), caption, get_guard(spec, paths),
                           spec.output.png_compress_level, workers,
                           Watermark(wm.method, wm.strength) if wm.enabled else None)
-    if turn:
-        turn.take()
-    try:
-        stats = run_stages(samples, stages, gen.batch_size, on_batch, workers, turn.give_back if turn else None)
-    finally:
+    def batch_done(n: int) -> None:
         if turn:
-            turn.give_back()
-    decided = spec.dedup.keep == "first" and _predecessors_decided(decider, shard, wait_s)
+            turn.check()  # the flow was interrupted: stop before the next batch
+        if on_batch:
+            on_batch(n)
+
+    if turn:  # given back after the last batch; after a failure, once the task is done (retries keep it)
+        turn.take()
+    stats = run_stages(samples, stages, gen.batch_size, batch_done, workers, turn.give_back if turn else None)
+    decided = spec.dedup.keep == "first" and _predecessors_decided(decider, shard, wait_s, turn)
     if decided:
         decider.decide(shard, samples)
     else:
@@ -104,7 +106,7 @@ def generate_shard(spec: JobSpec, shard: Shard, paths: Paths, runs: RunRef, on_b
                        device=gen.device, decided=decided)
 
 
-def _predecessors_decided(decider, shard: Shard, wait_s: float) -> bool:
+def _predecessors_decided(decider, shard: Shard, wait_s: float, turn: SamplerTurn | None = None) -> bool:
     """Whether every shard before ``shard`` is decided, waiting up to ``wait_s`` for shards in flight.
 
     A predecessor that was staged undecided is decided only by the commit: no
@@ -112,6 +114,8 @@ def _predecessors_decided(decider, shard: Shard, wait_s: float) -> bool:
     """
     deadline = time.monotonic() + wait_s
     while not decider.ready(shard):
+        if turn and turn.stop.is_set():  # the flow is ending (interrupted, or an earlier shard failed)
+            return False
         staged = any((decider.stage / f"{s.name}.parquet").is_file() and decider.decided(s) is None
                      for s in decider.shards[: shard.index])
         if staged or time.monotonic() >= deadline:

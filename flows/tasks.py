@@ -47,9 +47,7 @@ def generate_shard_task(spec: JobSpec, shard: Shard, paths: Paths, runs: RunRef,
         # Name the shard: after the retries this is the message the user sees.
         raise ShardFailed(f"{shard.name} (plan [{shard.start}:{shard.stop})) failed: "
                           f"{type(exc).__name__}: {exc}") from exc
-    finally:
-        if turn:  # a failed or reused shard must not keep the sampler, nor keep the flow waiting
-            turn.give_back()
+
 
 
 def shard_task_with_policy(settings: Settings):

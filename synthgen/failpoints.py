@@ -1,11 +1,13 @@
 """Named failure points for crash and retry tests (off unless an env var names one).
 
-``SYNTHGEN_FAILPOINT="<name>[@<n>][:kill|:raise|:raise-always]"`` makes the
+``SYNTHGEN_FAILPOINT="<name>[@<n>][:kill|:raise|:raise-always|:interrupt]"`` makes the
 ``n``-th time the process passes ``failpoint(name)`` (default the first)
 either SIGKILL the process (``kill``, the default: nothing gets to clean
 up, exactly like a machine losing power), raise ``InjectedFailure`` once
-(``raise``: a transient error) or raise on that hit and every later one
-(``raise-always``: a shard that keeps failing). With the variable unset a
+(``raise``: a transient error), raise on that hit and every later one
+(``raise-always``: a shard that keeps failing), or send the process a
+SIGINT and go on (``interrupt``: a user's Ctrl-C, which Python raises in
+the main thread wherever it is). With the variable unset a
 failpoint is one dictionary lookup.
 
 The crash tests (tests/flows/test_resume.py) run whole jobs in a subprocess
@@ -63,5 +65,9 @@ def failpoint(name: str, detail: str = "") -> None:
         hit = _hits[name]
     if hit == nth and action == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
+    if action == "interrupt":
+        if hit == nth:
+            os.kill(os.getpid(), signal.SIGINT)
+        return
     if hit == nth or (hit > nth and action == "raise-always"):
         raise InjectedFailure(f"injected failure at {name} (hit {hit}){': ' + detail if detail else ''}")

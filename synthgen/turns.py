@@ -16,24 +16,52 @@ from __future__ import annotations
 import threading
 
 
+class SamplingStopped(BaseException):
+    """The flow was interrupted (Ctrl-C): a shard in flight stops at its next batch.
+
+    A ``BaseException``, like the ``KeyboardInterrupt`` it stands for, so the
+    shard task is not retried: nothing of the shard is written, and a rerun
+    redoes it.
+    """
+
+
 class SamplerTurn:
     """One shard's turn on a shared sampler lock: taken before its first batch, given back after its last.
 
     ``started`` is set once the shard holds the turn, or once it ended
     without taking it (reused, failed): the flow waits on it before handing
-    the next shard its turn, which keeps sampling in plan order.
+    the next shard its turn, which keeps sampling in plan order. ``stop``
+    (shared by the flow's turns) is set when the flow is interrupted: a
+    shard waiting for the sampler, or between two batches, then raises
+    ``SamplingStopped`` instead of finishing a shard nobody waits for; one
+    that waits for earlier shards' decisions stages itself at once.
     """
 
-    def __init__(self, sampler: threading.Lock) -> None:
+    def __init__(self, sampler: threading.Lock, stop: threading.Event | None = None) -> None:
         self._sampler = sampler
         self._held = False
         self.started = threading.Event()
+        self.stop = stop or threading.Event()
 
     def take(self) -> None:
-        """Wait for the sampler, then hold it (a retry of the same shard takes it again)."""
-        self._sampler.acquire()
-        self._held = True
+        """Wait for the sampler, then hold it.
+
+        A shard that failed while sampling still holds it: its retry goes on
+        with it, before the next shard, as in a sequential loop. Whoever runs
+        the shard gives it back once the shard is done for good
+        (``flows.overlap``: when its task ends).
+        """
+        if not self._held:
+            while not self._sampler.acquire(timeout=0.1):
+                self.check()
+            self._held = True
         self.started.set()
+        self.check()
+
+    def check(self) -> None:
+        """Raise ``SamplingStopped`` if the flow was interrupted."""
+        if self.stop.is_set():
+            raise SamplingStopped("the run was interrupted")
 
     def give_back(self) -> None:
         """Release the sampler if held; idempotent, and safe on every exit path."""

@@ -155,7 +155,6 @@ def test_shards_generated_out_of_order_are_staged_and_give_the_same_version(seed
     for sa, sb in zip(ma.shards, mb.shards):  # same rows, same decisions, bit for bit
         ta = pq.read_table(a.path("digits-once") / sa.file).drop_columns(PER_RUN)
         tb = pq.read_table(b.path("digits-once") / sb.file).drop_columns(PER_RUN)
-        print("DIFF", [(c, [(x, y) for x, y in zip(ta[c].to_pylist(), tb[c].to_pylist()) if x != y][:2]) for c in ta.column_names if ta[c] != tb[c]])
         assert ta.equals(tb)
 
 

@@ -23,14 +23,21 @@ def note(what: str, shard: int) -> None:
         events.append((what, shard, time.monotonic()))
 
 
+attempts: dict[int, int] = {}
+
+
 @task(cache_policy=NO_CACHE)
 def recording_shard(job, shard, paths, runs, turn: SamplerTurn) -> ShardReport:
+    attempts[shard.index] = attempts.get(shard.index, 0) + 1
     if job == "fail" and shard.index == 1:
         turn.take()  # fails while holding the sampler: the turn must come back
         raise RuntimeError("shard 1 broke")
     turn.take()
+    if job == "flaky" and shard.index == 1 and attempts[1] == 1:
+        note("sample", shard.index)
+        raise RuntimeError("shard 1 failed once")  # while sampling: its retry keeps the sampler
     note("sample", shard.index)
-    time.sleep(0.15)
+    time.sleep(0.5)  # longer than the tail: the next shard is queued at the sampler before this one is done
     note("sampled", shard.index)
     turn.give_back()
     time.sleep(0.3)  # the tail: last stages, decision, Parquet
@@ -40,7 +47,8 @@ def recording_shard(job, shard, paths, runs, turn: SamplerTurn) -> ShardReport:
 
 @flow
 def overlapped(job: str, n: int) -> list[int]:
-    return [r.shard for r in run_overlapped(recording_shard, job, make_shards(n * 4, 4), None, None)]
+    shard_task = recording_shard.with_options(retries=1, retry_delay_seconds=0.5) if job == "flaky" else recording_shard
+    return [r.shard for r in run_overlapped(shard_task, job, make_shards(n * 4, 4), None, None)]
 
 
 def at(what: str, shard: int) -> float:
@@ -75,3 +83,10 @@ def test_a_shard_that_fails_raises_and_gives_the_sampler_back(prefect_server):
     assert not worker.is_alive(), "the flow hung: the failed shard kept the sampler"
     assert len(raised) == 1 and "shard 1 broke" in str(raised[0])
     assert [s for w, s, _ in events if w == "sample"][:1] == [0]
+
+
+def test_a_retry_keeps_the_sampler_so_shards_still_sample_in_plan_order(prefect_server):
+    events.clear()
+    attempts.clear()
+    assert overlapped("flaky", 4) == [0, 1, 2, 3]
+    assert [s for w, s, _ in events if w == "sample"] == [0, 1, 1, 2, 3]  # shard 2 waits for shard 1's retry
