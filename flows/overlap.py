@@ -15,7 +15,6 @@ import threading
 from typing import Callable
 
 from catalog import RunRef
-from flows import progress
 from flows.settings import Paths
 from flows.shard import ShardReport
 from synthgen.plan import Shard
@@ -30,7 +29,7 @@ def run_overlapped(shard_task, job: JobSpec, todo: list[Shard], paths: Paths, ru
     """Run ``shard_task`` (a Prefect task) over ``todo`` in plan order, overlapping each tail with the next shard.
 
     Reports come back in plan order; the first shard that fails for good
-    raises here (after its retries), as a sequential loop would.
+    raises here (after its retries), as a sequential loop would (a retry keeps the sampler).
     """
     sampler, stop = threading.Lock(), threading.Event()
     in_flight, reports = [], []
