@@ -276,7 +276,11 @@ def test_ctrl_c_stops_the_shards_in_flight_and_a_rerun_resumes(seeded):
     data = fresh(seeded, "interrupt")
     cmd = [SYNTHGEN, "--data-dir", str(data), "run", str(job), "--json", str(data / "result.json")]
     env = {**seeded["env"], "SYNTHGEN_FAILPOINT": "sampling@1:interrupt"}  # a SIGINT after the first batch
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    # As from a terminal: a test runner started in the background (CI, `make test &`) ignores SIGINT, and
+    # its children would inherit that; this wrapper gives synthgen the default disposition first.
+    as_terminal = [sys.executable, "-c", "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                   "os.execv(sys.argv[1], sys.argv[1:])"]
+    proc = subprocess.run(as_terminal + cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 130, proc.stderr[-3000:]
     assert "interrupted; committed versions are intact, rerun the job to resume" in proc.stderr
     assert staged(data) == [], "a shard in flight finished after the interrupt"
