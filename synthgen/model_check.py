@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from synthgen.runtime import library_version
 from synthgen.spec import EmbedderSpec, GeneratorSpec, JobSpec
 
 # Pipelines that take class ids (see synthgen.generators.CLASS_PIPELINES).
@@ -172,7 +173,7 @@ def _diffusers_exports() -> frozenset[str]:
     """The names diffusers' ``__init__`` lists (its lazy import table quotes every public class)."""
     spec = importlib.util.find_spec("diffusers")
     try:
-        source = open(spec.origin, encoding="utf-8").read() if spec and spec.origin else ""
+        source = Path(spec.origin).read_text(encoding="utf-8") if spec and spec.origin else ""
     except OSError:
         source = ""
     return frozenset(re.findall(r'"([A-Za-z_][A-Za-z0-9_]*)"', source))
@@ -191,17 +192,11 @@ def _diffusers_has(name: str) -> bool:
     return hasattr(diffusers, name)
 
 
-def _diffusers_version() -> str:
-    from importlib import metadata
-
-    return metadata.version("diffusers")
-
-
 def _check_pipeline_class(pipeline_class: str, index: dict, field: str) -> None:
     """The pipeline and its diffusers components must be classes this diffusers has."""
     if pipeline_class != "ClassConditionalPipeline" and not _diffusers_has(pipeline_class):
         raise ModelCheckError(f"{field}: model_index.json names pipeline {pipeline_class!r}, which diffusers "
-                              f"{_diffusers_version()} does not have")
+                              f"{library_version('diffusers')} does not have")
     for name, entry in index.items():
         if isinstance(entry, list) and len(entry) == 2 and entry[0] == "diffusers" and entry[1]:
             if not _diffusers_has(str(entry[1])):

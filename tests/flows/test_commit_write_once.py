@@ -114,6 +114,14 @@ def assert_same_decisions(rows, samples):
     assert rows["nn_similarity"].to_pylist() == pytest.approx([s.nn_similarity for s in samples], abs=1e-6)
 
 
+def assert_same_shards(a: Catalog, b: Catalog) -> None:
+    """The head versions of digits-once in ``a`` and ``b``: same rows, same decisions, bit for bit."""
+    for sa, sb in zip(a.manifest("digits-once").shards, b.manifest("digits-once").shards, strict=True):
+        ta = pq.read_table(a.path("digits-once") / sa.file).drop_columns(PER_RUN)
+        tb = pq.read_table(b.path("digits-once") / sb.file).drop_columns(PER_RUN)
+        assert ta.equals(tb)
+
+
 def test_version_equals_one_pass_and_trainers_read_kept_rows_only(seed):
     import datasets
 
@@ -152,10 +160,7 @@ def test_shards_generated_out_of_order_are_staged_and_give_the_same_version(seed
     a, b = Catalog(ref_paths.catalog), Catalog(paths.catalog)
     ma, mb = a.manifest("digits-once"), b.manifest("digits-once")
     assert [(s.role, s.rows) for s in ma.shards] == [(s.role, s.rows) for s in mb.shards]
-    for sa, sb in zip(ma.shards, mb.shards):  # same rows, same decisions, bit for bit
-        ta = pq.read_table(a.path("digits-once") / sa.file).drop_columns(PER_RUN)
-        tb = pq.read_table(b.path("digits-once") / sb.file).drop_columns(PER_RUN)
-        assert ta.equals(tb)
+    assert_same_shards(a, b)
 
 
 def test_shards_finishing_side_by_side_decide_as_one_by_one(seed, monkeypatch):
@@ -187,11 +192,7 @@ def test_shards_finishing_side_by_side_decide_as_one_by_one(seed, monkeypatch):
     run_ids = decider_for(spec, paths).run.tail_ids + [i for s, _ in decider_for(spec, paths).run.frozen for i in s.ids]
     assert len(run_ids) == len(set(run_ids)), "a shard's kept rows were added to the run twice"
     dedup_and_commit(spec, shards, paths, [RUNS])
-    a, b = Catalog(ref_paths.catalog), Catalog(paths.catalog)
-    for sa, sb in zip(a.manifest("digits-once").shards, b.manifest("digits-once").shards, strict=True):
-        ta = pq.read_table(a.path("digits-once") / sa.file).drop_columns(PER_RUN)
-        tb = pq.read_table(b.path("digits-once") / sb.file).drop_columns(PER_RUN)
-        assert ta.equals(tb)
+    assert_same_shards(Catalog(ref_paths.catalog), Catalog(paths.catalog))
 
 
 def decided_job(seed, name):
