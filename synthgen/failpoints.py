@@ -6,8 +6,9 @@ either SIGKILL the process (``kill``, the default: nothing gets to clean
 up, exactly like a machine losing power), raise ``InjectedFailure`` once
 (``raise``: a transient error), raise on that hit and every later one
 (``raise-always``: a shard that keeps failing), or send the process a
-SIGINT and go on (``interrupt``: a user's Ctrl-C, which Python raises in
-the main thread wherever it is). With the variable unset a
+SIGINT (``interrupt``: a user's Ctrl-C, which Python raises in the main
+thread wherever it is), then hold the thread that hit it for
+``INTERRUPT_HOLD_S`` before it goes on. With the variable unset a
 failpoint is one dictionary lookup.
 
 The crash tests (tests/flows/test_resume.py) run whole jobs in a subprocess
@@ -19,6 +20,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from collections import Counter
 
 ENV = "SYNTHGEN_FAILPOINT"
@@ -35,6 +37,12 @@ POINTS = (
     "push-objects",      # push: a version's shards and segments uploaded, its manifest not yet created
     "push-manifests",    # push: the new manifests created on the object store, HEAD not yet moved
 )
+
+# Why the hold: a real batch takes seconds on a GPU, so a Ctrl-C lands mid-batch and the main thread
+# takes it long before the batch ends. The tiny test models sample a batch in milliseconds: without the
+# hold, a shard thread could finish its shard before a busy CI machine's main thread even ran the
+# handler, and a test could not tell a shard that stops at its next batch from one that runs on.
+INTERRUPT_HOLD_S = 3.0
 
 _hits: Counter[str] = Counter()
 _lock = threading.Lock()
@@ -68,6 +76,8 @@ def failpoint(name: str, detail: str = "") -> None:
     if action == "interrupt":
         if hit == nth:
             os.kill(os.getpid(), signal.SIGINT)
+            if threading.current_thread() is not threading.main_thread():
+                time.sleep(INTERRUPT_HOLD_S)  # the main thread raises KeyboardInterrupt meanwhile
         return
     if hit == nth or (hit > nth and action == "raise-always"):
         raise InjectedFailure(f"injected failure at {name} (hit {hit}){': ' + detail if detail else ''}")
