@@ -17,21 +17,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from catalog.manifest import Manifest
+from catalog.row_filter import select_ids
 from catalog.schema import SCHEMA
 from catalog.store import Catalog, CatalogError
 from catalog.version import open_version
-
-
-def select_ids(files: list[str], where: str) -> set[str]:
-    """Sample ids of rows matching a DuckDB ``WHERE`` clause over the files."""
-    if not files:
-        return set()
-    con = duckdb.connect()
-    try:
-        rows = con.execute(f"SELECT sample_id FROM read_parquet(?) WHERE {where}", [files]).fetchall()
-    except duckdb.Error as exc:
-        raise CatalogError(f"bad --where filter {where!r}: {exc}") from None
-    return {r[0] for r in rows}
 
 
 def takedown(cat: Catalog, name: str, where: str, reason: str) -> Manifest:

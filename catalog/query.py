@@ -50,6 +50,11 @@ def connect(cat: Catalog, allow_restricted: bool = False) -> duckdb.DuckDBPyConn
                 con.register(view_name(name, m.version, every_row), rows)
                 if m.version == head:
                     con.register(view_name(name, None, every_row), rows)
+    return seal(con)
+
+
+def seal(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """Switch off ``con``'s file-system access for good; the Arrow datasets registered before stay readable."""
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")  # so the query cannot switch it back on
     return con

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import duckdb
 import numpy as np
 
 from catalog.access import require_access
+from catalog.row_filter import select_ids
 from catalog.store import CatalogError
 from catalog.version import DatasetVersion, embeddings_of
 
@@ -24,11 +24,7 @@ def search(version: DatasetVersion, query: np.ndarray, k: int = 10, where: str |
         raise CatalogError(f"{version.ref}: embeddings have {emb.shape[1]} dims, the query {query.shape[0]}")
     keep = np.ones(len(ids), bool)
     if where:
-        try:
-            allowed = {r[0] for r in duckdb.connect().execute(
-                f"SELECT sample_id FROM read_parquet(?) WHERE {where}", [version.all_files]).fetchall()}
-        except duckdb.Error as exc:
-            raise CatalogError(f"bad --where filter {where!r}: {exc}") from None
+        allowed = select_ids(version.all_files, where)
         keep = np.array([i in allowed for i in ids])
     sims = np.where(keep, emb @ query, -np.inf)
     top = [i for i in np.argsort(-sims)[:k] if np.isfinite(sims[i])]
