@@ -28,8 +28,11 @@ def select_ids(files: list[str], where: str) -> set[str]:
         return set()
     sql = f"SELECT sample_id FROM rows WHERE ({where})"
     try:
-        if len(duckdb.extract_statements(sql)) != 1:
-            raise CatalogError(f"bad --where filter {where!r}: it must be one expression, not several statements")
+        # One expression parses both bare and in parentheses: "label = 7) OR (1=1" (which would take
+        # down every row) and "x = 1 LIMIT 0" each parse only one way, "1=1; COPY ..." as several statements.
+        for text in (sql, f"SELECT sample_id FROM rows WHERE {where}"):
+            if len(duckdb.extract_statements(text)) != 1:
+                raise CatalogError(f"bad --where filter {where!r}: it must be one expression, not several statements")
         con = duckdb.connect()
         try:
             con.register("rows", pads.dataset(files, schema=SCHEMA, format="parquet"))
