@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import typing
 from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, create_model, field_validator, model_validator
 
 from synthgen.png import DEFAULT_PNG_ENCODER, PngEncoder
 from synthgen.rules import RULES
+from synthgen.strict_yaml import load_yaml
 
 EMBEDDED_GENERATOR = "embedded:digits"
 EMBEDDED_EMBEDDER = "embedded:digits-clip"
@@ -41,8 +43,22 @@ class SpecError(ValueError):
     """A job spec that cannot be run; the message names every bad field."""
 
 
+def _takes_number_not_bool(annotation: object) -> bool:
+    """Whether a field's type admits an int or float but not a bool (``int``, ``int | None``, ...)."""
+    args = typing.get_args(annotation) or (annotation,)
+    return bool not in args and any(a in (int, float) for a in args)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_as_number(cls, v: object, info: ValidationInfo) -> object:
+        # pydantic's lax mode reads true as 1: `steps: true` would silently run one step.
+        if isinstance(v, bool) and info.field_name and _takes_number_not_bool(cls.model_fields[info.field_name].annotation):
+            raise ValueError("must be a number, not a boolean")
+        return v
 
 
 class GeneratorSpec(_Strict):
@@ -111,10 +127,19 @@ class Conditioning(_Strict):
             ids = [c.id for c in self.classes]
             if len(set(ids)) != len(ids):
                 raise ValueError("class ids must be unique")
+            names = [c.name for c in self.classes]
+            twice = sorted({n for n in names if names.count(n) > 1})
+            if twice:
+                raise ValueError(f"class names must be unique; given more than once: {', '.join(map(repr, twice))}")
         if self.prompts is not None and any(not p.strip() for p in self.prompts):
             raise ValueError("prompts must not be empty strings")
         if "{name}" not in self.caption_template:
             raise ValueError("caption_template must contain '{name}'")
+        try:  # formatted per sample later, inside the flow: a bad template must fail here instead
+            self.caption("x")
+        except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
+            raise ValueError(f"caption_template {self.caption_template!r} does not format with just {{name}} "
+                             f"({type(exc).__name__}: {exc}); write a literal brace as '{{{{' or '}}}}'") from None
         return self
 
     def caption(self, class_name: str) -> str:
@@ -276,7 +301,7 @@ def _read_yaml_mapping(path: Path, what: str) -> dict:
     if not path.is_file():
         raise SpecError(f"{path}: no such {kind}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
         raise SpecError(f"{path}: not a text file; {what} is YAML text") from None
     except OSError as exc:
@@ -311,7 +336,7 @@ def parse_assignments(items: list[str]) -> dict:
         if not sep or not key.strip():
             raise SpecError(f"--set {item!r}: expected FIELD.PATH=VALUE, e.g. generator.steps=10")
         try:
-            value = yaml.safe_load(raw)
+            value = load_yaml(raw)
         except yaml.YAMLError as exc:
             raise SpecError(f"--set {item!r}: value is not valid YAML: {exc}") from None
         *parents, leaf = key.strip().split(".")
@@ -326,7 +351,10 @@ def parse_assignments(items: list[str]) -> dict:
 
 def load_params(ref: str) -> dict:
     """Overrides from a section of a params file: ``"params.yaml:demo"`` (DVC's params.yaml)."""
-    file, _, section = ref.partition(":")
+    file, colon, section = ref.partition(":")
+    if colon and not section.strip():
+        raise SpecError(f"--params {ref!r}: the section name after ':' is empty; give FILE:SECTION (e.g. "
+                        "params.yaml:demo) or just FILE to merge the whole file")
     data = _read_yaml_mapping(Path(file), "a params file")
     if not section:
         return data

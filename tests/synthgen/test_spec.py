@@ -95,3 +95,65 @@ def test_params_section_is_the_demo_job(tmp_path):
     assert merged.digest() == load_spec(DEMO_SPEC).digest()
     with pytest.raises(SpecError, match="no mapping 'nope'"):
         load_params(f"{REPO / 'params.yaml'}:nope")
+
+
+@pytest.mark.parametrize("template", ["{name} {nope}", "{name} {0}", "{name} }", "{name} {", "{name} {name.nope}"])
+def test_caption_template_must_format_with_just_a_name(template):
+    spec = small_job()
+    spec["conditioning"]["caption_template"] = template
+    with pytest.raises(SpecError, match="does not format with just"):
+        parse_spec(spec)
+
+
+def test_literal_braces_in_a_caption_template_are_fine():
+    spec = small_job()
+    spec["conditioning"]["caption_template"] = "{{digit}} {name}"
+    assert parse_spec(spec).conditioning.caption("7") == "{digit} 7"
+
+
+def test_duplicate_class_names_rejected():
+    spec = small_job()
+    spec["conditioning"]["classes"] = [{"id": 0, "name": "a"}, {"id": 1, "name": "a"}]
+    with pytest.raises(SpecError, match="class names must be unique; given more than once: 'a'"):
+        parse_spec(spec)
+
+
+@pytest.mark.parametrize("field, value", [("steps", True), ("batch_size", True), ("guidance_scale", False),
+                                          ("height", True), ("threads", True)])
+def test_booleans_are_not_numbers(field, value):
+    with pytest.raises(SpecError, match=rf"generator.{field}: .*not a boolean"):
+        parse_spec(small_job(generator={field: value}))
+    spec = small_job()
+    spec["conditioning"]["classes"][0]["id"] = True
+    with pytest.raises(SpecError, match="not a boolean"):
+        parse_spec(spec)
+
+
+def test_yaml_and_set_numbers_still_parse(tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(small_job()))
+    spec = load_spec(path, parse_assignments(["generator.steps=10", "generator.guidance_scale=3", "seed=0"]))
+    assert (spec.generator.steps, spec.generator.guidance_scale, spec.seed) == (10, 3.0, 0)
+    assert spec.generator.compile is False  # real booleans still go to bool fields
+
+
+def test_duplicate_yaml_keys_are_named_with_their_lines(tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(small_job()) + "seed: 5\n")
+    first = 1 + path.read_text().splitlines().index("seed: 0")
+    with pytest.raises(SpecError, match=rf"key 'seed' is given twice \(first on line {first}\)"):
+        load_spec(path)
+    nested = tmp_path / "params.yaml"
+    nested.write_text("demo:\n  generator: {steps: 2, steps: 3}\n")
+    with pytest.raises(SpecError, match="key 'steps' is given twice"):
+        load_params(f"{nested}:demo")
+    with pytest.raises(SpecError, match="key 'a' is given twice"):
+        parse_assignments(["generator={a: 1, a: 2}"])
+    anchors = tmp_path / "anchors.yaml"
+    anchors.write_text("base: &b {steps: 2}\ndemo:\n  <<: *b\n  steps: 3\n")  # a merge key may be overridden
+    assert load_params(f"{anchors}:demo") == {"steps": 3}
+
+
+def test_empty_params_section_is_named(tmp_path):
+    with pytest.raises(SpecError, match="section name after ':' is empty"):
+        load_params(f"{REPO / 'params.yaml'}:")
