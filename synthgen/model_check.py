@@ -21,8 +21,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from synthgen.model_config import config_type_problem, size_rules
 from synthgen.runtime import library_version
 from synthgen.spec import EmbedderSpec, GeneratorSpec, JobSpec
+from synthgen.weights_header import safetensors_problem
 
 # Pipelines that take class ids (see synthgen.generators.CLASS_PIPELINES).
 CLASS_PIPELINES = {"ClassConditionalPipeline", "DiTPipeline"}
@@ -41,6 +43,7 @@ class GeneratorInfo:
     pipeline_class: str | None
     kind: str | None  # "class" | "text"
     num_classes: int | None
+    image_size: tuple[int, int] | None = None  # (height, width) of the images the job makes, where known
 
 
 def _offline() -> bool:
@@ -97,6 +100,15 @@ def _has_weights(folder: Path) -> bool:
     return any(f.name.endswith(WEIGHT_SUFFIXES) for f in folder.iterdir() if f.is_file())
 
 
+def _check_safetensors(folder: Path, field: str) -> None:
+    """Every ``*.safetensors`` file in ``folder`` has a sound header (the tensors themselves are not read)."""
+    for path in sorted(folder.glob("*.safetensors")):
+        problem = safetensors_problem(path)
+        if problem:
+            raise ModelCheckError(f"{field}: {path} is not a valid safetensors file ({problem}); the copy or "
+                                  "download is damaged: save or download the model again")
+
+
 def _check_component(folder: Path, name: str, cls: str, field: str) -> None:
     """One ``model_index.json`` entry: its sub-folder holds the files its kind needs."""
     sub = folder / name
@@ -111,10 +123,13 @@ def _check_component(folder: Path, name: str, cls: str, field: str) -> None:
         needed = ("preprocessor_config.json",)
     else:
         needed = ("config.json",)
-        _read_json(sub / "config.json", field)
+        problem = config_type_problem(_read_json(sub / "config.json", field))
+        if problem:
+            raise ModelCheckError(f"{field}: {sub / 'config.json'}: {problem}")
         if not _has_weights(sub):
             raise ModelCheckError(f"{field}: {sub} has a config but no weights (*.safetensors or *.bin); "
                                   "the model folder is incomplete")
+        _check_safetensors(sub, field)
         return
     if not any((sub / n).is_file() for n in needed):
         raise ModelCheckError(f"{field}: {sub} ({cls}) lacks {' or '.join(needed)}; the model folder is incomplete")
@@ -163,9 +178,7 @@ def check_generator(spec: GeneratorSpec, kind: str, class_ids: list[int] | None 
     if bad:
         raise ModelCheckError(f"conditioning.classes: ids {bad} out of range; {spec.model} has {n} classes "
                               f"(ids 0..{n - 1})")
-    if kind == "text":
-        _check_size(spec, folder, index)
-    return GeneratorInfo(folder, pipeline_class, model_kind, n)
+    return GeneratorInfo(folder, pipeline_class, model_kind, n, _check_size(spec, folder, index))
 
 
 @lru_cache(maxsize=1)
@@ -203,17 +216,25 @@ def _check_pipeline_class(pipeline_class: str, index: dict, field: str) -> None:
                 raise ModelCheckError(f"{field}: component {name!r} is a {entry[1]}, which diffusers does not have")
 
 
-def _check_size(spec: GeneratorSpec, folder: Path, index: dict) -> None:
-    """Height and width must be whole latent pixels: multiples of the VAE's downscaling factor."""
-    if "vae" not in index or not (folder / "vae" / "config.json").is_file():
-        return
-    blocks = _read_json(folder / "vae" / "config.json", "generator.model").get("block_out_channels") or [0]
-    factor = 2 ** (len(blocks) - 1)
+def _check_size(spec: GeneratorSpec, folder: Path, index: dict) -> tuple[int, int] | None:
+    """Height and width must be whole latent pixels the denoiser can halve; returns the (height, width) made.
+
+    The multiple is the VAE's downscaling factor, times the UNet's for a ``UNet2DModel`` (see
+    ``synthgen.model_config``). None where the configs do not say the default size.
+    """
+    configs = {name: _read_json(folder / name / "config.json", "generator.model")
+               for name in ("unet", "vae") if name in index and (folder / name / "config.json").is_file()}
+    rules = size_rules(configs)
     for name in ("height", "width"):
         value = getattr(spec, name)
-        if value is not None and value % factor:
-            raise ModelCheckError(f"generator.{name}: {value} is not a multiple of {factor}, the VAE's "
-                                  f"downscaling factor of {spec.model}")
+        if value is not None and value % rules.multiple:
+            raise ModelCheckError(f"generator.{name}: {value} is not a multiple of {rules.multiple}, "
+                                  f"{rules.why} of {spec.model}")
+    if spec.height and spec.width:
+        return spec.height, spec.width
+    if rules.default is None:
+        return None
+    return spec.height or rules.default[0], spec.width or rules.default[1]
 
 
 def check_embedder(spec: EmbedderSpec, field: str = "embedder.model") -> Path | None:
@@ -239,6 +260,7 @@ def check_embedder(spec: EmbedderSpec, field: str = "embedder.model") -> Path | 
                               "model such as CLIP (e.g. embedded:digits-clip or clip-ViT-B-32)")
     if not _has_weights(model_dir):
         raise ModelCheckError(f"{field}: {model_dir} has a config but no weights (*.safetensors or *.bin)")
+    _check_safetensors(model_dir, field)
     return folder
 
 
@@ -246,5 +268,18 @@ def check_job_models(spec: JobSpec) -> GeneratorInfo:
     """Every model check a job needs, from config files only (call before any service starts)."""
     ids = [c.id for c in spec.conditioning.classes or []]
     info = check_generator(spec.generator, spec.conditioning.kind, ids)
+    _check_watermark_size(spec, info)
     check_embedder(spec.embedder)
     return info
+
+
+def _check_watermark_size(spec: JobSpec, info: GeneratorInfo) -> None:
+    """A watermark needs 256x256 pixels or more; the spec's validator sees only an explicit height and width."""
+    from synthgen.watermark import MIN_PIXELS
+
+    if not spec.output.watermark.enabled or info.image_size is None:
+        return
+    h, w = info.image_size
+    if h * w < MIN_PIXELS:
+        raise ModelCheckError(f"output.watermark: {spec.generator.model} makes {w}x{h} images, but the watermark "
+                              "needs at least 256x256 pixels; turn it off, or set generator.height and width")

@@ -12,6 +12,8 @@ from tests.conftest import small_job
 from tests.tiny_clip import build_tiny_clip
 from tests.tiny_sd import build_tiny_sd
 
+EMPTY_SAFETENSORS = (2).to_bytes(8, "little") + b"{}"  # a valid file with no tensors
+
 
 @pytest.fixture(scope="module")
 def tiny_sd_dir(tmp_path_factory):
@@ -57,7 +59,7 @@ def test_dit_class_count_comes_from_the_transformer_config(tmp_path):
     (dit / "model_index.json").write_text(json.dumps({"_class_name": "DiTPipeline",
                                                       "transformer": ["diffusers", "DiTTransformer2DModel"]}))
     (dit / "transformer" / "config.json").write_text(json.dumps({"num_embeds_ada_norm": 1000}))
-    (dit / "transformer" / "diffusion_pytorch_model.safetensors").write_bytes(b"")
+    (dit / "transformer" / "diffusion_pytorch_model.safetensors").write_bytes(EMPTY_SAFETENSORS)
     assert check_generator(GeneratorSpec(model=str(dit)), "class", [999]).num_classes == 1000
     with pytest.raises(ModelCheckError, match=r"ids \[1000\] out of range"):
         check_generator(GeneratorSpec(model=str(dit)), "class", [1000])
@@ -69,7 +71,7 @@ def test_embedder_must_be_an_image_text_model(tmp_path):
     text_only = tmp_path / "bert"
     text_only.mkdir()
     (text_only / "config.json").write_text(json.dumps({"model_type": "bert"}))
-    (text_only / "model.safetensors").write_bytes(b"")
+    (text_only / "model.safetensors").write_bytes(EMPTY_SAFETENSORS)
     with pytest.raises(ModelCheckError, match="is a bert model"):
         check_embedder(EmbedderSpec(model=str(text_only)))
     assert check_embedder(EmbedderSpec()) == EMBEDDED["embedded:digits-clip"]
@@ -97,3 +99,59 @@ def test_unknown_pipeline_classes_and_sizes_off_the_latent_grid(tiny_sd_dir, tmp
     (odd / "model_index.json").write_text(json.dumps({**index, "_class_name": "NoSuchPipeline"}))
     with pytest.raises(ModelCheckError, match="names pipeline 'NoSuchPipeline'"):
         check_generator(GeneratorSpec(model=str(odd)), "text")
+
+
+def _digits_copy(tmp_path):
+    folder = tmp_path / "digits"
+    shutil.copytree(EMBEDDED["embedded:digits"], folder)
+    return folder
+
+
+def test_class_model_sizes_must_halve_through_the_unet():
+    """The digits UNet2DModel has 3 levels (2 halvings): 17 px breaks its skip connections in the first batch."""
+    assert check_generator(GeneratorSpec(height=20, width=24), "class", [0]).image_size == (20, 24)
+    with pytest.raises(ModelCheckError, match=r"generator.height: 17 is not a multiple of 4, the UNet's downsampling"):
+        check_generator(GeneratorSpec(height=17), "class", [0])
+    assert check_generator(GeneratorSpec(), "class", [0]).image_size == (16, 16)  # the config's sample_size
+
+
+def test_text_model_default_size_is_latent_size_times_vae_factor(tiny_sd_dir):
+    unet = json.loads((tiny_sd_dir / "unet" / "config.json").read_text())
+    factor = 2 ** (len(json.loads((tiny_sd_dir / "vae" / "config.json").read_text())["block_out_channels"]) - 1)
+    size = unet["sample_size"] * factor
+    assert check_generator(GeneratorSpec(model=str(tiny_sd_dir)), "text").image_size == (size, size)
+
+
+@pytest.mark.parametrize("key, value", [("sample_size", "abc"), ("sample_size", 0), ("in_channels", 1.5),
+                                        ("block_out_channels", [32, "x"]), ("num_class_embeds", True)])
+def test_config_values_of_the_wrong_type_are_named(tmp_path, key, value):
+    folder = _digits_copy(tmp_path)
+    config = folder / "unet" / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), key: value}))
+    with pytest.raises(ModelCheckError, match=rf"unet/config.json: '{key}' is .*; it must be"):
+        check_generator(GeneratorSpec(model=str(folder)), "class", [0])
+
+
+def test_watermark_needs_the_models_images_to_be_large_enough():
+    small = small_job(output={"dataset": "x", "shard_size": 8, "watermark": {"enabled": True}})
+    with pytest.raises(ModelCheckError, match=r"output.watermark: embedded:digits makes 16x16 images"):
+        check_job_models(parse_spec(small))
+    big = small_job(output={"dataset": "x", "shard_size": 8, "watermark": {"enabled": True}},
+                    generator={"height": 256, "width": 256})
+    assert check_job_models(parse_spec(big)).image_size == (256, 256)
+
+
+@pytest.mark.parametrize("data", [b"", b"\x01\x02", bytes(range(256)) * 4, (5).to_bytes(8, "little") + b"[1,2]",
+                                  (2).to_bytes(8, "little") + b"{}"[:1] + b"x",
+                                  (60).to_bytes(8, "little") + b'{"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}'
+                                  .ljust(60) + b"short"])
+def test_damaged_safetensors_are_caught_from_the_header(tmp_path, data):
+    folder = _digits_copy(tmp_path)
+    (folder / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(data)
+    with pytest.raises(ModelCheckError, match=r"diffusion_pytorch_model.safetensors is not a valid safetensors file"):
+        check_generator(GeneratorSpec(model=str(folder)), "class", [0])
+    clip = tmp_path / "clip"
+    shutil.copytree(EMBEDDED["embedded:digits-clip"], clip)
+    (clip / "model.safetensors").write_bytes(data)
+    with pytest.raises(ModelCheckError, match=r"embedder.model: .*model.safetensors is not a valid safetensors"):
+        check_embedder(EmbedderSpec(model=str(clip)))
