@@ -62,11 +62,12 @@ def _check_job(spec, skip_real: str | None = None) -> None:
     """
     from catalog import Catalog
     from flows.preflight import preflight
+    from flows.settings import Settings
 
     cat = Catalog(_paths().catalog)
     if skip_real and spec.dedup.real_dataset == skip_real and not cat.exists(skip_real):
         spec = spec.model_copy(update={"dedup": spec.dedup.model_copy(update={"real_dataset": None})})
-    preflight(spec, cat)
+    preflight(spec, cat, Settings().shard_pool)  # where the flow will sample: see generate_dataset
 
 
 def _run_job(spec_path: Path, params: str | None = None, assignments: list[str] | None = None) -> dict:

@@ -63,8 +63,8 @@ def generate_dataset(spec: dict, data_dir: str | None = None, shard_pool: str | 
     settings = settings or Settings()  # the edge: nothing below reads the environment
     paths = configure(data_dir, settings)
     catalog = Catalog(paths.catalog)
-    preflight(job, catalog)
     shard_pool = shard_pool or settings.shard_pool
+    preflight(job, catalog, shard_pool)
     if shard_pool:
         require_server()  # workers cannot reach the temporary server of a plain run
     tracker = Tracker(paths.tracking_uri, paths.artifact_root)

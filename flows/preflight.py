@@ -1,4 +1,4 @@
-"""The checks a job passes before anything loads or starts: catalog references and model configs.
+"""The checks a job passes before anything loads or starts: catalog references, model configs, devices.
 
 Kept apart from ``flows.generate`` (which imports Prefect) so that ``synthgen
 run``/``schedule`` report a bad reference or model without importing Prefect,
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from synthgen.device_check import check_devices
 from synthgen.model_check import check_job_models
 
 if TYPE_CHECKING:
@@ -16,8 +17,12 @@ if TYPE_CHECKING:
     from synthgen.spec import JobSpec
 
 
-def preflight(spec: JobSpec, catalog: Catalog) -> None:
-    """Check catalog references and the models' config files before any model loads (a bad name costs nothing)."""
+def preflight(spec: JobSpec, catalog: Catalog, shard_pool: str | None = None) -> None:
+    """Check catalog references, the models' config files and the devices before any model loads.
+
+    ``shard_pool``: the work pool whose workers sample (``Settings.shard_pool``); the generator's devices are
+    theirs then, not this machine's, and only the embedder's device is checked here.
+    """
     from catalog import CatalogError
 
     if spec.dedup.real_dataset:
@@ -29,3 +34,4 @@ def preflight(spec: JobSpec, catalog: Catalog) -> None:
     if catalog.exists(spec.output.dataset) and catalog.info(spec.output.dataset)["origin"] != "synthetic":
         raise CatalogError(f"output.dataset: {spec.output.dataset!r} is a real dataset")
     check_job_models(spec)  # config files only; deployments reach the flow without the CLI's checks
+    check_devices(spec, generator_here=not shard_pool)
