@@ -27,7 +27,8 @@ from synthgen.rules.base import Rule, Verdict
 class DegenerateLimits(BaseModel):
     """``dedup.degenerate``: below either minimum an image is ``low_quality``; ``{}`` takes the defaults."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: lax mode would read `true` as 1.0 (the spec's own models refuse booleans for numbers too)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     min_pixel_spread: float = Field(32.0, ge=0.0, le=255.0, description="grey levels between the 1st and 99th percentile")
     min_laplacian_var: float = Field(100.0, ge=0.0, description="variance of the Laplacian of the grey levels")

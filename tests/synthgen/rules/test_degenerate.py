@@ -49,6 +49,9 @@ def test_one_spec_field_off_by_default_and_validated():
     assert '"degenerate"' not in spec.canonical_json()
     with pytest.raises(SpecError, match="degenerate"):
         parse_spec(small_job(dedup={"degenerate": {"min_pixel_spread": -1}}))
+    with pytest.raises(SpecError, match="degenerate.min_pixel_spread"):  # not read as 1.0
+        parse_spec(small_job(dedup={"degenerate": {"min_pixel_spread": True}}))
+    assert parse_spec(small_job(dedup={"degenerate": {"min_pixel_spread": 20}})).dedup.degenerate.min_pixel_spread == 20.0
 
 
 class SometimesBlank:
