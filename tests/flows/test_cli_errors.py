@@ -140,6 +140,7 @@ CASES = [
     ("dedup-report-unknown", ["dedup-report", "nope"], ["no dataset 'nope'"]),
     ("search-unknown", ["search", "nope", "a seven"], ["no dataset 'nope'"]),
     ("rededup-unknown", ["rededup", "nope", "--threshold", "0.9"], ["no dataset 'nope'"]),
+    ("rededup-real", ["rededup", "real", "--threshold", "0.9"], ["rededup needs a synthetic dataset", "'real' is real"]),
     ("takedown-unknown", ["takedown", "nope", "--where", "label = 1", "--reason", "x"], ["no dataset 'nope'"]),
     ("mix-bad-name", ["mix", "synth@1", "real@1", "--name", "Bad Name", "--ratio", "0.5"], ["'Bad Name'"]),
     # files given to commands
