@@ -39,6 +39,7 @@ def world(tmp_path_factory) -> dict:
     (files / "broken.yaml").write_text("name: [unclosed\n")
     (files / "empty-folder").mkdir()
     (files / "empty.yaml").write_text("")
+    (files / "old.parquet").write_text("precious\n")  # an existing file export must not replace
     # Models: a folder with only model_index.json, one without the UNet's weights, a CLIP without weights.
     half = files / "index-only"
     half.mkdir()
@@ -160,6 +161,15 @@ CASES = [
      ["--quality", "between 1 and 95"]),
     ("export-quality-for-png", ["export", "synth", "{F}/pngs", "--quality", "80"], ["--quality", "--format jpeg"]),
     ("export-jpeg-to-parquet", ["export", "synth", "{F}/x.parquet", "--format", "jpeg"], ["x.parquet", "folder"]),
+    ("export-empty-dest", ["export", "synth", ""], ["export destination is empty"]),
+    ("export-over-parquet", ["export", "synth", "{F}/old.parquet"], ["old.parquet", "already exists"]),
+    ("export-under-a-file", ["export", "synth", "{F}/text.txt/sub"], ["text.txt is a file, not a folder"]),
+    ("export-parquet-under-a-file", ["export", "synth", "{F}/text.txt/x.parquet"], ["text.txt is a file, not a folder"]),
+    ("search-sheet-extension", ["search", "synth", "x", "--sheet", "{F}/x.txt"], ["--sheet", "must be a .png file"]),
+    ("search-sheet-empty", ["search", "synth", "x", "--sheet", ""], ["--sheet is empty"]),
+    ("search-sheet-no-folder", ["search", "synth", "x", "--sheet", "{F}/nodir/x.png"], ["nodir", "does not exist"]),
+    ("dedup-report-png-extension", ["dedup-report", "synth", "--png", "{F}/x.txt"], ["--png", "must be a .png file"]),
+    ("dedup-report-png-no-folder", ["dedup-report", "synth", "--png", "{F}/nodir/a.png"], ["nodir", "does not exist"]),
     # numbers
     ("rededup-threshold-7", ["rededup", "synth", "--threshold", "7"], ["--threshold", "less than or equal to 1"]),
     ("rededup-threshold-0", ["rededup", "synth", "--threshold", "0"], ["--threshold", "greater than 0"]),
