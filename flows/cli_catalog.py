@@ -119,21 +119,26 @@ def mix(
     out.print(f"{name}@{m.version}: {m.message}")
 
 
+QUERY_LIMIT = 1000  # rows `query` prints by default: a table anyone reads, and flat memory on any result size
+
+
 @app.command(rich_help_panel=INSPECT)
 def query(
     sql: str = typer.Argument(..., help="SQL; views: <dataset> (head) and <dataset>_v<N>, '-' -> '_'."),
     allow_restricted: bool = typer.Option(False, help="Also define views of restricted datasets."),
+    limit: int = typer.Option(QUERY_LIMIT, min=1, help="Print at most this many rows (the rest are not read)."),
 ) -> None:
     """Run DuckDB SQL over the catalog's Parquet (read-only: no other files can be read or written)."""
     from catalog import CatalogError
-    from catalog.query import query as run_query
+    from catalog.query import query_head
 
     with failing_on(CatalogError):
-        table = run_query(_catalog(), sql, allow_restricted)
+        table, more = query_head(_catalog(), sql, allow_restricted, limit)
     drop = [c for c in ("image", "embedding") if c in table.column_names]
     width = 60 if out.is_terminal else None  # a pipe or file gets whole values
     out.print(table.drop(drop).to_pandas().to_string(index=False, max_colwidth=width), markup=False, highlight=False)
-    out.print(f"({table.num_rows} rows)")
+    out.print(f"(showing the first {table.num_rows} rows; there are more: use --limit or LIMIT/OFFSET)" if more
+              else f"({table.num_rows} rows)")
 
 
 @app.command(rich_help_panel=INSPECT)

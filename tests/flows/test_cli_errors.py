@@ -170,6 +170,9 @@ CASES = [
     ("search-sheet-no-folder", ["search", "synth", "x", "--sheet", "{F}/nodir/x.png"], ["nodir", "does not exist"]),
     ("dedup-report-png-extension", ["dedup-report", "synth", "--png", "{F}/x.txt"], ["--png", "must be a .png file"]),
     ("dedup-report-png-no-folder", ["dedup-report", "synth", "--png", "{F}/nodir/a.png"], ["nodir", "does not exist"]),
+    ("query-empty", ["query", ""], ["empty query"]),
+    ("query-only-semicolon", ["query", "   ;"], ["empty query"]),
+    ("query-limit", ["query", "SELECT 1", "--limit", "0"], ["--limit"]),
     # numbers
     ("rededup-threshold-7", ["rededup", "synth", "--threshold", "7"], ["--threshold", "less than or equal to 1"]),
     ("rededup-threshold-0", ["rededup", "synth", "--threshold", "0"], ["--threshold", "greater than 0"]),
