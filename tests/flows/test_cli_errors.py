@@ -143,6 +143,7 @@ CASES = [
     ("rededup-unknown", ["rededup", "nope", "--threshold", "0.9"], ["no dataset 'nope'"]),
     ("rededup-real", ["rededup", "real", "--threshold", "0.9"], ["rededup needs a synthetic dataset", "'real' is real"]),
     ("takedown-unknown", ["takedown", "nope", "--where", "label = 1", "--reason", "x"], ["no dataset 'nope'"]),
+    ("takedown-empty-reason", ["takedown", "synth", "--where", "label = 1", "--reason", " "], ["non-empty --reason"]),
     ("mix-bad-name", ["mix", "synth@1", "real@1", "--name", "Bad Name", "--ratio", "0.5"], ["'Bad Name'"]),
     # files given to commands
     ("audit-text-file", ["audit", "{F}/text.txt"], ["text.txt", "not an image"]),
