@@ -146,6 +146,10 @@ CASES = [
     ("takedown-empty-reason", ["takedown", "synth", "--where", "label = 1", "--reason", " "], ["non-empty --reason"]),
     ("mix-bad-name", ["mix", "synth@1", "real@1", "--name", "Bad Name", "--ratio", "0.5"], ["'Bad Name'"]),
     # files given to commands
+    ("audit-unknown", ["audit", "nope"], ["no sample 'nope'"]),
+    ("audit-empty", ["audit", ""], ["sample id or an image file", "empty"]),
+    ("audit-folder", ["audit", "{F}/empty-folder"], ["empty-folder", "not a sample id nor a regular image file"]),
+    ("audit-device", ["audit", "/dev/zero"], ["/dev/zero", "not a sample id nor a regular image file"]),
     ("audit-text-file", ["audit", "{F}/text.txt"], ["text.txt", "not an image"]),
     ("audit-binary-file", ["audit", "{F}/binary.yaml"], ["binary.yaml", "not an image"]),
     ("ingest-not-image", ["ingest", "{F}/not-images", "--name", "new-real"], ["cls/fake.png", "nothing was written"]),
