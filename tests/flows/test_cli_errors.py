@@ -268,6 +268,25 @@ def test_bad_input_is_one_clear_error_and_writes_nothing(results, case):
     assert unchanged, f"{case_id}: the catalog folder changed"
 
 
+USAGE = [  # caught by the CLI framework before a command runs
+    (["search", "synth", "x", "--k", "0"], "Invalid value for '--k'"),
+    (["verify", "synth", "--regenerate", "-1"], "Invalid value for '--regenerate'"),
+    (["mix", "synth@1", "real@1", "-n", "m", "--ratio", "x"], "Invalid value for '--ratio'"),
+    (["verify"], "Missing argument 'ref'"),
+    (["verify", "synth", "--bogus"], "No such option: --bogus"),
+    (["nope"], "No such command 'nope'"),
+    (["--bogus", "datasets"], "No such option: --bogus"),
+]
+
+
+@pytest.mark.parametrize("args,message", USAGE, ids=[" ".join(a) for a, _ in USAGE])
+def test_usage_errors_are_one_error_line(world, args, message):
+    proc = synthgen(world["seed"], *args)
+    assert proc.returncode == 2 and proc.stdout == "", proc.stdout + proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {message}") and "--help" in lines[0], proc.stderr
+
+
 def test_debug_shows_the_traceback(world, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(world["seed"], data)
