@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal, Sequence
 
 import pyarrow as pa
@@ -221,9 +220,3 @@ def embeddings_of(version: DatasetVersion, status: Status = "kept") -> tuple[lis
         raise CatalogError(f"{version.ref}: {emb_col.null_count} rows have no embedding")
     flat = emb_col.values.to_numpy(zero_copy_only=False).astype(np.float32)
     return ids, flat.reshape(len(ids), -1), models
-
-
-def output_path(path: str | Path) -> Path:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    return p

@@ -206,6 +206,8 @@ CASES = [
     ("remote-endpoint", ["remote-versions", "s3://bucket", "--endpoint-url", "localhost:9000"], ["--endpoint-url"]),
     ("remote-endpoint-path", ["remote-load", "{F}", "synth", "--endpoint-url", "http://127.0.0.1:1"],
      ["--endpoint-url"]),
+    ("remote-load-out-exists", ["remote-load", "{F}", "synth", "--out", "{F}/old.parquet"], ["--out", "already exists"]),
+    ("remote-load-out-extension", ["remote-load", "{F}", "synth", "--out", "{F}/rows.csv"], ["--out", ".parquet"]),
     ("remote-verify-unknown", ["remote-verify", "{F}", "synth"], ["no dataset 'synth'"]),
 ]
 
