@@ -58,7 +58,7 @@ def test_mix_at_share_zero_is_the_real_rows_only(cat):
     t = open_version(cat, "real-only", allow_restricted=True).table()
     assert t.num_rows == 10 and set(t["origin"].to_pylist()) == {"real"}
     for share in (1.0, 1.5, -0.1, float("nan")):
-        with pytest.raises(CatalogError, match=r"synthetic share must be in \[0, 1\)"):
+        with pytest.raises(CatalogError, match=r"synthetic share \(--ratio\) must be in \[0, 1\)"):
             mix(cat, "synth@1", "real@1", share, "bad-mix", allow_restricted=True)
 
 
