@@ -24,7 +24,9 @@ from catalog.version import open_version
 
 
 def takedown(cat: Catalog, name: str, where: str, reason: str) -> Manifest:
-    """Commit a new head without the rows matching ``where`` (all statuses)."""
+    """Commit a new head without the rows matching ``where`` (all statuses); ``reason`` must say why."""
+    if not reason.strip():  # the manifest's only record of why rows were taken down
+        raise CatalogError("takedown needs a non-empty --reason (it is recorded in the new version's manifest)")
     cat.info(name)  # an unknown name fails here, before the lock creates its folder
     with cat.lock(name):
         head = open_version(cat, name, allow_restricted=True)  # rows are rewritten inside the dataset, not read out
@@ -70,7 +72,7 @@ def mix(
 ) -> Manifest:
     """A new 'mixed' dataset version: all kept real rows plus synthetic rows at the given share."""
     if not 0.0 <= synthetic_share < 1.0:
-        raise CatalogError("synthetic share must be in [0, 1)")
+        raise CatalogError(f"synthetic share (--ratio) must be in [0, 1), not {synthetic_share}")
     synth = open_version(cat, synthetic_ref, allow_restricted)
     real = open_version(cat, real_ref, allow_restricted)
     if cat.info(synth.name)["origin"] != "synthetic" or cat.info(real.name)["origin"] != "real":
@@ -84,13 +86,13 @@ def mix(
     order = duckdb.sql(
         f"SELECT sample_id FROM synth_rows ORDER BY hash(sample_id || '{int(seed)}') LIMIT {want}"
     ).fetchall()
-    chosen = pa.array([r[0] for r in order])
+    chosen = pa.array([r[0] for r in order], pa.string())  # typed: at share 0 the list is empty
     synth_pick = synth_rows.filter(pc.is_in(synth_rows["sample_id"], value_set=chosen))
     restricted = bool(cat.info(real.name).get("restricted"))  # a mix of restricted rows stays restricted
     cat.create(out, "mixed", description=f"{synth.ref} + {real.ref} at {synthetic_share:.0%} synthetic",
                restricted=restricted)
     with cat.lock(out):
-        refs = [cat.write_shard(out, real_rows), cat.write_shard(out, synth_pick)]
+        refs = [cat.write_shard(out, t) for t in (real_rows, synth_pick) if t.num_rows]  # share 0: real rows only
         return cat.commit(
             out,
             refs,

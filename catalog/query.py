@@ -62,11 +62,37 @@ def seal(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
 
 def query(cat: Catalog, sql: str, allow_restricted: bool = False) -> pa.Table:
     """Run SQL against the catalog's views; returns Arrow. No file outside the catalog can be read or written."""
+    return query_head(cat, sql, allow_restricted, None)[0]
+
+
+def query_head(cat: Catalog, sql: str, allow_restricted: bool = False,
+               limit: int | None = None) -> tuple[pa.Table, bool]:
+    """The first ``limit`` rows of ``sql`` (None: all), and whether there are more.
+
+    The result is streamed batch by batch and reading stops after ``limit``
+    rows, so ``SELECT * FROM range(10^9)`` costs what is printed, not what
+    the query could return.
+    """
+    if not sql.strip().strip(";").strip():
+        raise CatalogError("empty query; give a SELECT statement, e.g. \"SELECT count(*) FROM <dataset>\"")
     con = connect(cat, allow_restricted)
     try:
-        return con.sql(sql).to_arrow_table()
+        rel = con.sql(sql)
+        if rel is None:  # a statement with no result (e.g. SET) or only empty statements
+            raise CatalogError(f"query {sql!r} returns no rows to show; give a SELECT statement")
+        reader = rel.to_arrow_reader(min(limit + 1, 100_000) if limit is not None else 100_000)
+        batches, rows = [], 0
+        for batch in reader:
+            batches.append(batch)
+            rows += batch.num_rows
+            if limit is not None and rows > limit:
+                break
+        table = pa.Table.from_batches(batches, reader.schema)
     except duckdb.Error as exc:
         views = [r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()]
         hidden = [n for n in cat.names() if cat.info(n).get("restricted") and not allow_restricted]
         note = f"\nrestricted (pass --allow-restricted): {', '.join(hidden)}" if hidden else ""
         raise CatalogError(f"query failed: {exc}\nviews: {', '.join(sorted(views)) or 'none'}{note}") from None
+    if limit is not None and table.num_rows > limit:
+        return table.slice(0, limit), True
+    return table, False

@@ -7,8 +7,8 @@ foreign files in the folder are never seen.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal, Sequence
 
 import pyarrow as pa
@@ -24,18 +24,18 @@ from synthgen.records import KEPT
 Status = Literal["kept", "all"] | str
 
 
+# After '@': a version number (optionally 'v3'), or 'head' / 'latest'. No sign, spaces or leading zeros,
+# and never empty: 'name@' or 'name@01' is a typo, not a request for the head.
+_VERSION = re.compile(r"v?([1-9][0-9]*)|head|latest")
+
+
 def parse_ref(ref: str) -> tuple[str, int | None]:
-    """'name' or 'name@3' -> (name, version or None for head)."""
-    name, _, ver = ref.partition("@")
-    version: int | None = None
-    if ver not in ("", "head", "latest"):
-        try:
-            version = int(ver.lstrip("v"))
-        except ValueError:
-            version = 0
-    if not name or (version is not None and version < 1):
+    """'name' or 'name@3' (also 'name@v3', 'name@head') -> (name, version or None for head)."""
+    name, at, ver = ref.partition("@")
+    match = _VERSION.fullmatch(ver) if at else None
+    if not name or (at and match is None):
         raise CatalogError(f"bad dataset reference {ref!r}; use NAME or NAME@VERSION (versions count from 1)")
-    return name, version
+    return name, int(match.group(1)) if match and match.group(1) else None
 
 
 def read_columns(columns: Sequence[str] | None) -> list[str] | None:
@@ -220,9 +220,3 @@ def embeddings_of(version: DatasetVersion, status: Status = "kept") -> tuple[lis
         raise CatalogError(f"{version.ref}: {emb_col.null_count} rows have no embedding")
     flat = emb_col.values.to_numpy(zero_copy_only=False).astype(np.float32)
     return ids, flat.reshape(len(ids), -1), models
-
-
-def output_path(path: str | Path) -> Path:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    return p

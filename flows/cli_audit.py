@@ -21,12 +21,17 @@ def audit(
     """Print a sample's whole lineage: provenance, versions, runs. Accepts an image file too."""
     from catalog import audit as run_audit
 
+    if not target.strip():  # Path("") is the current folder: say what is missing instead
+        _fail("audit needs a sample id or an image file, not an empty string")
     sample_id = target
     if Path(target).is_file():
         sample_id = _trace(Path(target), embedder, quiet=as_json)
     records = run_audit(_catalog(), sample_id, allow_restricted)
+    # Exit 2 (bad input, like any unknown name); exit 1 stays for what an audit finds about a file.
+    if not records and sample_id == target and Path(target).exists() and not Path(target).is_file():
+        _fail(f"{target}: not a sample id nor a regular image file (a folder or a device)")
     if not records:
-        _fail(f"no sample {sample_id!r} in any committed version (give a sample id or an image file)", code=1)
+        _fail(f"no sample {sample_id!r} in any committed version (give a sample id or an image file)")
     if as_json:
         return print_json({"sample_id": sample_id, "records": [
             {"dataset": rec.dataset, "versions": rec.versions, "shard": rec.shard,

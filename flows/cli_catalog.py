@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional
 
 import typer
@@ -13,6 +12,7 @@ from flows.cli_common import (
     AUDIT, GENERATE, INSPECT, JSON_HELP, SHARE, _catalog, _fail, app, check_options, err, failing_on, out,
     print_json,
 )
+from flows.cli_paths import output_file
 
 
 @app.command(rich_help_panel=AUDIT)
@@ -119,21 +119,26 @@ def mix(
     out.print(f"{name}@{m.version}: {m.message}")
 
 
+QUERY_LIMIT = 1000  # rows `query` prints by default: a table anyone reads, and flat memory on any result size
+
+
 @app.command(rich_help_panel=INSPECT)
 def query(
     sql: str = typer.Argument(..., help="SQL; views: <dataset> (head) and <dataset>_v<N>, '-' -> '_'."),
     allow_restricted: bool = typer.Option(False, help="Also define views of restricted datasets."),
+    limit: int = typer.Option(QUERY_LIMIT, min=1, help="Print at most this many rows (the rest are not read)."),
 ) -> None:
     """Run DuckDB SQL over the catalog's Parquet (read-only: no other files can be read or written)."""
     from catalog import CatalogError
-    from catalog.query import query as run_query
+    from catalog.query import query_head
 
     with failing_on(CatalogError):
-        table = run_query(_catalog(), sql, allow_restricted)
+        table, more = query_head(_catalog(), sql, allow_restricted, limit)
     drop = [c for c in ("image", "embedding") if c in table.column_names]
     width = 60 if out.is_terminal else None  # a pipe or file gets whole values
     out.print(table.drop(drop).to_pandas().to_string(index=False, max_colwidth=width), markup=False, highlight=False)
-    out.print(f"({table.num_rows} rows)")
+    out.print(f"(showing the first {table.num_rows} rows; there are more: use --limit or LIMIT/OFFSET)" if more
+              else f"({table.num_rows} rows)")
 
 
 @app.command(rich_help_panel=INSPECT)
@@ -150,16 +155,17 @@ def card(ref: str = typer.Argument(..., help="NAME or NAME@VERSION."), write: bo
 @app.command("dedup-report", rich_help_panel=INSPECT)
 def dedup_report_cmd(
     ref: str = typer.Argument(..., help="NAME or NAME@VERSION."),
-    png: Optional[Path] = typer.Option(None, help="Histogram PNG (default: in the version's folder)."),
+    png: Optional[str] = typer.Option(None, help="Histogram PNG in an existing folder (default: the version's folder)."),
 ) -> None:
     """Nearest-neighbour similarity histogram and what other thresholds would drop."""
     from catalog import open_version
     from catalog.dedup_report import dedup_report
 
+    given = output_file(png, "--png", ".png") if png is not None else None
     cat = _catalog()
     v = open_version(cat, ref)
-    target = png or cat.version_dir(v.name, v.version) / "dedup-histogram.png"
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target = given or cat.version_dir(v.name, v.version) / "dedup-histogram.png"
+    target.parent.mkdir(parents=True, exist_ok=True)  # the version's own folder
     r = dedup_report(v, target)
     out.print(f"{r.ref}: {r.rows} synthetic rows; " + ", ".join(f"{k}={n}" for k, n in sorted(r.by_status.items())))
     t = Table(title="rows at or above each cosine threshold")
@@ -201,7 +207,7 @@ def search(
     text: str = typer.Argument(..., help="What to look for, e.g. 'a seven with a crossbar'."),
     where: Optional[str] = typer.Option(None, help="SQL filter on the rows, e.g. 'label = 7'."),
     k: int = typer.Option(10, min=1, help="How many results."),
-    sheet: Optional[Path] = typer.Option(None, help="Write a contact sheet PNG of the results."),
+    sheet: Optional[str] = typer.Option(None, help="Write a contact sheet PNG of the results (in an existing folder)."),
     embedder: str = typer.Option("embedded:digits-clip", help="Must be the model the rows were embedded with."),
     allow_restricted: bool = typer.Option(False, help="Required to search a restricted dataset."),
 ) -> None:
@@ -212,6 +218,7 @@ def search(
     from synthgen.model_check import check_embedder
     from synthgen.spec import EmbedderSpec
 
+    sheet_path = output_file(sheet, "--sheet", ".png") if sheet is not None else None  # before the search runs
     v = open_version(_catalog(), ref, allow_restricted)
     emb_spec = EmbedderSpec(model=embedder)
     check_embedder(emb_spec, "--embedder")
@@ -224,9 +231,9 @@ def search(
         hits = run_search(v, emb.embed_texts([text])[0], k, where)
     for sid, sim in hits:
         out.print(f"{sid}  {sim:.4f}")
-    if sheet and hits:
+    if sheet_path and hits:
         want = {sid for sid, _ in hits}
         rows = [r for r in v.table(["sample_id", "image"]).to_pylist() if r["sample_id"] in want]
         by_id = {r["sample_id"]: decode(r["image"]["bytes"]) for r in rows}
-        make_grid([[by_id[sid] for sid, _ in hits]]).save(sheet)
-        out.print(f"contact sheet: {sheet}")
+        make_grid([[by_id[sid] for sid, _ in hits]]).save(sheet_path)
+        out.print(f"contact sheet: {sheet_path}")

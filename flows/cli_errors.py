@@ -16,6 +16,11 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
+try:  # Typer vendors its own copy of click (typer._click); its parser raises these, not click's own
+    from typer._click.exceptions import NoArgsIsHelpError, UsageError
+except ImportError:  # a Typer that uses the click package
+    from click.exceptions import NoArgsIsHelpError, UsageError
+
 DEBUG_ENV = "SYNTHGEN_DEBUG"
 EXIT_USER_ERROR = 2
 
@@ -60,12 +65,38 @@ def describe(exc: BaseException) -> str | None:
 INTERRUPTED = "interrupted; committed versions are intact, rerun the job to resume"
 
 
+def _print_error(message: str) -> None:
+    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {escape(message)}")
+
+
+def usage_error(exc: UsageError) -> None:
+    """Report a usage error caught by click (a bad option value, a missing argument, an unknown option or command).
+
+    One ``error:`` line and exit 2, as for every other bad input, instead of
+    Typer's boxed usage panel. ``synthgen`` alone still prints the help.
+    """
+    if isinstance(exc, NoArgsIsHelpError):
+        raise exc
+    text = "; ".join(line.strip() for line in exc.format_message().splitlines() if line.strip())
+    where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+    _print_error(f"{text.rstrip('.')}{where}")
+    raise typer.Exit(EXIT_USER_ERROR)
+
+
 class SynthgenGroup(TyperGroup):
     """The command group: runs the chosen command and turns expected errors into one message."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:  # the group's own options (`--data-dir` without a value, an unknown one before the command)
+            return super().make_context(info_name, args, parent, **extra)
+        except UsageError as exc:
+            usage_error(exc)
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except UsageError as exc:  # the command's arguments and options, parsed here
+            usage_error(exc)
         except KeyboardInterrupt:
             # Here, not in the entry point: click turns an interrupt that gets past the command into
             # a bare exit 130 ("Aborted"), and the user would not learn that nothing was lost.
@@ -80,5 +111,5 @@ class SynthgenGroup(TyperGroup):
             message = None if debug_enabled() else describe(exc)
             if message is None:
                 raise
-            Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {escape(message)}")
+            _print_error(message)
             raise typer.Exit(EXIT_USER_ERROR) from None

@@ -8,13 +8,15 @@ from typing import Optional
 import typer
 
 from flows.cli_common import SHARE, _catalog, _fail, _paths, app, check_status, out
+from flows.cli_paths import output_file, output_folder
 
 
 @app.command(rich_help_panel=SHARE)
 def export(
     ref: str = typer.Argument(..., help="NAME or NAME@VERSION."),
-    dest: Path = typer.Argument(
-        ..., help="A .parquet file, or a folder (PNG or JPEG files, or a dataset with --format hf)."),
+    dest: str = typer.Argument(
+        ...,
+        help="A new .parquet file, or a folder (PNG or JPEG files, or a dataset with --format hf)."),
     status: str = typer.Option("kept", help="Row status to export ('all' for every row)."),
     allow_restricted: bool = typer.Option(False, help="Required to export a restricted dataset."),
     format: str = typer.Option(
@@ -34,24 +36,25 @@ def export(
     if format not in ("auto", "jpeg", "hf"):
         _fail(f"--format must be auto, jpeg or hf, not {format!r}")
     encoding = _encoding(format, quality)
-    to_file = format == "auto" and dest.suffix == ".parquet"
-    if (to_file and not dest.parent.is_dir()) or (not to_file and dest.is_file()):
-        _fail(f"{dest}: " + (f"folder {dest.parent} does not exist" if to_file else "is a file; give a folder for "
-                             "image files or a Hugging Face dataset, or a .parquet file"))
-    if format == "jpeg" and dest.suffix == ".parquet":
+    to_file = format == "auto" and Path(dest).suffix == ".parquet"
+    if format == "jpeg" and Path(dest).suffix == ".parquet":
         _fail(f"{dest}: --format jpeg writes image files into a folder, not a .parquet file")
+    # An existing file is never replaced, whatever the format: it may be someone's data (there is no --overwrite).
+    target = (output_file(dest, "export destination", replace=False) if to_file else
+              output_folder(dest, "export destination", "give a folder for image files or a Hugging Face dataset, "
+                                                            "or a new .parquet file"))
     identity = _identity() if credentials else None
     v = open_version(_catalog(), ref, allow_restricted)  # a restricted dataset raises unless allowed (catalog.access)
     if format == "hf":
-        n = export_hf(v, dest, status, identity=identity)
+        n = export_hf(v, target, status, identity=identity)
     elif to_file:
-        n = export_parquet(v, dest, status, identity=identity)
+        n = export_parquet(v, target, status, identity=identity)
     else:
-        n = export_images(v, dest, status, identity=identity, encoding=encoding)
-    out.print(f"exported {n} rows of {v.ref} to {dest}" + (f" as JPEG q{encoding.quality}" if format == "jpeg" else ""))
+        n = export_images(v, target, status, identity=identity, encoding=encoding)
+    out.print(f"exported {n} rows of {v.ref} to {target}" + (f" as JPEG q{encoding.quality}" if format == "jpeg" else ""))
     if identity is not None:
         out.print(f"synthetic images signed by {identity.name} ({identity.source}); real rows carry no claim")
-        _record_credentials(v, identity, dest)
+        _record_credentials(v, identity, target)
 
 
 def _encoding(format: str, quality: int | None):

@@ -16,6 +16,7 @@ import typer
 from rich.table import Table
 
 from flows.cli_common import SHARE, _catalog, _fail, app, check_status, err, failing_on, out
+from flows.cli_paths import output_file
 
 URL_HELP = "Shared catalog: s3://BUCKET/PREFIX or a path."
 ENDPOINT_HELP = "S3-compatible endpoint, e.g. http://127.0.0.1:9000 (default: $AWS_ENDPOINT_URL, else AWS)."
@@ -138,7 +139,7 @@ def remote_load(
     ref: str = typer.Argument(..., help="NAME or NAME@VERSION."),
     status: str = typer.Option("kept", help="Row status ('all' for every row)."),
     limit: int = typer.Option(5, min=0, help="Rows to show."),
-    save: Optional[Path] = typer.Option(None, "--out", help="Also write the rows to this Parquet file."),
+    save: Optional[str] = typer.Option(None, "--out", help="Also write the rows to this new Parquet file."),
     endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help=ENDPOINT_HELP),
     allow_restricted: bool = typer.Option(False, help="Required to read a restricted dataset's rows."),
 ) -> None:
@@ -146,6 +147,7 @@ def remote_load(
     from catalog import CatalogError
 
     check_status(status)
+    target = output_file(save, "--out", ".parquet", replace=False) if save is not None else None  # before reading
     with failing_on(CatalogError):
         remote = _remote(url, endpoint_url)
         v = remote.open(ref, allow_restricted)
@@ -153,13 +155,11 @@ def remote_load(
     out.print(f"{v.ref} at {url}: {table.num_rows} rows ({status}) from {len(v.manifest.shards)} shard(s)")
     cols = [c for c in ("sample_id", "origin", "status", "label", "prompt", "seed") if c in table.column_names]
     out.print(table.select(cols).slice(0, limit).to_pandas().to_string(index=False))
-    if save is not None:
+    if target is not None:
         import pyarrow.parquet as pq
 
-        from catalog.version import output_path
-
-        pq.write_table(table, output_path(save))
-        out.print(f"wrote {table.num_rows} rows to {save}")
+        pq.write_table(table, target)
+        out.print(f"wrote {table.num_rows} rows to {target}")
 
 
 @app.command("remote-verify", rich_help_panel=SHARE)

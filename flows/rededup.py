@@ -38,7 +38,9 @@ def rededup(
     ``rule_fields``: other ``DedupSpec`` fields of the rules (e.g. a rule's own
     threshold); rules read them from the stored evidence columns.
     """
-    cat.info(name)  # an unknown name fails here, before the lock creates its folder
+    origin = cat.info(name)["origin"]  # an unknown name fails here, before the lock creates its folder
+    if origin != "synthetic":  # a real (or mixed) dataset's real rows are not ours to drop
+        raise CatalogError(f"rededup needs a synthetic dataset; {name!r} is {origin}")
     with cat.lock(name):
         head = open_version(cat, name, allow_restricted=True)  # re-decided rows stay in the dataset
         t = head.table(["sample_id", "job_digest", "plan_index", "embedding", "embedding_model", "real_dataset",

@@ -46,6 +46,22 @@ def test_mix_at_ratio_labels_every_row_and_guards_restricted(cat):
     assert [s.sha256 for s in again.shards] == [s.sha256 for s in m.shards]  # deterministic choice
 
 
+def test_takedown_needs_a_reason(cat):
+    for reason in ("", "   "):
+        with pytest.raises(CatalogError, match="non-empty --reason"):
+            takedown(cat, "synth", "label = 1", reason)
+    assert [m.version for m in cat.versions("synth")] == [1]
+
+
+def test_mix_at_share_zero_is_the_real_rows_only(cat):
+    mix(cat, "synth@1", "real@1", 0.0, "real-only", allow_restricted=True)
+    t = open_version(cat, "real-only", allow_restricted=True).table()
+    assert t.num_rows == 10 and set(t["origin"].to_pylist()) == {"real"}
+    for share in (1.0, 1.5, -0.1, float("nan")):
+        with pytest.raises(CatalogError, match=r"synthetic share \(--ratio\) must be in \[0, 1\)"):
+            mix(cat, "synth@1", "real@1", share, "bad-mix", allow_restricted=True)
+
+
 def test_diff_shows_rows_and_spec_changes(cat):
     from catalog.diff import diff
 

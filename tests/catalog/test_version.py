@@ -1,7 +1,8 @@
 import datasets
+import pytest
 import torch
 
-from catalog import Catalog, load, open_version, parse_ref, samples_to_table
+from catalog import Catalog, CatalogError, load, open_version, parse_ref, samples_to_table
 from tests.conftest import make_samples
 
 
@@ -20,6 +21,14 @@ def test_parse_ref():
     assert parse_ref("a") == ("a", None)
     assert parse_ref("a@3") == ("a", 3)
     assert parse_ref("a@v3") == ("a", 3)
+    assert parse_ref("a@head") == ("a", None) and parse_ref("a@12") == ("a", 12)
+
+
+@pytest.mark.parametrize("ref", ["a@", "a@ 1", "a@1 ", "a@01", "a@v01", "a@0", "a@-1", "a@+1", "a@1.0", "a@1@2",
+                                 "a@abc", "@1", "", "a@v", "a@١"])
+def test_parse_ref_rejects_anything_but_a_positive_version(ref):
+    with pytest.raises(CatalogError, match="bad dataset reference"):
+        parse_ref(ref)
 
 
 def test_origin_filter_never_leaks_real_rows(tmp_path):
@@ -76,7 +85,7 @@ def test_iterable_dataset_streams_every_row_once_shuffled_by_shard(tmp_path):
 
 _ORDER_SCRIPT = """
 import sys
-from catalog import Catalog, open_version
+from catalog import Catalog, CatalogError, open_version
 ds = open_version(Catalog(sys.argv[1]), "big").to_torch_iterable(seed=7)
 ds.set_epoch(int(sys.argv[2]))
 print(",".join(sid for _, _, sid in ds))

@@ -63,7 +63,7 @@ def test_audit_prints_the_whole_lineage(demo_run):
     for field in ("model_weights_sha256", "seed", "scheduler_config", "mlflow_run_id", "prefect_flow_run_id",
                   "nn_similarity", "versions 1"):
         assert field in result.output.replace("\n", " ") or field in result.output
-    assert cli(demo_run["data"], "audit", "nope").exit_code == 1
+    assert cli(demo_run["data"], "audit", "nope").exit_code == 2  # an unknown name, like `verify nope`
 
 
 def test_export_png_carries_provenance_and_parquet_round_trips(demo_run, tmp_path):

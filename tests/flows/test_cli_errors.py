@@ -39,6 +39,7 @@ def world(tmp_path_factory) -> dict:
     (files / "broken.yaml").write_text("name: [unclosed\n")
     (files / "empty-folder").mkdir()
     (files / "empty.yaml").write_text("")
+    (files / "old.parquet").write_text("precious\n")  # an existing file export must not replace
     # Models: a folder with only model_index.json, one without the UNet's weights, a CLIP without weights.
     half = files / "index-only"
     half.mkdir()
@@ -133,6 +134,9 @@ CASES = [
     ("verify-unknown-version", ["verify", "synth@9"], ["no version 9"]),
     ("verify-unknown-dataset", ["verify", "nope"], ["no dataset 'nope'"]),
     ("verify-bad-ref", ["verify", "synth@x"], ["'synth@x'", "NAME@VERSION"]),
+    ("verify-empty-version", ["verify", "synth@"], ["bad dataset reference 'synth@'"]),
+    ("load-leading-zero", ["load", "synth@01"], ["bad dataset reference 'synth@01'"]),
+    ("mix-empty-version", ["mix", "synth@", "real@1", "--name", "m", "--ratio", "0.5"], ["'synth@'"]),
     ("verify-version-zero", ["verify", "synth@0"], ["'synth@0'"]),
     ("versions-unknown", ["versions", "nope"], ["no dataset 'nope'"]),
     ("load-unknown-version", ["load", "synth@3"], ["no version 3"]),
@@ -140,9 +144,15 @@ CASES = [
     ("dedup-report-unknown", ["dedup-report", "nope"], ["no dataset 'nope'"]),
     ("search-unknown", ["search", "nope", "a seven"], ["no dataset 'nope'"]),
     ("rededup-unknown", ["rededup", "nope", "--threshold", "0.9"], ["no dataset 'nope'"]),
+    ("rededup-real", ["rededup", "real", "--threshold", "0.9"], ["rededup needs a synthetic dataset", "'real' is real"]),
     ("takedown-unknown", ["takedown", "nope", "--where", "label = 1", "--reason", "x"], ["no dataset 'nope'"]),
+    ("takedown-empty-reason", ["takedown", "synth", "--where", "label = 1", "--reason", " "], ["non-empty --reason"]),
     ("mix-bad-name", ["mix", "synth@1", "real@1", "--name", "Bad Name", "--ratio", "0.5"], ["'Bad Name'"]),
     # files given to commands
+    ("audit-unknown", ["audit", "nope"], ["no sample 'nope'"]),
+    ("audit-empty", ["audit", ""], ["sample id or an image file", "empty"]),
+    ("audit-folder", ["audit", "{F}/empty-folder"], ["empty-folder", "not a sample id nor a regular image file"]),
+    ("audit-device", ["audit", "/dev/zero"], ["/dev/zero", "not a sample id nor a regular image file"]),
     ("audit-text-file", ["audit", "{F}/text.txt"], ["text.txt", "not an image"]),
     ("audit-binary-file", ["audit", "{F}/binary.yaml"], ["binary.yaml", "not an image"]),
     ("ingest-not-image", ["ingest", "{F}/not-images", "--name", "new-real"], ["cls/fake.png", "nothing was written"]),
@@ -159,6 +169,18 @@ CASES = [
      ["--quality", "between 1 and 95"]),
     ("export-quality-for-png", ["export", "synth", "{F}/pngs", "--quality", "80"], ["--quality", "--format jpeg"]),
     ("export-jpeg-to-parquet", ["export", "synth", "{F}/x.parquet", "--format", "jpeg"], ["x.parquet", "folder"]),
+    ("export-empty-dest", ["export", "synth", ""], ["export destination is empty"]),
+    ("export-over-parquet", ["export", "synth", "{F}/old.parquet"], ["old.parquet", "already exists"]),
+    ("export-under-a-file", ["export", "synth", "{F}/text.txt/sub"], ["text.txt is a file, not a folder"]),
+    ("export-parquet-under-a-file", ["export", "synth", "{F}/text.txt/x.parquet"], ["text.txt is a file, not a folder"]),
+    ("search-sheet-extension", ["search", "synth", "x", "--sheet", "{F}/x.txt"], ["--sheet", "must be a .png file"]),
+    ("search-sheet-empty", ["search", "synth", "x", "--sheet", ""], ["--sheet is empty"]),
+    ("search-sheet-no-folder", ["search", "synth", "x", "--sheet", "{F}/nodir/x.png"], ["nodir", "does not exist"]),
+    ("dedup-report-png-extension", ["dedup-report", "synth", "--png", "{F}/x.txt"], ["--png", "must be a .png file"]),
+    ("dedup-report-png-no-folder", ["dedup-report", "synth", "--png", "{F}/nodir/a.png"], ["nodir", "does not exist"]),
+    ("query-empty", ["query", ""], ["empty query"]),
+    ("query-only-semicolon", ["query", "   ;"], ["empty query"]),
+    ("query-limit", ["query", "SELECT 1", "--limit", "0"], ["--limit"]),
     # numbers
     ("rededup-threshold-7", ["rededup", "synth", "--threshold", "7"], ["--threshold", "less than or equal to 1"]),
     ("rededup-threshold-0", ["rededup", "synth", "--threshold", "0"], ["--threshold", "greater than 0"]),
@@ -187,6 +209,8 @@ CASES = [
     ("remote-endpoint", ["remote-versions", "s3://bucket", "--endpoint-url", "localhost:9000"], ["--endpoint-url"]),
     ("remote-endpoint-path", ["remote-load", "{F}", "synth", "--endpoint-url", "http://127.0.0.1:1"],
      ["--endpoint-url"]),
+    ("remote-load-out-exists", ["remote-load", "{F}", "synth", "--out", "{F}/old.parquet"], ["--out", "already exists"]),
+    ("remote-load-out-extension", ["remote-load", "{F}", "synth", "--out", "{F}/rows.csv"], ["--out", ".parquet"]),
     ("remote-verify-unknown", ["remote-verify", "{F}", "synth"], ["no dataset 'synth'"]),
 ]
 
@@ -247,6 +271,25 @@ def test_bad_input_is_one_clear_error_and_writes_nothing(results, case):
     proc, unchanged = results[case_id]
     assert_clean_error(proc, names, code[0] if code else 2)
     assert unchanged, f"{case_id}: the catalog folder changed"
+
+
+USAGE = [  # caught by the CLI framework before a command runs
+    (["search", "synth", "x", "--k", "0"], "Invalid value for '--k'"),
+    (["verify", "synth", "--regenerate", "-1"], "Invalid value for '--regenerate'"),
+    (["mix", "synth@1", "real@1", "-n", "m", "--ratio", "x"], "Invalid value for '--ratio'"),
+    (["verify"], "Missing argument 'ref'"),
+    (["verify", "synth", "--bogus"], "No such option: --bogus"),
+    (["nope"], "No such command 'nope'"),
+    (["--bogus", "datasets"], "No such option: --bogus"),
+]
+
+
+@pytest.mark.parametrize("args,message", USAGE, ids=[" ".join(a) for a, _ in USAGE])
+def test_usage_errors_are_one_error_line(world, args, message):
+    proc = synthgen(world["seed"], *args)
+    assert proc.returncode == 2 and proc.stdout == "", proc.stdout + proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {message}") and "--help" in lines[0], proc.stderr
 
 
 def test_debug_shows_the_traceback(world, tmp_path):
