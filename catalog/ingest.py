@@ -1,7 +1,8 @@
 """Ingest a folder of real images as a ``real`` dataset version.
 
 The class comes from the sub-folder name (``root/<class>/<file>``), like
-torchvision's ``ImageFolder``. Class ids follow ``root/classes.txt`` (one
+torchvision's ``ImageFolder``; files in folders below a class folder belong to
+that class, and symlinks are followed. Class ids follow ``root/classes.txt`` (one
 name per line) when present, else sorted folder names. Files are stored
 byte for byte; the pixel hash and (optionally) a CLIP embedding are added so
 synthetic samples can be checked against these rows.
@@ -10,6 +11,7 @@ synthetic samples can be checked against these rows.
 from __future__ import annotations
 
 import hashlib
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -32,20 +34,50 @@ class IngestError(ValueError):
 
 
 def class_names(root: Path) -> list[str]:
+    """The class names in id order: ``classes.txt``'s lines when present, else the sorted class folders.
+
+    A ``classes.txt`` must list every class folder: one it leaves out would be dropped without a word.
+    """
+    folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     listed = root / "classes.txt"
-    if listed.is_file():
-        try:
-            names = [line.strip() for line in listed.read_text(encoding="utf-8").splitlines() if line.strip()]
-        except UnicodeDecodeError:
-            raise IngestError(f"{listed}: not a text file (one class name per line)") from None
-        bad = [n for n in names if n in (".", "..") or "/" in n or "\\" in n]
-        if bad:
-            raise IngestError(f"{listed}: class names must be sub-folder names, not paths: {bad}")
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise IngestError(f"{listed}: class names listed twice: {dupes}")
-        return names
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not listed.is_file():
+        return folders
+    try:
+        names = [line.strip() for line in listed.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except UnicodeDecodeError:
+        raise IngestError(f"{listed}: not a text file (one class name per line)") from None
+    bad = [n for n in names if n in (".", "..") or "/" in n or "\\" in n]
+    if bad:
+        raise IngestError(f"{listed}: class names must be sub-folder names, not paths: {bad}")
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise IngestError(f"{listed}: class names listed twice: {dupes}")
+    unlisted = [f for f in folders if f not in names]
+    if unlisted:
+        raise IngestError(f"{listed} does not list the class folder(s) {unlisted}: add them to it, "
+                          "or move them out of the folder")
+    return names
+
+
+def class_files(folder: Path) -> list[Path]:
+    """Every file under a class folder, sub-folders included (as torchvision's ``ImageFolder`` does).
+
+    Symlinks are followed, to files and folders alike, wherever they point: image folders are often
+    built from links into a shared store, and the bytes stored are the target's. A dangling link is
+    kept, so ingest names it as a bad file instead of leaving it out. Hidden entries (``.DS_Store``,
+    ``.git``) are not data; a folder reached twice through links is walked once.
+    """
+    found: list[Path] = []
+    seen: set[str] = set()
+    for top, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(top)
+        if real in seen:  # a link back up the tree: walking it again would never end
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found += [Path(top) / f for f in files if not f.startswith(".")]
+    return sorted(found)
 
 
 def scan(root: Path) -> list[tuple[Path, str, int]]:
@@ -53,24 +85,27 @@ def scan(root: Path) -> list[tuple[Path, str, int]]:
 
     Every file counts except hidden ones (``.DS_Store``, ``.git``): one that
     is not an image is named by ``ingest_folder`` rather than silently left out.
+    A class folder without any file is an error too: its class id would name no row.
     """
     if not root.is_dir():
         raise IngestError(f"{root}: not a folder")
     names = class_names(root)
     if not names:
         raise IngestError(f"{root}: no class sub-folders (expected {root}/<class>/<image>)")
-    ids = {n: i for i, n in enumerate(names)}
-    found = []
-    for name in names:
+    found, empty = [], []
+    for cid, name in enumerate(names):
         folder = root / name
         if not folder.is_dir():
             raise IngestError(f"{root}/classes.txt lists {name!r} but {folder} is missing")
-        for f in sorted(folder.rglob("*")):
-            hidden = any(part.startswith(".") for part in f.relative_to(folder).parts)
-            if f.is_file() and not hidden:
-                found.append((f, name, ids[name]))
+        files = class_files(folder)
+        found += [(f, name, cid) for f in files]
+        if not files:
+            empty.append(name)
     if not found:
         raise IngestError(f"{root}: no images found in its class folders ({', '.join(names[:10])})")
+    if empty:
+        raise IngestError(f"{root}: class folder(s) with no files: {empty}; add images to them or remove them"
+                          + (" (and their lines in classes.txt)" if (root / "classes.txt").is_file() else ""))
     return found
 
 
@@ -116,6 +151,9 @@ def ingest_folder(
     samples: list[Sample] = []
     bad: list[tuple[Path, str]] = []
     for path, cname, cid in files:  # every file decoded before anything is written
+        if path.is_symlink() and not path.exists():
+            bad.append((path, f"{path}: dangling symlink (to {os.readlink(path)})"))
+            continue
         try:
             data, img = read_image_file(path)
         except ImageReadError as exc:

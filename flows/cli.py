@@ -148,7 +148,8 @@ def run(
 
 @app.command(rich_help_panel=GENERATE)
 def ingest(
-    folder: Path = typer.Argument(..., help="Folder with one sub-folder per class."),
+    folder: Path = typer.Argument(
+        ..., help="Folder with one sub-folder per class (files in its sub-folders count for it; links are followed)."),
     name: str = typer.Option(..., "--name", "-n", help="Real dataset name."),
     embedder: str = typer.Option("embedded:digits-clip", help="CLIP model for the memorisation guard."),
     restricted: bool = typer.Option(False, help="Mark the dataset restricted (no export without a flag)."),

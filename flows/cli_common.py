@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from flows.cli_errors import DEBUG_ENV, SynthgenGroup, debug_enabled
-from flows.settings import DATA_ENV, Paths, configure
+from flows.settings import DATA_ENV, DataFolderError, Paths, configure
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Synthetic image datasets with provenance.",
                   cls=SynthgenGroup, pretty_exceptions_show_locals=False)
@@ -24,13 +24,21 @@ JSON_HELP = "Print the result as one JSON document on stdout (for scripts)."
 GENERATE, INSPECT, AUDIT, SHARE, SCHEDULE = "Generate", "Inspect and load", "Audit", "Share", "Schedule and monitor"
 
 
+# The commands that may start a new data folder; every other one needs an existing one, so a
+# mistyped --data-dir is named instead of created (and a read leaves nothing behind).
+STARTS_DATA_FOLDER = frozenset({"run", "ingest", "demo", "pull", "schedule"})
+
+
 class _State:
     data_dir: Optional[str] = None
+    create: bool = False  # the invoked command is in STARTS_DATA_FOLDER
 
 
 def _paths() -> Paths:
     try:
-        return configure(_State.data_dir)
+        return configure(_State.data_dir, create=_State.create)
+    except DataFolderError as exc:  # empty, or missing for a command that only reads
+        _fail(str(exc))
     except OSError as exc:  # a file, or a folder we may not write
         _fail(f"--data-dir {exc.filename or _State.data_dir}: cannot hold the data folder ({exc.strerror or exc}); "
               f"give a writable folder (or set ${DATA_ENV})")
@@ -61,12 +69,14 @@ def _unwrapped_when_piped() -> None:
 
 @app.callback()
 def main(
+    ctx: typer.Context,
     data_dir: Optional[str] = typer.Option(
         None, "--data-dir", "-d", envvar=DATA_ENV, help="All state lives here (default ./synthgen-data)."
     ),
     debug: bool = typer.Option(False, "--debug", help=f"Show tracebacks of expected errors too (or ${DEBUG_ENV}=1)."),
 ) -> None:
     _State.data_dir = data_dir
+    _State.create = ctx.invoked_subcommand in STARTS_DATA_FOLDER
     if debug:
         os.environ[DEBUG_ENV] = "1"
     _unwrapped_when_piped()

@@ -8,6 +8,7 @@ before importing prefect or mlflow: both read their settings at import time.
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,13 @@ class Settings(BaseSettings):
     sign_key: Path | None = Field(None, description="PEM private key of sign_cert's leaf")
     sign_callback: str | None = Field(None, description="module:function signing bytes with a KMS/HSM (ES256)")
 
+    @field_validator("data", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, v):
+        # Path("") is the current directory: an empty $SYNTHGEN_DATA must not silently mean "here".
+        # None here; resolve_data_dir then refuses the empty variable by name.
+        return None if isinstance(v, str) and not v.strip() else v
+
     @field_validator("retry_delays", mode="before")
     @classmethod
     def _comma_separated(cls, v):
@@ -71,7 +79,8 @@ class Settings(BaseSettings):
 
     def paths(self, data_dir: str | Path | None = None) -> "Paths":
         """The data folder's layout (``data_dir`` wins over ``data``), carrying the MLflow settings."""
-        return Paths(resolve_data_dir(data_dir or self.data), self.tracking_uri, self.artifact_root)
+        return Paths(resolve_data_dir(self.data if data_dir is None else data_dir), self.tracking_uri,
+                     self.artifact_root)
 
 
 @dataclass(frozen=True)
@@ -110,18 +119,41 @@ class Paths:
         return self.artifacts or os.environ.get(ARTIFACT_ROOT_ENV) or (self.mlflow / "artifacts").resolve().as_uri()
 
 
+class DataFolderError(ValueError):
+    """The data folder is named by an empty value, or a command that only reads names one that does not exist."""
+
+
 def resolve_data_dir(override: str | Path | None = None) -> Path:
-    """CLI option, then $SYNTHGEN_DATA, then ./synthgen-data."""
-    return Path(override or os.environ.get(DATA_ENV) or DEFAULT_DATA).expanduser().resolve()
+    """CLI option, then $SYNTHGEN_DATA, then ./synthgen-data.
+
+    An empty value is an error, not the default: it is most often a variable a script forgot to set,
+    and Path("") would be the current directory (in a checkout, its ``catalog/`` is source code).
+    """
+    if override is not None and not str(override).strip():
+        raise DataFolderError("--data-dir is empty: name the data folder, or leave the option out "
+                              f"(then ${DATA_ENV}, else ./{DEFAULT_DATA})")
+    env = os.environ.get(DATA_ENV)
+    if override is None and env is not None and not env.strip():
+        raise DataFolderError(f"${DATA_ENV} is set but empty: name the data folder, or unset it "
+                              f"(then ./{DEFAULT_DATA})")
+    return Path(override or env or DEFAULT_DATA).expanduser().resolve()
 
 
-def configure(data_dir: str | Path | None = None, settings: Settings | None = None) -> Paths:
+def configure(data_dir: str | Path | None = None, settings: Settings | None = None, create: bool = True) -> Paths:
     """Create the data folder and point Prefect and MLflow at it (env defaults only).
 
     Called once at the edge (CLI, a flow run's start), before prefect or mlflow
     is imported; tasks take the ``Paths`` it returns, not the environment.
+    ``create=False`` (commands that only read) refuses a folder that holds no
+    catalog yet (``DataFolderError``), so a mistyped path is named, not started.
     """
     paths = (settings or Settings()).paths(data_dir)
+    if not create and not paths.catalog.is_dir():
+        if paths.root.exists() and not paths.root.is_dir():  # the same message as when creating it
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(paths.root))
+        what = "holds no catalog/" if paths.root.is_dir() else "does not exist"
+        raise DataFolderError(f"data folder {paths.root} {what}: check --data-dir or ${DATA_ENV}; "
+                              "`synthgen ingest`, `run` or `demo` start a new one")
     for p in (paths.catalog, paths.staging, paths.mlflow, paths.prefect_home):
         p.mkdir(parents=True, exist_ok=True)
     os.environ[DATA_ENV] = str(paths.root)

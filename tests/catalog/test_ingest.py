@@ -49,3 +49,61 @@ def test_ingest_decodes_every_file_before_writing(tmp_path, real_digits_dir):
     assert cat.names() == []  # nothing written
     m = ingest_folder(cat, "x", folder, skip_bad=True)
     assert m.rows == 20 and sorted(s["file"] for s in m.prov["skipped"]) == ["three/notes.txt", "three/truncated.png"]
+
+
+def _png(path, seed: int) -> None:
+    import numpy as np
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.random.RandomState(seed).randint(0, 255, (16, 16)).astype("uint8")).save(path)
+
+
+def test_a_classes_txt_that_leaves_out_a_class_folder_is_refused(tmp_path):
+    cat = Catalog(tmp_path / "cat")
+    for i, c in enumerate("abc"):
+        _png(tmp_path / "in" / c / "0.png", i)
+    (tmp_path / "in" / "classes.txt").write_text("a\n")
+    with pytest.raises(IngestError, match=r"does not list the class folder\(s\) \['b', 'c'\]"):
+        ingest_folder(cat, "x", tmp_path / "in")
+    assert cat.names() == []
+
+
+def test_a_dangling_symlink_is_named_and_skip_bad_leaves_it_out(tmp_path):
+    cat = Catalog(tmp_path / "cat")
+    _png(tmp_path / "in" / "a" / "0.png", 0)
+    (tmp_path / "in" / "a" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    with pytest.raises(IngestError, match="a/gone.png: dangling symlink"):
+        ingest_folder(cat, "x", tmp_path / "in")
+    assert cat.names() == []
+    m = ingest_folder(cat, "x", tmp_path / "in", skip_bad=True)
+    assert m.rows == 1 and [s["file"] for s in m.prov["skipped"]] == ["a/gone.png"]
+    assert "dangling symlink" in m.prov["skipped"][0]["reason"]
+
+
+def test_symlinks_are_followed_and_sub_folders_belong_to_their_class(tmp_path):
+    cat = Catalog(tmp_path / "cat")
+    store = tmp_path / "store"  # a shared store outside the folder, linked into it
+    _png(store / "s0.png", 1)
+    _png(store / "more" / "s1.png", 2)
+    _png(tmp_path / "in" / "a" / "0.png", 0)
+    _png(tmp_path / "in" / "a" / "sub" / "deep.png", 3)
+    (tmp_path / "in" / "a" / "linked.png").symlink_to(store / "s0.png")
+    (tmp_path / "in" / "b").mkdir()
+    (tmp_path / "in" / "b" / "shared").symlink_to(store / "more", target_is_directory=True)
+    (tmp_path / "in" / "b" / "loop").symlink_to(tmp_path / "in" / "b", target_is_directory=True)  # walked once
+    m = ingest_folder(cat, "x", tmp_path / "in")
+    rows = open_version(cat, "x").table(["source_path", "label_name"]).to_pylist()
+    assert m.rows == 4
+    assert sorted((r["label_name"], r["source_path"]) for r in rows) == [
+        ("a", "a/0.png"), ("a", "a/linked.png"), ("a", "a/sub/deep.png"), ("b", "b/shared/s1.png")]
+
+
+def test_an_empty_class_folder_is_refused_naming_it(tmp_path):
+    cat = Catalog(tmp_path / "cat")
+    _png(tmp_path / "in" / "a" / "0.png", 0)
+    (tmp_path / "in" / "b").mkdir()
+    (tmp_path / "in" / "b" / ".DS_Store").write_bytes(b"\0")  # hidden files are not data
+    with pytest.raises(IngestError, match=r"class folder\(s\) with no files: \['b'\]"):
+        ingest_folder(cat, "x", tmp_path / "in")
+    assert cat.names() == []

@@ -21,3 +21,39 @@ def test_paths_carry_the_settings(tmp_path, monkeypatch):
     p = Settings(artifact_root="s3://b/mlflow").paths(tmp_path)
     assert p.root == tmp_path.resolve() and p.artifact_root == "s3://b/mlflow"
     assert p.tracking_uri == f"sqlite:///{tmp_path.resolve() / 'mlflow' / 'mlflow.db'}"
+
+
+def test_an_empty_data_folder_value_is_an_error_not_the_current_directory(tmp_path, monkeypatch):
+    import pytest
+
+    from flows.settings import DataFolderError, resolve_data_dir
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SYNTHGEN_DATA", "")
+    assert Settings().data is None  # not Path(""), which is the current directory
+    with pytest.raises(DataFolderError, match=r"\$SYNTHGEN_DATA is set but empty"):
+        Settings().paths()
+    with pytest.raises(DataFolderError, match="--data-dir is empty"):
+        resolve_data_dir("  ")
+    assert resolve_data_dir(tmp_path / "d") == tmp_path / "d"  # an option wins over the empty variable
+    monkeypatch.delenv("SYNTHGEN_DATA")
+    assert resolve_data_dir() == tmp_path / "synthgen-data"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_configure_for_a_reader_refuses_a_folder_without_a_catalog_and_creates_nothing(tmp_path):
+    import pytest
+
+    from flows.settings import DataFolderError, configure
+
+    with pytest.raises(DataFolderError, match="nodata does not exist"):
+        configure(tmp_path / "nodata", create=False)
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(DataFolderError, match="plain holds no catalog/"):
+        configure(tmp_path / "plain", create=False)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(NotADirectoryError):  # named as when creating it: "cannot hold the data folder"
+        configure(tmp_path / "file", create=False)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["file", "plain"]
+    paths = configure(tmp_path / "new")  # a writer starts it
+    assert configure(tmp_path / "new", create=False) == paths
