@@ -21,7 +21,7 @@ from flows.cli_common import (
     GENERATE, INSPECT, JSON_HELP, _catalog, _fail, _paths, app, check_status, err, out,
     print_json,
 )
-from flows.cli_errors import INTERRUPTED
+from flows.cli_errors import EXIT_TERMINATED, INTERRUPTED, TERMINATED, Terminated, raise_on_sigterm
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_PACKAGED = Path(__file__).resolve().parent / "demo"  # package data: the demo runs from an installed wheel
@@ -77,13 +77,16 @@ def _run_job(spec_path: Path, params: str | None = None, assignments: list[str] 
     from flows.generate import ShardFailed, generate_dataset
     from flows.schedule import ScheduleError
     from flows.models import prefetch_models
+    from flows.prefect_server import start_in_background
     from flows.reports import prefetch_plotting
     from flows.tracking import warm_up
 
+    server = start_in_background()
     prefetch_models(spec, paths)  # loads models on the second core while Prefect's server starts
     warm_up(paths.tracking_uri, paths.artifact_root)  # and opens MLflow's store
     prefetch_plotting()  # and imports matplotlib for the reports
     err.print(f"[bold]synthgen[/] {spec.name}: {spec.total_images} images -> {spec.output.dataset} (data: {paths.root})")
+    server.join()
     try:
         return generate_dataset(spec.model_dump(mode="json"), str(paths.root))
     except ScheduleError as exc:  # e.g. shards sent to a work pool without a long-lived Prefect server
@@ -180,34 +183,6 @@ def ingest(
         err.print(f"  skipped {escape(item['file'])}: {escape(item['reason'])}")
 
 
-def _start_temporary_prefect_server():
-    """Start the temporary Prefect server a flow would start, in a background thread.
-
-    With no server configured, Prefect starts a temporary one (a subprocess)
-    when the first flow runs, and waits ~10 s for it. Starting it earlier
-    lets other start-up work overlap; the flow then finds it running (it is
-    Prefect's own per-process singleton). Join the thread before running a
-    flow. Does nothing when a server is configured.
-    """
-    import threading
-
-    def start() -> None:
-        from prefect.settings import get_current_settings
-
-        if get_current_settings().api.url:
-            return
-        from prefect.server.api.server import SubprocessASGIServer
-
-        try:
-            SubprocessASGIServer().start()
-        except Exception:  # noqa: BLE001 - the flow starts it again and reports the error
-            pass
-
-    thread = threading.Thread(target=start, name="synthgen-prefect-server", daemon=True)
-    thread.start()
-    return thread
-
-
 @app.command(rich_help_panel=GENERATE)
 def demo(
     assignments: list[str] = typer.Option(None, "--set", help=SET_HELP),
@@ -228,7 +203,9 @@ def demo(
         # first, so the server's thread imports only the server's own modules.
         _paths()  # Prefect's environment (PREFECT_HOME in the data folder), before the server reads it
         import flows.generate  # noqa: F401
-        server = _start_temporary_prefect_server()
+        from flows.prefect_server import start_in_background
+
+        server = start_in_background()
     _check_job(spec, skip_real=DEMO_REAL)  # the demo ingests its real digits below
     if check:
         _print_checked(spec)
@@ -324,11 +301,15 @@ from flows import cli_catalog, cli_quality, cli_remote, cli_schedule  # noqa: E4
 
 def entrypoint() -> None:
     """Console-script entry point."""
+    raise_on_sigterm()
     try:
         app()
     except KeyboardInterrupt:  # outside a command (the group turns one inside into this message and 130)
         err.print(INTERRUPTED)
         _exit(130)
+    except Terminated:
+        err.print(TERMINATED)
+        _exit(EXIT_TERMINATED)
     except SystemExit as exc:
         _exit(exc.code)
     _exit(0)

@@ -9,6 +9,7 @@ the traceback as well. Anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 import typer
@@ -63,6 +64,32 @@ def describe(exc: BaseException) -> str | None:
 
 
 INTERRUPTED = "interrupted; committed versions are intact, rerun the job to resume"
+TERMINATED = "terminated (SIGTERM); committed versions are intact, rerun the job to resume"
+EXIT_TERMINATED = 128 + signal.SIGTERM  # what a shell reports for a process ended by SIGTERM
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (a scheduler, ``kill``, a container stopping): the command unwinds as for Ctrl-C.
+
+    A ``BaseException``, like ``KeyboardInterrupt``, so no ``except Exception``
+    swallows it. Unwinding, not dying on the signal, is what lets the exit
+    path run: above all Prefect's atexit stop of its temporary server, which
+    outlived a terminated run before.
+    """
+
+
+def raise_on_sigterm() -> None:
+    """Make SIGTERM raise ``Terminated`` in the main thread (call it from the main thread, at start).
+
+    A flow run swaps in Prefect's own handler, which crashes the flow run
+    and then re-sends the signal to this handler, so the command still ends
+    through ``Terminated``.
+    """
+
+    def handler(signum, frame):
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def _print_error(message: str) -> None:
@@ -102,6 +129,9 @@ class SynthgenGroup(TyperGroup):
             # a bare exit 130 ("Aborted"), and the user would not learn that nothing was lost.
             Console(stderr=True, soft_wrap=True).print(INTERRUPTED)
             raise SystemExit(130) from None
+        except Terminated:
+            Console(stderr=True, soft_wrap=True).print(TERMINATED)
+            raise SystemExit(EXIT_TERMINATED) from None
         except BrokenPipeError:
             # The reader went away (`synthgen ... | head`): stop quietly, as Python's docs advise;
             # stdout goes to devnull so the interpreter's final flush cannot fail again.

@@ -1,14 +1,15 @@
 """Named failure points for crash and retry tests (off unless an env var names one).
 
-``SYNTHGEN_FAILPOINT="<name>[@<n>][:kill|:raise|:raise-always|:interrupt]"`` makes the
+``SYNTHGEN_FAILPOINT="<name>[@<n>][:kill|:raise|:raise-always|:interrupt|:terminate]"`` makes the
 ``n``-th time the process passes ``failpoint(name)`` (default the first)
 either SIGKILL the process (``kill``, the default: nothing gets to clean
 up, exactly like a machine losing power), raise ``InjectedFailure`` once
 (``raise``: a transient error), raise on that hit and every later one
-(``raise-always``: a shard that keeps failing), or send the process a
-SIGINT (``interrupt``: a user's Ctrl-C, which Python raises in the main
-thread wherever it is), then hold the thread that hit it for
-``INTERRUPT_HOLD_S`` before it goes on. With the variable unset a
+(``raise-always``: a shard that keeps failing), or send a signal and
+hold the thread that hit it for ``INTERRUPT_HOLD_S`` before it goes on:
+SIGINT (``interrupt``: a user's Ctrl-C, sent to the whole process group,
+as a terminal does, when this process leads one) or SIGTERM to this
+process (``terminate``: ``kill``, a scheduler or a container stopping). With the variable unset a
 failpoint is one dictionary lookup.
 
 The crash tests (tests/flows/test_resume.py) run whole jobs in a subprocess
@@ -73,11 +74,20 @@ def failpoint(name: str, detail: str = "") -> None:
         hit = _hits[name]
     if hit == nth and action == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
-    if action == "interrupt":
+    if action in ("interrupt", "terminate"):
         if hit == nth:
-            os.kill(os.getpid(), signal.SIGINT)
-            if threading.current_thread() is not threading.main_thread():
-                time.sleep(INTERRUPT_HOLD_S)  # the main thread raises KeyboardInterrupt meanwhile
+            _signal(action)
         return
     if hit == nth or (hit > nth and action == "raise-always"):
         raise InjectedFailure(f"injected failure at {name} (hit {hit}){': ' + detail if detail else ''}")
+
+
+def _signal(action: str) -> None:
+    if action == "terminate":
+        os.kill(os.getpid(), signal.SIGTERM)
+    elif os.getpgrp() == os.getpid():  # the test started us as a group leader: what a terminal's Ctrl-C reaches
+        os.killpg(os.getpgrp(), signal.SIGINT)
+    else:  # never the group of whoever started us (a test runner)
+        os.kill(os.getpid(), signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread():
+        time.sleep(INTERRUPT_HOLD_S)  # the main thread raises meanwhile

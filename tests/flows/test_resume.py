@@ -18,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -266,26 +267,49 @@ def test_killed_runs_are_marked_failed_by_the_run_that_resumed_them(seeded, scen
         assert "RUNNING" not in {r["state"] for r in shown.values()}
 
 
-def test_ctrl_c_stops_the_shards_in_flight_and_a_rerun_resumes(seeded):
-    # Shards overlap (flows.overlap) in the task runner's threads, which Ctrl-C does not reach: the flow
+@pytest.mark.parametrize("action, code, message", [
+    ("interrupt", 130, "interrupted; committed versions are intact, rerun the job to resume"),
+    ("terminate", 143, "terminated (SIGTERM); committed versions are intact, rerun the job to resume"),
+])
+def test_ctrl_c_or_sigterm_stops_the_shards_in_flight_leaves_no_process_and_a_rerun_resumes(seeded, action, code,
+                                                                                           message):
+    # Shards overlap (flows.overlap) in the task runner's threads, which signals do not reach: the flow
     # tells them to stop, and each stops at its next batch instead of finishing (and writing) its shard.
+    # The run starts its own temporary Prefect server, as a user's does: Ctrl-C reaches the server too
+    # (the terminal signals the whole process group) and SIGTERM used to leave it running.
     spec = job_spec()
-    spec["generator"]["batch_size"] = 1  # 3 batches per shard: the interrupt lands inside shard 0
-    job = seeded["root"] / "job-interrupt.yaml"
+    spec["generator"]["batch_size"] = 1  # 3 batches per shard: the signal lands inside shard 0
+    job = seeded["root"] / f"job-{action}.yaml"
     job.write_text(yaml.safe_dump(spec))
-    data = fresh(seeded, "interrupt")
+    data = fresh(seeded, action)
     cmd = [SYNTHGEN, "--data-dir", str(data), "run", str(job), "--json", str(data / "result.json")]
-    env = {**seeded["env"], "SYNTHGEN_FAILPOINT": "sampling@1:interrupt"}  # a SIGINT after the first batch
-    # As from a terminal: a test runner started in the background (CI, `make test &`) ignores SIGINT, and
-    # its children would inherit that; this wrapper gives synthgen the default disposition first.
-    as_terminal = [sys.executable, "-c", "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
-                   "os.execv(sys.argv[1], sys.argv[1:])"]
-    proc = subprocess.run(as_terminal + cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 130, proc.stderr[-3000:]
-    assert "interrupted; committed versions are intact, rerun the job to resume" in proc.stderr
-    assert staged(data) == [], "a shard in flight finished after the interrupt"
+    env = {**seeded["env"], "SYNTHGEN_FAILPOINT": f"sampling@1:{action}"}  # the signal after the first batch
+    env.pop("PREFECT_API_URL")
+    # As from a terminal: its own process group, and the default SIGINT disposition (a test runner started
+    # in the background, as CI and `make test &` are, ignores SIGINT, and its children would inherit that).
+    as_terminal = [sys.executable, "-c", "import os, signal, sys; os.setsid(); "
+                   "signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"]
+    proc = subprocess.Popen(as_terminal + cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == code, stderr[-3000:]
+    assert message in stderr and "Traceback" not in stderr, stderr[-3000:]
+    assert staged(data) == [], "a shard in flight finished after the signal"
     assert not Catalog(data / "catalog").exists(DATASET) or Catalog(data / "catalog").head(DATASET) is None
+    assert not group_alive(proc.pid), "a process of the run (Prefect's temporary server?) outlived it"
     rerun = subprocess.run(cmd, env=seeded["env"], capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert json.loads((data / "result.json").read_text())["metrics"]["generated_this_run"] == 3 * SHARDS
     assert verify(Catalog(data / "catalog"), DATASET, 1).ok
+
+
+def group_alive(pgid: int, wait_s: float = 10.0) -> bool:
+    """Whether any process is left in the process group ``pgid`` after ``wait_s``."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        if time.monotonic() > deadline:
+            return True
+        time.sleep(0.2)
