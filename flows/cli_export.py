@@ -39,10 +39,11 @@ def export(
     to_file = format == "auto" and Path(dest).suffix == ".parquet"
     if format == "jpeg" and Path(dest).suffix == ".parquet":
         _fail(f"{dest}: --format jpeg writes image files into a folder, not a .parquet file")
-    # An existing file is never replaced, whatever the format: it may be someone's data (there is no --overwrite).
+    # Nothing existing is ever replaced or mixed into, whatever the format: an existing file may be someone's
+    # data, a folder holding files an earlier export (there is no --overwrite).
     target = (output_file(dest, "export destination", replace=False) if to_file else
               output_folder(dest, "export destination", "give a folder for image files or a Hugging Face dataset, "
-                                                            "or a new .parquet file"))
+                                                            "or a new .parquet file", empty=True))
     identity = _identity() if credentials else None
     v = open_version(_catalog(), ref, allow_restricted)  # a restricted dataset raises unless allowed (catalog.access)
     if format == "hf":

@@ -51,9 +51,16 @@ def output_file(value: str, what: str, suffix: str | None = None, replace: bool 
     return path
 
 
-def output_folder(value: str, what: str, hint: str = "give a folder") -> Path:
-    """A folder to write into: it may exist (as a folder) or be created; a file in its place is refused."""
+def output_folder(value: str, what: str, hint: str = "give a folder", empty: bool = False) -> Path:
+    """A folder to write into: it may exist (as a folder) or be created; a file in its place is refused.
+
+    ``empty=True``: an existing folder must hold nothing. An export into a
+    folder an earlier one wrote would mix the two (stale images or Parquet
+    shards that a loader's glob picks up beside the new ones).
+    """
     path = _nonempty(value, what)
     if path.exists() and not path.is_dir():
         _fail(f"{what} {path}: is a file; {hint}")
+    if empty and path.is_dir() and any(path.iterdir()):
+        _fail(f"{what} {path}: already holds files (an earlier export?); give a new or empty folder")
     return path

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -157,17 +158,19 @@ def _sign_images(t: pa.Table, sign) -> pa.Table:
 
 ROWS_PER_SHARD = 10_000  # ~ the few hundred MB per file the HF datasets docs suggest, at 256-512 px PNGs
 
+# No `configs:` block in the card: `datasets` then keys its cache on the folder's name and the config
+# name alone, so loading a re-export (or any folder with the same name) returned the rows cached the
+# first time. Without it the files are found by their `data/train-*` names (split "train") and the
+# cache key covers each file's path and modification time.
 _README = """---
-configs:
-- config_name: default
-  data_files:
-  - split: train
-    path: data/train-*.parquet
+pretty_name: "{ref}"
+tags:
+- synthgen
 ---
 # {ref}
 
 Rows of `{ref}` with status `{status}`, exported by synthgen in {shards} Parquet shard(s).
-Features (image, label as a ClassLabel, provenance) are in each file's `huggingface` schema metadata;
+Features (image, label as a ClassLabel named from `label_name`, provenance) are in each file's `huggingface` schema metadata;
 the `origin` column tells synthetic rows from real ones.
 
 ```python
@@ -176,6 +179,29 @@ ds = datasets.load_dataset("path/to/this/folder", split="train")
 synthetic = ds.filter(lambda r: r["origin"] == "synthetic")
 ```
 """
+
+
+def _with_class_label(schema: pa.Schema, files: list[str]) -> pa.Schema:
+    """``schema`` with ``label`` as a ``datasets.ClassLabel`` named from ``label_name``, where that is well defined.
+
+    The catalog stores ``label`` as a plain integer (a text-conditioned job
+    has none); in an export whose every labelled row names its class, and
+    each label one name, a loader gets the names with the feature.
+    """
+    pairs = pads.dataset(files, format="parquet").to_table(columns=["label", "label_name"])
+    pairs = pairs.filter(pc.is_valid(pairs["label"])).group_by(["label", "label_name"]).aggregate([]).to_pylist()
+    labels = [p["label"] for p in pairs]
+    if (not pairs or len(set(labels)) != len(labels) or min(labels) < 0 or max(labels) >= MAX_CLASSES
+            or any(not p["label_name"] for p in pairs)):
+        return schema
+    names = {p["label"]: p["label_name"] for p in pairs}
+    hf = json.loads(schema.metadata[b"huggingface"])
+    hf["info"]["features"]["label"] = {"names": [names.get(i, str(i)) for i in range(max(labels) + 1)],
+                                       "_type": "ClassLabel"}
+    return schema.with_metadata({**schema.metadata, b"huggingface": json.dumps(hf).encode()})
+
+
+MAX_CLASSES = 100_000  # beyond this a label is an id of some other kind, not a class index
 
 
 def export_hf(version: DatasetVersion, dest: Path, status: str = "kept", rows_per_shard: int = ROWS_PER_SHARD,
@@ -194,7 +220,7 @@ def export_hf(version: DatasetVersion, dest: Path, status: str = "kept", rows_pe
     shards = max(1, math.ceil(total / rows_per_shard))
     (dest / "data").mkdir(parents=True, exist_ok=True)
     writer, written, shard = None, 0, 0
-    schema = pq.read_schema(files[0]) if files else None
+    schema = _with_class_label(pq.read_schema(files[0]), files) if files else None
     sign = _signer_for(version, identity)
 
     def close() -> None:

@@ -40,6 +40,8 @@ def world(tmp_path_factory) -> dict:
     (files / "empty-folder").mkdir()
     (files / "empty.yaml").write_text("")
     (files / "old.parquet").write_text("precious\n")  # an existing file export must not replace
+    (files / "earlier-export" / "data").mkdir(parents=True)  # an export must not mix into an earlier one
+    (files / "earlier-export" / "data" / "train-00000-of-00002.parquet").write_text("stale\n")
     # Models: a folder with only model_index.json, one without the UNet's weights, a CLIP without weights.
     half = files / "index-only"
     half.mkdir()
@@ -171,6 +173,9 @@ CASES = [
     ("export-jpeg-to-parquet", ["export", "synth", "{F}/x.parquet", "--format", "jpeg"], ["x.parquet", "folder"]),
     ("export-empty-dest", ["export", "synth", ""], ["export destination is empty"]),
     ("export-over-parquet", ["export", "synth", "{F}/old.parquet"], ["old.parquet", "already exists"]),
+    ("export-into-earlier-hf", ["export", "synth", "{F}/earlier-export", "--format", "hf"],
+     ["earlier-export", "already holds files"]),
+    ("export-into-earlier-pngs", ["export", "synth", "{F}/earlier-export"], ["earlier-export", "already holds files"]),
     ("export-under-a-file", ["export", "synth", "{F}/text.txt/sub"], ["text.txt is a file, not a folder"]),
     ("export-parquet-under-a-file", ["export", "synth", "{F}/text.txt/x.parquet"], ["text.txt is a file, not a folder"]),
     ("search-sheet-extension", ["search", "synth", "x", "--sheet", "{F}/x.txt"], ["--sheet", "must be a .png file"]),

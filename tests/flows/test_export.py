@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import datasets
 import pyarrow.parquet as pq
 
@@ -30,6 +32,29 @@ def test_hf_export_is_sharded_and_loads_kept_rows_with_their_features(tmp_path):
     ds = datasets.load_dataset(str(dest), split="train", cache_dir=str(tmp_path / "hf-cache"))  # no stale cache by folder name
     assert ds.num_rows == 27 and set(ds["status"]) == {"kept"}
     assert isinstance(ds.features["image"], datasets.Image)  # the image feature, not a struct of bytes
-    assert ds.features == datasets.Features.from_arrow_schema(pq.read_schema(open_version(cat, "mix").files[0]))
+    catalog_features = datasets.Features.from_arrow_schema(pq.read_schema(open_version(cat, "mix").files[0]))
+    assert isinstance(ds.features["label"], datasets.ClassLabel)  # named from label_name
+    assert [ds.features["label"].int2str(r["label"]) for r in ds.select(range(5))] == ds["label_name"][:5]
+    assert {k: v for k, v in ds.features.items() if k != "label"} == {
+        k: v for k, v in catalog_features.items() if k != "label"}
     assert sorted(set(ds["origin"])) == ["real", "synthetic"] and ds["origin"].count("real") == 7
     assert ds[0]["image"].size == (16, 16)
+
+
+def test_a_re_export_loads_its_own_rows_not_a_cached_earlier_export(tmp_path):
+    # `datasets` caches a folder's rows: a README `configs:` block made the key the folder's name alone,
+    # so a second export (same path, or another folder of that name) loaded the first one's rows.
+    cat = Catalog(tmp_path / "catalog")
+    cat.create("ds", "synthetic")
+    for n in (5, 12):
+        with cat.lock("ds"):
+            cat.commit("ds", [cat.write_shard("ds", samples_to_table(make_samples(n, "synthetic", start=n * 10)))])
+    cache = str(tmp_path / "hf-cache")
+    loaded = []
+    for version, parent in [(1, "a"), (2, "a"), (2, "b")]:
+        dest = tmp_path / parent / "hf"
+        if dest.exists():
+            shutil.rmtree(dest)
+        export_hf(open_version(cat, f"ds@{version}"), dest)
+        loaded.append(datasets.load_dataset(str(dest), split="train", cache_dir=cache).num_rows)
+    assert loaded == [5, 17, 17]  # version 2 holds version 1's rows and 12 more
