@@ -19,6 +19,7 @@ def status(
     """Recent and running jobs: MLflow run, state, dataset version, counts; runs whose process died say so."""
     from datetime import datetime
 
+    from flows.dead_runs import HOST_TAG, PID_TAG, owner_is_gone
     from flows.tracking import EXPERIMENT, NOTE_TAG, Tracker
 
     paths = _paths()
@@ -27,12 +28,20 @@ def status(
     rows = []
     for r in runs:
         m, tags = r.data.metrics, r.data.tags
+        state, note = r.info.status, tags.get(NOTE_TAG)
+        # A killed run stays RUNNING in MLflow until its job reruns (flows.dead_runs marks it then); on its own
+        # host the owner's pid tells now. Shown, not written: status only reads.
+        if state == "RUNNING" and owner_is_gone(tags):
+            state = "DIED"
+            note = (f"process {tags.get(PID_TAG)} on {tags.get(HOST_TAG)} is gone; rerun the same job to resume "
+                    "(that marks this run FAILED)")
         rows.append({
             "started": datetime.fromtimestamp(r.info.start_time / 1000).strftime("%Y-%m-%d %H:%M:%S"),
-            "job": r.info.run_name, "state": r.info.status, "dataset": tags.get("synthgen.dataset"),
+            "job": r.info.run_name, "state": state, "mlflow_state": r.info.status,
+            "dataset": tags.get("synthgen.dataset"),
             "generated": int(m.get("generated", 0)), "kept": int(m.get("kept", 0)), "seconds": m.get("wall_s"),
             "mlflow_run_id": r.info.run_id, "prefect_flow_run_id": tags.get("prefect.flow_run_id"),
-            "note": tags.get(NOTE_TAG),
+            "note": note,
         })
     if as_json:
         return print_json({"tracking_uri": paths.tracking_uri, "experiment": EXPERIMENT, "runs": rows})

@@ -29,7 +29,8 @@ def owner_tags() -> dict[str, str]:
             STARTED_TAG: f"{psutil.Process().create_time():.3f}"}
 
 
-def _owner_is_gone(tags: dict[str, str]) -> bool:
+def owner_is_gone(tags: dict[str, str]) -> bool:
+    """Whether the process that owns a run (its owner tags) is known to be gone: same host only."""
     import psutil
 
     if tags.get(HOST_TAG) != socket.gethostname() or not tags.get(PID_TAG, "").isdigit():
@@ -58,7 +59,7 @@ def close_dead_runs(tracker: Tracker, job_digest: str, prefect_flow_run_id: str)
     note = f"process died; resumed by MLflow run {tracker.run_id} (Prefect flow run {prefect_flow_run_id})"
     closed = []
     for run in runs:
-        if run.info.run_id == tracker.run_id or not _owner_is_gone(run.data.tags):
+        if run.info.run_id == tracker.run_id or not owner_is_gone(run.data.tags):
             continue
         tracker.client.set_tag(run.info.run_id, NOTE_TAG, note)
         tracker.client.set_terminated(run.info.run_id, status="FAILED")
