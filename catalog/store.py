@@ -61,9 +61,11 @@ class Catalog:
     files (temp + fsync + rename, under the dataset's file lock).
     """
 
-    def __init__(self, root: str | Path, on_lock_held: Callable[[str, float], None] | None = None):
+    def __init__(self, root: str | Path, on_lock_held: Callable[[str, float], None] | None = None,
+                 create: bool = True):
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        if create:  # create=False: only read (a missing folder reads as an empty catalog), e.g. checking a job
+            self.root.mkdir(parents=True, exist_ok=True)
         self.storage = Storage.local(self.root)
         # Called with (dataset, seconds) each time this process releases a dataset's lock it
         # had taken (not re-entries): how long writers were kept waiting (bench/bench_job.py).

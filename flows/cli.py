@@ -64,7 +64,9 @@ def _check_job(spec, skip_real: str | None = None) -> None:
     from flows.preflight import preflight
     from flows.settings import Settings
 
-    cat = Catalog(_paths().catalog)
+    # Checking creates nothing: a data folder that does not exist yet reads as an empty catalog (`run --check`
+    # of a new folder, or a run refused there, left an empty data folder behind).
+    cat = Catalog(_paths(resolve_only=True).catalog, create=False)
     if skip_real and spec.dedup.real_dataset == skip_real and not cat.exists(skip_real):
         spec = spec.model_copy(update={"dedup": spec.dedup.model_copy(update={"real_dataset": None})})
     preflight(spec, cat, Settings().shard_pool)  # where the flow will sample: see generate_dataset
@@ -163,11 +165,15 @@ def ingest(
     from synthgen.model_check import check_embedder
     from synthgen.spec import EmbedderSpec
 
-    cat = _catalog()
-    check_target(cat, name)  # a bad or taken name, before any file is read
-    scan(folder)  # clear error before any model loads
+    from catalog import Catalog
+
+    # A bad or taken name, then the folder's layout, then the embedder: before any file is read, any model
+    # loads, or a new data folder is created.
+    check_target(Catalog(_paths(resolve_only=True).catalog, create=False), name)
+    scan(folder)
     emb_spec = EmbedderSpec(model=embedder)
     check_embedder(emb_spec, "--embedder")
+    cat = _catalog()
 
     @functools.cache  # loads once every file has decoded: a bad file is named in under a second
     def emb():
