@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pyarrow.compute as pc
+import pytest
 import yaml
 from PIL import Image
 from typer.testing import CliRunner
@@ -156,3 +157,17 @@ def test_rededup_makes_a_derived_version_from_stored_evidence(demo_run):
 def test_status_lists_recent_runs(demo_run):
     out = cli(demo_run["data"], "status").output
     assert demo_run["result"]["mlflow_run_id"] in out and "FINISHED" in out and "digits-small@1" in out
+
+
+@pytest.mark.parametrize("reused", [False, True])
+def test_the_summary_of_a_reused_version_claims_no_generation_this_run(capsys, reused):
+    from flows.cli import _print_summary
+
+    _print_summary({
+        "job": "j", "dataset": "d", "version": 1, "reused": reused,
+        "counts": {"kept": 9, "dropped_duplicate": 1}, "files": [], "manifest": "m.json", "grid": "g.png",
+        "metrics": {"images_per_s": 0.0 if reused else 50.0, "wall_s": 2.0, "startup_s": 1.0},
+        "mlflow_run_id": "r", "mlflow_tracking_uri": "sqlite://", "prefect_flow_run_name": "p",
+        "prefect_flow_run_id": "pid"})
+    shown = " ".join(capsys.readouterr().out.split())
+    assert ("none this run" in shown) == reused and ("images/s" in shown) != reused
