@@ -96,6 +96,9 @@ def _print_error(message: str) -> None:
     Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {escape(message)}")
 
 
+GROUP_OPTIONS = ("--data-dir", "-d")  # the data folder: an option of synthgen itself, given before the command
+
+
 def usage_error(exc: UsageError) -> None:
     """Report a usage error caught by click (a bad option value, a missing argument, an unknown option or command).
 
@@ -106,6 +109,9 @@ def usage_error(exc: UsageError) -> None:
         raise exc
     text = "; ".join(line.strip() for line in exc.format_message().splitlines() if line.strip())
     where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+    if getattr(exc, "option_name", None) in GROUP_OPTIONS and exc.ctx is not None and exc.ctx.parent is not None:
+        # The data folder is the group's option, for every command alike: say where it goes.
+        where = f": it goes before the command ('synthgen {exc.option_name} DIR {exc.ctx.info_name} ...')"
     _print_error(f"{text.rstrip('.')}{where}")
     raise typer.Exit(EXIT_USER_ERROR)
 
