@@ -111,7 +111,7 @@ def usage_error(exc: UsageError) -> None:
     where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
     if getattr(exc, "option_name", None) in GROUP_OPTIONS and exc.ctx is not None and exc.ctx.parent is not None:
         # The data folder is the group's option, for every command alike: say where it goes.
-        where = f": it goes before the command ('synthgen {exc.option_name} DIR {exc.ctx.info_name} ...')"
+        where = f": it goes before the command, 'synthgen {exc.option_name} DIR {exc.ctx.info_name} ...'{where}"
     _print_error(f"{text.rstrip('.')}{where}")
     raise typer.Exit(EXIT_USER_ERROR)
 

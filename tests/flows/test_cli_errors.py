@@ -286,7 +286,7 @@ USAGE = [  # caught by the CLI framework before a command runs
     (["verify", "synth", "--bogus"], "No such option: --bogus"),
     (["nope"], "No such command 'nope'"),
     (["--bogus", "datasets"], "No such option: --bogus"),
-    (["datasets", "--data-dir", "x"], "it goes before the command ('synthgen --data-dir DIR datasets"),
+    (["datasets", "--data-dir", "x"], "No such option: --data-dir: it goes before the command, 'synthgen --data-dir DIR datasets"),
 ]
 
 
