@@ -83,7 +83,7 @@ def _run_job(spec_path: Path, params: str | None = None, assignments: list[str] 
     from flows.reports import prefetch_plotting
     from flows.tracking import warm_up
 
-    server = start_in_background()
+    server = start_in_background(paths.prefect_home)
     prefetch_models(spec, paths)  # loads models on the second core while Prefect's server starts
     warm_up(paths.tracking_uri, paths.artifact_root)  # and opens MLflow's store
     prefetch_plotting()  # and imports matplotlib for the reports
@@ -214,7 +214,7 @@ def demo(
         import flows.generate  # noqa: F401
         from flows.prefect_server import start_in_background
 
-        server = start_in_background()
+        server = start_in_background(paths.prefect_home)
     _check_job(spec, skip_real=DEMO_REAL)  # the demo ingests its real digits below
     if check:
         _print_checked(spec)

@@ -1,4 +1,4 @@
-"""The temporary Prefect server of a plain ``synthgen run`` / ``demo``: started early, and deaf to Ctrl-C.
+"""The temporary Prefect server of a plain ``synthgen run`` / ``demo``: started early, deaf to Ctrl-C, never orphaned for long.
 
 With no server configured, Prefect starts a temporary one (a uvicorn
 subprocess) when the first flow runs, and waits ~10 s for it. Starting it
@@ -13,20 +13,30 @@ instead of "interrupted" and 130. So the server is spawned with SIGINT
 blocked (a child inherits its parent thread's signal mask through exec):
 only synthgen takes the Ctrl-C, and Prefect stops the server at exit
 (SIGTERM, which stays unblocked).
+
+A synthgen killed outright (SIGKILL, OOM) cannot stop its server. Each
+start records the server's pid beside its owner's in the data folder's
+Prefect home; the next run there stops a server whose owner is gone.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import threading
+from pathlib import Path
+
+RECORDS = "temporary-servers"  # under PREFECT_HOME: <server pid>.json, {server, owner: [pid, start time]}
 
 
-def start_in_background() -> threading.Thread:
-    """Start the temporary server in a daemon thread; join it before running a flow.
+def start_in_background(prefect_home: Path) -> threading.Thread:
+    """Stop servers orphaned by killed runs, then start this run's in a daemon thread; join it before a flow runs.
 
     Does nothing when a server is configured (``PREFECT_API_URL``). A failed
     start is left to the flow, which starts the server again and reports the error.
     """
+    records = Path(prefect_home) / RECORDS
 
     def start() -> None:
         from prefect.settings import get_current_settings
@@ -35,13 +45,70 @@ def start_in_background() -> threading.Thread:
             return
         from prefect.server.api.server import SubprocessASGIServer
 
+        stop_orphans(records)
         # Only this thread's mask: the main thread still takes the interrupt.
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
-            SubprocessASGIServer().start()
+            server = SubprocessASGIServer()
+            server.start()
         except Exception:  # noqa: BLE001 - the flow starts it again and reports the error
-            pass
+            return
+        if server.server_process is not None:
+            _record(records, server.server_process.pid)
 
     thread = threading.Thread(target=start, name="synthgen-prefect-server", daemon=True)
     thread.start()
     return thread
+
+
+def _identity(pid: int) -> list:
+    """[pid, start time]: a pid alone may name a newer process once the first is gone."""
+    import psutil
+
+    return [pid, round(psutil.Process(pid).create_time(), 3)]
+
+
+def _alive(identity: list) -> bool:
+    import psutil
+
+    try:
+        proc = psutil.Process(identity[0])
+        return round(proc.create_time(), 3) == identity[1] and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _record(records: Path, server_pid: int) -> None:
+    records.mkdir(parents=True, exist_ok=True)
+    tmp = records / f".{server_pid}.json.tmp"
+    tmp.write_text(json.dumps({"server": _identity(server_pid), "owner": _identity(os.getpid())}))
+    os.replace(tmp, records / f"{server_pid}.json")
+
+
+def stop_orphans(records: Path) -> list[int]:
+    """Stop each recorded server whose owner process is gone; forget the records of servers that are gone.
+
+    Returns the pids stopped. Same machine only, as the records are (the data
+    folder's Prefect home); a record that cannot be read is left alone.
+    """
+    import psutil
+
+    stopped = []
+    for path in sorted(records.glob("*.json")) if records.is_dir() else []:
+        try:
+            rec = json.loads(path.read_text())
+            server, owner = rec["server"], rec["owner"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if _alive(server) and _alive(owner):
+            continue  # a run in progress (this folder's, or one started beside it)
+        if _alive(server):
+            proc = psutil.Process(server[0])
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except psutil.TimeoutExpired:
+                proc.kill()
+            stopped.append(server[0])
+        path.unlink(missing_ok=True)
+    return stopped
