@@ -210,7 +210,7 @@ def demo(
         # diffusers imports) and the ingest; a failed check exits and Prefect stops it. Its files
         # go to the data folder's prefect/, never the catalog. Prefect's core is imported here
         # first, so the server's thread imports only the server's own modules.
-        _paths()  # Prefect's environment (PREFECT_HOME in the data folder), before the server reads it
+        paths = _paths()  # Prefect's environment (PREFECT_HOME in the data folder), before the server reads it
         import flows.generate  # noqa: F401
         from flows.prefect_server import start_in_background
 
