@@ -22,6 +22,7 @@ from flows.cli_common import (
     print_json,
 )
 from flows.cli_errors import EXIT_TERMINATED, INTERRUPTED, TERMINATED, Terminated, raise_on_sigterm
+from flows.cli_paths import output_file
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_PACKAGED = Path(__file__).resolve().parent / "demo"  # package data: the demo runs from an installed wheel
@@ -144,8 +145,8 @@ def run(
         _check_job(job)
         _print_checked(job)
         return
-    if json_out is not None and (json_out.is_dir() or not json_out.parent.is_dir()):
-        _fail(f"--json {json_out}: not a file in an existing folder")
+    if json_out is not None:
+        output_file(str(json_out), "--json")
     result = _run_job(spec, params, assignments)
     if json_out:
         import json
@@ -164,11 +165,10 @@ def ingest(
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Leave out files that are not readable images (counted)."),
 ) -> None:
     """Ingest an image folder as a real dataset (class = sub-folder name); every file is decoded before anything is written."""
+    from catalog import Catalog
     from catalog.ingest import check_target, ingest_folder, scan
     from synthgen.model_check import check_embedder
     from synthgen.spec import EmbedderSpec
-
-    from catalog import Catalog
 
     # A bad or taken name, then the folder's layout, then the embedder: before any file is read, any model
     # loads, or a new data folder is created.

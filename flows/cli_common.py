@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import os
 from contextlib import contextmanager
 from typing import Iterator, Optional
@@ -12,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from flows.cli_errors import DEBUG_ENV, SynthgenGroup, debug_enabled
-from flows.settings import DATA_ENV, DataFolderError, Paths, Settings, configure
+from flows.settings import DATA_ENV, DataFolderError, Paths, configure, resolve_paths
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Synthetic image datasets with provenance.",
                   cls=SynthgenGroup, pretty_exceptions_show_locals=False)
@@ -39,10 +38,7 @@ def _paths(resolve_only: bool = False) -> Paths:
     """The data folder's paths, configured (``resolve_only``: only resolved, nothing created or configured)."""
     try:
         if resolve_only:
-            paths = Settings().paths(_State.data_dir)
-            if paths.root.exists() and not paths.root.is_dir():
-                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(paths.root))
-            return paths
+            return resolve_paths(_State.data_dir)
         return configure(_State.data_dir, create=_State.create)
     except DataFolderError as exc:  # empty, or missing for a command that only reads
         _fail(str(exc))

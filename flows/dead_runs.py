@@ -16,6 +16,7 @@ import os
 import socket
 from dataclasses import dataclass
 
+from flows.processes import is_alive, started
 from flows.tracking import NOTE_TAG, Tracker
 
 HOST_TAG, PID_TAG, STARTED_TAG = "synthgen.host", "synthgen.pid", "synthgen.pid_started"
@@ -23,23 +24,14 @@ HOST_TAG, PID_TAG, STARTED_TAG = "synthgen.host", "synthgen.pid", "synthgen.pid_
 
 def owner_tags() -> dict[str, str]:
     """Tags naming this process as the owner of a run (host, pid, process start time)."""
-    import psutil
-
-    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()),
-            STARTED_TAG: f"{psutil.Process().create_time():.3f}"}
+    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()), STARTED_TAG: started()}
 
 
 def owner_is_gone(tags: dict[str, str]) -> bool:
     """Whether the process that owns a run (its owner tags) is known to be gone: same host only."""
-    import psutil
-
     if tags.get(HOST_TAG) != socket.gethostname() or not tags.get(PID_TAG, "").isdigit():
         return False  # another machine's run (or one that predates these tags): cannot tell
-    try:
-        proc = psutil.Process(int(tags[PID_TAG]))
-        return f"{proc.create_time():.3f}" != tags.get(STARTED_TAG) or proc.status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
+    return not is_alive(int(tags[PID_TAG]), tags.get(STARTED_TAG))
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,10 @@ import signal
 import threading
 from pathlib import Path
 
+from flows.processes import is_alive, started
+
 RECORDS = "temporary-servers"  # under PREFECT_HOME: <server pid>.json, {server, owner: [pid, start time]}
+_started: threading.Thread | None = None  # one start per process: `demo` starts it early, then runs `run`'s path
 
 
 def start_in_background(prefect_home: Path) -> threading.Thread:
@@ -36,6 +39,9 @@ def start_in_background(prefect_home: Path) -> threading.Thread:
     Does nothing when a server is configured (``PREFECT_API_URL``). A failed
     start is left to the flow, which starts the server again and reports the error.
     """
+    global _started
+    if _started is not None:
+        return _started
     records = Path(prefect_home) / RECORDS
 
     def start() -> None:
@@ -56,26 +62,17 @@ def start_in_background(prefect_home: Path) -> threading.Thread:
         if server.server_process is not None:
             _record(records, server.server_process.pid)
 
-    thread = threading.Thread(target=start, name="synthgen-prefect-server", daemon=True)
-    thread.start()
-    return thread
+    _started = threading.Thread(target=start, name="synthgen-prefect-server", daemon=True)
+    _started.start()
+    return _started
 
 
 def _identity(pid: int) -> list:
-    """[pid, start time]: a pid alone may name a newer process once the first is gone."""
-    import psutil
-
-    return [pid, round(psutil.Process(pid).create_time(), 3)]
+    return [pid, started(pid)]
 
 
 def _alive(identity: list) -> bool:
-    import psutil
-
-    try:
-        proc = psutil.Process(identity[0])
-        return round(proc.create_time(), 3) == identity[1] and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
+    return is_alive(identity[0], identity[1])
 
 
 def _record(records: Path, server_pid: int) -> None:

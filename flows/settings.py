@@ -139,6 +139,14 @@ def resolve_data_dir(override: str | Path | None = None) -> Path:
     return Path(override or env or DEFAULT_DATA).expanduser().resolve()
 
 
+def resolve_paths(data_dir: str | Path | None = None, settings: Settings | None = None) -> Paths:
+    """The data folder's paths, nothing created or configured; a file standing in its place is refused."""
+    paths = (settings or Settings()).paths(data_dir)
+    if paths.root.exists() and not paths.root.is_dir():  # the same message as when creating it
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(paths.root))
+    return paths
+
+
 def configure(data_dir: str | Path | None = None, settings: Settings | None = None, create: bool = True) -> Paths:
     """Create the data folder and point Prefect and MLflow at it (env defaults only).
 
@@ -147,10 +155,8 @@ def configure(data_dir: str | Path | None = None, settings: Settings | None = No
     ``create=False`` (commands that only read) refuses a folder that holds no
     catalog yet (``DataFolderError``), so a mistyped path is named, not started.
     """
-    paths = (settings or Settings()).paths(data_dir)
+    paths = resolve_paths(data_dir, settings)
     if not create and not paths.catalog.is_dir():
-        if paths.root.exists() and not paths.root.is_dir():  # the same message as when creating it
-            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(paths.root))
         what = "holds no catalog/" if paths.root.is_dir() else "does not exist"
         raise DataFolderError(f"data folder {paths.root} {what}: check --data-dir or ${DATA_ENV}; "
                               "`synthgen ingest`, `run` or `demo` start a new one")
