@@ -29,14 +29,14 @@ Invariant: the segments' ids, concatenated, are the version's kept sample ids
 in table order.
 
 Each segment's FAISS type follows its size (``synthgen.index.build_index``:
-exact ``IndexFlatIP`` up to ``EXACT_LIMIT`` rows, calibrated IVF beyond), and
+exact ``IndexFlatIP`` up to ``EXACT_INDEX_LIMIT`` rows, calibrated IVF beyond), and
 compaction (``plan_compaction``) keeps the whole set's type following its
-size, as autofaiss chooses: exact segments hold at most ``EXACT_LIMIT`` rows
+size, as autofaiss chooses: exact segments hold at most ``EXACT_INDEX_LIMIT`` rows
 together (beyond, they merge into one IVF segment), so a search scans at most
 that many rows exhaustively; and ``MERGE_FACTOR`` adjacent segments of one
 size level merge into one (size-tiered, as in LSM trees), so a dataset of n
 rows has O(log n) segments and each row is rewritten O(log n) times. Up to
-``EXACT_LIMIT`` kept rows every segment is exact, and a search over the
+``EXACT_INDEX_LIMIT`` kept rows every segment is exact, and a search over the
 segments equals one over a single ``IndexFlatIP`` of all kept rows (ties:
 the earlier row wins), so dedup decisions are those of one exact index.
 
@@ -67,12 +67,12 @@ import numpy as np
 from catalog.manifest import Manifest, sha256_bytes
 from catalog.store import Catalog, CatalogError, atomic_write
 from catalog.version import DatasetVersion, _read, embeddings_of, open_version
-from synthgen.dedup import VectorSet
-from synthgen.index import EXACT_LIMIT, SegmentedVectorSet, build_index, describe
+from synthgen.vector_set import VectorSet
+from synthgen.index import EXACT_INDEX_LIMIT, SegmentedVectorSet, build_index, describe
 from synthgen.records import KEPT
 
 FORMAT = 1
-# EXACT_LIMIT (imported above) is read at call time, so a test can lower it here.
+# EXACT_INDEX_LIMIT (imported above) is read at call time, so a test can lower it here.
 # Adjacent segments of one size level (sizes within a factor of 4) merge 4 at a
 # time. A fixed cap on the segment count instead (merge the smallest pair past
 # 8) made the newest segment absorb every commit: 1k-row commits up to 2M rows
@@ -125,7 +125,7 @@ def version_index(
     found = _known(cat, manifest, model, parent)
     todo: list[tuple[Manifest, Manifest | None]] = []
     while found is None:
-        base = _extended_parent(cat, manifest)
+        base = extended_parent(cat, manifest)
         todo.append((manifest, base))
         if base is None:
             break
@@ -228,7 +228,7 @@ def _known(cat: Catalog, manifest: Manifest, model: str, parent: VersionIndex | 
     return load_index(cat, name, version, model)
 
 
-def _extended_parent(cat: Catalog, manifest: Manifest) -> Manifest | None:
+def extended_parent(cat: Catalog, manifest: Manifest) -> Manifest | None:
     """The parent's manifest when this version is the parent's shards plus new ones, else None.
 
     Shards are content-addressed, so equal leading shards mean equal leading
@@ -248,7 +248,7 @@ def _build(
     """Build, persist and return the index of ``manifest``: ``base_index`` + its new kept rows, compacted."""
     name = manifest.dataset
     new_shards = manifest.shards[len(base.shards) :] if base else manifest.shards
-    ids, emb = _kept_embeddings(DatasetVersion(cat, manifest.model_copy(update={"shards": new_shards})),
+    ids, emb = kept_embeddings(DatasetVersion(cat, manifest.model_copy(update={"shards": new_shards})),
                                 model, reembed)
     parts = list(base_index.parts) if base_index else []
     records = list(base_index.records) if base_index else []
@@ -271,7 +271,7 @@ def _build(
     return out
 
 
-def _kept_embeddings(version: DatasetVersion, model: str, reembed: Reembed | None) -> tuple[list[str], np.ndarray]:
+def kept_embeddings(version: DatasetVersion, model: str, reembed: Reembed | None) -> tuple[list[str], np.ndarray]:
     """Kept ids and embeddings of ``version``'s shards in ``model``'s space."""
     ids, emb, models = embeddings_of(version)
     if ids and (models != {model} or emb.shape[1] == 0):
@@ -295,7 +295,7 @@ def _compact(
     """
     sizes = [int(p.index.ntotal) for p in parts] + ([len(new[0])] if new else [])
     out_parts, out_records = [], []
-    for start, stop in plan_compaction(sizes, EXACT_LIMIT, MERGE_FACTOR):
+    for start, stop in plan_compaction(sizes, EXACT_INDEX_LIMIT, MERGE_FACTOR):
         if stop - start == 1 and start < len(parts):
             out_parts.append(parts[start])
             out_records.append(records[start])
@@ -331,7 +331,7 @@ def _stored_vectors(index: faiss.Index) -> np.ndarray:
 
 def _write_segment(cat: Catalog, name: str, ids: list[str], emb: np.ndarray) -> tuple[VectorSet, dict]:
     """Build a segment over ``emb`` (type by size), write its files and return it with its record."""
-    index = build_index(emb, exact_limit=EXACT_LIMIT)
+    index = build_index(emb, exact_limit=EXACT_INDEX_LIMIT)
     blobs = {"faiss": (faiss.serialize_index(index).tobytes(), "faiss"),
              "ids": (json.dumps(ids).encode(), "ids.json")}
     record: dict = {}

@@ -73,25 +73,34 @@ def _check_job(spec, skip_real: str | None = None) -> None:
     preflight(spec, cat, Settings().shard_pool)  # where the flow will sample: see generate_dataset
 
 
-def _run_job(spec_path: Path, params: str | None = None, assignments: list[str] | None = None) -> dict:
+def _run_job(spec_path: Path, params: str | None = None, assignments: list[str] | None = None,
+             components=None) -> dict:
+    """Run the job's flow; ``components``: a ``ComponentLoader`` already prefetching (the demo's)."""
     spec = _load_job(spec_path, params, assignments)  # validated before anything loads or is written
     _check_job(spec)
     paths = _paths()
-    from flows.generate import ShardFailed, generate_dataset
+    from catalog import Catalog
+    from flows.executors.base import ShardFailed
+    from flows.generate import generate_dataset
+    from flows.job.components import ComponentLoader
+    from flows.progress import TerminalProgress
     from flows.schedule import ScheduleError
-    from flows.models import prefetch_models
     from flows.prefect_server import start_in_background
     from flows.reports import prefetch_plotting
     from flows.tracking import warm_up
 
     server = start_in_background(paths.prefect_home)
-    prefetch_models(spec, paths)  # loads models on the second core while Prefect's server starts
+    components = components or ComponentLoader(spec, str(paths.catalog))
+    # A committed spec loads nothing: the flow answers it from the catalog.
+    if not Catalog(paths.catalog).find_job(spec.output.dataset, spec.digest()):
+        components.prefetch()  # loads the models on the second core while Prefect's server starts
     warm_up(paths.tracking_uri, paths.artifact_root)  # and opens MLflow's store
     prefetch_plotting()  # and imports matplotlib for the reports
     err.print(f"[bold]synthgen[/] {spec.name}: {spec.total_images} images -> {spec.output.dataset} (data: {paths.root})")
     server.join()
     try:
-        return generate_dataset(spec.model_dump(mode="json"), str(paths.root))
+        return generate_dataset(spec.model_dump(mode="json"), str(paths.root), components=components,
+                                progress=TerminalProgress(err))
     except ScheduleError as exc:  # e.g. shards sent to a work pool without a long-lived Prefect server
         _fail(str(exc))
     except ShardFailed as exc:
@@ -220,14 +229,16 @@ def demo(
         _print_checked(spec)
         return
     cat = _catalog()
+    components = None
     if not cat.exists(DEMO_REAL) or cat.head(DEMO_REAL) is None:
-        from flows.models import prefetch_models
+        from flows.job.components import ComponentLoader
         from flows.tracking import warm_up
 
         # The ingest runs mostly on one core (per-image preprocessing): the job's models and
-        # MLflow's store load on the other, before the flow needs them.
+        # MLflow's store load on the other, before the flow needs them (the guard after the ingest).
         paths = _paths()
-        prefetch_models(spec)
+        components = ComponentLoader(spec, str(paths.catalog))
+        components.prefetch(guard=False)
         warm_up(paths.tracking_uri, paths.artifact_root)
         with tempfile.TemporaryDirectory() as tmp:
             folder = export_image_folder(Path(tmp) / "digits")
@@ -235,7 +246,7 @@ def demo(
             ingest(folder, DEMO_REAL, "embedded:digits-clip", False, False)
     if server is not None:
         server.join()
-    _print_summary(_run_job(job, f"{params}:demo", assignments))
+    _print_summary(_run_job(job, f"{params}:demo", assignments, components))
 
 
 @app.command(rich_help_panel=INSPECT)

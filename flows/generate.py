@@ -1,41 +1,52 @@
 """The generation flow: Prefect orchestrates, the stages do the work.
 
-One flow run = one MLflow run = at most one new dataset version. Tasks work
-at shard granularity (hundreds to thousands of images), never per image;
-each shard task retries with backoff, and staged shards make a rerun after a
-crash redo only the shards that were not finished. The flow reads as its
-stages: load the models, generate the shards (here or on a work pool),
-decide and commit, write and log the reports, publish.
+One flow run = one MLflow run = at most one new dataset version. The data
+path is ``flows.job.run_job``; this shell adds the settings, the tracker,
+the choice of executor, the reports and the publish. Shards are task runs
+(hundreds to thousands of images each, never one per image) that retry with
+backoff; decided shards make a rerun after a crash redo only the shards that
+were not finished. The flow reads as its stages: settings, tracker,
+``run_job``, reports, publish.
 """
 
 from __future__ import annotations
 
 import time
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any, Protocol
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from catalog import Catalog, RunRef
-from flows import progress
-from flows.commit import CommitReport
 from flows.dead_runs import close_dead_runs, owner_tags
-from flows.distributed import run_on_workers
-from flows.local_devices import job_devices, run_on_devices
-from flows.models import get_embedder
-from flows.overlap import run_overlapped
+from flows.executors.base import Executor, Retry, ShardFailed
+from flows.executors.devices import DevicesExecutor, job_devices
+from flows.executors.local import LocalExecutor
+from flows.executors.prefect_pool import PrefectPoolExecutor
+from flows.job.components import ComponentLoader, Setup
+from flows.job.run import JobResult, run_job
 from flows.preflight import preflight
 from flows.reports import Finished, summary_metrics, write_reports
 from flows.schedule import require_server
 from flows.settings import Paths, Settings, configure
-from flows.shard import ShardReport
-from flows.tasks import ShardFailed, commit_task, load_models_task, publish_task, shard_task_with_policy
+from flows.tasks import prefect_submit, publish_task
 from flows.tracking import Tracker
 from synthgen.failpoints import failpoint
-from synthgen.plan import Shard, make_shards
 from synthgen.spec import JobSpec, parse_spec
 
 __all__ = ["ShardFailed", "generate_dataset", "preflight"]
+
+
+class Progress(Protocol):
+    """What the flow reports progress to (the CLI passes a terminal bar: ``flows.progress``)."""
+
+    def display(self, total: int, description: str, shards: int = 0) -> AbstractContextManager: ...
+
+    def advance(self, n: int) -> None: ...
+
+    def shard_done(self, images: int = 0) -> None: ...
 
 
 def _close_dead_runs(tracker: Tracker, job: JobSpec, runs: RunRef) -> None:
@@ -51,12 +62,15 @@ def _close_dead_runs(tracker: Tracker, job: JobSpec, runs: RunRef) -> None:
 
 @flow(name="synthgen-generate", log_prints=True)
 def generate_dataset(spec: dict, data_dir: str | None = None, shard_pool: str | None = None,
-                     settings: Settings | None = None) -> dict:
+                     settings: Settings | None = None, components: Any = None, progress: Any = None) -> dict:
     """Generate, deduplicate and commit one job's images as a new dataset version.
 
     ``shard_pool`` (default ``settings.shard_pool``): generate the shards as flow runs on that work pool's
-    workers (``flows.distributed``) instead of in this process; the result is the same. It needs a
+    workers (``flows.executors.prefect_pool``) instead of in this process; the result is the same. It needs a
     long-lived Prefect server and a data folder every worker reaches. ``settings``: read here when not given.
+    ``components``: a ``flows.job.components.Setup`` (e.g. the CLI's, prefetching while the server starts).
+    ``progress``: a ``Progress`` to show images and shards done on (the CLI's terminal bar).
+    Both are typed ``Any`` because Prefect validates parameters by their annotations.
     """
     t0 = time.perf_counter()
     job = parse_spec(spec)  # validated again: deployments pass raw dicts
@@ -74,63 +88,79 @@ def generate_dataset(spec: dict, data_dir: str | None = None, shard_pool: str | 
                                                   "synthgen.watermark": f"{wm.method}:{wm.strength}" if wm.enabled else "off"})
     try:
         _close_dead_runs(tracker, job, runs)
-        shards = make_shards(job.total_images, job.output.shard_size)
-        # Distributed, the workers load the generator; the embedder (for the commit) loads while they work.
-        models, startup_s = (None if shard_pool else load_models_task(job)), time.perf_counter() - t0
-        reports, shard_runs = generate_shards(job, shards, catalog, paths, runs, shard_pool, settings)
-        t_commit = time.perf_counter()
-        commit = commit_task(job, shards, paths, runs)
+        setup = components or ComponentLoader(job, str(paths.catalog))
+        executor = choose_executor(job, paths, settings, shard_pool, progress.advance if progress else None)
+        get_run_logger().info(f"{job.name}: {job.total_images} images -> {job.output.dataset} ({describe(executor)})")
+        if isinstance(executor, LocalExecutor) and not catalog.find_job(job.output.dataset, job.digest()):
+            setup()  # the models, before the first shard (a committed spec loads nothing)
+        startup_s = time.perf_counter() - t0
+        sampled_here = isinstance(executor, LocalExecutor)  # batches counted as they sample; else per shard
+
+        def shard_done(r) -> None:
+            if progress:
+                progress.shard_done(r.rows if r.reused or not sampled_here else 0)
+
+        shards = -(-job.total_images // job.output.shard_size)
+        with progress.display(job.total_images, job.name, shards) if progress else nullcontext():
+            result = run_job(job, paths=paths, executor=executor, setup=setup, runs=runs, catalog=catalog,
+                             on_shard=shard_done)
         t_finish = time.perf_counter()
-        metrics = summary_metrics(commit, reports, t_finish - t0)
-        metrics |= {"startup_s": startup_s, "commit_s": t_finish - t_commit}
+        metrics = summary_metrics(result.commit, result.shards, t_finish - t0)
+        metrics |= {"startup_s": startup_s, "commit_s": result.commit_s}
         failpoint("finishing", "after the version commit, while logging to MLflow")
-        done = Finished(catalog, job, commit, metrics, shard_runs, shard_pool)
+        records = executor.records if isinstance(executor, PrefectPoolExecutor) else []
+        done = Finished(catalog, job, result.commit, metrics, records, shard_pool)
         for logged in write_reports(done):  # grid, card, real pairs, histogram, metrics, ...: written, then logged
             logged.log_to(tracker)
         published = None
         if settings.publish_url:  # last: the version's card, grids and indexes are written by now
-            published = publish_task(paths, commit.dataset, settings.publish_url)
+            published = publish_task(paths, result.dataset, settings.publish_url)
             tracker.set_tags({"synthgen.published": published})
         metrics |= {"finish_s": time.perf_counter() - t_finish, "wall_s": time.perf_counter() - t0}  # reports, logging
         tracker.log_metrics({k: metrics[k] for k in ("finish_s", "wall_s")})
-        result = _result(done, models, runs, tracker, paths, published)
-        create_markdown_artifact(key="synthgen-summary", markdown=_markdown(result), description=f"{job.name} -> {done.ref}")
+        out = _result(done, result, models_used(result, setup, executor), runs, tracker, paths, published)
+        create_markdown_artifact(key="synthgen-summary", markdown=_markdown(out), description=f"{job.name} -> {done.ref}")
         tracker.end("FINISHED")
-        return result
+        return out
     except BaseException:
         tracker.end("FAILED")
         raise
 
 
-def generate_shards(job: JobSpec, shards: list[Shard], catalog: Catalog, paths: Paths, runs: RunRef,
-                    shard_pool: str | None, settings: Settings) -> tuple[list[ShardReport], list[dict]]:
-    """Stage the shards not yet committed: in this process, or as flow runs on ``shard_pool``."""
-    log = get_run_logger()
-    log.info(f"{job.name}: {job.total_images} images in {len(shards)} shards -> {job.output.dataset}")
-    # The same spec committed before (e.g. killed while logging): reuse it, generate nothing.
-    todo = [] if catalog.find_job(job.output.dataset, job.digest()) else shards
-    if not todo:
-        log.info(f"{job.name}: this exact spec is already committed to {job.output.dataset}; reusing it")
-        return [], []
+def choose_executor(job: JobSpec, paths: Paths, settings: Settings, shard_pool: str | None,
+                    on_batch=None) -> Executor:
+    """Where the shards run: a work pool's workers, one process per device here, or this process."""
+    retry = Retry(settings.shard_retries, tuple(settings.retry_delays))
     if shard_pool:
-        return run_on_workers(job, todo, paths, runs, shard_pool, settings)
+        return PrefectPoolExecutor(shard_pool, str(paths.root), settings)
     devices = job_devices(job)
     if len(devices) > 1:  # several GPUs here: one worker process per device, no server
-        log.info(f"{job.name}: {len(todo)} shards on {len(devices)} device workers: {', '.join(devices)}")
-        return run_on_devices(job, todo, paths, runs, devices, settings), []
-    with progress.display(sum(len(s) for s in todo), f"{job.name}", shards=len(todo)):
-        reports = run_overlapped(shard_task_with_policy(settings), job, todo, paths, runs,
-                                 on_done=lambda r: progress.shard_done(r.rows if r.reused else 0))
-    return reports, []
+        return DevicesExecutor(devices, retry)
+    return LocalExecutor(retry, submit=prefect_submit(settings), on_batch=on_batch)
 
 
-def _result(done: Finished, models: dict | None, runs: RunRef, tracker: Tracker, paths: Paths,
+def describe(executor: Executor) -> str:
+    """Where the shards run, for the log."""
+    if isinstance(executor, PrefectPoolExecutor):
+        return f"shards on the workers of pool {executor.pool!r}"
+    if isinstance(executor, DevicesExecutor):
+        return f"shards on {len(executor.devices)} device workers: {', '.join(executor.devices)}"
+    return "shards in this process"
+
+
+def models_used(result: JobResult, setup: Setup, executor: Executor) -> dict:
+    """Which generator and embedder made the rows, for the summary."""
+    emb = result.embedding_model or setup.embedder().name
+    if isinstance(executor, LocalExecutor) and not result.reused:
+        gen = setup().generator  # loaded by the run already
+        return {"generator": f"{gen.pipeline_class} on {gen.device}", "embedder": emb}
+    return {"generator": f"{result.job.generator.model} ({describe(executor)})", "embedder": emb}
+
+
+def _result(done: Finished, result: JobResult, models: dict, runs: RunRef, tracker: Tracker, paths: Paths,
             published: str | None) -> dict:
     """The flow's return value (what the CLI prints and ``--json`` writes)."""
-    c: CommitReport = done.commit
-    # Distributed, the workers loaded the generator; the commit loaded the embedder here.
-    models = models or {"generator": f"{done.job.generator.model} on the workers of pool {done.shard_pool!r}",
-                        "embedder": get_embedder(done.job).name}
+    c = result.commit
     return {
         "job": done.job.name,
         "dataset": c.dataset,

@@ -1,11 +1,13 @@
-"""Terminal progress for long jobs (rich), fed by the engine's per-batch callback.
+"""Terminal progress for long jobs (rich): images and shards done, images/s and ETA.
 
-The flow runs tasks in this process, so a module-level hook is enough; when
-no display is active (tests, workers) the callback does nothing.
+The CLI makes one ``TerminalProgress`` and hands it to the flow, which
+feeds it from the executor's per-batch callback and the driver's per-shard
+one; the flow itself never imports rich.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from contextlib import contextmanager
 from typing import Iterator
@@ -13,59 +15,49 @@ from typing import Iterator
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-console = Console(stderr=True)
-_progress: Progress | None = None
-_task = None
-_t0 = 0.0
-_done = 0
-_shards = [0, 0]  # done, total
 
+class TerminalProgress:
+    """A progress bar on stderr, shown while ``display`` runs; the callbacks do nothing outside it."""
 
-@contextmanager
-def display(total: int, description: str, shards: int = 0) -> Iterator[None]:
-    """Show a progress bar with images and shards done, images/s and ETA while the block runs."""
-    global _progress, _task, _t0, _done
-    _shards[:] = [0, shards]
-    _progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[shards]}"),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    )
-    _task = _progress.add_task(description, total=total, rate="", shards=_shard_text())
-    _t0, _done = time.perf_counter(), 0
-    with _progress:
-        try:
-            yield
-        finally:
-            _progress, _task = None, None
+    def __init__(self, console: Console | None = None):
+        self.console = console or Console(stderr=True)
+        self._bar: Progress | None = None
+        self._task = None
+        self._lock = threading.Lock()  # shard threads report batches while the driver reports shards
+        self._t0, self._done, self._shards = 0.0, 0, [0, 0]
 
+    @contextmanager
+    def display(self, total: int, description: str, shards: int = 0) -> Iterator[None]:
+        """Show the bar for ``total`` images in ``shards`` shards while the block runs."""
+        bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                       TextColumn("{task.fields[shards]}"), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+                       TextColumn("eta"), TimeRemainingColumn(), console=self.console, transient=False)
+        self._shards = [0, shards]
+        self._task = bar.add_task(description, total=total, rate="", shards=self.shard_text())
+        self._t0, self._done = time.perf_counter(), 0
+        with bar:
+            self._bar = bar
+            try:
+                yield
+            finally:
+                self._bar = None
 
-def advance(n: int) -> None:
-    """Count ``n`` more images sampled."""
-    global _done
-    progress, task = _progress, _task  # read once: shard threads call this while display() may end
-    if progress is None:
-        return
-    _done += n
-    rate = _done / max(time.perf_counter() - _t0, 1e-9)
-    progress.update(task, advance=n, rate=f"{rate:6.1f} img/s")
+    def shard_text(self) -> str:
+        return f"shards {self._shards[0]}/{self._shards[1]}" if self._shards[1] else ""
 
+    def advance(self, n: int) -> None:
+        """Count ``n`` more images sampled."""
+        with self._lock:
+            if self._bar is None:
+                return
+            self._done += n
+            rate = self._done / max(time.perf_counter() - self._t0, 1e-9)
+            self._bar.update(self._task, advance=n, rate=f"{rate:6.1f} img/s")
 
-def _shard_text() -> str:
-    return f"shards {_shards[0]}/{_shards[1]}" if _shards[1] else ""
-
-
-def shard_done(images: int = 0) -> None:
-    """Count one more shard finished; ``images`` it had that were not sampled here (reused from a crash)."""
-    if _progress is None:
-        return
-    _shards[0] += 1
-    _progress.update(_task, advance=images, shards=_shard_text())
-
+    def shard_done(self, images: int = 0) -> None:
+        """Count one more shard finished; ``images`` of it not counted by ``advance`` (reused, or sampled elsewhere)."""
+        with self._lock:
+            if self._bar is None:
+                return
+            self._shards[0] += 1
+            self._bar.update(self._task, advance=images, shards=self.shard_text())

@@ -22,9 +22,9 @@ from catalog import Catalog
 from catalog.card import quality_or_reason, write_card
 from catalog.dedup_report import dedup_report
 from catalog.version import open_version
-from flows.commit import CommitReport
+from flows.job.commit import CommitReport
 from flows.images import write_grid, write_real_pairs
-from flows.shard import ShardReport
+from flows.job.shard_step import ShardReport
 from synthgen.spec import JobSpec
 
 

@@ -18,7 +18,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
-import faiss
 import numpy as np
 
 from synthgen.records import DUPLICATE, KEPT, NN_DATASET, NN_REAL, NN_RUN, Sample
@@ -26,35 +25,11 @@ from synthgen.rules import Rule, Verdict
 from synthgen.rules.alignment import LowAlignment
 from synthgen.rules.pixel_copy import PixelRealCopy
 from synthgen.rules.real_copy import ClipRealCopy
-from synthgen.run_set import EXACT_LIMIT, float32_floor, resolve
+from synthgen.vector_set import VectorSet
+from synthgen.within_job import EXACT_SCAN_LIMIT, float32_floor, resolve
 
 _SOURCES = (NN_RUN, NN_DATASET, NN_REAL)
 KEEP_POLICIES = ("first", "quality")
-
-
-@dataclass
-class VectorSet:
-    """Unit-length embeddings with their sample ids, searchable by cosine."""
-
-    ids: list[str]
-    index: faiss.Index
-
-    @classmethod
-    def build(cls, ids: list[str], embeddings: np.ndarray) -> "VectorSet":
-        emb = np.ascontiguousarray(embeddings, dtype=np.float32)
-        index = faiss.IndexFlatIP(emb.shape[1])
-        if len(emb):
-            index.add(emb)
-        return cls(list(ids), index)
-
-    def nearest(self, queries: np.ndarray) -> tuple[np.ndarray, list[str | None]]:
-        """Best similarity and id per query (-inf / None when empty)."""
-        if self.index.ntotal == 0:
-            return np.full(len(queries), -np.inf, dtype=np.float32), [None] * len(queries)
-        sims, idx = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), 1)
-        # An IVF search whose probed cells are all empty returns id -1 with a huge negative score.
-        best = np.where(idx[:, 0] >= 0, sims[:, 0], -np.inf).astype(np.float32)
-        return best, [self.ids[i] if i >= 0 else None for i in idx[:, 0]]
 
 
 def _or_none(x: np.ndarray) -> list[float | None]:
@@ -82,7 +57,7 @@ class NearDuplicatePass:
     """
 
     def __init__(self, threshold: float, rules: Sequence[Rule] = (), earlier: VectorSet | None = None,
-                 real: VectorSet | None = None, keep: str = "first", exact_limit: int = EXACT_LIMIT,
+                 real: VectorSet | None = None, keep: str = "first", exact_limit: int = EXACT_SCAN_LIMIT,
                  before=None):
         if keep not in KEEP_POLICIES:
             raise ValueError(f"keep policy must be 'first' or 'quality', not {keep!r}")

@@ -33,9 +33,9 @@ from dataclasses import asdict, dataclass, replace
 import faiss
 import numpy as np
 
-from synthgen.dedup import VectorSet
+from synthgen.vector_set import VectorSet
 
-EXACT_LIMIT = 100_000
+EXACT_INDEX_LIMIT = 100_000
 THRESHOLD = 0.95  # lowest dedup threshold in use (spec.dedup.real_threshold default)
 TARGET_RECALL = 0.99
 # Calibrate to miss at most half the misses the target allows: the estimate
@@ -97,7 +97,7 @@ def ivf_plan(n: int, nlist: int | None = None) -> tuple[int, int]:
 
 def build_index(
     embeddings: np.ndarray,
-    exact_limit: int = EXACT_LIMIT,
+    exact_limit: int = EXACT_INDEX_LIMIT,
     nprobe: int | None = None,
     seed: int = 0,
     *,
@@ -154,7 +154,7 @@ def _build_ivf(emb, nlist, nprobe, seed, threshold, target_recall) -> faiss.Inde
     index.add(emb)
     recall = None
     if nprobe is None:
-        nprobe, recall = calibrate_nprobe(index, emb, threshold, _with_margin(target_recall), seed=seed)
+        nprobe, recall = calibrate_nprobe(index, emb, threshold, with_margin(target_recall), seed=seed)
     index.nprobe = max(1, min(int(nprobe), nlist))
     _CHOICES[index] = IndexChoice(
         "ivf", n, d, nlist=nlist, nprobe=index.nprobe, train_size=train_size, threshold=threshold,
@@ -176,7 +176,7 @@ def _build_hnsw(emb, m, ef_search, seed, threshold, target_recall) -> faiss.Inde
             sims, _ = index.search(probes, 1)
             # found = the source or something at least as close
             recall = float(np.mean(sims[:, 0] >= ref - 1e-5))
-            if recall >= _with_margin(target_recall):
+            if recall >= with_margin(target_recall):
                 break
     index.hnsw.efSearch = int(ef_search)
     _CHOICES[index] = IndexChoice(
@@ -185,7 +185,8 @@ def _build_hnsw(emb, m, ef_search, seed, threshold, target_recall) -> faiss.Inde
     return index
 
 
-def _with_margin(target_recall: float) -> float:
+def with_margin(target_recall: float) -> float:
+    """The recall to calibrate for: ``target_recall`` with half its allowed misses kept back (``CALIBRATION_MARGIN``)."""
     return 1 - (1 - target_recall) * CALIBRATION_MARGIN
 
 

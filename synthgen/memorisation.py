@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 from threadpoolctl import threadpool_limits
 
+from synthgen.index import build_index
 from synthgen.preprocess import thumbnails, to_batch
 from synthgen.runtime import map_threads
 
@@ -213,8 +214,6 @@ def build_thumb_index(thumbs: np.ndarray, **kw):
 
     ``kw`` go to ``synthgen.index.build_index`` (e.g. ``kind="ivf"``).
     """
-    from synthgen.index import build_index
-
     n = len(thumbs)
     # Exact only up to 20k: nine shifted queries per image make a flat scan cost 9 x n x 64 each.
     # IVF cells as ivf_plan (4 sqrt(n)): on 64-d descriptors k-means stays well under a minute at 1M,

@@ -9,7 +9,7 @@ from catalog import Catalog, CatalogError, open_version, samples_to_table
 from catalog import vector_index as vi
 from catalog.derive import takedown
 from catalog.version import embeddings_of
-from synthgen.dedup import VectorSet
+from synthgen.vector_set import VectorSet
 from tests.conftest import make_samples
 
 faiss.omp_set_num_threads(1)
@@ -175,7 +175,7 @@ def test_corrupted_index_is_rebuilt_not_trusted(tmp_path, builds, target):
 
 
 def test_ivf_beyond_the_exact_limit(tmp_path, monkeypatch, builds):
-    monkeypatch.setattr(vi, "EXACT_LIMIT", 50)
+    monkeypatch.setattr(vi, "EXACT_INDEX_LIMIT", 50)
     cat = Catalog(tmp_path)
     commit(cat, 150, 0)  # 120 kept
     v1 = vi.version_index(cat, NAME, MODEL)

@@ -1,6 +1,7 @@
 import numpy as np
 
-from synthgen.dedup import VectorSet, decide
+from synthgen.dedup import decide
+from synthgen.vector_set import VectorSet
 from synthgen.records import DUPLICATE, KEPT, NN_DATASET, NN_REAL, NN_RUN, REAL_COPY
 
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from synthgen.dedup import VectorSet, decide
+from synthgen.dedup import decide
+from synthgen.vector_set import VectorSet
 from synthgen.records import DUPLICATE, KEPT, LOW_QUALITY, NN_DATASET, NN_RUN, REAL_COPY
 
 DIM = 300  # room for orthogonal fillers: one basis vector per filler sample

@@ -2,7 +2,8 @@ import faiss
 import numpy as np
 import pytest
 
-from synthgen.dedup import VectorSet, decide
+from synthgen.dedup import decide
+from synthgen.vector_set import VectorSet
 from synthgen.index import (
     IndexChoice, SegmentedVectorSet, build_index, describe, ivf_plan, near_duplicate_probes, vector_set,
 )

@@ -1,6 +1,7 @@
 import numpy as np
 
-from synthgen.dedup import NearDuplicatePass, VectorSet, decide
+from synthgen.dedup import NearDuplicatePass, decide
+from synthgen.vector_set import VectorSet
 from synthgen.records import DUPLICATE, KEPT, LOW_QUALITY, REAL_COPY, Sample
 from synthgen.rules import RULES, build_rules
 from synthgen.rules.alignment import LowAlignment

@@ -1,32 +1,32 @@
 """The kept samples of a job's shards decided so far: the run's earlier set for its next shard.
 
 ``NearDuplicatePass(before=...)`` asks it for each new sample's nearest kept
-sample of the earlier shards. Up to ``EXACT_LIMIT`` rows the answer is an
-exact scan computed as ``synthgen.run_set`` computes a whole job's pairs
+sample of the earlier shards. Up to ``EXACT_SCAN_LIMIT`` rows the answer is an
+exact scan computed as ``synthgen.within_job`` computes a whole job's pairs
 (float32 matrix products, the first maximum wins), so a job decided shard by
 shard gets the similarities and ties of one pass over the whole job.
-Beyond, full blocks of ``EXACT_LIMIT`` rows are frozen into size-aware FAISS
+Beyond, full blocks of ``EXACT_SCAN_LIMIT`` rows are frozen into size-aware FAISS
 segments (``synthgen.index.build_index``), merged ``MERGE`` at a time as
 they grow (size-tiered, like the catalog's version indexes), so a query
-scans at most ``EXACT_LIMIT`` rows exhaustively plus O(log n) segments.
+scans at most ``EXACT_SCAN_LIMIT`` rows exhaustively plus O(log n) segments.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from synthgen.dedup import VectorSet
+from synthgen.vector_set import VectorSet
 from synthgen.index import build_index
-from synthgen.run_set import EXACT_LIMIT
+from synthgen.within_job import EXACT_SCAN_LIMIT
 
 MERGE = 4  # frozen segments of one size merge this many at a time
-_BLOCK = 4096  # rows per product, as in synthgen.run_set
+_BLOCK = 4096  # rows per product, as in synthgen.within_job
 
 
-class RunSoFar:
+class KeptSoFar:
     """Kept (id, unit embedding) rows of this run in plan order; ``nearest`` like ``VectorSet.nearest``."""
 
-    def __init__(self, exact_limit: int = EXACT_LIMIT):
+    def __init__(self, exact_limit: int = EXACT_SCAN_LIMIT):
         self.exact_limit = exact_limit
         self.frozen: list[tuple[VectorSet, np.ndarray]] = []  # (segment, its rows' embeddings for merging)
         self.tail_ids: list[str] = []

@@ -1,12 +1,14 @@
-"""Scale-out: a job's shards run as flow runs on a work pool, one GPU each.
+"""Scale-out: a job's shards run as flow runs on a Prefect work pool, one GPU each.
 
-``generate_dataset(..., shard_pool="gpu")`` registers the shard flow below as
-the deployment ``synthgen-shard/gpu``, submits one flow run per shard that is
-not staged yet, waits for them, and then commits in its own process as
-always. Each GPU machine runs ``prefect worker start --pool gpu``; a shard
-run stages its Parquet in the shared data folder through the same task the
-in-process path uses (``flows.tasks.generate_shard_task``), so sharding
-never changes a byte of the result.
+``PrefectPoolExecutor(pool)`` registers the shard flow below as the
+deployment ``synthgen-shard/<pool>``, submits one flow run per shard and
+hands the shards back to the driver in plan order as their runs complete.
+Each GPU machine runs ``prefect worker start --pool gpu``; a shard run
+calls the same shard step as every executor and stages its rows in the
+job's staging folder (``flows.job.staging``) for the driver to decide, so
+sharding never changes a byte of the result. Staged shards are written a
+second time by the decision (bytes written / final ~2; the in-process and
+device executors write once).
 
 Which GPUs a worker owns comes from ``$SYNTHGEN_GPUS`` (else
 ``$CUDA_VISIBLE_DEVICES``). A shard run holds a Prefect global concurrency
@@ -18,34 +20,38 @@ one shard at a time on that machine.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
-import threading
 import time
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict
-from pathlib import Path
+from dataclasses import asdict, dataclass, field
 from typing import Iterator
 
-import pyarrow.parquet as pq
 from prefect import flow, get_run_logger
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.objects import ConcurrencyLeaseHolder, StateType
+from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
+from prefect.concurrency.sync import concurrency
+from prefect.deployments import run_deployment
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.runtime import flow_run
 
 from catalog import RunRef
-from catalog.store import atomic_write
-from flows.models import get_embedder
+from catalog.schema import samples_to_table
+from flows.executors.base import Retry, ShardFailed, with_retries
+from flows.job.components import ComponentLoader, Setup
+from flows.job.shard_step import ShardReport, ShardResult, ShardStep
+from flows.job.staging import Staging
 from flows.schedule import TAG, deploy, require_server
-from flows.settings import Paths, Settings, configure
-from flows.decide import read_decision
-from flows.shard import ShardReport, staging_dir
-from flows.tasks import ShardFailed, shard_task_with_policy
+from flows.settings import Settings, configure
 from synthgen.plan import Shard, make_shards
-from synthgen.spec import JobSpec, parse_spec
+from synthgen.spec import parse_spec
 
 SHARD_FLOW = "synthgen-shard"
-ENTRYPOINT = "flows/distributed.py:generate_shard_flow"
+ENTRYPOINT = "flows/executors/prefect_pool.py:generate_shard_flow"
 GPUS_ENV = "SYNTHGEN_GPUS"  # "0,1": the GPUs this worker owns
 HOST_ENV = "SYNTHGEN_HOST"  # the host part of slot names (containers on one machine must share it)
 POLL_S = 2.0
@@ -74,10 +80,6 @@ def free_slots(names: list[str]) -> list[str]:
     A missing limit is created with one slot (an admin may raise it, e.g.
     for a GPU that fits two shards); a disabled one limits nothing.
     """
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
-
     free = []
     with get_client(sync_client=True) as client:
         for name in names:
@@ -109,8 +111,6 @@ _quiet = _QuietRefusals()
 
 def _try_hold(stack: ExitStack, name: str, holder) -> bool:
     """Take a slot of ``name`` into ``stack`` if one is free now; False if all are taken."""
-    from prefect.concurrency.sync import concurrency
-    from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
 
     logging.getLogger("prefect._internal.concurrency").addFilter(_quiet)  # once: filters are a set
     try:
@@ -131,7 +131,6 @@ def device_slot() -> Iterator[dict]:
     is a lease the process renews: a killed shard run frees it when the
     lease expires (5 minutes).
     """
-    from prefect.client.schemas.objects import ConcurrencyLeaseHolder
 
     host = worker_host()
     slots = slot_names(host)
@@ -149,15 +148,10 @@ def device_slot() -> Iterator[dict]:
             time.sleep(POLL_S)
 
 
-def run_record_path(paths: Paths, spec: JobSpec, shard: Shard) -> Path:
-    """Where a shard run leaves its report (next to the staged shard, on the shared disk)."""
-    return staging_dir(paths, spec) / f"{shard.name}.run.json"
-
-
 @flow(name=SHARD_FLOW, log_prints=True)
 def generate_shard_flow(spec: dict, shard_index: int, data_dir: str, runs: dict,
                         settings: Settings | None = None) -> dict:
-    """Stage one shard of a job on this worker while holding a GPU slot; the job's flow commits.
+    """Stage one shard of a job on this worker while holding a GPU slot; the job's driver decides it.
 
     ``settings``: the job's (its retry policy); which GPUs this worker owns is the worker's own fact.
     """
@@ -169,17 +163,21 @@ def generate_shard_flow(spec: dict, shard_index: int, data_dir: str, runs: dict,
     if pinned and owned_gpus():
         raise ValueError(f"device {pinned[0]!r}: on a worker a shard sees only the GPU it holds, as cuda:0; "
                          "use device 'cuda' or 'auto' in the spec")
+    staging = Staging.of(paths, job)
+    step = ShardStep(job, RunRef(**runs))
     with device_slot() as slot:
         held_from = time.time()
-        report = shard_task_with_policy(settings)(job, shard, paths, RunRef(**runs))
-        record = {**asdict(report), **slot, "held_from": held_from, "held_until": time.time(),
+        parts = ComponentLoader(job, str(paths.catalog))()
+        result = with_retries(lambda: step(shard, parts), shard,
+                              Retry(settings.shard_retries, tuple(settings.retry_delays)))
+        staging.stage(shard, samples_to_table(result.samples))
+        record = {**asdict(result.report), **slot, "held_from": held_from, "held_until": time.time(),
                   "pid": os.getpid(), "flow_run_id": str(flow_run.id)}
-    get_run_logger().info(f"{shard.name}: {report.rows} rows on {slot['slot']}")
-    atomic_write(run_record_path(paths, job, shard), json.dumps(record).encode())
+    get_run_logger().info(f"{shard.name}: {result.report.rows} rows on {slot['slot']}")
+    staging.write_run_record(shard, record)
     return record
 
 
-# -- in the job's flow ---------------------------------------------------------
 def deployment_name(pool: str) -> str:
     """The shard deployment that serves ``pool``."""
     return f"{SHARD_FLOW}/{pool}"
@@ -191,94 +189,85 @@ def deploy_shard_flow(pool: str) -> str:
     return deploy(ENTRYPOINT, pool, pool, tags=[TAG, "shard"])
 
 
-def run_on_workers(job: JobSpec, shards: list[Shard], paths: Paths, runs: RunRef,
-                   pool: str, settings: Settings | None = None) -> tuple[list[ShardReport], list[dict]]:
-    """Generate ``shards`` as flow runs on ``pool`` and wait for all of them.
+@dataclass
+class PrefectPoolExecutor:
+    """Shards as flow runs on the work pool ``pool``; the data folder must be one every worker reaches."""
 
-    Shards already staged (by a crashed earlier run) are reused without a
-    flow run. Returns the shard reports in plan order and what each shard
-    run recorded (host, GPU slot, times). Raises ``ShardFailed`` naming
-    every shard whose run did not complete; the others stay staged.
-    """
-    from prefect.deployments import run_deployment
+    pool: str
+    data_dir: str
+    settings: Settings = field(default_factory=Settings)
+    records: list[dict] = field(default_factory=list)  # what each shard run recorded (host, GPU slot, times)
 
-    log = get_run_logger()
-    deploy_shard_flow(pool)
-    reports: dict[int, ShardReport] = {}
-    submitted: dict[str, Shard] = {}
-    for s in shards:
-        staged = staging_dir(paths, job) / f"{s.name}.parquet"
-        decided = read_decision(staging_dir(paths, job), s)
-        if decided is not None or staged.is_file():  # decided, or staged undecided, by an earlier run
-            rows = sum(decided.counts.values()) if decided else pq.read_metadata(staged).num_rows
-            reports[s.index] = ShardReport(s.index, rows, reused=True)
-            continue
-        fr = run_deployment(
-            deployment_name(pool),
-            parameters={"spec": job.model_dump(mode="json"), "shard_index": s.index,
-                        "data_dir": str(paths.root), "runs": runs.model_dump(),
-                        "settings": (settings or Settings()).model_dump(mode="json")},
-            timeout=0,  # submit only; the loop below waits for all of them together
-            flow_run_name=f"{job.name}-{s.name}",
-            idempotency_key=f"{runs.prefect_flow_run_id}:{s.name}",
-            tags=[TAG, f"dataset:{job.output.dataset}"],
-        )
-        submitted[str(fr.id)] = s
-    log.info(f"{job.name}: {len(submitted)} shard runs on pool {pool!r}, {len(reports)} shards already staged")
-    prefetch_embedder(job)  # the commit needs it; load it while the workers generate
-    failed = []
-    states = wait_for_flow_runs(list(submitted), log)
-    for run_id, s in submitted.items():  # in plan order
+    def map(self, step: ShardStep, shards: list[Shard], setup: Setup) -> Iterator[ShardResult]:
+        """Submit every shard, then hand each back (staged, ``samples=None``) in plan order as its run completes.
+
+        A shard whose run did not complete raises ``ShardFailed`` naming it;
+        the shards that did stay staged for a rerun.
+        """
+        log = get_run_logger()
+        deploy_shard_flow(self.pool)
+        job = step.spec
+        submitted: dict[str, Shard] = {}
+        for s in shards:
+            fr = run_deployment(
+                deployment_name(self.pool),
+                parameters={"spec": job.model_dump(mode="json"), "shard_index": s.index, "data_dir": self.data_dir,
+                            "runs": step.runs.model_dump(), "settings": self.settings.model_dump(mode="json")},
+                timeout=0,  # submit only; the loop below waits for all of them together
+                flow_run_name=f"{job.name}-{s.name}",
+                idempotency_key=f"{step.runs.prefect_flow_run_id}:{s.name}",
+                tags=[TAG, f"dataset:{job.output.dataset}"],
+            )
+            submitted[str(fr.id)] = s
+        log.info(f"{job.name}: {len(submitted)} shard runs on pool {self.pool!r}")
+        staging = Staging.of(self.settings.paths(self.data_dir), job)
+        by_shard = {s.index: run_id for run_id, s in submitted.items()}
+        states: dict = {}
+        for s in shards:
+            while by_shard[s.index] not in states:
+                states.update(poll_flow_runs([i for i in submitted if i not in states], log))
+            state = states[by_shard[s.index]]
+            if state is None or not state.is_completed():
+                raise ShardFailed(f"shard run(s) on pool {self.pool!r} failed: "
+                                  + "; ".join(failures(submitted, self.wait_all(submitted, states, log))))
+            record = staging.read_run_record(s)
+            self.records.append(record)
+            yield ShardResult(ShardReport(record["shard"], record["rows"], False, record["sampling_s"],
+                                          record["wall_s"], record["pid"], record.get("device")))
+
+    def wait_all(self, submitted: dict[str, Shard], states: dict, log) -> dict:
+        """Every submitted run's last state (a failure is reported with all the others that failed)."""
+        while len(states) < len(submitted):
+            states.update(poll_flow_runs([i for i in submitted if i not in states], log))
+        return states
+
+
+def failures(submitted: dict[str, Shard], states: dict) -> list[str]:
+    """One line per shard whose run did not complete, in plan order."""
+    out = []
+    for run_id, s in submitted.items():
         state = states[run_id]
         if state is None or not state.is_completed():
             what = f"{state.type.value} {state.message or ''}".strip() if state else "deleted"
-            failed.append(f"{s.name} (plan [{s.start}:{s.stop})) flow run {run_id}: {what}")
-    if failed:
-        raise ShardFailed(f"{len(failed)} shard run(s) on pool {pool!r} failed: " + "; ".join(failed))
-    records = [json.loads(run_record_path(paths, job, s).read_text()) for s in submitted.values()]
-    for r in records:
-        reports[r["shard"]] = ShardReport(r["shard"], r["rows"], r["reused"], r["sampling_s"], r["wall_s"])
-    return [reports[s.index] for s in shards], sorted(records, key=lambda r: r["shard"])
+            out.append(f"{s.name} (plan [{s.start}:{s.stop})) flow run {run_id}: {what}")
+    return out
 
 
-def prefetch_embedder(job: JobSpec) -> None:
-    """Load the job's embedder in a background thread; a failure is raised again by the commit's own load."""
-
-    def load() -> None:
-        try:
-            get_embedder(job)
-        except Exception:  # noqa: BLE001 - the commit loads it again and reports the error there
-            pass
-
-    threading.Thread(target=load, name="synthgen-embedder", daemon=True).start()
-
-
-def wait_for_flow_runs(ids: list[str], log=None, poll_s: float = POLL_S) -> dict:
-    """Poll until every flow run in ``ids`` is over; their last states by id (None: deleted).
+def poll_flow_runs(ids: list[str], log=None, poll_s: float = POLL_S) -> dict:
+    """The flow runs in ``ids`` that are over, by id, after waiting ``poll_s`` when none is (None: deleted).
 
     Over means final, or being cancelled: a run whose machine died is stuck
     in ``Cancelling`` after a cancel (no worker is left to finish it), and
     the job must not wait for it forever.
     """
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-    from prefect.client.schemas.objects import StateType
-
-    done: dict = {}
-    last_report = 0.0
     with get_client(sync_client=True) as client:
-        while len(done) < len(ids):
-            runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)), limit=len(ids))
-            for r in runs:
-                if r.state and (r.state.is_final() or r.state.type == StateType.CANCELLING):
-                    done.setdefault(str(r.id), r.state)
-            for gone in set(ids) - {str(r.id) for r in runs}:
-                done.setdefault(gone, None)
-            if log and (time.time() - last_report > 60 or len(done) == len(ids)):
-                late = sum(1 for r in runs if r.state and r.state.name == "Late")
-                log.info(f"shard runs: {len(done)}/{len(ids)} finished"
-                         + (f"; {late} late (is a worker running on the pool?)" if late else ""))
-                last_report = time.time()
-            if len(done) < len(ids):
-                time.sleep(poll_s)
-    return done
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)), limit=len(ids))
+    over = {str(r.id): r.state for r in runs
+            if r.state and (r.state.is_final() or r.state.type == StateType.CANCELLING)}
+    over |= {gone: None for gone in set(ids) - {str(r.id) for r in runs}}
+    if not over:
+        late = sum(1 for r in runs if r.state and r.state.name == "Late")
+        if log and late:
+            log.info(f"shard runs: {late} late (is a worker running on the pool?)")
+        time.sleep(poll_s)
+    return over

@@ -34,9 +34,10 @@ import faiss
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from synthgen.index import CALIBRATION_PROBES, calibrate_nprobe, near_duplicate_probes, with_margin
 from synthgen.runtime import map_threads
 
-EXACT_LIMIT = 20_000  # beyond this an all-pairs scan costs more than training cells (measured: 6 s exact vs 2.3 s IVF at 20k x 512)
+EXACT_SCAN_LIMIT = 20_000  # beyond this an all-pairs scan costs more than training cells (measured: 6 s exact vs 2.3 s IVF at 20k x 512)
 _BLOCK = 256  # queries per product: small enough that skipping later members halves the flops, large enough for BLAS
 _NITER = 10  # k-means iterations: cells only route queries, they need not converge
 _POINTS_PER_CELL = 40  # faiss asks for 39+ training points per centroid
@@ -72,7 +73,6 @@ def _cells_ivf(emb: np.ndarray, threshold: float, target_recall: float, seed: in
     both members (measured at 1M x 512: a margin of 0.0002 keeps 0.995 of the
     calibration pairs, and a query then probes 1.0005 cells instead of 2).
     """
-    from synthgen.index import _with_margin, calibrate_nprobe
 
     n, d = emb.shape
     nlist = max(1, min(round(math.sqrt(n)), n // _POINTS_PER_CELL))  # train, route and scan all cost ~n*sqrt(n)*d
@@ -82,7 +82,7 @@ def _cells_ivf(emb: np.ndarray, threshold: float, target_recall: float, seed: in
     train = min(n, _POINTS_PER_CELL * nlist)
     rng = np.random.default_rng(seed)
     ivf.train(emb[np.sort(rng.choice(n, size=train, replace=False))] if train < n else emb)
-    target = _with_margin(target_recall)
+    target = with_margin(target_recall)
     nprobe, _ = calibrate_nprobe(ivf, emb, threshold, target, seed=seed)
     nprobe = max(1, min(nprobe, nlist))
     margin = _margin(quantizer, emb, threshold, target, nprobe, seed)
@@ -110,7 +110,6 @@ def _margin(quantizer, emb: np.ndarray, threshold: float, target: float, nprobe:
     """How far below a vector's best cell a probed cell may score: the smallest margin that, with at most
     ``nprobe`` cells, still takes ``target`` of the calibration near-duplicates (``calibrate_nprobe``'s
     probes, at cosine exactly ``threshold``) to their source's cell."""
-    from synthgen.index import CALIBRATION_PROBES, near_duplicate_probes
 
     q, src = near_duplicate_probes(emb, threshold, CALIBRATION_PROBES, seed)
     _, own = quantizer.search(np.ascontiguousarray(emb[src]), 1)
@@ -123,7 +122,7 @@ def resolve(
     emb: np.ndarray,
     eligible: np.ndarray,
     threshold: float,
-    exact_limit: int = EXACT_LIMIT,
+    exact_limit: int = EXACT_SCAN_LIMIT,
     target_recall: float = 0.99,
     seed: int = 0,
     threads: int | None = None,

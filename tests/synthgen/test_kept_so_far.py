@@ -1,12 +1,13 @@
-"""A job decided shard by shard (``NearDuplicatePass(before=RunSoFar)``) equals one pass over the whole job."""
+"""A job decided shard by shard (``NearDuplicatePass(before=KeptSoFar)``) equals one pass over the whole job."""
 
 import numpy as np
 import pytest
 
-from synthgen.dedup import NearDuplicatePass, VectorSet
+from synthgen.dedup import NearDuplicatePass
+from synthgen.vector_set import VectorSet
 from synthgen.records import Sample
 from synthgen.rules.real_copy import ClipRealCopy
-from synthgen.run_so_far import RunSoFar
+from synthgen.kept_so_far import KeptSoFar
 
 D = 16
 
@@ -52,7 +53,7 @@ def test_shard_by_shard_equals_one_pass(seed, shard_size):
     whole = samples_of(emb)
     NearDuplicatePass(0.75, rules, earlier, real)(whole)
 
-    by_shard, run = samples_of(emb), RunSoFar()
+    by_shard, run = samples_of(emb), KeptSoFar()
     for start in range(0, len(emb), shard_size):
         part = by_shard[start : start + shard_size]
         NearDuplicatePass(0.75, rules, earlier, real, before=run)(part)
@@ -68,14 +69,14 @@ def test_shard_by_shard_equals_one_pass(seed, shard_size):
 
 def test_before_is_refused_with_keep_quality():
     with pytest.raises(ValueError, match="keep='first'"):
-        NearDuplicatePass(0.9, keep="quality", before=RunSoFar())
+        NearDuplicatePass(0.9, keep="quality", before=KeptSoFar())
 
 
 def test_run_so_far_beyond_the_exact_limit_finds_the_near_copies():
     rng = np.random.default_rng(0)
     emb = rng.standard_normal((3000, 32)).astype(np.float32)
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-    run = RunSoFar(exact_limit=500)
+    run = KeptSoFar(exact_limit=500)
     for start in range(0, 3000, 250):
         run.add([f"s{i}" for i in range(start, start + 250)], emb[start : start + 250])
     assert run.ntotal == 3000 and len(run.frozen) >= 1

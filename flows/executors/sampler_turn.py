@@ -8,7 +8,7 @@ model. The flow runs two shards at once instead; each takes the sampler's
 turn before its first batch and gives it back after its last, so sampling
 never overlaps sampling and the device goes straight from one shard to the
 next. Outputs do not depend on this: every shard is a pure function of its
-plan, and decisions keep plan order on their own (``flows.decide``).
+plan, and the driver decides in plan order (``flows.job.decisions``).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class SamplerTurn:
         A shard that failed while sampling still holds it: its retry goes on
         with it, before the next shard, as in a sequential loop. Whoever runs
         the shard gives it back once the shard is done for good
-        (``flows.overlap``: when its task ends).
+        (``flows.executors.local``: when its shard ends).
         """
         if not self._held:
             while not self._sampler.acquire(timeout=0.1):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from synthgen import run_set
+from synthgen import within_job
 from synthgen.dedup import NearDuplicatePass
 from synthgen.records import DUPLICATE, KEPT, Sample
 
@@ -46,7 +46,7 @@ def test_exact_cells_equal_the_sequential_definition(monkeypatch, block):
     monkeypatch.setattr(run_set, "_BLOCK", block)  # 64: pairs and evidence across many blocks
     emb = clustered(700)
     eligible = np.random.default_rng(1).random(700) > 0.1
-    got = run_set.resolve(emb, eligible, 0.95)
+    got = within_job.resolve(emb, eligible, 0.95)
     kept, best_sim, best_pos = sequential(emb, eligible, 0.95)
     assert got.kind == "exact"
     assert 0 < (~got.kept & eligible).sum()  # there are duplicates to resolve
@@ -58,8 +58,8 @@ def test_exact_cells_equal_the_sequential_definition(monkeypatch, block):
 def test_ivf_cells_match_exact_up_to_the_recall_target():
     emb = clustered(6000, d=64, seed=3)
     eligible = np.ones(len(emb), bool)
-    exact = run_set.resolve(emb, eligible, 0.95)
-    ivf = run_set.resolve(emb, eligible, 0.95, exact_limit=0)
+    exact = within_job.resolve(emb, eligible, 0.95)
+    ivf = within_job.resolve(emb, eligible, 0.95, exact_limit=0)
     assert ivf.kind == "ivf" and ivf.nlist > 1 and 1.0 <= ivf.probes <= ivf.nprobe
     assert (ivf.kept == exact.kept).mean() >= 0.99
     assert (~exact.kept).sum() > 500  # the comparison covers many duplicates
@@ -103,16 +103,16 @@ def test_quality_policy_keeps_the_better_copy_through_either_path(exact_limit):
 
 def test_threshold_is_compared_exactly_whatever_its_float32_rounding():
     t = 0.97  # float32(0.97) rounds up: a float32 similarity equal to it is >= 0.97, the one below is not
-    assert float(run_set.float32_floor(t)) >= t
-    assert float(np.nextafter(run_set.float32_floor(t), np.float32(0))) < t
+    assert float(within_job.float32_floor(t)) >= t
+    assert float(np.nextafter(within_job.float32_floor(t), np.float32(0))) < t
 
 
 @pytest.mark.parametrize("exact_limit", [0, 10_000])
 def test_the_thread_count_never_changes_the_decisions_or_the_evidence(exact_limit):
     emb = clustered(3000, d=32, seed=7)
     eligible = np.random.default_rng(2).random(len(emb)) > 0.05
-    one = run_set.resolve(emb, eligible, 0.95, exact_limit=exact_limit, threads=1)
-    two = run_set.resolve(emb, eligible, 0.95, exact_limit=exact_limit, threads=2)
+    one = within_job.resolve(emb, eligible, 0.95, exact_limit=exact_limit, threads=1)
+    two = within_job.resolve(emb, eligible, 0.95, exact_limit=exact_limit, threads=2)
     assert one.kind == ("ivf" if exact_limit == 0 else "exact") and (~one.kept).sum() > 100
     for a, b in ((one.kept, two.kept), (one.best_sim, two.best_sim), (one.best_pos, two.best_pos)):
         np.testing.assert_array_equal(a, b)
@@ -124,7 +124,7 @@ def test_exact_work_items_and_query_blocks_split_anywhere_equal_the_sequential_d
     monkeypatch.setattr(run_set, "_EXACT_QUERIES", 50)
     emb = clustered(500, seed=8)
     eligible = np.random.default_rng(3).random(500) > 0.1
-    got = run_set.resolve(emb, eligible, 0.95, threads=2)
+    got = within_job.resolve(emb, eligible, 0.95, threads=2)
     kept, best_sim, best_pos = sequential(emb, eligible, 0.95)
     np.testing.assert_array_equal(got.kept, kept)
     np.testing.assert_allclose(got.best_sim, best_sim, atol=1e-6)
@@ -143,6 +143,6 @@ def test_a_tie_between_two_kept_samples_goes_to_the_earlier_whichever_block_or_c
     a, b, q = np.zeros((3, d), np.float32)
     a[:2], b[:2], q[0] = (c, s), (c, -s), 1.0  # a.q == b.q == c exactly in float32, a.b < threshold
     emb[[10, 700, 1100]] = a, b, q
-    got = run_set.resolve(emb, np.ones(len(emb), bool), 0.95, exact_limit=exact_limit)
+    got = within_job.resolve(emb, np.ones(len(emb), bool), 0.95, exact_limit=exact_limit)
     assert got.kept[[10, 700, 1100]].all()
     assert got.best_pos[1100] == 10 and got.best_sim[1100] == c
