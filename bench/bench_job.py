@@ -1,7 +1,7 @@
 """A whole job at 2k and 20k images, 256 px: wall time, peak RSS, lock held, bytes written / final bytes.
 
-Each size runs in a fresh subprocess through the real shard and commit code
-(``flows.shard.generate_shard`` then ``flows.commit.dedup_and_commit``; no
+Each size runs in a fresh subprocess through ``flows.job.run.run_job``
+(the in-process executor, the driver's ordered decisions, the commit; no
 Prefect, no MLflow). The generator is the embedded digits model with its
 sampler replaced by precomputed 256-px photo-like images (each sample a
 different crop offset and tint of one of 256 bases, so rows differ); every
@@ -23,11 +23,11 @@ to decide against). What is measured, per job:
   ``bytes_ratio`` = written / final; ``all_writes_ratio``: every byte the
   process passed to write() (``/proc/self/io`` wchar: Parquet, decision
   records, FAISS and id indexes, manifests) / final;
-* ``rewritten_shards``: shards written a second time (staged fallback).
+* ``rewritten_shards``: shards written a second time (staged first).
 
-``--order reverse`` (at the smallest size) generates the shards last first
-with no waiting, so all but one take the staged fallback: its bytes ratio
-shows what the write-once path saves.
+``--order staged`` (at the smallest size) stages every shard undecided
+first, as work-pool workers do, then lets ``run_job`` decide them: its
+bytes ratio is what a work pool writes (each shard twice).
 
     python bench/bench_job.py [--sizes 2000 20000] [--json PATH]
 """
@@ -103,11 +103,13 @@ def child(n: int, order: str) -> dict:
     """One job of ``n`` images in this process; returns its measurements."""
     from bench.bench_throughput import photo_like
     from catalog import Catalog, RunRef
-    from flows.commit import dedup_and_commit
-    from flows.models import get_embedder, get_generator
-    from flows.provenance import provenance_for
+    from catalog.schema import samples_to_table
+    from flows.job.components import ComponentLoader, Given, with_generator
+    from flows.job.provenance import provenance_for
+    from flows.job.run import run_job
+    from flows.job.shard_step import ShardStep
+    from flows.job.staging import Staging
     from flows.settings import configure
-    from flows.shard import generate_shard
     from synthgen.engine import run_stages
     from synthgen.plan import make_plan, make_shards
     from synthgen.stages import shard_stages
@@ -117,16 +119,16 @@ def child(n: int, order: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         paths = configure(tmp)
         first = spec_for(BARE, "bench-job", seed=1)  # the parent version the job decides against
-        other = Precomputed(get_generator(first), bases, offset=10**6)  # other images than the job's
-        for s in make_shards(first.total_images, SHARD):
-            generate_shard(first, s, paths, runs, generator=other)
-        dedup_and_commit(first, make_shards(first.total_images, SHARD), paths, [runs])
-        gen = Precomputed(get_generator(first), bases)
+        parts = ComponentLoader(first, str(paths.catalog))()
+        other = Precomputed(parts.generator, bases, offset=10**6)  # other images than the job's
+        run_job(first, paths=paths, runs=runs, setup=Given(with_generator(parts, other)))
+        gen = Precomputed(parts.generator, bases)
+        setup = Given(with_generator(parts, gen))
 
         spec = spec_for(n, "bench-job")
         shards = make_shards(spec.total_images, SHARD)
         # baseline: the same stages over one shard's samples, no catalog, no writes
-        emb = get_embedder(spec)
+        emb = parts.embedder
         samples = make_plan(spec, 0, SHARD)
         stages = shard_stages(gen, emb, provenance_for(spec, gen, emb, runs), lambda s: s.class_name, None,
                               spec.output.png_compress_level, 2, None)
@@ -140,11 +142,12 @@ def child(n: int, order: str) -> dict:
         folders = [paths.staging, catalog.path("bench-job") / "shards"]
         before = parquet_bytes(folders)
         w0, t0 = wchar(), time.perf_counter()
-        todo = shards[::-1] if order == "reverse" else shards
-        for s in todo:
-            generate_shard(spec, s, paths, runs, generator=gen, wait_s=0)
+        if order == "staged":  # as work-pool workers do: every shard staged undecided, then decided by the driver
+            step, staging = ShardStep(spec, runs), Staging.of(paths, spec)
+            for s in shards:
+                staging.stage(s, samples_to_table(step(s, setup()).samples))
         written = {k: v for k, v in parquet_bytes(folders).items() if k not in before}
-        report = dedup_and_commit(spec, shards, paths, [runs], catalog=catalog)
+        report = run_job(spec, paths=paths, runs=runs, setup=setup, catalog=catalog).commit
         wall = time.perf_counter() - t0
         w1 = wchar()
         after = parquet_bytes(folders)
@@ -186,7 +189,7 @@ def main() -> None:
     from bench.report import emit
 
     rows = []
-    runs = [(n, "plan") for n in args.sizes] + [(min(args.sizes), "reverse")]
+    runs = [(n, "plan") for n in args.sizes] + [(min(args.sizes), "staged")]
     for n, order in runs:
         proc = subprocess.run([sys.executable, __file__, "--child", str(n), "--order", order],
                               capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})

@@ -5,14 +5,15 @@ for ``batch / gpu_img_s`` seconds, releasing the GIL as a thread waiting on
 CUDA does, then returns precomputed photo-like images) feeds the real
 shard: the real finishing stages (OpenCV PNG + pixel hash, a 224-px /
 patch-32 CLIP, scores), the real decision against the job's earlier rows
-and the final Parquet shards. Each shard runs through ``generate_shard``:
+and the final Parquet shards. Each job runs through ``flows.job.run.run_job``:
 
-* ``one by one``: a Prefect flow calling the shard task for each shard in
-  turn, as the flow did before ``flows.overlap`` (each shard's tail: its
-  last batches' stages, decide, Parquet, before the next shard's first batch);
-* ``overlapped``: ``flows.overlap.run_overlapped`` in a Prefect flow, the
-  flow's in-process path now (two shards in flight, one sampler turn).
-Both are timed inside their flow (the flow run's own start is left out).
+* ``one by one``: an executor (below, a dozen lines) that runs each shard in
+  turn (each shard's tail: its last batches' stages, then the driver's
+  decision and Parquet, before the next shard's first batch);
+* ``overlapped``: ``flows.executors.local.LocalExecutor``, the in-process
+  path (two shards in flight, one sampler turn, the driver deciding shard
+  k while shard k+1 samples).
+Both are timed from the start of ``run_job`` to the last shard decided (the commit is left out).
 
 ``device_busy`` is the simulated GPU's busy time over the wall time of
 the shards (1.0: the device never waited). The bare loop is the GPU time
@@ -77,62 +78,56 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
 
-    from prefect import flow, task
-    from prefect.cache_policies import NO_CACHE
-    from prefect.testing.utilities import prefect_test_harness
-
     from catalog import RunRef
-    from flows.models import get_generator
-    from flows.overlap import run_overlapped
+    from flows.executors.local import LocalExecutor
+    from flows.job.components import ComponentLoader, Given, with_generator
+    from flows.job.run import run_job
     from flows.settings import configure
-    from flows.shard import generate_shard
-    from synthgen.plan import make_shards
     from synthgen.spec import parse_spec
     from tests.tiny_clip import build_tiny_clip
     from tests.tiny_sd import build_tiny_sd
 
+    class OneByOne:
+        """An executor that runs each shard in turn in this thread (what the flow did before shards overlapped)."""
+
+        def map(self, step, shards, setup):
+            parts = setup()
+            for shard in shards:
+                yield step(shard, parts)
+
     runs = RunRef(prefect_flow_run_id="bench-overlap", mlflow_run_id=None)
     rows = []
-    with tempfile.TemporaryDirectory() as tmp, prefect_test_harness(server_startup_timeout=120):
+    with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         sd, clip = build_tiny_sd(tmp / "sd", vae_levels=4), build_tiny_clip(tmp / "clip", 224, 32)
         images = photo_like(16, args.px)
         n = args.shards * args.shard_size
         spec = parse_spec(job(sd, clip, args.px, n, args.shard_size, args.batch))
-        shards = make_shards(spec.total_images, spec.output.shard_size)
-        gen_box: dict = {}
+        parts = ComponentLoader(spec, str(tmp / "catalog"))()
 
-        @task(cache_policy=NO_CACHE)
-        def shard_task(spec, shard, paths, runs, turn):
-            return generate_shard(spec, shard, paths, runs, generator=gen_box["gen"], turn=turn)
-
-        @flow
-        def overlapped(spec, paths):  # timed inside the flow: the flow run's own start is not the shards'
+        def timed(spec, paths, executor, gen) -> tuple[list, float]:
+            """run_job's shards: from its start to the last shard decided (the commit left out)."""
+            done: list[float] = []
             t = time.perf_counter()
-            return run_overlapped(shard_task, spec, shards, paths, runs), time.perf_counter() - t
+            result = run_job(spec, paths=paths, runs=runs, executor=executor,
+                             setup=Given(with_generator(parts, gen)), on_shard=lambda r: done.append(time.perf_counter()))
+            return result, done[-1] - t
 
-        @flow
-        def one_by_one(spec, paths):  # the flow's loop before flows.overlap: each shard task called in turn
-            t = time.perf_counter()
-            return [shard_task(spec, s, paths, runs, None) for s in shards], time.perf_counter() - t
-
-        # Warm: models, the first Parquet write, the Prefect task machinery.
+        # Warm: models, the first Parquet write.
         warm = parse_spec(job(sd, clip, args.px, 2 * args.batch, args.batch, args.batch))
-        gen_box["gen"] = SimulatedGPU(get_generator(warm), images, 1000.0)
-        paths = configure(tmp / "warm")
-        [generate_shard(warm, s, paths, runs, generator=gen_box["gen"]) for s in make_shards(2 * args.batch, args.batch)]
+        timed(warm, configure(tmp / "warm"), LocalExecutor(), SimulatedGPU(parts.generator, images, 1000.0))
         for img_s in args.gpu_img_s:
             for mode in ("one by one", "overlapped", "one by one", "overlapped"):
-                gen_box["gen"] = SimulatedGPU(get_generator(spec), images, img_s)
+                gen = SimulatedGPU(parts.generator, images, img_s)
                 paths = configure(tmp / f"{mode.replace(' ', '-')}-{img_s}-{len(rows)}")
-                reports, wall = (overlapped if mode == "overlapped" else one_by_one)(spec, paths)
-                assert all(r.decided for r in reports)
+                result, wall = timed(spec, paths, LocalExecutor() if mode == "overlapped" else OneByOne(), gen)
+                assert result.commit.rewritten_shards == 0  # written once either way
                 bare = n / img_s
                 rows.append({"px": args.px, "gpu_img_s": img_s, "mode": mode, "images": n, "shards": args.shards,
-                             "bare_s": bare, "shards_wall_s": wall, "device_busy": gen_box["gen"].busy_s / wall,
+                             "bare_s": bare, "shards_wall_s": wall, "device_busy": gen.busy_s / wall,
                              "img_s": n / wall, "over_bare": wall / bare, "load_avg_1m": os.getloadavg()[0]})
                 print(rows[-1], flush=True)
-    emit("overlap", "Shard boundaries, simulated GPU: one by one vs overlapped (flows.overlap)", rows,
+    emit("overlap", "Shard boundaries, simulated GPU: one by one vs overlapped (flows.executors.local)", rows,
          {"batch": args.batch, "shard_size": args.shard_size}, args.json)
 
 

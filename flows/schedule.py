@@ -60,7 +60,7 @@ def schedule(spec: JobSpec, data_dir: str, cron: str | None, pool: str, name: st
     """Register (or update) a deployment of the job; returns its id.
 
     ``shard_pool``: run the job's shards as flow runs on that pool
-    (``flows.distributed``) instead of inside the job's own flow run.
+    (``flows.executors.prefect_pool``) instead of inside the job's own flow run.
     """
     from flows.settings import Settings
 

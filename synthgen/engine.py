@@ -74,7 +74,7 @@ def run_stages(samples: list[Sample], stages: Sequence[Stage], batch_size: int,
     ``workers`` background threads (each pinned to one OpenMP thread, so none
     spins on the sampler's core), at most ``workers + 1`` batches behind.
     ``on_sampled()`` is called once the last batch is sampled, before waiting
-    for the last batches' other stages (``synthgen.turns``: the next shard
+    for the last batches' other stages (``flows.executors.sampler_turn``: the next shard
     may sample meanwhile).
     """
     stats = EngineStats()

@@ -2,20 +2,23 @@
 
 Each worker is started for one device, pins ``CUDA_VISIBLE_DEVICES`` to it
 before torch touches CUDA, builds its components once (the executor's
-setup) and then takes whole shards from a shared queue, sending each
-shard's samples back to the driver, which decides them in plan order and
-writes every image byte once. A worker that dies (out of memory, killed)
-is replaced and its shard tried again, as a failed shard is (at once: a device worker
-fails on its own device, not on a shared resource that needs time to clear).
+setup) and then runs the shards the driver hands it, one at a time, sending
+each shard's samples back; the driver decides them in plan order and writes
+every image byte once. Each worker has its own pipe, so the driver always
+knows which shard a worker holds: a worker that dies (out of memory,
+killed) is replaced and its shard tried again, as a failed shard is (at
+once: a device worker fails on its own device, not on a shared resource
+that needs time to clear).
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-import queue
 import traceback
+from collections import deque
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
 from typing import Iterator
 
 from flows.executors.base import Retry, failed
@@ -24,7 +27,7 @@ from flows.job.shard_step import ShardResult, ShardStep
 from synthgen.plan import Shard
 from synthgen.spec import JobSpec
 
-AHEAD = 2  # shards queued per worker beyond the one the driver waits for: bounds the driver's memory
+AHEAD = 2  # shards run per worker beyond the one the driver waits for: bounds the driver's memory
 POLL_S = 1.0
 
 
@@ -36,19 +39,28 @@ def pin(device: str) -> str:
     return device
 
 
-def worker_main(device: str, share: int, setup: Setup, step: ShardStep, todo, done) -> None:
-    """A device worker: build the components once, then run shards from ``todo`` until it yields None."""
+def worker_main(device: str, share: int, setup: Setup, step: ShardStep, conn: Connection) -> None:
+    """A device worker: build the components once, then run the shards the driver sends until it sends None."""
     try:
         parts = setup(pin(device), share)
     except Exception:  # noqa: BLE001 - reported to the driver, which stops the job
-        done.put(("setup", None, traceback.format_exc(limit=5)))
+        conn.send(("setup", None, traceback.format_exc(limit=5)))
         return
-    while (shard := todo.get()) is not None:
-        done.put(("start", shard.index, os.getpid()))
+    while (shard := conn.recv()) is not None:
         try:
-            done.put(("done", shard.index, step(shard, parts)))
+            conn.send(("done", shard.index, step(shard, parts)))
         except Exception as exc:  # noqa: BLE001 - the driver decides whether to retry
-            done.put(("error", shard.index, f"{type(exc).__name__}: {exc}"))
+            conn.send(("error", shard.index, f"{type(exc).__name__}: {exc}"))
+
+
+@dataclass
+class Worker:
+    """A device's worker process, its end of the pipe, and the shard it holds."""
+
+    device: str
+    process: multiprocessing.Process
+    conn: Connection
+    shard: Shard | None = None
 
 
 @dataclass
@@ -60,64 +72,72 @@ class DevicesExecutor:
 
     def map(self, step: ShardStep, shards: list[Shard], setup: Setup) -> Iterator[ShardResult]:
         ctx = multiprocessing.get_context("spawn")  # never fork a process that may hold CUDA or threads
-        todo, done = ctx.Queue(), ctx.Queue()
         n = len(self.devices)
 
-        def start(device: str):
-            p = ctx.Process(target=worker_main, args=(device, n, setup, step, todo, done),
+        def start(device: str) -> Worker:
+            here, there = ctx.Pipe()
+            p = ctx.Process(target=worker_main, args=(device, n, setup, step, there),
                             name=f"synthgen-device-{device}", daemon=True)
             p.start()
-            return p
+            there.close()  # the worker's end lives in the worker: its death closes the pipe here
+            return Worker(device, p, here)
 
-        workers = {d: start(d) for d in self.devices}
-        by_index = {s.index: s for s in shards}
-        order = [s.index for s in shards]
-        queued, results, running, attempts = 0, {}, {}, {}
+        workers = [start(d) for d in self.devices]
+        todo: deque[Shard] = deque(shards)
+        attempts: dict[int, int] = {}
+        results: dict[int, ShardResult] = {}
         try:
-            for pos, nxt in enumerate(order):
-                while queued < min(len(order), pos + 1 + AHEAD * n):
-                    todo.put(by_index[order[queued]])
-                    queued += 1
-                while nxt not in results:
-                    try:
-                        kind, index, value = done.get(timeout=POLL_S)
-                    except queue.Empty:
-                        self._replace_dead(workers, running, by_index, attempts, todo, start)
-                        continue
-                    if kind == "setup":
-                        raise RuntimeError(f"a device worker could not load the job's components:\n{value}")
-                    if kind == "start":
-                        running[value] = index
-                    elif kind == "done":
-                        results[index] = value
-                        running = {p: i for p, i in running.items() if i != index}
-                    else:
-                        running = {p: i for p, i in running.items() if i != index}
-                        self._retry(by_index[index], value, attempts, todo)
-                yield results.pop(nxt)
+            for pos, shard in enumerate(shards):
+                while shard.index not in results:
+                    self._hand_out(workers, todo, results, limit=shards[min(len(shards) - 1, pos + AHEAD * n)].index)
+                    self._collect(workers, todo, results, attempts, start)
+                yield results.pop(shard.index)
         finally:
-            for _ in workers:
-                todo.put(None)
-            for p in workers.values():
-                p.join(timeout=5)
-                if p.is_alive():
-                    p.kill()
+            for w in workers:
+                try:
+                    w.conn.send(None)
+                except OSError:
+                    pass
+            for w in workers:
+                w.process.join(timeout=5)
+                if w.process.is_alive():
+                    w.process.kill()
 
-    def _retry(self, shard: Shard, error: str, attempts: dict, todo) -> None:
+    @staticmethod
+    def _hand_out(workers: list[Worker], todo: deque, results: dict, limit: int) -> None:
+        """Give idle workers the next shards, up to plan index ``limit`` (retried shards first)."""
+        for w in workers:
+            if w.shard is None and todo and todo[0].index <= limit and w.process.is_alive():
+                w.shard = todo.popleft()
+                w.conn.send(w.shard)
+
+    def _collect(self, workers: list[Worker], todo: deque, results: dict, attempts: dict, start) -> None:
+        """Wait for a message or a death; file results, retry failed or lost shards, replace dead workers."""
+        ready = set(wait([w.conn for w in workers] + [w.process.sentinel for w in workers], timeout=POLL_S))
+        for i, w in enumerate(workers):
+            if w.conn in ready:
+                try:
+                    kind, index, value = w.conn.recv()
+                except (EOFError, OSError):  # died: handled below with its sentinel
+                    kind = None
+                if kind == "setup":
+                    raise RuntimeError(f"device worker {w.device} could not load the job's components:\n{value}")
+                if kind == "done":
+                    results[index], w.shard = value, None
+                elif kind == "error":
+                    self._retry(w.shard, value, attempts, todo)
+                    w.shard = None
+            if not w.process.is_alive():
+                w.process.join()
+                if w.shard is not None:
+                    self._retry(w.shard, f"its worker process died (exit {w.process.exitcode})", attempts, todo)
+                workers[i] = start(w.device)
+
+    def _retry(self, shard: Shard, error: str, attempts: dict, todo: deque) -> None:
         attempts[shard.index] = attempts.get(shard.index, 0) + 1
         if attempts[shard.index] > self.retry.retries:
             raise failed(shard, error)
-        todo.put(shard)
-
-    def _replace_dead(self, workers: dict, running: dict, by_index: dict, attempts: dict, todo, start) -> None:
-        """Start a new worker for each that died; the shard it was running is tried again."""
-        for device, p in list(workers.items()):
-            if p.is_alive():
-                continue
-            lost = running.pop(p.pid, None)
-            workers[device] = start(device)
-            if lost is not None:
-                self._retry(by_index[lost], f"its worker process died (exit {p.exitcode})", attempts, todo)
+        todo.appendleft(shard)  # before later shards: the driver waits for it in plan order
 
 
 def job_devices(spec: JobSpec) -> list[str]:

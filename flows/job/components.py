@@ -21,6 +21,11 @@ from synthgen.runtime import set_threads
 from synthgen.spec import JobSpec
 
 
+# from_pretrained is not thread-safe (transformers initialises weights on the meta device process-wide):
+# two loads at once in one process (two jobs in threads, a prefetch beside a run) break each other.
+LOADING = threading.Lock()
+
+
 @dataclass(frozen=True)
 class Components:
     """What a shard step needs besides its plan slice."""
@@ -35,12 +40,14 @@ def load_job_generator(spec: JobSpec, device: str | None = None) -> Generator:
     """The spec's generator, on ``device`` when given (a device worker's claimed device)."""
     gen_spec = spec.generator if device is None else spec.generator.model_copy(update={"device": device})
     set_threads(gen_spec.threads)
-    return load_generator(gen_spec, spec.conditioning.kind, [c.id for c in spec.conditioning.classes or []])
+    with LOADING:
+        return load_generator(gen_spec, spec.conditioning.kind, [c.id for c in spec.conditioning.classes or []])
 
 
 def load_job_embedder(spec: JobSpec) -> Embedder:
     """The spec's embedder."""
-    return load_embedder(spec.embedder)
+    with LOADING:
+        return load_embedder(spec.embedder)
 
 
 def load_guard(spec: JobSpec, catalog: Catalog) -> PixelGuard | None:

@@ -10,7 +10,8 @@ from PIL import Image
 from catalog import Catalog, RunRef, ingest_folder, open_version
 from flows.generate import generate_dataset
 from flows.settings import configure
-from flows.shard import generate_shard
+from flows.job.run import run_job
+from tests.flows.job.partial_runs import decide_shards
 from synthgen.plan import make_shards
 from synthgen.spec import parse_spec
 from tests.conftest import small_job
@@ -125,7 +126,7 @@ def test_rerun_after_a_crash_resumes_and_matches_a_clean_run(demo_run, real_digi
     # a "crashed" earlier run finished shard 0 and died
     crashed = RunRef(prefect_flow_run_id="crashed-run", mlflow_run_id="crashed-mlflow")
     paths = configure(demo_run["data"])
-    generate_shard(spec, make_shards(spec.total_images, 8)[0], paths, crashed)
+    decide_shards(spec, paths, crashed, make_shards(spec.total_images, 8)[:1])
     resumed = generate_dataset(job, str(demo_run["data"]))
     assert resumed["metrics"]["shards_reused"] == 1
     assert resumed["metrics"]["generated_this_run"] == spec.total_images - 8
@@ -148,19 +149,13 @@ def test_dedup_decisions_do_not_depend_on_sharding(demo_run, tmp_path):
     before it; similarities agree to float32 rounding (BLAS sums a product of another
     shape in another order), statuses and nearest neighbours exactly.
     """
-    from flows.commit import dedup_and_commit
-
     paths = configure(tmp_path)
     outcomes, sims = [], []
     for shard_size, name in ((48, "one-shard"), (8, "six-shards")):
         job = small_job(dataset=name, per_class=16, dedup={"threshold": 0.9, "real_dataset": None})
         job["output"]["shard_size"] = shard_size
         spec = parse_spec(job)
-        shards = make_shards(spec.total_images, shard_size)
-        runs = RunRef(prefect_flow_run_id="p", mlflow_run_id="m")
-        for shard in shards:
-            generate_shard(spec, shard, paths, runs)
-        dedup_and_commit(spec, shards, paths, [runs])
+        run_job(spec, paths=paths, runs=RunRef(prefect_flow_run_id="p", mlflow_run_id="m"))
         t = open_version(Catalog(paths.catalog), name).table(status="all")
         rows = sorted(t.to_pylist(), key=lambda r: r["plan_index"])  # kept and excluded rows live in separate shards
         position = {r["sample_id"]: r["plan_index"] for r in rows}

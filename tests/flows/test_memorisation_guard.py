@@ -3,12 +3,11 @@
 import numpy as np
 from PIL import Image
 
-from catalog import RunRef, open_version, samples_to_table
-from catalog.store import write_parquet_atomic
+from catalog import Catalog, RunRef, open_version, samples_to_table
 from flows.settings import configure
-from flows.commit import dedup_and_commit
-from flows.models import get_embedder, get_guard
-from flows.shard import generate_shard, staging_dir
+from flows.job.components import load_guard, load_job_embedder
+from flows.job.run import run_job
+from flows.job.staging import Staging
 from synthgen.imaging import decode
 from synthgen.plan import make_plan, make_shards
 from synthgen.spec import parse_spec
@@ -31,9 +30,9 @@ def plant_copies(spec, shard, paths, real: list[dict], rng) -> list[int]:
     arrays = np.stack([transforms(decode(real[i]["image"]["bytes"]), rng)[n % 4] for n, i in enumerate(picks)])
     for sample, arr in zip(plan, arrays):  # the planted copies stand in for the generate stage
         sample.pixels = arr
-    for stage in (Encode(), Embed(get_embedder(spec)), Guard(get_guard(spec, paths)), Score()):
+    for stage in (Encode(), Embed(load_job_embedder(spec)), Guard(load_guard(spec, Catalog(paths.catalog))), Score()):
         stage(plan)
-    write_parquet_atomic(samples_to_table(plan), staging_dir(paths, spec) / f"{shard.name}.parquet")
+    Staging.of(paths, spec).stage(shard, samples_to_table(plan))
     return list(picks)
 
 
@@ -45,13 +44,11 @@ def test_planted_copies_blocked_ordinary_samples_pass(demo_run):
     spec = parse_spec(job)
     shards = make_shards(spec.total_images, spec.output.shard_size)
     runs = RunRef(prefect_flow_run_id="guard-test", mlflow_run_id=None)
-    for shard in shards[:-1]:  # ordinary generated samples through the real engine (decided as they come)
-        generate_shard(spec, shard, paths, runs)
-    # plant: stage the last shard as transformed copies of real digits (the commit decides it)
+    # plant: stage the last shard as transformed copies of real digits (the driver decides it in plan order)
     real = open_version(demo_run["catalog"], "digits-real").table(["sample_id", "image"]).to_pylist()
     last = shards[-1]
     picks = plant_copies(spec, last, paths, real, np.random.default_rng(0))
-    report = dedup_and_commit(spec, shards, paths, [runs])
+    report = run_job(spec, paths=paths, runs=runs).commit  # the other shards through the real engine
     rows = open_version(demo_run["catalog"], f"digits-guard@{report.version}").table(status="all").to_pylist()
     rows.sort(key=lambda r: r["plan_index"])  # kept and excluded rows live in separate shards
     planted = rows[last.start :]

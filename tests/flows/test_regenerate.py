@@ -11,15 +11,14 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from catalog import Catalog, RunRef, open_version
+from catalog import Catalog, open_version
 from catalog.schema import SCHEMA
 from flows.cli import app
 from flows.regenerate import _generator_for, regenerate_hashes, regenerate_sample_check
 from flows.settings import Paths
-from flows.commit import dedup_and_commit
-from flows.shard import generate_shard
+from flows.job.run import run_job
 from synthgen.imaging import array_to_pil, pixel_sha256
-from synthgen.plan import make_plan, make_shards
+from synthgen.plan import make_plan
 from synthgen.records import Sample
 from synthgen.spec import parse_spec
 from tests.conftest import small_job
@@ -29,19 +28,14 @@ COLS = ["sample_id", "seed", "label", "label_name", "prompt", "negative_prompt",
         "batch_size", "dtype", "device", "width", "height"]
 
 
-def run_job(paths: Paths, **over):
-    spec = parse_spec(small_job(dedup={"real_dataset": None}, **over))
-    shards = make_shards(spec.total_images, spec.output.shard_size)
-    runs = RunRef()
-    for shard in shards:
-        generate_shard(spec, shard, paths, runs)
-    return dedup_and_commit(spec, shards, paths, [runs])
+def commit_job(paths: Paths, **over):
+    return run_job(parse_spec(small_job(dedup={"real_dataset": None}, **over)), paths=paths).commit
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     paths = Paths(tmp_path_factory.mktemp("regen"))
-    run_job(paths)  # 18 samples, batch size 8: batches of 8, 8 and a padded 2
+    commit_job(paths)  # 18 samples, batch size 8: batches of 8, 8 and a padded 2
     return paths
 
 
@@ -65,8 +59,8 @@ def test_regeneration_checks_every_chosen_row_in_one_group(data):
 
 def test_rows_with_different_settings_are_regenerated_per_group(tmp_path):
     paths = Paths(tmp_path)
-    run_job(paths)
-    run_job(paths, seed=7, generator={"steps": 3})  # a second job into the same dataset, other settings
+    commit_job(paths)
+    commit_job(paths, seed=7, generator={"steps": 3})  # a second job into the same dataset, other settings
     result = regenerate_sample_check(Catalog(paths.catalog), "digits-small@2", 100)
     steps = sorted(g.settings["num_inference_steps"] for g in result.groups)
     assert steps == [3, 4] and [g.checked for g in result.groups] == [18, 18]

@@ -9,8 +9,7 @@ from typer.testing import CliRunner
 from catalog import Catalog, RunRef, ingest_folder, open_version
 from flows.cli import app
 from flows.settings import Paths
-from flows.commit import dedup_and_commit
-from flows.shard import generate_shard
+from flows.job.run import run_job
 from synthgen.plan import make_shards
 from synthgen.spec import parse_spec
 from tests.conftest import small_job
@@ -26,13 +25,11 @@ def data(tmp_path_factory, real_digits_dir, embedder):
     spec = parse_spec(small_job(dataset="digits-guarded", per_class=8))  # 24 samples, 3 shards of 8
     shards = make_shards(spec.total_images, spec.output.shard_size)
     runs = RunRef(prefect_flow_run_id="restricted-test", mlflow_run_id=None)
-    for shard in shards[:-1]:  # decided as they come; the last is staged as planted copies below
-        generate_shard(spec, shard, paths, runs)
     # The test plays the data owner here: it may read the real images to plant copies of them.
     real = open_version(cat, "digits-real", allow_restricted=True).table(["sample_id", "image"]).to_pylist()
     last = shards[-1]
-    picks = plant_copies(spec, last, paths, real, np.random.default_rng(0))
-    report = dedup_and_commit(spec, shards, paths, [runs])  # no allow_restricted anywhere in the job
+    picks = plant_copies(spec, last, paths, real, np.random.default_rng(0))  # staged, as a worker would
+    report = run_job(spec, paths=paths, runs=runs).commit  # no allow_restricted anywhere in the job
     rows = open_version(cat, f"digits-guarded@{report.version}").table(status="all").to_pylist()
     rows.sort(key=lambda r: r["plan_index"])  # kept and excluded rows live in separate shards
     return {"paths": paths, "cat": cat, "rows": rows, "planted": [real[i]["sample_id"] for i in picks], "start": last.start}

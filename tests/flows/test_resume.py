@@ -273,7 +273,7 @@ def test_killed_runs_are_marked_failed_by_the_run_that_resumed_them(seeded, scen
 ])
 def test_ctrl_c_or_sigterm_stops_the_shards_in_flight_leaves_no_process_and_a_rerun_resumes(seeded, action, code,
                                                                                            message):
-    # Shards overlap (flows.overlap) in the task runner's threads, which signals do not reach: the flow
+    # Shards overlap (flows.executors.local) in worker threads, which signals do not reach: the executor
     # tells them to stop, and each stops at its next batch instead of finishing (and writing) its shard.
     # The run starts its own temporary Prefect server, as a user's does: Ctrl-C reaches the server too
     # (the terminal signals the whole process group) and SIGTERM used to leave it running.

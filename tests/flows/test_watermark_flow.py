@@ -25,17 +25,9 @@ def marked(tmp_path_factory):
     from synthgen.spec import parse_spec
     from tests.conftest import small_job
 
-    from flows.commit import dedup_and_commit
-    from flows.provenance import RunRef
-    from flows.shard import generate_shard
-    from synthgen.plan import make_shards
+    from flows.job.run import run_job
 
-    spec = parse_spec(small_job(per_class=2, classes=(0, 7), dedup={"real_dataset": None}, **MARKED))
-    shards = make_shards(spec.total_images, spec.output.shard_size)
-    runs = RunRef()
-    for shard in shards:
-        generate_shard(spec, shard, paths, runs)
-    dedup_and_commit(spec, shards, paths, [runs])
+    run_job(parse_spec(small_job(per_class=2, classes=(0, 7), dedup={"real_dataset": None}, **MARKED)), paths=paths)
     return paths
 
 

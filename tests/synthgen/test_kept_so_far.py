@@ -72,7 +72,7 @@ def test_before_is_refused_with_keep_quality():
         NearDuplicatePass(0.9, keep="quality", before=KeptSoFar())
 
 
-def test_run_so_far_beyond_the_exact_limit_finds_the_near_copies():
+def test_kept_so_far_beyond_the_exact_limit_finds_the_near_copies():
     rng = np.random.default_rng(0)
     emb = rng.standard_normal((3000, 32)).astype(np.float32)
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)

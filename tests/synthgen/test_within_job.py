@@ -43,7 +43,7 @@ def sequential(emb: np.ndarray, eligible: np.ndarray, threshold: float):
 
 @pytest.mark.parametrize("block", [64, 4096])
 def test_exact_cells_equal_the_sequential_definition(monkeypatch, block):
-    monkeypatch.setattr(run_set, "_BLOCK", block)  # 64: pairs and evidence across many blocks
+    monkeypatch.setattr(within_job, "_BLOCK", block)  # 64: pairs and evidence across many blocks
     emb = clustered(700)
     eligible = np.random.default_rng(1).random(700) > 0.1
     got = within_job.resolve(emb, eligible, 0.95)
@@ -120,8 +120,8 @@ def test_the_thread_count_never_changes_the_decisions_or_the_evidence(exact_limi
 
 def test_exact_work_items_and_query_blocks_split_anywhere_equal_the_sequential_definition(monkeypatch):
     # 7 queries per block and 50 per work item: pairs, masks and evidence cross every kind of boundary.
-    monkeypatch.setattr(run_set, "_BLOCK", 7)
-    monkeypatch.setattr(run_set, "_EXACT_QUERIES", 50)
+    monkeypatch.setattr(within_job, "_BLOCK", 7)
+    monkeypatch.setattr(within_job, "_EXACT_QUERIES", 50)
     emb = clustered(500, seed=8)
     eligible = np.random.default_rng(3).random(500) > 0.1
     got = within_job.resolve(emb, eligible, 0.95, threads=2)
@@ -133,7 +133,7 @@ def test_exact_work_items_and_query_blocks_split_anywhere_equal_the_sequential_d
 
 @pytest.mark.parametrize("exact_limit", [0, 10_000])
 def test_a_tie_between_two_kept_samples_goes_to_the_earlier_whichever_block_or_cell_finds_it(monkeypatch, exact_limit):
-    monkeypatch.setattr(run_set, "_BLOCK", 16)
+    monkeypatch.setattr(within_job, "_BLOCK", 16)
     rng = np.random.default_rng(9)
     d = 32
     filler = rng.standard_normal((1200, d - 3)).astype(np.float32)

@@ -5,17 +5,16 @@ import pytest
 from PIL import Image, ImageFilter
 
 from catalog import Catalog, RunRef, open_version
-from flows.commit import dedup_and_commit
-from flows.models import get_generator
+from flows.job.components import load_job_generator
 from flows.rededup import rededup
 from flows.settings import configure
-from flows.shard import generate_shard
+from flows.job.run import run_job
 from synthgen.digits import load_digits_uint8, upsample
-from synthgen.plan import make_shards
 from synthgen.records import LOW_QUALITY, Sample
 from synthgen.rules.degenerate import Degenerate, DegenerateLimits
 from synthgen.spec import SpecError, parse_spec
 from tests.conftest import small_job
+from tests.flows.job.partial_runs import injected
 
 
 def digit() -> Image.Image:
@@ -75,11 +74,8 @@ def test_a_job_marks_blank_rows_low_quality_with_evidence_and_rededup_reapplies_
     paths = configure(tmp_path)
     spec = parse_spec(small_job(dataset="digits-blanks", per_class=8, dedup={"real_dataset": None, "degenerate": {}}))
     runs = RunRef(prefect_flow_run_id="degenerate-test", mlflow_run_id=None)
-    shards = make_shards(spec.total_images, spec.output.shard_size)
-    generator = SometimesBlank(get_generator(spec))
-    for shard in shards:
-        generate_shard(spec, shard, paths, runs, generator=generator)
-    report = dedup_and_commit(spec, shards, paths, [runs])
+    generator = SometimesBlank(load_job_generator(spec))
+    report = run_job(spec, paths=paths, runs=runs, setup=injected(spec, paths, generator)).commit
     cat = Catalog(paths.catalog)
     rows = open_version(cat, f"digits-blanks@{report.version}").table(status="all").to_pylist()
     blank = [r for r in rows if r["plan_index"] % 5 == 0]

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pyarrow.parquet as pq
 
-from catalog import Catalog
+from catalog import Catalog, RunRef
+from flows.executors.devices import DevicesExecutor, job_devices
 from flows.generate import generate_dataset
-from flows.local_devices import job_devices, run_on_devices
-from flows.settings import Settings
+from flows.job.components import ComponentLoader
+from flows.job.shard_step import ShardStep
 from flows.settings import configure
-from catalog import RunRef
 from synthgen.plan import make_shards
 from synthgen.spec import parse_spec
 from tests.conftest import small_job
@@ -48,10 +48,23 @@ def test_two_cpu_device_workers_commit_the_one_process_version(prefect_server, t
         assert mine.equals(theirs)  # images, seeds, provenance, embeddings, decisions: identical
 
 
-def test_each_device_worker_is_one_process_that_takes_whole_shards(prefect_server, tmp_path):
+def test_each_device_worker_is_one_process_that_takes_whole_shards(tmp_path):
     job = parse_spec(_job(devices=["cpu", "cpu"]))
     shards = make_shards(job.total_images, job.output.shard_size)
     runs = RunRef(prefect_flow_run_id="t", mlflow_run_id=None)
-    reports = run_on_devices(job, shards, configure(tmp_path), runs, ["cpu", "cpu"], Settings())
+    setup = ComponentLoader(job, str(configure(tmp_path).catalog))
+    results = list(DevicesExecutor(["cpu", "cpu"]).map(ShardStep(job, runs), shards, setup))
+    reports = [r.report for r in results]
     assert [r.shard for r in reports] == [s.index for s in shards] and all(r.rows == 3 for r in reports)
-    assert len({r.pid for r in reports}) == 2 and all(r.device == "cpu" for r in reports)
+    assert len({r.pid for r in reports}) <= 2 and all(r.device == "cpu" for r in reports)
+    assert all(len(r.samples) == 3 and r.samples[0].png for r in results)  # the rows come back to the driver
+
+
+def test_a_worker_that_dies_is_replaced_and_its_shard_retried(tmp_path, monkeypatch):
+    """SIGKILL (by the failpoint) of the worker sampling shard 1: a new worker redoes it; results as always."""
+    job = parse_spec(_job(devices=["cpu", "cpu"]))
+    shards = make_shards(job.total_images, job.output.shard_size)
+    setup = ComponentLoader(job, str(configure(tmp_path).catalog))
+    monkeypatch.setenv("SYNTHGEN_FAILPOINT", "sampling@2:kill")  # each worker dies at its second shard
+    got = [r.report.shard for r in DevicesExecutor(["cpu", "cpu"]).map(ShardStep(job, RunRef()), shards, setup)]
+    assert got == [s.index for s in shards]

@@ -1,8 +1,8 @@
-"""Shards decided as they are generated and written once: the version equals one decision over the whole job.
+"""Shards decided in plan order by the driver and written once: the version equals one decision over the whole job.
 
-Also: the staged fallback (shards generated out of order) gives the same rows,
-the training files hold kept rows only, and a head that moved between the
-decisions and the publish is checked and the job's duplicates of it excluded.
+Also: shards staged by workers in any order give the same rows, the training
+files hold kept rows only, and a head that moved between the decisions and
+the publish is checked and the job's duplicates of it excluded.
 """
 
 import shutil
@@ -16,17 +16,17 @@ import pytest
 from catalog import Catalog, RunRef, ingest_folder, open_version
 from catalog.schema import samples_from_table
 from catalog.verify import verify
-from flows.commit import dedup_and_commit
-from flows.decide import DECISION_INPUTS, vectors
-from flows.models import get_embedder, get_generator
+from flows.job.components import load_job_embedder, load_job_generator
+from flows.job.decisions import DECISION_INPUTS, version_vectors
+from flows.job.run import run_job
 from flows.settings import configure
-from flows.shard import generate_shard
 from synthgen.dedup import NearDuplicatePass
 from synthgen.digits import load_digits_uint8, upsample
 from synthgen.plan import make_shards
 from synthgen.rules import build_rules, evidence_columns
 from synthgen.spec import parse_spec
 from tests.conftest import small_job
+from tests.flows.job.partial_runs import decide_shards, injected, stage_shards
 
 RUNS = RunRef(prefect_flow_run_id="write-once", mlflow_run_id=None)
 PER_RUN = ["prefect_flow_run_id", "mlflow_run_id", "created_at"]
@@ -79,12 +79,14 @@ def fresh(seed, name):
     return configure(seed / name)
 
 
-def run(spec, paths, order=None, wait_s: float = 60.0):
-    shards = make_shards(spec.total_images, spec.output.shard_size)
-    gen = SomeCopies(get_generator(spec))
-    reports = [generate_shard(spec, shards[i], paths, RUNS, generator=gen, wait_s=wait_s)
-               for i in (order or range(len(shards)))]
-    return reports, dedup_and_commit(spec, shards, paths, [RUNS])
+def copies(spec, paths):
+    """The spec's components, its generator wrapped to make some exact copies."""
+    return injected(spec, paths, SomeCopies(load_job_generator(spec)))
+
+
+def run(spec, paths, catalog=None):
+    result = run_job(spec, paths=paths, runs=RUNS, setup=copies(spec, paths), catalog=catalog)
+    return result.shards, result.commit
 
 
 def added_rows(cat, ref):
@@ -97,10 +99,11 @@ def added_rows(cat, ref):
 
 def one_pass(cat, spec, rows, parent_ref):
     """Today's whole-job decision over the same stored samples: one NearDuplicatePass in plan order."""
-    emb = get_embedder(spec)
+    emb = load_job_embedder(spec)
     samples = samples_from_table(rows.select(DECISION_INPUTS + evidence_columns()))
     d = spec.dedup
-    NearDuplicatePass(d.threshold, build_rules(d), vectors(cat, parent_ref, emb), vectors(cat, "digits-real", emb),
+    NearDuplicatePass(d.threshold, build_rules(d), version_vectors(cat, parent_ref, emb),
+                      version_vectors(cat, "digits-real", emb),
                       d.keep)(samples)
     return samples
 
@@ -129,7 +132,7 @@ def test_version_equals_one_pass_and_trainers_read_kept_rows_only(seed):
     spec = parse_spec(job())
     reports, commit = run(spec, paths)
     cat = Catalog(paths.catalog)
-    assert all(r.decided for r in reports) and commit.rewritten_shards == 0  # every image written once
+    assert not any(r.reused for r in reports) and commit.rewritten_shards == 0  # every image written once
     assert not list(paths.staging.rglob("*.parquet"))
     rows = added_rows(cat, "digits-once@2")
     samples = one_pass(cat, spec, rows, "digits-once@1")
@@ -150,69 +153,45 @@ def test_version_equals_one_pass_and_trainers_read_kept_rows_only(seed):
     assert verify(cat, "digits-once").ok
 
 
-def test_shards_generated_out_of_order_are_staged_and_give_the_same_version(seed):
+def test_shards_staged_by_workers_in_any_order_give_the_same_version(seed):
     ref_paths, paths = configure(seed / "in-order"), fresh(seed, "reversed")
     spec = parse_spec(job())
-    # last shard first, no waiting: each shard's predecessors are not decided yet, so it is staged
-    reports, commit = run(spec, paths, order=[3, 2, 1, 0], wait_s=0)
-    assert [r.decided for r in reports] == [False, False, False, True]
-    assert commit.rewritten_shards == 3  # the fallback writes those shards a second time
+    shards = make_shards(spec.total_images, spec.output.shard_size)
+    # work-pool workers stage their shards undecided, last shard first; the driver decides them in plan order
+    stage_shards(spec, paths, RUNS, shards[::-1], copies(spec, paths))
+    reports, commit = run(spec, paths)
+    assert all(r.reused for r in reports) and commit.rewritten_shards == len(shards)  # staged, then written final
     a, b = Catalog(ref_paths.catalog), Catalog(paths.catalog)
     ma, mb = a.manifest("digits-once"), b.manifest("digits-once")
     assert [(s.role, s.rows) for s in ma.shards] == [(s.role, s.rows) for s in mb.shards]
     assert_same_shards(a, b)
 
 
-def test_shards_finishing_side_by_side_decide_as_one_by_one(seed, monkeypatch):
-    # flows.overlap: shard k+1 finishes while shard k decides; k+1 may see k's record before k's kept rows are in
-    # the run. Widen that window: k+1 must still wait for them, and add them once.
-    import threading
-    import time
-    from concurrent.futures import ThreadPoolExecutor
-
-    from flows.decide import JobDecider, decider_for
-    from synthgen.turns import SamplerTurn
-
-    write = JobDecider.write
-
-    def slow_write(self, shard, full):
-        decision = write(self, shard, full)
-        time.sleep(1.0)  # the record is on disk, the kept rows not yet in the run
-        return decision
-
-    monkeypatch.setattr(JobDecider, "write", slow_write)
-    ref_paths, paths = configure(seed / "in-order"), fresh(seed, "side-by-side")
+def test_a_run_killed_after_some_decisions_resumes_to_the_same_version(seed):
+    ref_paths, paths = configure(seed / "in-order"), fresh(seed, "resumed")
     spec = parse_spec(job())
     shards = make_shards(spec.total_images, spec.output.shard_size)
-    gen, sampler = SomeCopies(get_generator(spec)), threading.Lock()
-    with ThreadPoolExecutor(2) as pool:
-        reports = list(pool.map(lambda s: generate_shard(spec, s, paths, RUNS, generator=gen,
-                                                         turn=SamplerTurn(sampler)), shards))
-    assert all(r.decided for r in reports)
-    run_ids = decider_for(spec, paths).run.tail_ids + [i for s, _ in decider_for(spec, paths).run.frozen for i in s.ids]
-    assert len(run_ids) == len(set(run_ids)), "a shard's kept rows were added to the run twice"
-    dedup_and_commit(spec, shards, paths, [RUNS])
+    decide_shards(spec, paths, RUNS, shards[:2], copies(spec, paths))  # killed after two decisions
+    reports, commit = run(spec, paths)
+    assert [r.reused for r in reports] == [True, True, False, False] and commit.rewritten_shards == 0
     assert_same_shards(Catalog(ref_paths.catalog), Catalog(paths.catalog))
 
 
 def decided_job(seed, name):
-    """A fresh catalog and a job whose shards are all generated and decided against version 1."""
+    """A fresh catalog and a job whose shards are all generated and decided against version 1, not committed."""
     paths = fresh(seed, name)
     spec = parse_spec(job())
-    shards = make_shards(spec.total_images, spec.output.shard_size)
-    gen = SomeCopies(get_generator(spec))
-    for s in shards:
-        assert generate_shard(spec, s, paths, RUNS, generator=gen).decided
-    return paths, spec, shards
+    decide_shards(spec, paths, RUNS, setup=copies(spec, paths))
+    return paths, spec
 
 
 def test_a_head_that_moved_before_the_publish_is_checked_and_its_duplicates_excluded(seed):
-    paths, spec, shards = decided_job(seed, "moved")
+    paths, spec = decided_job(seed, "moved")
     # another job lands first: class 0's first images again (same seed), as version 2
     other = parse_spec(job(classes=(0,), images_per_condition=4))
     _, landed = run(other, paths)
     assert landed.version == 2
-    commit = dedup_and_commit(spec, shards, paths, [RUNS])
+    _, commit = run(spec, paths)  # every shard decided: the commit alone
     cat = Catalog(paths.catalog)
     m = cat.manifest("digits-once", commit.version)
     assert commit.version == 3 and m.parent == 2 and m.prov["wasDerivedFrom"] == "digits-once@2"
@@ -222,7 +201,7 @@ def test_a_head_that_moved_before_the_publish_is_checked_and_its_duplicates_excl
                     and r["nn_id"] in set(open_version(cat, "digits-once@2").table(["sample_id"], status="all")
                                           ["sample_id"].to_pylist()[-12:])]
     assert dup_of_other, "the job's copies of the other job's images are excluded"
-    assert 1 <= commit.rewritten_shards < len(shards)  # only the shards whose decisions changed
+    assert 1 <= commit.rewritten_shards < len(make_shards(spec.total_images, spec.output.shard_size))  # changed only
     v = open_version(cat, "digits-once")
     assert set(v.table(["status"])["status"].to_pylist()) == {"kept"}
     assert verify(cat, "digits-once").ok
@@ -247,10 +226,10 @@ class LandsAnotherJobFirst(Catalog):
 
 
 def test_a_head_that_moves_during_the_publish_is_rechecked_and_the_publish_retried(seed):
-    paths, spec, shards = decided_job(seed, "race")
+    paths, spec = decided_job(seed, "race")
     other = parse_spec(job(classes=(0,), images_per_condition=4))
     racing = LandsAnotherJobFirst(paths.catalog, other, paths)
-    commit = dedup_and_commit(spec, shards, paths, [RUNS], catalog=racing)
+    _, commit = run(spec, paths, catalog=racing)
     assert racing.commits == 2, "the first publish met the moved head, the second landed"
     cat = Catalog(paths.catalog)
     m = cat.manifest("digits-once", commit.version)
