@@ -3,7 +3,7 @@
 Builds a temp catalog of ``--rows`` synthetic rows at ``--size`` px (smooth
 noise, real PNG bytes), then exports it as PNG files, JPEG files (q90), a
 Hugging Face folder and one Parquet file, bare (the baseline) and signed with
-a generated ES256 chain (``flows.credentials``), in the same run. Bare and
+a generated ES256 chain (``flows.outputs.credentials``), in the same run. Bare and
 signed alternate ``--repeats`` times and the fastest of each is kept (the
 machine is shared). Reports images/s, the ratio to the bare export of the
 same format, and bytes added per image.
@@ -27,8 +27,8 @@ from PIL import Image
 
 from bench.report import emit
 from catalog import Catalog, open_version, samples_to_table
-from flows.credentials import local_identity
-from flows.export import ImageEncoding, export_hf, export_images, export_parquet
+from flows.outputs.credentials import local_identity
+from flows.outputs.export import ImageEncoding, export_hf, export_images, export_parquet
 from synthgen.imaging import encode_png, pixel_sha256
 from synthgen.records import KEPT, Sample
 

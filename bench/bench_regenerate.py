@@ -24,7 +24,7 @@ import duckdb
 
 from bench.report import emit
 from catalog import Catalog, open_version
-from flows.regenerate import _ROW_COLS, _generator_for, regenerate_sample_check
+from flows.job.regenerate import _ROW_COLS, _generator_for, regenerate_sample_check
 from synthgen.imaging import array_to_pil, pixel_sha256
 from synthgen.records import Sample
 from synthgen.runtime import set_threads

@@ -27,8 +27,8 @@ from flows.executors.local import LocalExecutor
 from flows.executors.prefect_pool import PrefectPoolExecutor
 from flows.job.components import ComponentLoader, Setup
 from flows.job.run import JobResult, run_job
-from flows.preflight import preflight
-from flows.reports import Finished, summary_metrics, write_reports
+from flows.job.preflight import preflight
+from flows.outputs.reports import Finished, summary_metrics, write_reports
 from flows.schedule import require_server
 from flows.settings import Paths, Settings, configure
 from flows.tasks import prefect_submit, publish_task
@@ -40,7 +40,7 @@ __all__ = ["ShardFailed", "generate_dataset", "preflight"]
 
 
 class Progress(Protocol):
-    """What the flow reports progress to (the CLI passes a terminal bar: ``flows.progress``)."""
+    """What the flow reports progress to (the CLI passes a terminal bar: ``flows.cli.progress``)."""
 
     def display(self, total: int, description: str, shards: int = 0) -> AbstractContextManager: ...
 

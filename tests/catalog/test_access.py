@@ -134,7 +134,7 @@ def test_push_and_remote_reads_need_the_flag(cat, tmp_path):
 
 
 def test_export_of_a_restricted_version_needs_the_flag_and_writes_nothing(cat, tmp_path):
-    from flows.export import export_parquet, export_pngs
+    from flows.outputs.export import export_parquet, export_pngs
 
     dest = tmp_path / "out.parquet"
     with pytest.raises(RestrictedError):

@@ -46,7 +46,7 @@ def test_installed_package_runs_the_demo_from_another_folder(tmp_path):
     elsewhere.mkdir()
     env = {**os.environ, "PYTHONPATH": str(target)}
     env.pop("SYNTHGEN_DATA", None)
-    where = subprocess.run([sys.executable, "-c", "import flows.cli, catalog, synthgen; print(flows.cli.__file__, catalog.__file__, synthgen.__file__)"],
+    where = subprocess.run([sys.executable, "-c", "import flows.cli.app, catalog, synthgen; print(flows.cli.app.__file__, catalog.__file__, synthgen.__file__)"],
                            capture_output=True, text=True, env=env, cwd=elsewhere, check=True)
     assert all(p.startswith(str(target)) for p in where.stdout.split()), where.stdout  # not the checkout
     synthgen = [sys.executable, str(target / "bin" / "synthgen")]

@@ -7,13 +7,13 @@ import pytest
 from typer.testing import CliRunner
 
 from catalog import Catalog, RunRef, ingest_folder, open_version
-from flows.cli import app
+from flows.cli.app import app
 from flows.settings import Paths
 from flows.job.run import run_job
 from synthgen.plan import make_shards
 from synthgen.spec import parse_spec
 from tests.conftest import small_job
-from tests.flows.test_memorisation_guard import plant_copies
+from tests.flows.job.test_memorisation_guard import plant_copies
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def test_the_guard_blocks_copies_of_a_restricted_real_set(data):
 def test_closest_pairs_report_shows_only_the_synthetic_side_of_restricted_pairs(data):
     from PIL import Image
 
-    from flows.images import write_real_pairs
+    from flows.outputs.images import write_real_pairs
 
     v = open_version(data["cat"], "digits-guarded")
     path = write_real_pairs(data["cat"], v.name, v.version, v.files, "digits-real")

@@ -9,8 +9,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from catalog import Catalog, open_version
-from flows.cli import app
-from flows.regenerate import regenerate_sample_check
+from flows.cli.app import app
+from flows.job.regenerate import regenerate_sample_check
 from flows.settings import Paths
 from synthgen.imaging import decode
 from synthgen.watermark import payload, read

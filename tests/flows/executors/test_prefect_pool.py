@@ -11,7 +11,6 @@ versions must hold the same rows and the same dedup decisions.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import subprocess

@@ -259,7 +259,7 @@ def test_two_jobs_at_once_both_land_deduplicated_in_commit_order(seed):
 
 def test_rededup_at_the_jobs_thresholds_gives_back_its_statuses(seed):
     """Rededup reads kept and excluded shards back in plan order (files hold kept rows first)."""
-    from flows.rededup import rededup
+    from flows.job.rededup import rededup
 
     paths = configure(seed / "in-order")  # after the tests above have read it
     cat = Catalog(paths.catalog)

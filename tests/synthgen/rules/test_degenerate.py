@@ -6,7 +6,7 @@ from PIL import Image, ImageFilter
 
 from catalog import Catalog, RunRef, open_version
 from flows.job.components import load_job_generator
-from flows.rededup import rededup
+from flows.job.rededup import rededup
 from flows.settings import configure
 from flows.job.run import run_job
 from synthgen.digits import load_digits_uint8, upsample

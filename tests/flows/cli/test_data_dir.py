@@ -4,8 +4,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from flows.cli import app
-from flows.cli_common import STARTS_DATA_FOLDER
+from flows.cli.app import app
+from flows.cli.common import STARTS_DATA_FOLDER
 
 runner = CliRunner()
 

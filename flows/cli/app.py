@@ -17,12 +17,12 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from flows.cli_common import (
+from flows.cli.common import (
     GENERATE, INSPECT, JSON_HELP, _catalog, _fail, _paths, app, check_status, err, out,
     print_json,
 )
-from flows.cli_errors import EXIT_TERMINATED, INTERRUPTED, TERMINATED, Terminated, raise_on_sigterm
-from flows.cli_paths import output_file
+from flows.cli.errors import EXIT_TERMINATED, INTERRUPTED, TERMINATED, Terminated, raise_on_sigterm
+from flows.cli.paths import output_file
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_PACKAGED = Path(__file__).resolve().parent / "demo"  # package data: the demo runs from an installed wheel
@@ -62,7 +62,7 @@ def _check_job(spec, skip_real: str | None = None) -> None:
     ``preflight`` is the one place both are checked (the flow runs it again for deployments).
     """
     from catalog import Catalog
-    from flows.preflight import preflight
+    from flows.job.preflight import preflight
     from flows.settings import Settings
 
     # Checking creates nothing: a data folder that does not exist yet reads as an empty catalog (`run --check`
@@ -83,10 +83,10 @@ def _run_job(spec_path: Path, params: str | None = None, assignments: list[str] 
     from flows.executors.base import ShardFailed
     from flows.generate import generate_dataset
     from flows.job.components import ComponentLoader
-    from flows.progress import TerminalProgress
+    from flows.cli.progress import TerminalProgress
     from flows.schedule import ScheduleError
     from flows.prefect_server import start_in_background
-    from flows.reports import prefetch_plotting
+    from flows.outputs.reports import prefetch_plotting
     from flows.tracking import warm_up
 
     server = start_in_background(paths.prefect_home)
@@ -315,8 +315,8 @@ def load(
 
 # The other command modules register on `app` after this one's commands, so `--help` lists the
 # panels in the order a user meets them (generate, inspect, audit, share, schedule).
-from flows import cli_audit, cli_export  # noqa: E402,F401 - audit and share commands, in this order
-from flows import cli_catalog, cli_quality, cli_remote, cli_schedule  # noqa: E402,F401
+from flows.cli import audit, export  # noqa: E402,F401 - audit and share commands, in this order
+from flows.cli import catalog, quality, remote, schedule  # noqa: E402,F401
 
 
 def entrypoint() -> None:

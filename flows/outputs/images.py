@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from catalog import Catalog, open_version

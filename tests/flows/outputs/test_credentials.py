@@ -13,11 +13,11 @@ import pytest
 from typer.testing import CliRunner
 
 from catalog import Catalog, open_version, samples_to_table
-from flows.cli import app
-from flows.credentials import (
+from flows.cli.app import app
+from flows.outputs.credentials import (
     ASSERTION, SOURCE_TYPE, CredentialsError, generate_chain, local_identity, read_credentials, signing_identity,
 )
-from flows.export import ImageEncoding, export_hf, export_images, export_parquet, export_pngs
+from flows.outputs.export import ImageEncoding, export_hf, export_images, export_parquet, export_pngs
 from synthgen.imaging import decode, pixel_sha256
 from tests.conftest import make_samples
 
@@ -256,8 +256,8 @@ def test_cli_jpeg_export_with_credentials_then_audit_names_the_row_and_a_tampere
 
 def test_audit_names_a_signed_jpeg_whose_pixels_are_not_its_claimed_row(tmp_path, identity):
     """Signed and unaltered since signing, but the claim names another row: the re-encoding check says so."""
-    from flows.credentials import manifest_definition, sign_bytes
-    from flows.export import encode_jpeg
+    from flows.outputs.credentials import manifest_definition, sign_bytes
+    from flows.outputs.export import encode_jpeg
 
     cat = _catalog(tmp_path / "data")
     v = open_version(cat, "mix")

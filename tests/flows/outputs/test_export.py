@@ -8,7 +8,7 @@ import datasets
 import pyarrow.parquet as pq
 
 from catalog import Catalog, open_version, samples_to_table
-from flows.export import export_hf
+from flows.outputs.export import export_hf
 from synthgen.records import DUPLICATE
 from tests.conftest import make_samples
 

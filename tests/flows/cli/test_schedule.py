@@ -9,7 +9,7 @@ import sys
 
 from typer.testing import CliRunner
 
-from flows.cli import app
+from flows.cli.app import app
 from flows.dead_runs import HOST_TAG, PID_TAG, STARTED_TAG, owner_tags
 from flows.settings import configure
 from flows.tracking import Tracker

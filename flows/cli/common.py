@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from flows.cli_errors import DEBUG_ENV, SynthgenGroup, debug_enabled
+from flows.cli.errors import DEBUG_ENV, SynthgenGroup, debug_enabled
 from flows.settings import DATA_ENV, DataFolderError, Paths, configure, resolve_paths
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Synthetic image datasets with provenance.",

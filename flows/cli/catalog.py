@@ -8,11 +8,11 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from flows.cli_common import (
+from flows.cli.common import (
     AUDIT, GENERATE, INSPECT, JSON_HELP, SHARE, _catalog, _fail, app, check_options, err, failing_on, out,
     print_json,
 )
-from flows.cli_paths import output_file
+from flows.cli.paths import output_file
 
 
 @app.command(rich_help_panel=AUDIT)
@@ -39,7 +39,7 @@ def verify(
         )
     ok = report.ok
     if regenerate:
-        from flows.regenerate import regenerate_sample_check
+        from flows.job.regenerate import regenerate_sample_check
 
         regen = regenerate_sample_check(_catalog(), ref, regenerate)
         result["regenerated"] = {
@@ -191,7 +191,7 @@ def rededup_cmd(
 ) -> None:
     """Re-deduplicate a version at new thresholds from stored evidence (a new derived version)."""
     from catalog import CatalogError
-    from flows.rededup import rededup
+    from flows.job.rededup import rededup
     from synthgen.spec import DedupSpec
 
     check_options(DedupSpec, {"threshold": threshold, "real_threshold": real_threshold,

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from flows.cli_common import JSON_HELP, SCHEDULE, _fail, _paths, app, failing_on, out, print_json
+from flows.cli.common import JSON_HELP, SCHEDULE, _fail, _paths, app, failing_on, out, print_json
 
 
 @app.command(rich_help_panel=SCHEDULE)

@@ -11,7 +11,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from catalog import open_version
-from flows.cli import app
+from flows.cli.app import app
 from synthgen.imaging import pixel_sha256, png_text
 from tests.conftest import REPO, small_job
 
@@ -161,7 +161,7 @@ def test_status_lists_recent_runs(demo_run):
 
 @pytest.mark.parametrize("reused", [False, True])
 def test_the_summary_of_a_reused_version_claims_no_generation_this_run(capsys, reused):
-    from flows.cli import _print_summary
+    from flows.cli.app import _print_summary
 
     _print_summary({
         "job": "j", "dataset": "d", "version": 1, "reused": reused,

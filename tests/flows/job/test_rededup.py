@@ -3,7 +3,7 @@
 import pytest
 
 from catalog import Catalog, CatalogError, samples_to_table
-from flows.rededup import rededup
+from flows.job.rededup import rededup
 from tests.conftest import make_samples
 
 

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from catalog import Catalog, open_version
 from catalog.schema import SCHEMA
-from flows.cli import app
-from flows.regenerate import _generator_for, regenerate_hashes, regenerate_sample_check
+from flows.cli.app import app
+from flows.job.regenerate import _generator_for, regenerate_hashes, regenerate_sample_check
 from flows.settings import Paths
 from flows.job.run import run_job
 from synthgen.imaging import array_to_pil, pixel_sha256

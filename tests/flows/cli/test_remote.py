@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from catalog import Catalog, open_version, samples_to_table
 from catalog.remote import RemoteCatalog
-from flows.cli import app
+from flows.cli.app import app
 from tests.conftest import REPO, make_samples
 from tests.s3_server import moto_s3
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flows.cli_common import _fail
+from flows.cli.common import _fail
 
 
 def _file_in_the_way(path: Path) -> Path | None:

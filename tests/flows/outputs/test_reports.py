@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flows.reports import LANES, REPORTS, Card, RealPairs
+from flows.outputs.reports import LANES, REPORTS, Card, RealPairs
 
 
 def test_every_report_is_in_one_lane_and_the_card_follows_its_pairs():

@@ -21,7 +21,7 @@ from catalog.store import write_parquet_atomic
 from synthgen.imaging import decode, encode_png
 
 if TYPE_CHECKING:
-    from flows.credentials import Identity
+    from flows.outputs.credentials import Identity
 
 # Provenance written into each exported PNG (tEXt chunks, prefix 'synthgen:').
 PNG_FIELDS = (
@@ -102,7 +102,7 @@ def export_images(version: DatasetVersion, dest: Path, status: str = "kept", ide
 
     A JPEG carries no text chunks: without credentials it is traced by
     watermark, pixels or CLIP, like any copy. With ``identity``, each
-    synthetic image carries a signed C2PA manifest (``flows.credentials``)
+    synthetic image carries a signed C2PA manifest (``flows.outputs.credentials``)
     whose assertion names its row and its encoding; real rows are written
     unsigned, so they never carry a synthetic claim. Each file is written
     under a temp name and renamed.
@@ -135,7 +135,7 @@ def _signer_for(version: DatasetVersion, identity: Identity | None, encoding: Im
     """``sign(row, encoded) -> bytes``: adds credentials to synthetic rows only (identity for none)."""
     if identity is None:
         return lambda row, data: data
-    from flows.credentials import manifest_definition, sign_bytes
+    from flows.outputs.credentials import manifest_definition, sign_bytes
 
     dataset = {"dataset": version.ref, "manifest_sha256": version.catalog.manifest_sha256(version.name, version.version)}
 

@@ -2,8 +2,8 @@
 
 from typer.testing import CliRunner
 
-from flows.cli import app
-from flows.cli_common import AUDIT, GENERATE, INSPECT, SCHEDULE, SHARE
+from flows.cli.app import app
+from flows.cli.common import AUDIT, GENERATE, INSPECT, SCHEDULE, SHARE
 
 
 def test_help_lists_every_command_in_a_panel_in_workflow_order():

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from catalog import Catalog, samples_to_table
 from catalog.derive import takedown
 from catalog.quality import version_quality
-from flows.cli import app
+from flows.cli.app import app
 from flows.settings import configure
 from synthgen.quality import QualityConfig
 from tests.conftest import make_samples

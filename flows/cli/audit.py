@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from flows.cli_common import AUDIT, JSON_HELP, _catalog, _fail, app, err, out, print_json
+from flows.cli.common import AUDIT, JSON_HELP, _catalog, _fail, app, err, out, print_json
 
 
 @app.command(rich_help_panel=AUDIT)
@@ -110,7 +110,7 @@ def _credentials(path: Path, img, sha: str, cat, say) -> str | None:
     from PIL import Image
 
     from catalog import audit as run_audit
-    from flows.credentials import LOSSY, describe_encoding, read_credentials
+    from flows.outputs.credentials import LOSSY, describe_encoding, read_credentials
 
     cred = read_credentials(path.read_bytes(), Image.MIME.get(img.format or "", "image/png"))  # by content, not name
     if cred is None:
@@ -145,8 +145,8 @@ def _credentials(path: Path, img, sha: str, cat, say) -> str | None:
 def _reencoded_mismatch(record, claim: dict, sha: str) -> list[str]:
     """[] when the claimed row, re-encoded as the claim says, decodes to the file's pixels; else why not."""
     from catalog.audit import image_of
-    from flows.credentials import describe_encoding
-    from flows.export import encode_jpeg
+    from flows.outputs.credentials import describe_encoding
+    from flows.outputs.export import encode_jpeg
     from synthgen.imaging import decode, pixel_sha256
 
     if not isinstance(claim.get("quality"), int):

@@ -7,8 +7,8 @@ from typing import Optional
 
 import typer
 
-from flows.cli_common import SHARE, _catalog, _fail, _paths, app, check_status, out
-from flows.cli_paths import output_file, output_folder
+from flows.cli.common import SHARE, _catalog, _fail, _paths, app, check_status, out
+from flows.cli.paths import output_file, output_folder
 
 
 @app.command(rich_help_panel=SHARE)
@@ -30,7 +30,7 @@ def export(
 ) -> None:
     """Export a version as one Parquet file, a sharded Hugging Face dataset folder, or PNG / JPEG files."""
     from catalog import open_version
-    from flows.export import export_hf, export_images, export_parquet
+    from flows.outputs.export import export_hf, export_images, export_parquet
 
     check_status(status)
     if format not in ("auto", "jpeg", "hf"):
@@ -62,7 +62,7 @@ def _encoding(format: str, quality: int | None):
     """The image files' encoding; a quality without --format jpeg, or out of range, is an error."""
     from pydantic import ValidationError
 
-    from flows.export import ImageEncoding
+    from flows.outputs.export import ImageEncoding
 
     if quality is not None and format != "jpeg":
         _fail("--quality applies to --format jpeg only (PNG and Parquet keep the catalog's lossless PNG bytes)")
@@ -86,7 +86,7 @@ def _record_credentials(version, identity, dest: Path) -> None:
 
 def _identity():
     """The signing identity from the settings, else the data folder's local one."""
-    from flows.credentials import CredentialsError, signing_identity
+    from flows.outputs.credentials import CredentialsError, signing_identity
     from flows.settings import Settings
 
     s = Settings()

@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from catalog import Catalog, samples_to_table
-from flows.images import images_at, write_grid
+from flows.outputs.images import images_at, write_grid
 from synthgen.imaging import decode, make_grid
 from synthgen.records import DUPLICATE
 from tests.conftest import make_samples

@@ -7,7 +7,7 @@ import json
 import typer
 from rich.table import Table
 
-from flows.cli_common import INSPECT, _catalog, _fail, app, failing_on, out
+from flows.cli.common import INSPECT, _catalog, _fail, app, failing_on, out
 
 
 def _fmt(v) -> str:

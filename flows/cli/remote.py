@@ -15,8 +15,8 @@ from urllib.parse import urlparse
 import typer
 from rich.table import Table
 
-from flows.cli_common import SHARE, _catalog, _fail, app, check_status, err, failing_on, out
-from flows.cli_paths import output_file
+from flows.cli.common import SHARE, _catalog, _fail, app, check_status, err, failing_on, out
+from flows.cli.paths import output_file
 
 URL_HELP = "Shared catalog: s3://BUCKET/PREFIX or a path."
 ENDPOINT_HELP = "S3-compatible endpoint, e.g. http://127.0.0.1:9000 (default: $AWS_ENDPOINT_URL, else AWS)."

@@ -23,7 +23,7 @@ from catalog.card import quality_or_reason, write_card
 from catalog.dedup_report import dedup_report
 from catalog.version import open_version
 from flows.job.commit import CommitReport
-from flows.images import write_grid, write_real_pairs
+from flows.outputs.images import write_grid, write_real_pairs
 from flows.job.shard_step import ShardReport
 from synthgen.spec import JobSpec
 

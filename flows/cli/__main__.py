@@ -1,0 +1,5 @@
+"""``python -m flows.cli``: the ``synthgen`` command."""
+
+from flows.cli.app import entrypoint
+
+entrypoint()

@@ -1,0 +1,1 @@
+"""What a version is turned into for people and other tools: exports, content credentials, reports."""
