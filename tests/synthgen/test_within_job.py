@@ -71,6 +71,19 @@ def test_ivf_cells_match_exact_up_to_the_recall_target():
     assert np.all(p < found) and ivf.kept[p].all()
 
 
+def test_ivf_finds_the_recall_target_of_the_duplicates_themselves():
+    """Recall is measured over what matters: the rows exact search calls duplicates (most rows are not)."""
+    emb = clustered(6000, d=64, seed=5)
+    eligible = np.ones(len(emb), bool)
+    exact = within_job.resolve(emb, eligible, 0.95)
+    ivf = within_job.resolve(emb, eligible, 0.95, exact_limit=0)
+    duplicates = ~exact.kept
+    assert ivf.kind == "ivf" and duplicates.sum() > 500
+    assert (~ivf.kept[duplicates]).mean() >= 0.99  # of the true duplicates, IVF drops at least 99%
+    close = exact.best_sim >= np.float32(0.95)  # and finds a neighbour at the threshold for 99% of those that have one
+    assert (ivf.best_sim[close] >= np.float32(0.95)).mean() >= 0.99
+
+
 def samples_of(emb: np.ndarray, scores=None) -> list[Sample]:
     out = [Sample(sample_id=f"s{i}", origin="synthetic", embedding=e) for i, e in enumerate(emb)]
     for s, sc in zip(out, scores or [None] * len(out)):
