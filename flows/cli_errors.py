@@ -37,6 +37,7 @@ _OWN = (
     ("catalog.store", "CatalogError"), ("catalog.ingest", "IngestError"), ("synthgen.spec", "SpecError"),
     ("synthgen.generators", "GeneratorError"), ("synthgen.imaging", "ImageReadError"),
     ("synthgen.model_check", "ModelCheckError"), ("flows.schedule", "ScheduleError"),
+    ("catalog.safe_paths", "UnsafePathError"),
 )
 
 
