@@ -11,6 +11,7 @@ import os
 import threading
 from pathlib import Path
 
+from flows.artifact_home import ARTIFACTS_TAG, IN_DATA_FOLDER, folder_artifact_root, follow_data_folder
 from synthgen.spec import JobSpec
 
 EXPERIMENT = "synthgen"
@@ -64,6 +65,8 @@ class Tracker:
             self.client = MlflowClient(tracking_uri=tracking_uri)
             exp = self.client.get_experiment_by_name(experiment)
             self.experiment_id = exp.experiment_id if exp else self._create_experiment(experiment, artifact_root)
+            if exp is not None:  # a copied or moved data folder: its artifacts stay in it
+                follow_data_folder(tracking_uri, artifact_root, exp.experiment_id, exp.artifact_location, exp.tags)
         self.run_id: str | None = None
 
     def _create_experiment(self, name: str, artifact_root: str) -> str:
@@ -72,8 +75,10 @@ class Tracker:
         # A tracking server stores artifacts where it was told (--artifacts-destination, served over
         # HTTP); a local folder of this machine would be invisible to every other machine.
         remote = self.tracking_uri.startswith(("http://", "https://"))
+        # Artifacts beside the database follow the data folder when it is copied or moved (flows.artifact_home).
+        tags = {ARTIFACTS_TAG: IN_DATA_FOLDER} if artifact_root == folder_artifact_root(self.tracking_uri) else {}
         try:
-            return self.client.create_experiment(name, artifact_location=None if remote else artifact_root)
+            return self.client.create_experiment(name, artifact_location=None if remote else artifact_root, tags=tags)
         except MlflowException as exc:
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
