@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
 from flows.cli_common import AUDIT, JSON_HELP, _catalog, _fail, app, err, out, print_json
+from flows.cli_output import print_record
+from flows.cli_output import say as print_line
 
 
 @app.command(rich_help_panel=AUDIT)
@@ -37,14 +37,8 @@ def audit(
             {"dataset": rec.dataset, "versions": rec.versions, "shard": rec.shard,
              "row": {k: v for k, v in rec.row.items() if k not in ("image", "embedding")}} for rec in records]})
     for rec in records:
-        t = Table(title=f"sample {sample_id} in {rec.dataset} (versions {', '.join(map(str, rec.versions))})")
-        t.add_column("field")
-        t.add_column("value", overflow="fold")
-        for k, v in rec.row.items():
-            if v is not None:
-                t.add_row(k, escape(str(v)))
-        t.add_row("shard", rec.shard)
-        out.print(t)
+        print_record(f"sample {sample_id} in {rec.dataset} (versions {', '.join(map(str, rec.versions))})",
+                     [*((k, v) for k, v in rec.row.items() if v is not None), ("shard", rec.shard)])
 
 
 def _trace(path: Path, embedder: str, quiet: bool = False) -> str:
@@ -58,7 +52,11 @@ def _trace(path: Path, embedder: str, quiet: bool = False) -> str:
         _, img = read_image_file(path)
     except ImageReadError as exc:
         raise ImageReadError(f"{exc}; audit takes a sample id or an image file") from None
-    say = (err if quiet else out).print  # --json keeps stdout for the JSON document
+    console = err if quiet else out  # --json keeps stdout for the JSON document
+
+    def say(text: str) -> None:  # file names and ids are data: no markup
+        print_line(text, console)
+
     cat = _catalog()
     sha = pixel_sha256(img)
     found = _credentials(path, img, sha, cat, say)
