@@ -109,7 +109,7 @@ def hostile(tmp_path_factory):
     cat = Catalog(data / "catalog")
     cat.create("evil", "synthetic")
     rows = [dataclasses.replace(s, class_name=HOSTILE, prompt="p" + HOSTILE, nn_similarity=0.98, nn_id="s00001",
-                                nn_source="synthetic")
+                                nn_source="synthetic", real_nn_similarity=0.9826186)
             for s in make_samples(3)]
     cat.commit("evil", [cat.write_shard("evil", samples_to_table(rows, embedding_model="m"))], embedding_model="m")
     sid = open_version(cat, "evil").table(["sample_id"])["sample_id"][0].as_py()
@@ -153,7 +153,7 @@ def test_float32_values_are_shown_as_written_not_with_float64_noise(hostile):
     queried = synthgen(hostile["data"], "query", "SELECT nn_similarity FROM evil LIMIT 1").stdout.splitlines()
     assert queried[1] == "0.98"
     card = synthgen(hostile["data"], "card", "evil").stdout
-    assert "0.9800000190734863" not in card and "0.98" in card
+    assert "highest similarity to a real sample: 0.9826186\n" in card and "0.98261857" not in card
 
 
 def test_ctrl_c_stops_a_long_query_at_once_with_exit_130_and_one_line(hostile):
