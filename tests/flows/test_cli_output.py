@@ -7,7 +7,8 @@ import shutil
 
 import pytest
 
-from catalog import Catalog, open_version
+from catalog import Catalog, open_version, samples_to_table
+from tests.conftest import REPO, make_samples
 from tests.flows.cli_process import seed_data, synthgen
 
 
@@ -102,9 +103,6 @@ def hostile(tmp_path_factory):
     """A data folder whose rows carry terminal escapes in their class name and prompt, and float32 scores."""
     import dataclasses
 
-    from catalog import samples_to_table
-    from tests.conftest import make_samples
-
     data, _ = seed_data(tmp_path_factory.mktemp("hostile"))
     cat = Catalog(data / "catalog")
     cat.create("evil", "synthetic")
@@ -162,8 +160,6 @@ def test_ctrl_c_stops_a_long_query_at_once_with_exit_130_and_one_line(hostile):
     import subprocess
     import sys
     import time
-
-    from tests.conftest import REPO
 
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(  # hours of work: a cross join of 10^12 rows

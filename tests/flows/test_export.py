@@ -10,9 +10,11 @@ import datasets
 import pyarrow.parquet as pq
 
 from catalog import Catalog, open_version, samples_to_table
+from catalog.safe_paths import UnsafePathError, confined
 from flows.export import export_hf
 from synthgen.records import DUPLICATE
-from tests.conftest import make_samples
+from tests.conftest import make_samples, small_job
+from tests.flows.cli_process import assert_clean_error, synthgen
 
 
 def test_hf_export_is_sharded_and_loads_kept_rows_with_their_features(tmp_path):
@@ -82,8 +84,6 @@ def _hostile_catalog(data, **fields):
     ({"sample_id": "nul\x00byte"}, "control character"),
 ])
 def test_export_refuses_names_from_rows_that_would_leave_its_folder(tmp_path, fields, named):
-    from tests.flows.cli_process import assert_clean_error, synthgen
-
     data = _hostile_catalog(tmp_path / "deep" / "er" / "data", **fields)
     def outside_data():
         return sorted(p for p in tmp_path.rglob("*") if not p.is_relative_to(data))
@@ -98,9 +98,6 @@ def test_export_refuses_names_from_rows_that_would_leave_its_folder(tmp_path, fi
 def test_a_class_name_that_is_a_path_is_refused_before_anything_runs(tmp_path):
     import yaml
 
-    from tests.conftest import small_job
-    from tests.flows.cli_process import assert_clean_error, synthgen
-
     spec = small_job()
     spec["conditioning"]["classes"][0]["name"] = "../../../../outside"
     path = tmp_path / "job.yaml"
@@ -111,8 +108,6 @@ def test_a_class_name_that_is_a_path_is_refused_before_anything_runs(tmp_path):
 
 
 def test_confined_follows_links_and_refuses_one_that_leaves(tmp_path):
-    from catalog.safe_paths import UnsafePathError, confined
-
     dest, elsewhere = tmp_path / "dest", tmp_path / "elsewhere"
     dest.mkdir()
     elsewhere.mkdir()
