@@ -77,9 +77,9 @@ def diff(a: str = typer.Argument(..., help="NAME@A"), b: str = typer.Argument(..
         d = run_diff(_catalog(), a, b)
     say(f"{d.a} -> {d.b}: +{len(d.added)} rows, -{len(d.removed)} rows")
     for sid in d.removed[:20]:
-        say(f"  - {sid}")
+        say(f"  - {show(sid, True)}")
     for sid in d.added[:20]:
-        say(f"  + {sid}")
+        say(f"  + {show(sid, True)}")
     for key, (old, new) in d.spec_changes.items():
         say(f"  spec {key}: {old!r} -> {new!r}")
 
@@ -178,7 +178,8 @@ def dedup_report_cmd(
                [(f"{x:.2f}", r.would_drop[x], r.would_block[x]) for x in r.would_drop])
     say("examples nearest the threshold:")
     for e in r.near_threshold:
-        say(f"  {e['sample_id']} {e['status']:<18} nn {e['nn_id']} ({e['nn_source']}) cos {show(e['nn_similarity'])}")
+        say(f"  {show(e['sample_id'], True)} {e['status']:<18} nn {show(e['nn_id'], True)} ({e['nn_source']}) "
+            f"cos {show(e['nn_similarity'])}")
     say(f"histogram: {r.histogram}")
 
 
@@ -232,7 +233,7 @@ def search(
     with failing_on(CatalogError):
         hits = run_search(v, emb.embed_texts([text])[0], k, where)
     for sid, sim in hits:
-        say(f"{sid}  {sim:.4f}")
+        say(f"{show(sid, True)}  {sim:.4f}")
     if sheet_path and hits:
         want = {sid for sid, _ in hits}
         rows = [r for r in v.table(["sample_id", "image"]).to_pylist() if r["sample_id"] in want]
