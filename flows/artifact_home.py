@@ -5,8 +5,8 @@ as absolute paths in its database. A data folder copied elsewhere kept them:
 runs in the copy wrote their artifacts into the original folder (or failed
 once it was gone). When the store is the data folder's own SQLite file and
 artifacts go to their default place beside it, the experiment and its runs
-are pointed at the folder the database is in now, each time a tracker opens
-it. An artifact root chosen on purpose ($SYNTHGEN_ARTIFACT_ROOT, an object
+are pointed at the folder the database is in now, each time a run starts
+there. An artifact root chosen on purpose ($SYNTHGEN_ARTIFACT_ROOT, an object
 store, a tracking server) is never touched.
 """
 

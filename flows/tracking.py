@@ -65,8 +65,7 @@ class Tracker:
             self.client = MlflowClient(tracking_uri=tracking_uri)
             exp = self.client.get_experiment_by_name(experiment)
             self.experiment_id = exp.experiment_id if exp else self._create_experiment(experiment, artifact_root)
-            if exp is not None:  # a copied or moved data folder: its artifacts stay in it
-                follow_data_folder(tracking_uri, artifact_root, exp.experiment_id, exp.artifact_location, exp.tags)
+        self.artifact_root = artifact_root
         self.run_id: str | None = None
 
     def _create_experiment(self, name: str, artifact_root: str) -> str:
@@ -98,6 +97,10 @@ class Tracker:
         """Open a run with (nested) params flattened to dotted keys."""
         from mlflow.entities import Param
 
+        # A copied or moved data folder: the run's artifacts go into it, not into the folder it was copied from.
+        # Here, not when the store is opened: commands that only read (status) write nothing.
+        exp = self.client.get_experiment(self.experiment_id)
+        follow_data_folder(self.tracking_uri, self.artifact_root, exp.experiment_id, exp.artifact_location, exp.tags)
         self.run_id = self.client.create_run(self.experiment_id, run_name=name, tags=tags or {}).info.run_id
         flat = [Param(k, v) for k, v in _flatten(params).items()]
         for i in range(0, len(flat), 100):  # MLflow caps a batch at 100 params
