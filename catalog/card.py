@@ -7,6 +7,7 @@ from pathlib import Path
 import duckdb
 
 from catalog.grids import write_class_grids
+from catalog.numbers import shortest_text
 from catalog.quality import version_quality
 from catalog.store import Catalog, CatalogError
 from catalog.version import DatasetVersion, _read, open_version
@@ -15,7 +16,7 @@ from synthgen.quality_report import QualityReport
 
 def _table(rows: list[tuple], header: tuple[str, ...]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join("" if v is None else str(v) for v in r) + " |" for r in rows]
+    lines += ["| " + " | ".join("" if v is None else shortest_text(v) for v in r) + " |" for r in rows]
     return "\n".join(lines)
 
 
@@ -66,7 +67,7 @@ def render_card(cat: Catalog, ref: str, grids: list[tuple[str, Path]] | None = N
         parts += ["\n## Dedup and memorisation guard\n",
                   f"- dropped as near-duplicates: {stats[0]}; blocked as near-copies of real data: {stats[1]}",
                   f"- nearest-neighbour cosine p50/p90/p99: {', '.join(f'{x:.4f}' for x in stats[2] or [])}",
-                  f"- highest similarity to a real sample: {stats[3]}"]
+                  f"- highest similarity to a real sample: {shortest_text(stats[3])}"]
         marks = q("SELECT coalesce(watermark_method, 'none'), count(*) FROM t WHERE origin = 'synthetic' "
                   "GROUP BY ALL ORDER BY ALL")
         parts += ["\n## Marking\n",

@@ -66,16 +66,17 @@ def query(cat: Catalog, sql: str, allow_restricted: bool = False) -> pa.Table:
 
 
 def query_head(cat: Catalog, sql: str, allow_restricted: bool = False,
-               limit: int | None = None) -> tuple[pa.Table, bool]:
+               limit: int | None = None, con: duckdb.DuckDBPyConnection | None = None) -> tuple[pa.Table, bool]:
     """The first ``limit`` rows of ``sql`` (None: all), and whether there are more.
 
     The result is streamed batch by batch and reading stops after ``limit``
     rows, so ``SELECT * FROM range(10^9)`` costs what is printed, not what
-    the query could return.
+    the query could return. ``con``: a connection from ``connect`` (made here
+    when None), so that a caller can ``interrupt()`` the query from another thread.
     """
     if not sql.strip().strip(";").strip():
         raise CatalogError("empty query; give a SELECT statement, e.g. \"SELECT count(*) FROM <dataset>\"")
-    con = connect(cat, allow_restricted)
+    con = con or connect(cat, allow_restricted)
     try:
         rel = con.sql(sql)
         if rel is None:  # a statement with no result (e.g. SET) or only empty statements

@@ -16,7 +16,11 @@ only synthgen takes the Ctrl-C, and Prefect stops the server at exit
 
 A synthgen killed outright (SIGKILL, OOM) cannot stop its server. Each
 start records the server's pid beside its owner's in the data folder's
-Prefect home; the next run there stops a server whose owner is gone.
+Prefect home; the next run there stops a server whose owner is gone. A
+record is data anyone who can write the folder can plant: before stopping
+it, the named process must be that server (``_is_our_server``): the same
+start time and command line as recorded, a command line that runs Prefect's
+server app, and this data folder in its environment.
 """
 
 from __future__ import annotations
@@ -27,9 +31,11 @@ import signal
 import threading
 from pathlib import Path
 
-from flows.processes import is_alive, started
+from flows.processes import command_line, is_alive, is_same_process, started
+from flows.settings import DATA_ENV
 
-RECORDS = "temporary-servers"  # under PREFECT_HOME: <server pid>.json, {server, owner: [pid, start time]}
+RECORDS = "temporary-servers"  # under PREFECT_HOME: <server pid>.json, {server: [pid, start time, cmdline], owner}
+SERVER_APP = "prefect.server.api.server:create_app"  # in the command line of Prefect's temporary server
 _started: threading.Thread | None = None  # one start per process: `demo` starts it early, then runs `run`'s path
 
 
@@ -78,28 +84,51 @@ def _alive(identity: list) -> bool:
 def _record(records: Path, server_pid: int) -> None:
     records.mkdir(parents=True, exist_ok=True)
     tmp = records / f".{server_pid}.json.tmp"
-    tmp.write_text(json.dumps({"server": _identity(server_pid), "owner": _identity(os.getpid())}))
+    server = [*_identity(server_pid), command_line(server_pid)]
+    tmp.write_text(json.dumps({"server": server, "owner": _identity(os.getpid())}))
     os.replace(tmp, records / f"{server_pid}.json")
 
 
-def stop_orphans(records: Path) -> list[int]:
+def _is_our_server(server: list, environ: dict[str, str]) -> bool:
+    """Whether the recorded ``[pid, start time, command line]`` names a live temporary Prefect server of ours.
+
+    The command line must be Prefect's server app and equal to the recorded
+    one, the start time equal too, and ``environ`` (this data folder) set in
+    its environment: a planted record naming any other process, or another
+    data folder's server, is never signalled.
+    """
+    if len(server) != 3 or not isinstance(server[0], int) or not isinstance(server[2], list):
+        return False  # a record from before command lines were kept, or not one of ours
+    cmdline = server[2]
+    if SERVER_APP not in cmdline or not any("uvicorn" in part for part in cmdline):
+        return False
+    return is_same_process(server[0], server[1], cmdline, environ)
+
+
+def stop_orphans(records: Path, environ: dict[str, str] | None = None) -> list[int]:
     """Stop each recorded server whose owner process is gone; forget the records of servers that are gone.
 
     Returns the pids stopped. Same machine only, as the records are (the data
-    folder's Prefect home); a record that cannot be read is left alone.
+    folder's Prefect home); a record that cannot be read is left alone. A
+    record whose process is not that server (``_is_our_server``; ``environ``:
+    the variables its environment must hold, by default this data folder's
+    ``$SYNTHGEN_DATA``) is forgotten, and nothing is signalled.
     """
     import psutil
 
+    if environ is None:
+        environ = {DATA_ENV: os.environ[DATA_ENV]} if os.environ.get(DATA_ENV) else {}
     stopped = []
     for path in sorted(records.glob("*.json")) if records.is_dir() else []:
         try:
             rec = json.loads(path.read_text())
             server, owner = rec["server"], rec["owner"]
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        if _alive(server) and _alive(owner):
+            ours, owner_alive = _is_our_server(server, environ), _alive(owner)
+        except (OSError, ValueError, KeyError, TypeError, IndexError, OverflowError, psutil.Error):
+            continue  # not a record this code wrote
+        if ours and owner_alive:
             continue  # a run in progress (this folder's, or one started beside it)
-        if _alive(server):
+        if ours:
             proc = psutil.Process(server[0])
             proc.terminate()
             try:

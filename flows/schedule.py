@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import io
 import os
 from dataclasses import dataclass
@@ -127,13 +128,43 @@ def list_schedules() -> list[ScheduleInfo]:
             out = []
             for d in deps:
                 crons = [getattr(s.schedule, "cron", None) for s in d.schedules or []]
-                runs = await client.get_scheduled_flow_runs_for_deployments([d.id], limit=3)
+                runs = await client.get_scheduled_flow_runs_for_deployments([d.id], limit=NEXT_RUNS)
+                # Prefect's scheduler creates the scheduled runs some time after a deployment is made:
+                # the cron itself says when the next ones are due, from the moment it is registered.
+                due = {r.expected_start_time for r in runs if r.expected_start_time is not None}
+                if not d.paused:
+                    for s in d.schedules or []:
+                        if s.active and getattr(s.schedule, "cron", None):
+                            due.update(await next_cron_times(s.schedule.cron, s.schedule.timezone, s.schedule.day_or))
                 dataset = next((t.split(":", 1)[1] for t in d.tags if t.startswith("dataset:")), None)
                 out.append(ScheduleInfo(d.name, str(d.id), next((c for c in crons if c), None),
-                                        d.work_pool_name, [str(r.expected_start_time) for r in runs], dataset))
+                                        d.work_pool_name, [_when(t) for t in sorted(due)[:NEXT_RUNS]], dataset))
             return out
 
     return asyncio.run(run())
+
+
+NEXT_RUNS = 3  # next run times shown per schedule
+
+
+async def next_cron_times(cron: str, timezone: str | None = None, day_or: bool = True, n: int = NEXT_RUNS,
+                    start: datetime.datetime | None = None) -> list[datetime.datetime]:
+    """The next ``n`` times ``cron`` fires at or after ``start`` (default now), by Prefect's own cron schedule.
+
+    The same code Prefect's scheduler uses (``prefect.server.schemas.schedules``),
+    so the times shown are the times runs will be created for.
+    """
+    from prefect.server.schemas.schedules import CronSchedule
+
+    start = start or datetime.datetime.now(datetime.timezone.utc)
+    schedule = CronSchedule(cron=cron, timezone=timezone or "UTC", day_or=day_or)
+    # Prefect's dates may start before `start` across a DST change; a time already past is not "next".
+    return [t for t in await schedule.get_dates(n=n, start=start) if t >= start]
+
+
+def _when(t: datetime.datetime) -> str:
+    """A run time in UTC, to the second: what a user compares with a clock or a log."""
+    return t.astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def unschedule(name: str) -> None:

@@ -115,7 +115,8 @@ class Paths:
     def artifact_root(self) -> str:
         """Where a new MLflow experiment stores artifacts: $SYNTHGEN_ARTIFACT_ROOT (e.g. s3://bucket/mlflow,
         with $MLFLOW_S3_ENDPOINT_URL for a non-AWS server), else the data folder. An existing experiment
-        keeps the location it was created with."""
+        keeps the location it was created with, except the data folder's default, which follows the
+        folder when it is copied or moved (``flows.artifact_home``)."""
         return self.artifacts or os.environ.get(ARTIFACT_ROOT_ENV) or (self.mlflow / "artifacts").resolve().as_uri()
 
 

@@ -11,6 +11,7 @@ import os
 import threading
 from pathlib import Path
 
+from flows.artifact_home import ARTIFACTS_TAG, IN_DATA_FOLDER, folder_artifact_root, follow_data_folder
 from synthgen.spec import JobSpec
 
 EXPERIMENT = "synthgen"
@@ -64,6 +65,7 @@ class Tracker:
             self.client = MlflowClient(tracking_uri=tracking_uri)
             exp = self.client.get_experiment_by_name(experiment)
             self.experiment_id = exp.experiment_id if exp else self._create_experiment(experiment, artifact_root)
+        self.artifact_root = artifact_root
         self.run_id: str | None = None
 
     def _create_experiment(self, name: str, artifact_root: str) -> str:
@@ -72,8 +74,10 @@ class Tracker:
         # A tracking server stores artifacts where it was told (--artifacts-destination, served over
         # HTTP); a local folder of this machine would be invisible to every other machine.
         remote = self.tracking_uri.startswith(("http://", "https://"))
+        # Artifacts beside the database follow the data folder when it is copied or moved (flows.artifact_home).
+        tags = {ARTIFACTS_TAG: IN_DATA_FOLDER} if artifact_root == folder_artifact_root(self.tracking_uri) else {}
         try:
-            return self.client.create_experiment(name, artifact_location=None if remote else artifact_root)
+            return self.client.create_experiment(name, artifact_location=None if remote else artifact_root, tags=tags)
         except MlflowException as exc:
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
@@ -93,6 +97,10 @@ class Tracker:
         """Open a run with (nested) params flattened to dotted keys."""
         from mlflow.entities import Param
 
+        # A copied or moved data folder: the run's artifacts go into it, not into the folder it was copied from.
+        # Here, not when the store is opened: commands that only read (status) write nothing.
+        exp = self.client.get_experiment(self.experiment_id)
+        follow_data_folder(self.tracking_uri, self.artifact_root, exp.experiment_id, exp.artifact_location, exp.tags)
         self.run_id = self.client.create_run(self.experiment_id, run_name=name, tags=tags or {}).info.run_id
         flat = [Param(k, v) for k, v in _flatten(params).items()]
         for i in range(0, len(flat), 100):  # MLflow caps a batch at 100 params

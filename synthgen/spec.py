@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, create_model, field_validator, model_validator
 
+from synthgen.path_names import component_problem
 from synthgen.png import DEFAULT_PNG_ENCODER, PngEncoder
 from synthgen.rules import RULES
 from synthgen.strict_yaml import load_yaml
@@ -104,6 +105,16 @@ class ClassCondition(_Strict):
 
     id: int = Field(ge=0)
     name: str = Field(min_length=1)
+
+    @field_validator("name")
+    @classmethod
+    def _one_path_component(cls, v: str) -> str:
+        # Exports write each class into a folder of its name: `../x` or `/abs` would write elsewhere.
+        problem = component_problem(v)
+        if problem:
+            raise ValueError(f"class name {v!r} {problem}; it names the class's folder in an export, "
+                             "so it must be one file name")
+        return v
 
 
 class Conditioning(_Strict):
@@ -200,7 +211,8 @@ class OutputSpec(_Strict):
     """Where the samples go."""
 
     dataset: str = Field(pattern=NAME_PATTERN)
-    shard_size: int = Field(250, ge=1, le=1_000_000, description="images per shard (the unit of work and resume)")
+    # 256: four whole batches of the default generator.batch_size (64); the two defaults must agree.
+    shard_size: int = Field(256, ge=1, le=1_000_000, description="images per shard (the unit of work and resume)")
     png_compress_level: int = Field(
         1, ge=0, le=9, description="zlib level of the stored PNGs (lossless at every level; recorded per row). "
         "1: about half the time of 6 at 512 px for ~10% more bytes (bench/bench_png.py)",

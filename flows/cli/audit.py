@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
 from flows.cli.common import AUDIT, JSON_HELP, _catalog, _fail, app, err, out, print_json
+from flows.cli.output import print_record, show
+from flows.cli.output import say as print_line
 
 
 @app.command(rich_help_panel=AUDIT)
@@ -37,14 +37,8 @@ def audit(
             {"dataset": rec.dataset, "versions": rec.versions, "shard": rec.shard,
              "row": {k: v for k, v in rec.row.items() if k not in ("image", "embedding")}} for rec in records]})
     for rec in records:
-        t = Table(title=f"sample {sample_id} in {rec.dataset} (versions {', '.join(map(str, rec.versions))})")
-        t.add_column("field")
-        t.add_column("value", overflow="fold")
-        for k, v in rec.row.items():
-            if v is not None:
-                t.add_row(k, escape(str(v)))
-        t.add_row("shard", rec.shard)
-        out.print(t)
+        print_record(f"sample {sample_id} in {rec.dataset} (versions {', '.join(map(str, rec.versions))})",
+                     [*((k, v) for k, v in rec.row.items() if v is not None), ("shard", rec.shard)])
 
 
 def _trace(path: Path, embedder: str, quiet: bool = False) -> str:
@@ -58,7 +52,11 @@ def _trace(path: Path, embedder: str, quiet: bool = False) -> str:
         _, img = read_image_file(path)
     except ImageReadError as exc:
         raise ImageReadError(f"{exc}; audit takes a sample id or an image file") from None
-    say = (err if quiet else out).print  # --json keeps stdout for the JSON document
+    console = err if quiet else out  # --json keeps stdout for the JSON document
+
+    def say(text: str) -> None:  # file names and ids are data: no markup
+        print_line(text, console)
+
     cat = _catalog()
     sha = pixel_sha256(img)
     found = _credentials(path, img, sha, cat, say)
@@ -69,17 +67,17 @@ def _trace(path: Path, embedder: str, quiet: bool = False) -> str:
 
     mark = by_watermark(cat, img)
     if mark is not None:
-        say(f"{path}: watermark payload -> {mark.sample_id} in {mark.dataset} "
+        say(f"{path}: watermark payload -> {show(mark.sample_id, True)} in {mark.dataset} "
             f"({round((1 - mark.similarity) * BITS)} of {BITS} bits off; confidence {mark.confidence})")
         return mark.sample_id
     meta = png_text(img)
     exact = by_pixel_hash(cat, sha)
     if meta.get("sample_id") and (not exact or exact[0].sample_id == meta["sample_id"]):
         verified = "pixels match the catalog" if exact else "pixels do NOT match the catalog row"
-        say(f"{path}: provenance chunk names sample {meta['sample_id']} ({verified})")
+        say(f"{path}: provenance chunk names sample {show(meta['sample_id'], True)} ({verified})")
         return meta["sample_id"]
     if exact:
-        say(f"{path}: exact pixel match (sha256) -> {exact[0].sample_id} in {exact[0].dataset}")
+        say(f"{path}: exact pixel match (sha256) -> {show(exact[0].sample_id, True)} in {exact[0].dataset}")
         return exact[0].sample_id
     emb_spec = EmbedderSpec(model=embedder)
     check_embedder(emb_spec, "--embedder")
@@ -90,11 +88,11 @@ def _trace(path: Path, embedder: str, quiet: bool = False) -> str:
     if match is None:
         _fail(f"{path}: no exact match and no dataset embedded with {emb.name}", code=1)
     margin = f", {match.margin:.3f} closer than the runner-up" if match.margin is not None else ""
-    say(f"{path}: no exact match; closest by CLIP then pixels is {match.sample_id} in {match.dataset} "
+    say(f"{path}: no exact match; closest by CLIP then pixels is {show(match.sample_id, True)} in {match.dataset} "
               f"(cosine {match.similarity:.4f}; pixel distance {match.pixel_distance:.3f}{margin}; "
               f"confidence {match.confidence})")
     if match.same_pixels:
-        say(f"  rows with the same pixels: {', '.join(match.same_pixels)}")
+        say(f"  rows with the same pixels: {show(match.same_pixels, True)}")
     return match.sample_id
 
 
@@ -124,7 +122,7 @@ def _credentials(path: Path, img, sha: str, cat, say) -> str | None:
     sid, lossy = cred.claim.get("sample_id"), cred.claim.get("encoding") in LOSSY
     say(f"{path}: content credentials valid ({trust}: {cred.signer}); "
         f"{'synthetic (trainedAlgorithmicMedia)' if cred.synthetic else 'no synthetic claim'}; "
-        f"claims sample {sid} of {cred.claim.get('dataset')}")
+        f"claims sample {show(sid, True)} of {show(cred.claim.get('dataset'), True)}")
     if lossy:
         say(f"  a lossy derivative ({describe_encoding(cred.claim)}) of the row's pixels; the signature binds "
             "this file, so it is unchanged since export")

@@ -6,12 +6,12 @@ from typing import Optional
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from flows.cli.common import (
-    AUDIT, GENERATE, INSPECT, JSON_HELP, SHARE, _catalog, _fail, app, check_options, err, failing_on, out,
-    print_json,
+    AUDIT, GENERATE, INSPECT, JSON_HELP, SHARE, _catalog, _fail, app, check_options, err, failing_on, interruptibly,
+    out, print_json,
 )
+from flows.cli.output import print_rows, say, show
 from flows.cli.paths import output_file
 
 
@@ -75,13 +75,13 @@ def diff(a: str = typer.Argument(..., help="NAME@A"), b: str = typer.Argument(..
 
     with failing_on(CatalogError):
         d = run_diff(_catalog(), a, b)
-    out.print(f"{d.a} -> {d.b}: +{len(d.added)} rows, -{len(d.removed)} rows")
+    say(f"{d.a} -> {d.b}: +{len(d.added)} rows, -{len(d.removed)} rows")
     for sid in d.removed[:20]:
-        out.print(f"  - {sid}")
+        say(f"  - {show(sid, True)}")
     for sid in d.added[:20]:
-        out.print(f"  + {sid}")
+        say(f"  + {show(sid, True)}")
     for key, (old, new) in d.spec_changes.items():
-        out.print(f"  spec {key}: {old!r} -> {new!r}")
+        say(f"  spec {key}: {old!r} -> {new!r}")
 
 
 @app.command(rich_help_panel=AUDIT)
@@ -96,7 +96,7 @@ def takedown(
 
     with failing_on(CatalogError):
         m = run_takedown(_catalog(), name, where, reason)
-    out.print(f"{name}@{m.version}: {m.message}")
+    say(f"{name}@{m.version}: {m.message}")
 
 
 @app.command(rich_help_panel=SHARE)
@@ -116,7 +116,7 @@ def mix(
     cat.path(name)  # a bad --name fails before any row is read
     with failing_on(CatalogError):
         m = run_mix(cat, synthetic, real, ratio, name, seed, allow_restricted)
-    out.print(f"{name}@{m.version}: {m.message}")
+    say(f"{name}@{m.version}: {m.message}")
 
 
 QUERY_LIMIT = 1000  # rows `query` prints by default: a table anyone reads, and flat memory on any result size
@@ -130,15 +130,20 @@ def query(
 ) -> None:
     """Run DuckDB SQL over the catalog's Parquet (read-only: no other files can be read or written)."""
     from catalog import CatalogError
-    from catalog.query import query_head
+    from catalog.query import connect, query_head
 
-    with failing_on(CatalogError):
-        table, more = query_head(_catalog(), sql, allow_restricted, limit)
-    drop = [c for c in ("image", "embedding") if c in table.column_names]
-    width = 60 if out.is_terminal else None  # a pipe or file gets whole values
-    out.print(table.drop(drop).to_pandas().to_string(index=False, max_colwidth=width), markup=False, highlight=False)
-    out.print(f"(showing the first {table.num_rows} rows; there are more: use --limit or LIMIT/OFFSET)" if more
-              else f"({table.num_rows} rows)")
+    cat = _catalog()
+    con = connect(cat, allow_restricted)
+    try:
+        with failing_on(CatalogError):
+            table, more = interruptibly(lambda: query_head(cat, sql, allow_restricted, limit, con), con.interrupt)
+    except KeyboardInterrupt:
+        say("interrupted: the query was stopped", err)
+        raise typer.Exit(130) from None
+    shown = table.drop([c for c in ("image", "embedding") if c in table.column_names])
+    print_rows(None, shown.column_names, [list(row.values()) for row in shown.to_pylist()], boxed=False)
+    say(f"(showing the first {table.num_rows} rows; there are more: use --limit or LIMIT/OFFSET)" if more
+        else f"({table.num_rows} rows)")
 
 
 @app.command(rich_help_panel=INSPECT)
@@ -147,9 +152,9 @@ def card(ref: str = typer.Argument(..., help="NAME or NAME@VERSION."), write: bo
     from catalog.card import render_card, write_card
 
     cat = _catalog()
-    out.print(render_card(cat, ref), markup=False, highlight=False)
+    say(render_card(cat, ref))
     if write:
-        out.print(f"wrote {write_card(cat, ref)}")
+        say(f"wrote {write_card(cat, ref)}")
 
 
 @app.command("dedup-report", rich_help_panel=INSPECT)
@@ -167,17 +172,15 @@ def dedup_report_cmd(
     target = given or cat.version_dir(v.name, v.version) / "dedup-histogram.png"
     target.parent.mkdir(parents=True, exist_ok=True)  # the version's own folder
     r = dedup_report(v, target)
-    out.print(f"{r.ref}: {r.rows} synthetic rows; " + ", ".join(f"{k}={n}" for k, n in sorted(r.by_status.items())))
-    t = Table(title="rows at or above each cosine threshold")
-    for col in ("threshold", "near a kept synthetic sample", "near a real sample"):
-        t.add_column(col)
-    for x in r.would_drop:
-        t.add_row(f"{x:.2f}", str(r.would_drop[x]), str(r.would_block[x]))
-    out.print(t)
-    out.print("examples nearest the threshold:")
+    say(f"{r.ref}: {r.rows} synthetic rows; " + ", ".join(f"{k}={n}" for k, n in sorted(r.by_status.items())))
+    print_rows("rows at or above each cosine threshold",
+               ("threshold", "near a kept synthetic sample", "near a real sample"),
+               [(f"{x:.2f}", r.would_drop[x], r.would_block[x]) for x in r.would_drop])
+    say("examples nearest the threshold:")
     for e in r.near_threshold:
-        out.print(f"  {e['sample_id']} {e['status']:<18} nn {e['nn_id']} ({e['nn_source']}) cos {e['nn_similarity']}")
-    out.print(f"histogram: {r.histogram}")
+        say(f"  {show(e['sample_id'], True)} {e['status']:<18} nn {show(e['nn_id'], True)} ({e['nn_source']}) "
+            f"cos {show(e['nn_similarity'])}")
+    say(f"histogram: {r.histogram}")
 
 
 @app.command("rededup", rich_help_panel=GENERATE)
@@ -198,7 +201,7 @@ def rededup_cmd(
                               "pixel_threshold": pixel_threshold, "min_clip_score": min_clip_score, "keep": keep})
     with failing_on(CatalogError):
         m = rededup(_catalog(), name, threshold, real_threshold, pixel_threshold, min_clip_score, keep)
-    out.print(f"{name}@{m.version}: {m.message}")
+    say(f"{name}@{m.version}: {m.message}")
 
 
 @app.command(rich_help_panel=INSPECT)
@@ -230,10 +233,10 @@ def search(
     with failing_on(CatalogError):
         hits = run_search(v, emb.embed_texts([text])[0], k, where)
     for sid, sim in hits:
-        out.print(f"{sid}  {sim:.4f}")
+        say(f"{show(sid, True)}  {sim:.4f}")
     if sheet_path and hits:
         want = {sid for sid, _ in hits}
         rows = [r for r in v.table(["sample_id", "image"]).to_pylist() if r["sample_id"] in want]
         by_id = {r["sample_id"]: decode(r["image"]["bytes"]) for r in rows}
         make_grid([[by_id[sid] for sid, _ in hits]]).save(sheet_path)
-        out.print(f"contact sheet: {sheet_path}")
+        say(f"contact sheet: {sheet_path}")

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import os
+import threading
 from contextlib import contextmanager
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional, TypeVar
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from flows.cli.errors import DEBUG_ENV, SynthgenGroup, debug_enabled
+from flows.cli.output import err, out
 from flows.settings import DATA_ENV, DataFolderError, Paths, configure, resolve_paths
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Synthetic image datasets with provenance.",
                   cls=SynthgenGroup, pretty_exceptions_show_locals=False)
-out = Console()
-err = Console(stderr=True)
 # Output that is not a terminal (a pipe, a file, a test) is read by tools: never wrap or fold it.
 NO_WRAP_WIDTH = 100_000
 JSON_HELP = "Print the result as one JSON document on stdout (for scripts)."
@@ -61,6 +60,39 @@ def failing_on(*errors: type[Exception]) -> Iterator[None]:
         if debug_enabled():
             raise
         _fail(str(exc))
+
+
+T = TypeVar("T")
+
+
+def interruptibly(work: Callable[[], T], interrupt: Callable[[], object]) -> T:
+    """``work()`` in a worker thread; Ctrl-C or SIGTERM in the main thread calls ``interrupt()`` and re-raises.
+
+    A library call that runs for minutes in C (a DuckDB query) may look at
+    signals only between steps, or never: Ctrl-C then waited for the query's
+    end. The main thread only waits here, so the signal arrives at once, and
+    ``interrupt`` (``DuckDBPyConnection.interrupt``) stops the work.
+    """
+    result: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            result["value"] = work()
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread as it is
+            result["error"] = exc
+
+    worker = threading.Thread(target=run, name="synthgen-interruptible", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.2)
+    except BaseException:
+        interrupt()
+        worker.join(5)  # the work stops at the interrupt; never wait long for it (a daemon thread)
+        raise
+    if "error" in result:
+        raise result["error"]  # type: ignore[misc]
+    return result["value"]  # type: ignore[return-value]
 
 
 def _unwrapped_when_piped() -> None:

@@ -13,9 +13,10 @@ import signal
 import sys
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
+
+from flows.cli.output import make_console
 
 try:  # Typer vendors its own copy of click (typer._click); its parser raises these, not click's own
     from typer._click.exceptions import NoArgsIsHelpError, UsageError
@@ -37,6 +38,7 @@ _OWN = (
     ("catalog.store", "CatalogError"), ("catalog.ingest", "IngestError"), ("synthgen.spec", "SpecError"),
     ("synthgen.generators", "GeneratorError"), ("synthgen.imaging", "ImageReadError"),
     ("synthgen.model_check", "ModelCheckError"), ("flows.schedule", "ScheduleError"),
+    ("catalog.safe_paths", "UnsafePathError"),
 )
 
 
@@ -93,7 +95,7 @@ def raise_on_sigterm() -> None:
 
 
 def _print_error(message: str) -> None:
-    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {escape(message)}")
+    make_console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {escape(message)}")
 
 
 GROUP_OPTIONS = ("--data-dir", "-d")  # the data folder: an option of synthgen itself, given before the command
@@ -133,10 +135,10 @@ class SynthgenGroup(TyperGroup):
         except KeyboardInterrupt:
             # Here, not in the entry point: click turns an interrupt that gets past the command into
             # a bare exit 130 ("Aborted"), and the user would not learn that nothing was lost.
-            Console(stderr=True, soft_wrap=True).print(INTERRUPTED)
+            make_console(stderr=True, soft_wrap=True).print(INTERRUPTED)
             raise SystemExit(130) from None
         except Terminated:
-            Console(stderr=True, soft_wrap=True).print(TERMINATED)
+            make_console(stderr=True, soft_wrap=True).print(TERMINATED)
             raise SystemExit(EXIT_TERMINATED) from None
         except BrokenPipeError:
             # The reader went away (`synthgen ... | head`): stop quietly, as Python's docs advise;

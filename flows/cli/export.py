@@ -7,7 +7,8 @@ from typing import Optional
 
 import typer
 
-from flows.cli.common import SHARE, _catalog, _fail, _paths, app, check_status, out
+from flows.cli.common import SHARE, _catalog, _fail, _paths, app, check_status
+from flows.cli.output import say
 from flows.cli.paths import output_file, output_folder
 
 
@@ -52,9 +53,9 @@ def export(
         n = export_parquet(v, target, status, identity=identity)
     else:
         n = export_images(v, target, status, identity=identity, encoding=encoding)
-    out.print(f"exported {n} rows of {v.ref} to {target}" + (f" as JPEG q{encoding.quality}" if format == "jpeg" else ""))
+    say(f"exported {n} rows of {v.ref} to {target}" + (f" as JPEG q{encoding.quality}" if format == "jpeg" else ""))
     if identity is not None:
-        out.print(f"synthetic images signed by {identity.name} ({identity.source}); real rows carry no claim")
+        say(f"synthetic images signed by {identity.name} ({identity.source}); real rows carry no claim")
         _record_credentials(v, identity, target)
 
 

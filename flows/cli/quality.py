@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import typer
-from rich.table import Table
 
-from flows.cli.common import INSPECT, _catalog, _fail, app, failing_on, out
+from flows.cli.common import INSPECT, _catalog, _fail, app, failing_on
+from flows.cli.output import print_rows, say
 
 
 def _fmt(v) -> str:
@@ -45,7 +45,7 @@ def quality(
         if json_out:
             print(reports[0].dumps())
         else:
-            out.print(reports[0].to_markdown(), markup=False, highlight=False)
+            say(reports[0].to_markdown())
         return
     a, b = reports
     rows = side_by_side(a, b)
@@ -53,9 +53,6 @@ def quality(
         diff = [{"score": name, "a": va, "b": vb, "b_minus_a": d} for name, va, vb, d in rows]
         print(json.dumps({"a": a.to_json(), "b": b.to_json(), "side_by_side": diff}, indent=2))
         return
-    t = Table(title=f"{a.ref} (vs {a.reference or '-'})  |  {b.ref} (vs {b.reference or '-'});  k={cfg.k}, seed {cfg.seed}")
-    for col in ("class / prompt . score", a.ref, b.ref, "B - A"):
-        t.add_column(col, justify="left" if col.startswith("class") else "right")
-    for name, va, vb, d in rows:
-        t.add_row(name, _fmt(va), _fmt(vb), _fmt(d))
-    out.print(t)
+    print_rows(f"{a.ref} (vs {a.reference or '-'})  |  {b.ref} (vs {b.reference or '-'});  k={cfg.k}, seed {cfg.seed}",
+               ("class / prompt . score", a.ref, b.ref, "B - A"),
+               [(name, _fmt(va), _fmt(vb), _fmt(d)) for name, va, vb, d in rows])

@@ -13,9 +13,10 @@ from typing import Optional
 from urllib.parse import urlparse
 
 import typer
-from rich.table import Table
+from rich.markup import escape
 
 from flows.cli.common import SHARE, _catalog, _fail, app, check_status, err, failing_on, out
+from flows.cli.output import print_rows, say
 from flows.cli.paths import output_file
 
 URL_HELP = "Shared catalog: s3://BUCKET/PREFIX or a path."
@@ -84,9 +85,9 @@ def push(
     with failing_on(CatalogError):
         r = run_push(_catalog(), name, url, _options(url, endpoint_url), allow_restricted=allow_restricted)
     if r.versions:
-        out.print(f"pushed {name}@{_span(r.versions)} to {r.url} ({r.objects} new objects); shared head is {r.head}")
+        say(f"pushed {name}@{_span(r.versions)} to {r.url} ({r.objects} new objects); shared head is {r.head}")
     else:
-        out.print(f"{name}: nothing to push to {r.url} (shared head {r.head}){'; ' + r.note if r.note else ''}")
+        say(f"{name}: nothing to push to {r.url} (shared head {r.head}){'; ' + r.note if r.note else ''}")
 
 
 @app.command(rich_help_panel=SHARE)
@@ -102,10 +103,9 @@ def pull(
     with failing_on(CatalogError):
         r = run_pull(url, name, _catalog(), _options(url, endpoint_url))
     if r.versions:
-        out.print(f"pulled {name}@{_span(r.versions)} from {r.url} ({r.objects} objects fetched); "
-                  f"local head is {r.head}")
+        say(f"pulled {name}@{_span(r.versions)} from {r.url} ({r.objects} objects fetched); local head is {r.head}")
     else:
-        out.print(f"{name}: {r.note or 'up to date'} (shared head {r.head})")
+        say(f"{name}: {r.note or 'up to date'} (shared head {r.head})")
 
 
 @app.command("remote-versions", rich_help_panel=SHARE)
@@ -121,16 +121,12 @@ def remote_versions(
         remote = _remote(url, endpoint_url)
         if name is None:
             heads = {n: remote.head(n)[0] for n in remote.names()}
-            out.print("\n".join(f"{n}  head {h or '-'}" for n, h in heads.items()) or f"no datasets in {url}")
+            say("\n".join(f"{n}  head {h or '-'}" for n, h in heads.items()) or f"no datasets in {url}")
             return
         manifests = remote.versions(name)
-    t = Table(title=f"{name} at {url}")
-    for col in ("version", "created", "rows", "kept", "added shards", "message"):
-        t.add_column(col, overflow="fold")
-    for m in manifests:
-        t.add_row(str(m.version), m.created_at[:19], str(m.rows), str(m.rows_by_status.get("kept", 0)),
-                  str(len(m.added_shards)), m.message or "-")
-    out.print(t)
+    print_rows(f"{name} at {url}", ("version", "created", "rows", "kept", "added shards", "message"),
+               [(m.version, m.created_at[:19], m.rows, m.rows_by_status.get("kept", 0), len(m.added_shards), m.message)
+                for m in manifests])
 
 
 @app.command("remote-load", rich_help_panel=SHARE)
@@ -152,14 +148,14 @@ def remote_load(
         remote = _remote(url, endpoint_url)
         v = remote.open(ref, allow_restricted)
         table = v.table(status=status)
-    out.print(f"{v.ref} at {url}: {table.num_rows} rows ({status}) from {len(v.manifest.shards)} shard(s)")
+    say(f"{v.ref} at {url}: {table.num_rows} rows ({status}) from {len(v.manifest.shards)} shard(s)")
     cols = [c for c in ("sample_id", "origin", "status", "label", "prompt", "seed") if c in table.column_names]
-    out.print(table.select(cols).slice(0, limit).to_pandas().to_string(index=False))
+    print_rows(None, cols, [list(row.values()) for row in table.select(cols).slice(0, limit).to_pylist()], boxed=False)
     if target is not None:
         import pyarrow.parquet as pq
 
         pq.write_table(table, target)
-        out.print(f"wrote {table.num_rows} rows to {target}")
+        say(f"wrote {table.num_rows} rows to {target}")
 
 
 @app.command("remote-verify", rich_help_panel=SHARE)
@@ -176,7 +172,7 @@ def remote_verify(
     with failing_on(CatalogError):
         report = verify_remote(_remote(url, endpoint_url), name, version)
     for problem in report.problems:
-        err.print(f"[red]FAIL[/] {problem}")
+        err.print(f"[red]FAIL[/] {escape(problem)}")
     verdict = "[green]OK[/]" if report.ok else "[red]CORRUPT[/]"
     out.print(f"{name}@{report.version} at {url}: {report.manifests_checked} manifests, {report.shards_checked} "
               f"shards, {report.id_segments_checked} id segments checked; {verdict}")

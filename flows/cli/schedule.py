@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.table import Table
 
-from flows.cli.common import JSON_HELP, SCHEDULE, _fail, _paths, app, failing_on, out, print_json
+from flows.cli.common import JSON_HELP, SCHEDULE, _fail, _paths, app, failing_on, print_json
+from flows.cli.output import print_rows, say
 
 
 @app.command(rich_help_panel=SCHEDULE)
@@ -45,14 +45,11 @@ def status(
         })
     if as_json:
         return print_json({"tracking_uri": paths.tracking_uri, "experiment": EXPERIMENT, "runs": rows})
-    t = Table(title=f"recent jobs ({EXPERIMENT} experiment, {paths.tracking_uri})")
-    for col in ("started", "job", "state", "dataset", "generated", "kept", "seconds", "MLflow run", "Prefect flow run",
-                "note"):
-        t.add_column(col, overflow="fold")
-    for r in rows:
-        t.add_row(r["started"], r["job"] or "-", r["state"], r["dataset"] or "-", str(r["generated"]), str(r["kept"]),
-                  f"{r['seconds'] or 0:.1f}", r["mlflow_run_id"], r["prefect_flow_run_id"] or "-", r["note"] or "")
-    out.print(t)
+    print_rows(f"recent jobs ({EXPERIMENT} experiment, {paths.tracking_uri})",
+               ("started", "job", "state", "dataset", "generated", "kept", "seconds", "MLflow run", "Prefect flow run",
+                "note"),
+               [(r["started"], r["job"], r["state"], r["dataset"], r["generated"], r["kept"], f"{r['seconds'] or 0:.1f}",
+                 r["mlflow_run_id"], r["prefect_flow_run_id"], r["note"] or "") for r in rows])
 
 
 @app.command("schedule", rich_help_panel=SCHEDULE)
@@ -75,10 +72,10 @@ def schedule_cmd(
         job = load_spec(spec)
         check_job_models(job)  # from config files, before Prefect is asked anything
         dep = schedule(job, str(_paths().root), cron, pool, name, shard_pool=shards_on)
-    out.print(f"scheduled {name or job.name} (deployment {dep}) on pool {pool!r}" + (f", cron {cron!r}" if cron else ""))
-    out.print(f"start a worker where it should run:  prefect worker start --pool {pool}")
+    say(f"scheduled {name or job.name} (deployment {dep}) on pool {pool!r}" + (f", cron {cron!r}" if cron else ""))
+    say(f"start a worker where it should run:  prefect worker start --pool {pool}")
     if shards_on:
-        out.print(f"and one per GPU machine:  SYNTHGEN_GPUS=0 prefect worker start --pool {shards_on} --limit 1")
+        say(f"and one per GPU machine:  SYNTHGEN_GPUS=0 prefect worker start --pool {shards_on} --limit 1")
 
 
 def _check_cron(cron: str) -> None:
@@ -98,12 +95,8 @@ def schedules() -> None:
 
     with failing_on(ScheduleError):
         items = list_schedules()
-    t = Table(title="synthgen schedules")
-    for col in ("name", "cron", "pool", "dataset", "next runs", "deployment"):
-        t.add_column(col, overflow="fold")
-    for s in items:
-        t.add_row(s.name, s.cron or "-", s.pool or "-", s.dataset or "-", "\n".join(s.next_runs) or "-", s.deployment_id)
-    out.print(t)
+    print_rows("synthgen schedules", ("name", "cron", "pool", "dataset", "next runs", "deployment"),
+               [(s.name, s.cron, s.pool, s.dataset, s.next_runs, s.deployment_id) for s in items])
 
 
 @app.command(rich_help_panel=SCHEDULE)
@@ -113,4 +106,4 @@ def unschedule(name: str = typer.Argument(..., help="Deployment name.")) -> None
 
     with failing_on(ScheduleError):
         run_unschedule(name)
-    out.print(f"removed schedule {name}")
+    say(f"removed schedule {name}")

@@ -3,7 +3,7 @@
 A shard's tail (its last batches' encode/embed/guard stages, the decision
 against earlier rows, the Parquet write) is CPU and disk work. Run shard by
 shard, the device would sit idle for that tail at every shard boundary:
-~1-4% of a GPU job at the default 250-image shard, most of it for a 1-4-step
+~1-4% of a GPU job at the default 256-image shard, most of it for a 1-4-step
 model. The flow runs two shards at once instead; each takes the sampler's
 turn before its first batch and gives it back after its last, so sampling
 never overlaps sampling and the device goes straight from one shard to the

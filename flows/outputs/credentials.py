@@ -98,18 +98,38 @@ def _signer(chain: bytes, key: bytes) -> c2pa.Signer:
     return c2pa.Signer.from_info(c2pa.C2paSignerInfo(c2pa.C2paSigningAlg.ES256, chain, key, None))
 
 
+def _write_private(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` readable by its owner only, from the first byte (whatever the umask).
+
+    The temp file is created with mode 0600 and O_EXCL|O_NOFOLLOW: a file or
+    link planted at the temp name is refused rather than written through, and
+    no moment exists where the key sits under the umask's wider mode.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o600)  # os.open's mode passes the umask too: that can only narrow 0600
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, path)
+
+
 def local_identity(root: Path) -> Identity:
     """The data folder's own chain, generated on first use (``<root>/credentials/``)."""
     folder = Path(root) / "credentials"
     chain_path, key_path = folder / "chain.pem", folder / "key.pem"
     if not (chain_path.is_file() and key_path.is_file()):
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         chain, key = generate_chain()
         for path, data in ((key_path, key), (chain_path, chain)):  # chain last: its presence means both are whole
-            tmp = path.with_suffix(".tmp")
-            tmp.write_bytes(data)
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, path)
+            _write_private(path, data)
+    if folder.stat().st_mode & 0o077:  # mkdir's mode passes the umask, and a folder from an older synthgen is 0755
+        os.chmod(folder, 0o700)
     chain = chain_path.read_bytes()
     return Identity(_signer(chain, key_path.read_bytes()), _subject(chain), "local (untrusted)")
 

@@ -17,6 +17,7 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from catalog import DatasetVersion
+from catalog.safe_paths import confined
 from catalog.store import write_parquet_atomic
 from synthgen.imaging import decode, encode_png
 
@@ -112,18 +113,28 @@ def export_images(version: DatasetVersion, dest: Path, status: str = "kept", ide
     rows = table.select([c for c in PNG_FIELDS if c in table.column_names]).to_pylist()
     images = table["image"].combine_chunks().field("bytes").to_pylist()
     sign = _signer_for(version, identity, encoding)
-    for row, data in zip(rows, images):
-        folder = dest / (row.get("label_name") or "image")
-        folder.mkdir(parents=True, exist_ok=True)
-        final = folder / f"{row['sample_id']}{encoding.suffix}"
+    # Every name comes from a row (a pulled catalog's rows are someone else's): all are checked before the
+    # first file is written, so a hostile row fails the export with nothing written.
+    targets = [confined(dest, row.get("label_name") or "image", f"{row['sample_id']}{encoding.suffix}")
+               for row in rows]
+    for row, data, final in zip(rows, images, targets):
+        final.parent.mkdir(parents=True, exist_ok=True)
         if encoding.format == "jpeg":
             encoded = encode_jpeg(decode(data), encoding.quality)
         else:
             text = {k: v for k, v in row.items() if v is not None} | {"dataset": version.ref}
             encoded = encode_png(decode(data), text)
-        final.with_suffix(".tmp").write_bytes(sign(row, encoded))
-        os.replace(final.with_suffix(".tmp"), final)
+        tmp = final.with_name(f".{final.name}.tmp")
+        _write_new(tmp, sign(row, encoded))
+        os.replace(tmp, final)  # replaces a link standing at `final`, never writes through it
     return len(rows)
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    """Write ``data`` to a file that must not exist yet: a file or link planted at ``path`` is an error, not a target."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
 
 
 def export_pngs(version: DatasetVersion, dest: Path, status: str = "kept", identity: Identity | None = None) -> int:

@@ -14,7 +14,7 @@ from catalog.remote import RemoteCatalog
 from catalog.vector_index import version_index
 from synthgen.dedup import decide
 from synthgen.imaging import decode
-from synthgen.records import KEPT, REAL_COPY
+from synthgen.records import REAL_COPY
 from tests.conftest import make_samples
 
 

@@ -104,3 +104,22 @@ def test_scheduled_job_runs_on_a_worker_and_commits_a_version(server):
         stop(worker)
     assert synthgen(env, "unschedule", "nightly").returncode == 0
     assert "nightly" not in synthgen(env, "schedules").stdout
+
+
+def test_schedules_shows_the_next_run_times_right_after_schedule(server):
+    """The cron says when the next runs are due before Prefect's scheduler has created any of them."""
+    import datetime
+
+    tmp, env = server
+    spec = tmp / "cron-job.yaml"
+    spec.write_text(yaml.safe_dump(small_job(dataset="digits-cron")))
+    now = datetime.datetime.now(datetime.timezone.utc)
+    assert synthgen(env, "schedule", str(spec), "--cron", "0 2 * * *", "--pool", "cron-pool",
+                    "--name", "at-two").returncode == 0
+    listed = synthgen(env, "schedules")
+    assert listed.returncode == 0, listed.stderr
+    first = now.replace(hour=2, minute=0, second=0, microsecond=0)
+    first += datetime.timedelta(days=1) if first <= now else datetime.timedelta(0)
+    for day in range(3):
+        assert (first + datetime.timedelta(days=day)).strftime("%Y-%m-%d 02:00:00 UTC") in listed.stdout, listed.stdout
+    assert synthgen(env, "unschedule", "at-two").returncode == 0

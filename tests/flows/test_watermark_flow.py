@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import io
 
 import pytest
-from PIL import Image
 from typer.testing import CliRunner
 
 from catalog import Catalog, open_version

@@ -157,3 +157,132 @@ def test_duplicate_yaml_keys_are_named_with_their_lines(tmp_path):
 def test_empty_params_section_is_named(tmp_path):
     with pytest.raises(SpecError, match="section name after ':' is empty"):
         load_params(f"{REPO / 'params.yaml'}:")
+
+
+def test_a_spec_that_leaves_every_default_alone_is_valid():
+    """Only the required fields: the defaults (shard_size, batch_size, ...) must agree with each other."""
+    spec = parse_spec({"name": "minimal", "conditioning": {"classes": [{"id": 0, "name": "zero"}]},
+                       "images_per_condition": 1, "output": {"dataset": "minimal"}})
+    assert spec.output.shard_size % spec.generator.batch_size == 0
+
+
+# Fields whose bound depends on another field: set the other so that only the bound under test decides.
+_COMPANIONS = {
+    "generator.batch_size": lambda v: {"output": {"shard_size": v}},
+    "output.shard_size": lambda v: {"generator": {"batch_size": 1}},
+}
+# A valid element for each constrained list field (a new one fails the collection below until added here).
+_LIST_ELEMENTS = {"generator.devices": "cpu"}
+
+
+def _model_of(annotation):
+    """The pydantic model inside ``annotation`` (``M``, ``M | None``, ``list[M]``), and whether it is a list."""
+    import typing
+
+    from pydantic import BaseModel
+
+    for arg in (annotation, *typing.get_args(annotation)):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg, False
+        if typing.get_origin(arg) is list:
+            inner = typing.get_args(arg)[0]
+            if isinstance(inner, type) and issubclass(inner, BaseModel):
+                return inner, True
+    return None, False
+
+
+def _edge_cases(model=JobSpec, prefix=""):
+    """(field path, value, valid?) at and just past every bound declared on ``model`` and its sub-models."""
+    import math
+    import typing
+
+    import annotated_types as at
+
+    cases = []
+    for name, info in model.model_fields.items():
+        path = f"{prefix}{name}"
+        sub, is_list = _model_of(info.annotation)
+        if sub is not None:
+            cases += _edge_cases(sub, f"{path}.0." if is_list else f"{path}.")
+            continue
+        args = typing.get_args(info.annotation) or (info.annotation,)
+        is_float = float in args
+        step_up = (lambda x: math.nextafter(x, math.inf)) if is_float else (lambda x: x + 1)
+        step_down = (lambda x: math.nextafter(x, -math.inf)) if is_float else (lambda x: x - 1)
+        for c in info.metadata:
+            if isinstance(c, at.Ge):
+                cases += [(path, c.ge, True), (path, step_down(c.ge), False)]
+            elif isinstance(c, at.Gt):
+                cases += [(path, step_up(c.gt), True), (path, c.gt, False)]
+            elif isinstance(c, at.Le):
+                cases += [(path, c.le, True), (path, step_up(c.le), False)]
+            elif isinstance(c, at.Lt):
+                cases += [(path, step_down(c.lt), True), (path, c.lt, False)]
+            elif isinstance(c, (at.MinLen, at.MaxLen)):
+                if str in args:
+                    make = lambda n: "a" * n  # noqa: E731
+                else:
+                    assert path in _LIST_ELEMENTS, f"{path}: add a valid element to _LIST_ELEMENTS"
+                    make = lambda n, e=_LIST_ELEMENTS[path]: [e] * n  # noqa: E731
+                if isinstance(c, at.MinLen):
+                    cases += [(path, make(c.min_length), True)] + (
+                        [(path, make(c.min_length - 1), False)] if c.min_length else [])
+                else:
+                    cases += [(path, make(c.max_length), True), (path, make(c.max_length + 1), False)]
+            elif type(c).__name__ not in ("_PydanticGeneralMetadata",):  # patterns are tested by name
+                raise AssertionError(f"{path}: constraint {c!r} has no edge case here; add one")
+    return cases
+
+
+def _set(spec: dict, path: str, value) -> dict:
+    node = spec
+    *parents, leaf = path.split(".")
+    for part in parents:
+        node = node[int(part)] if part.isdigit() else node.setdefault(part, {})
+    node[leaf if not leaf.isdigit() else int(leaf)] = value
+    return spec
+
+
+_EDGES = _edge_cases()
+
+
+def test_every_bound_of_the_spec_is_covered():
+    fields = {path for path, _, _ in _EDGES}
+    assert {"generator.guidance_scale", "generator.steps", "dedup.threshold", "output.shard_size",
+            "seed", "conditioning.classes.0.name"} <= fields
+
+
+@pytest.mark.parametrize("path, value, valid", _EDGES, ids=[f"{p}={v!r}" for p, v, _ in _EDGES])
+def test_each_bound_holds_at_its_edge_and_not_past_it(path, value, valid):
+    spec = small_job()
+    for key, over in _COMPANIONS.get(path, lambda v: {})(value).items():
+        spec[key] = {**spec.get(key, {}), **over}
+    _set(spec, path, value)
+    if valid:
+        parse_spec(spec)
+    else:
+        with pytest.raises(SpecError) as err:
+            parse_spec(spec)
+        assert path in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("name", ["../../../../outside", "/an/absolute/path", "..", ".", "a/b", "a\\b", "nul\x00",
+                                  "esc\x1b[31m", "line\nbreak", "x" * 256])
+def test_a_class_name_must_be_one_path_component(name):
+    spec = small_job()
+    spec["conditioning"]["classes"][0]["name"] = name
+    with pytest.raises(SpecError, match="conditioning.classes.0.name") as err:
+        parse_spec(spec)
+    assert "class name" in str(err.value)
+
+
+def test_deeply_nested_yaml_is_a_clear_error(tmp_path):
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("name: " + "[" * 100_000 + "]" * 100_000 + "\n")
+    with pytest.raises(SpecError, match="nested deeper than"):
+        load_spec(deep)
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(
+        f"{x}: &{x} [{', '.join([f'*{p}'] * 10)}]\n" for p, x in zip("abcdefgh", "bcdefghi")))
+    with pytest.raises(SpecError, match="expands to more than"):
+        load_spec(bomb)

@@ -7,7 +7,8 @@ import shutil
 
 import pytest
 
-from catalog import Catalog, open_version
+from catalog import Catalog, open_version, samples_to_table
+from tests.conftest import REPO, make_samples
 from tests.flows.cli_process import seed_data, synthgen
 
 
@@ -92,3 +93,85 @@ def test_a_reader_that_went_away_ends_the_command_quietly(seeded, args):
     stderr = proc.stderr.decode()
     assert proc.returncode != 0
     assert "Traceback" not in stderr and "error:" not in stderr and "Broken pipe" not in stderr, stderr[-2000:]
+
+
+HOSTILE = "\x1b]0;pwned\x07\x1b[2J\x1b[31m[red]x[/]\u202e"  # retitle the terminal, clear it, colour, markup, bidi
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory):
+    """A data folder whose rows carry terminal escapes in their class name and prompt, and float32 scores."""
+    import dataclasses
+
+    data, _ = seed_data(tmp_path_factory.mktemp("hostile"))
+    cat = Catalog(data / "catalog")
+    cat.create("evil", "synthetic")
+    rows = [dataclasses.replace(s, class_name=HOSTILE, prompt="p" + HOSTILE, nn_similarity=0.98, nn_id="s00001",
+                                nn_source="synthetic", real_nn_similarity=0.9826186)
+            for s in make_samples(3)]
+    cat.commit("evil", [cat.write_shard("evil", samples_to_table(rows, embedding_model="m"))], embedding_model="m")
+    sid = open_version(cat, "evil").table(["sample_id"])["sample_id"][0].as_py()
+    return {"data": data, "sid": sid}
+
+
+@pytest.mark.parametrize("args", [["query", "SELECT label_name, prompt FROM evil"], ["load", "evil"],
+                                  ["audit", "{sid}"], ["card", "evil"], ["query", "SELECT chr(27) || '[2J' AS x"]])
+def test_no_control_character_from_data_reaches_the_terminal(hostile, args):
+    args = [a.format(sid=hostile["sid"]) for a in args]
+    proc = synthgen(hostile["data"], *args)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for stream in (proc.stdout, proc.stderr):
+        assert not any(ch in stream for ch in "\x1b\x07\u202e"), repr(stream[-2000:])
+    assert "\\x1b[2J" in proc.stdout  # shown, as an escape a person can read
+    if args[0] != "query" or "evil" in args[1]:
+        assert "[red]x[/]" in proc.stdout  # data is never read as markup
+
+
+def test_json_output_keeps_the_data_exact(hostile):
+    audited = json.loads(synthgen(hostile["data"], "audit", hostile["sid"], "--json").stdout)
+    assert audited["records"][0]["row"]["label_name"] == HOSTILE
+
+
+def test_a_pipe_gets_field_value_lines_and_tab_separated_lists_never_padded(hostile):
+    audited = synthgen(hostile["data"], "audit", hostile["sid"]).stdout.splitlines()
+    assert audited[0].startswith(f"sample {hostile['sid']} in evil (versions 1)")
+    assert f"sample_id: {hostile['sid']}" in audited and "origin: synthetic" in audited
+    assert all(not line.endswith(" ") for line in audited) and max(map(len, audited)) < 200  # no padding
+    listed = synthgen(hostile["data"], "datasets").stdout.splitlines()
+    assert listed[1].split("\t") == ["name", "origin", "head", "rows", "kept", "restricted"]
+    assert listed[2].split("\t") == ["evil", "synthetic", "1", "3", "3", ""]
+    rows = synthgen(hostile["data"], "query", "SELECT sample_id, label FROM evil ORDER BY 1").stdout.splitlines()
+    assert rows[:2] == ["sample_id\tlabel", f"{hostile['sid']}\t0"]
+
+
+def test_float32_values_are_shown_as_written_not_with_float64_noise(hostile):
+    audited = synthgen(hostile["data"], "audit", hostile["sid"]).stdout
+    assert "nn_similarity: 0.98" in audited.splitlines()
+    assert "0.9800000190734863" not in audited
+    queried = synthgen(hostile["data"], "query", "SELECT nn_similarity FROM evil LIMIT 1").stdout.splitlines()
+    assert queried[1] == "0.98"
+    card = synthgen(hostile["data"], "card", "evil").stdout
+    assert "highest similarity to a real sample: 0.9826186\n" in card and "0.98261857" not in card
+
+
+def test_ctrl_c_stops_a_long_query_at_once_with_exit_130_and_one_line(hostile):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(  # hours of work: a cross join of 10^12 rows
+        [sys.executable, "-m", "flows.cli", "--data-dir", str(hostile["data"]), "query",
+         "SELECT sum(hash(a.range * b.range)) FROM range(1000000) a, range(1000000) b"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    time.sleep(6)  # started, and into the query
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGINT)
+    try:
+        out, err = proc.communicate(timeout=60)  # the issue's run took 76 s and ended in a traceback
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    assert err.strip() == "interrupted: the query was stopped" and out == ""

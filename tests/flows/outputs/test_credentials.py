@@ -123,6 +123,25 @@ def test_local_identity_is_made_once_per_data_folder_and_untrusted(tmp_path):
         signing_identity(tmp_path, tmp_path / "missing.pem", tmp_path / "credentials" / "key.pem")
 
 
+def test_local_signing_key_is_private_from_its_first_byte_whatever_the_umask(tmp_path):
+    """The key is never readable by others, not even as a temp file; its folder is the owner's alone."""
+    import os
+    import stat
+
+    old = os.umask(0)  # the widest umask: nothing may rely on it
+    try:
+        local_identity(tmp_path)
+    finally:
+        os.umask(old)
+    folder = tmp_path / "credentials"
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert stat.S_IMODE((folder / "key.pem").stat().st_mode) == 0o600
+    assert sorted(p.name for p in folder.iterdir()) == ["chain.pem", "key.pem"]  # no temp file left
+    folder.chmod(0o755)  # a folder left by an older synthgen is tightened on next use
+    local_identity(tmp_path)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+
+
 def test_callback_identity_signs_with_an_external_key(tmp_path, monkeypatch):
     """A KMS/HSM user hands a function that signs bytes; here it wraps a key that c2pa never sees."""
     import sys
