@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-from catalog import AuditRecord, Catalog, RestrictedError, audit
+from catalog import AuditRecord, Catalog, RestrictedError, RunRef, audit
 from synthgen.records import DUPLICATE, NN_REAL, REAL_COPY
 
 SOURCE_PREFIX = "source_"  # columns naming what a real-guided sample started from (e.g. source_path, source_sample_id)
@@ -59,22 +59,36 @@ def _is_restricted(cat: Catalog, dataset: str | None, allow: bool) -> bool:
     return bool(cat.info(dataset).get("restricted"))
 
 
+def _job_dedup(cat: Catalog, rec: AuditRecord) -> dict:
+    """The dedup section of the job that made the row's version (thresholds a row may not carry itself)."""
+    if not rec.versions:
+        return {}
+    job = cat.manifest(rec.dataset, max(rec.versions)).job or {}
+    return job.get("dedup") or {}
+
+
 def evidence(cat: Catalog, rec: AuditRecord, allow: bool) -> list[Evidence]:
-    """The comparisons stored on ``rec``'s row, the deciding one first."""
+    """The comparisons stored on ``rec``'s row, the deciding one first.
+
+    A threshold or real dataset the row does not carry is taken from its version's job spec.
+    """
     r, out = rec.row, []
-    real = r.get("real_dataset")
+    spec = _job_dedup(cat, rec) if rec.row.get("origin") == "synthetic" else {}
+    real = r.get("real_dataset") or spec.get("real_dataset")
+    real_t, pixel_t = r.get("real_threshold") or spec.get("real_threshold"), r.get("pixel_threshold") or spec.get("pixel_threshold")
     if r.get("nn_id"):
         where = real if r.get("nn_source") == NN_REAL else rec.dataset
-        out.append(Evidence(f"nearest neighbour ({r.get('nn_source') or '?'})", r["nn_id"], where or rec.dataset,
-                            "cosine", r.get("nn_similarity"), r.get("dedup_threshold"), r.get("status") == DUPLICATE))
+        threshold = real_t if r.get("nn_source") == NN_REAL else r.get("dedup_threshold") or spec.get("threshold")
+        out.append(Evidence(f"nearest neighbour ({r.get('nn_source') or '?'})", r["nn_id"], where or "",
+                            "cosine", r.get("nn_similarity"), threshold, r.get("status") == DUPLICATE))
     if r.get("real_nn_id"):
         out.append(Evidence("closest real image (CLIP)", r["real_nn_id"], real or "", "cosine",
-                            r.get("real_nn_similarity"), r.get("real_threshold"),
-                            r.get("status") == REAL_COPY and _over(r.get("real_nn_similarity"), r.get("real_threshold"))))
+                            r.get("real_nn_similarity"), real_t,
+                            r.get("status") == REAL_COPY and _over(r.get("real_nn_similarity"), real_t)))
     if r.get("real_pixel_nn_id"):
         out.append(Evidence("closest real image (pixels)", r["real_pixel_nn_id"], real or "", "pixel distance",
-                            r.get("real_pixel_distance"), r.get("pixel_threshold"),
-                            r.get("status") == REAL_COPY and _under(r.get("real_pixel_distance"), r.get("pixel_threshold"))))
+                            r.get("real_pixel_distance"), pixel_t,
+                            r.get("status") == REAL_COPY and _under(r.get("real_pixel_distance"), pixel_t)))
     for e in out:
         e.restricted = _is_restricted(cat, e.dataset, allow)
     return sorted(out, key=lambda e: not e.decided)
@@ -88,16 +102,26 @@ def _under(value, threshold) -> bool:
     return value is not None and threshold is not None and value <= threshold
 
 
-def links(row: dict, mlflow_url: str | None, prefect_url: str | None) -> list[tuple[str, str]]:
-    """Links to the row's MLflow run and Prefect flow run, where those UIs are configured."""
+def links(row: dict, runs: list[RunRef], mlflow_url: str | None, prefect_url: str | None) -> list[tuple[str, str]]:
+    """Links to the row's MLflow run and Prefect flow run, where those UIs are configured.
+
+    The row's own run ids, else those of the version that added it (``runs``).
+    """
+    mlflow_ids = [row["mlflow_run_id"]] if row.get("mlflow_run_id") else [r.mlflow_run_id for r in runs if r.mlflow_run_id]
+    prefect_ids = ([row["prefect_flow_run_id"]] if row.get("prefect_flow_run_id")
+                   else [r.prefect_flow_run_id for r in runs if r.prefect_flow_run_id])
     out = []
-    if mlflow_url and row.get("mlflow_run_id"):
-        out.append((f"MLflow run {row['mlflow_run_id']}",
-                    f"{mlflow_url.rstrip('/')}/#/runs/{quote(row['mlflow_run_id'], safe='')}"))
-    if prefect_url and row.get("prefect_flow_run_id"):
-        out.append((f"Prefect flow run {row['prefect_flow_run_id']}",
-                    f"{prefect_url.rstrip('/')}/runs/flow-run/{quote(row['prefect_flow_run_id'], safe='')}"))
+    if mlflow_url:
+        out += [(f"MLflow run {i}", f"{mlflow_url.rstrip('/')}/#/runs/{quote(i, safe='')}") for i in mlflow_ids]
+    if prefect_url:
+        out += [(f"Prefect flow run {i}", f"{prefect_url.rstrip('/')}/runs/flow-run/{quote(i, safe='')}")
+                for i in prefect_ids]
     return out
+
+
+def _added_by(cat: Catalog, rec: AuditRecord) -> list[RunRef]:
+    """The runs of the first version that held the row (the one that added it)."""
+    return cat.manifest(rec.dataset, min(rec.versions)).runs if rec.versions else []
 
 
 def sample_view(cat: Catalog, sample_id: str, allow: bool, mlflow_url: str | None = None,
@@ -114,7 +138,7 @@ def sample_view(cat: Catalog, sample_id: str, allow: bool, mlflow_url: str | Non
     for rec in records:
         source = {k: v for k, v in rec.row.items()
                   if k.startswith(SOURCE_PREFIX) and v is not None and rec.row.get("origin") == "synthetic"}
-        rows.append(RowView(rec, evidence(cat, rec, allow), links(rec.row, mlflow_url, prefect_url), source))
+        rows.append(RowView(rec, evidence(cat, rec, allow), links(rec.row, _added_by(cat, rec), mlflow_url, prefect_url), source))
     return SampleView(sample_id, rows, hidden)
 
 
