@@ -4,7 +4,8 @@
 ``digits-secret`` restricted, other images), and two small jobs whose last
 shard is planted copies of one of them, so each version holds kept and
 blocked rows: ``digits-ui`` (guarded against the open set, with its card
-written) and ``digits-guarded`` (against the restricted one).
+written) and ``digits-guarded`` (against the restricted one); and ``markup``,
+three rows whose description, class and prompt are HTML.
 """
 
 from __future__ import annotations
@@ -21,16 +22,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from catalog import Catalog, RunRef, ingest_folder, open_version
+from catalog import Catalog, RunRef, ingest_folder, open_version, samples_to_table
 from flows.commit import dedup_and_commit
 from flows.settings import configure
 from flows.shard import generate_shard
 from synthgen.digits import CLASS_NAMES, export_image_folder
 from synthgen.plan import make_shards
 from synthgen.spec import parse_spec
-from tests.conftest import REPO, small_job
+from tests.conftest import REPO, make_samples, small_job
 from tests.flows.cli_process import synthgen
 from tests.flows.test_memorisation_guard import plant_copies
+from tests.tree_hash import tree_hash
+
+MARKUP = "<script>alert('x')</script><img src=x onerror=alert(1)>"
 
 
 def _job_with_planted_copies(paths, dataset: str, real: str, seed: int) -> None:
@@ -63,7 +67,12 @@ def ui_world(tmp_path_factory, real_digits_dir, embedder) -> dict:
     _job_with_planted_copies(paths, "digits-guarded", "digits-secret", 1)
     card = synthgen(paths.root, "card", "digits-ui", "--write")
     assert card.returncode == 0, card.stderr
-    return {"data": paths.root, "catalog": cat}
+    cat.create("markup", "synthetic", description=MARKUP)  # data that looks like HTML: shown, never run
+    samples = make_samples(3, start=900)
+    for s in samples:
+        s.class_name, s.prompt = MARKUP, MARKUP
+    cat.commit("markup", [cat.write_shard("markup", samples_to_table(samples, embedding_model="m"))])
+    return {"data": paths.root, "catalog": cat, "catalog_hash": tree_hash(paths.catalog)}
 
 
 def free_port() -> int:
