@@ -76,7 +76,8 @@ def evidence(cat: Catalog, rec: AuditRecord, allow: bool) -> list[Evidence]:
     spec = _job_dedup(cat, rec) if rec.row.get("origin") == "synthetic" else {}
     real = r.get("real_dataset") or spec.get("real_dataset")
     real_t, pixel_t = r.get("real_threshold") or spec.get("real_threshold"), r.get("pixel_threshold") or spec.get("pixel_threshold")
-    if r.get("nn_id"):
+    # With nn_source "real" the nearest neighbour is the CLIP real match shown below: not twice.
+    if r.get("nn_id") and not (r.get("nn_source") == NN_REAL and r.get("nn_id") == r.get("real_nn_id")):
         where = real if r.get("nn_source") == NN_REAL else rec.dataset
         threshold = real_t if r.get("nn_source") == NN_REAL else r.get("dedup_threshold") or spec.get("threshold")
         out.append(Evidence(f"nearest neighbour ({r.get('nn_source') or '?'})", r["nn_id"], where or "",

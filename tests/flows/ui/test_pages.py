@@ -9,6 +9,7 @@ import urllib.request
 
 import psutil
 
+from tests.flows.cli_process import assert_clean_error, synthgen
 from tests.flows.ui.conftest import MARKUP
 from tests.tree_hash import tree_hash
 
@@ -68,3 +69,9 @@ def test_no_request_changes_the_catalog(ui_world, ui_server):
     png = ui_server.get(f"/image/digits-ui/{sid}")[1]
     assert _post_file(ui_server, png)[0] == 200  # followed to the sample's page
     assert tree_hash(ui_world["catalog"].root) == ui_world["catalog_hash"]
+
+
+def test_a_missing_data_folder_is_a_clear_error(tmp_path):
+    proc = synthgen(tmp_path / "nowhere", "ui", "--port", "0")
+    assert_clean_error(proc, ["nowhere", "does not exist"])
+    assert not (tmp_path / "nowhere").exists()
