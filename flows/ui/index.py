@@ -60,7 +60,8 @@ def _read_light(files: list[str]) -> pa.Table:
 def build(version: DatasetVersion, path: Path) -> None:
     """Write ``version``'s gallery index to ``path`` (temp name, then rename: readers never see half of it)."""
     tmp = temp_path(path)
-    con = duckdb.connect()
+    # If the sorts spill, they spill beside the index, not into the current folder (DuckDB's default).
+    con = duckdb.connect(config={"temp_directory": str(path.parent / ".duckdb-tmp")})
     try:
         con.execute(f"ATTACH '{str(tmp).replace(chr(39), chr(39) * 2)}' AS ix (ROW_GROUP_SIZE {ROW_GROUP_SIZE})")
         light = _read_light(version.all_files)

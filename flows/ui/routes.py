@@ -160,7 +160,7 @@ def search_page(request: Request, q: str = "", ref: str = "", status: str = "kep
     """Rows of a version closest to a text by CLIP (as ``synthgen search``)."""
     st = state(request)
     refs = [f"{d.name}@{d.versions[0].version}" for d in versions.overview(st.catalog)
-            if d.versions and d.info.get("origin") != "real"]
+            if d.versions and d.info.get("origin") != "real" and not _restricted(st, d.name)]
     hits, v = [], None
     if q.strip():
         v = open_version(st.catalog, ref or (refs[0] if refs else ""), st.config.allow_restricted)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import urllib.error
 import urllib.parse
 import urllib.request
 
 import psutil
 
+from tests.conftest import REPO
 from tests.flows.cli_process import assert_clean_error, synthgen
 from tests.flows.ui.conftest import MARKUP
 from tests.tree_hash import tree_hash
@@ -75,3 +79,11 @@ def test_a_missing_data_folder_is_a_clear_error(tmp_path):
     proc = synthgen(tmp_path / "nowhere", "ui", "--port", "0")
     assert_clean_error(proc, ["nowhere", "does not exist"])
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_the_app_imports_neither_prefect_nor_mlflow():
+    code = ("import sys, flows.ui.app, flows.cli_ui; "
+            "print(sorted(m for m in ('prefect', 'mlflow', 'dvc') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr
