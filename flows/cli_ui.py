@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from flows.cli_common import INSPECT, _paths, app, err
+from flows.cli_errors import Terminated
 from flows.ui.config import DEFAULT_HOST, DEFAULT_PORT, UiConfig
 
 
@@ -29,4 +30,7 @@ def ui(
         err.print(f"[yellow]warning:[/] listening on {host}: anyone who can reach it sees the catalog's images")
     err.print(f"synthgen ui: http://{'[' + host + ']' if ':' in host else host}:{port}/ "
               f"(catalog {paths.catalog}{'; restricted datasets shown' if allow_restricted else ''}; Ctrl-C stops it)")
-    uvicorn.run(create_app(config), host=host, port=port, log_level="warning", access_log=False)
+    try:
+        uvicorn.run(create_app(config), host=host, port=port, log_level="warning", access_log=False)
+    except (KeyboardInterrupt, Terminated):  # uvicorn shut down cleanly, then re-raised the signal: how a server stops
+        err.print("synthgen ui: stopped")

@@ -8,7 +8,9 @@ script at most), so there is no JavaScript build.
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -19,7 +21,7 @@ from starlette.exceptions import HTTPException
 from catalog import Catalog, CatalogError, RestrictedError
 from flows.ui.config import UiConfig
 from flows.ui.finder import Finder
-from flows.ui.index import Indexes
+from flows.ui.index import Indexes, warm
 from flows.ui.routes import render, router
 from flows.ui.state import UiState
 from flows.ui.thumbs import Thumbnails
@@ -35,11 +37,26 @@ def templates() -> Environment:
     return env
 
 
+def _log_failures(failed: list[str]) -> None:
+    for line in failed:
+        log.warning("gallery index not built ahead (the first visit builds it): %s", line)
+
+
 def create_app(config: UiConfig) -> FastAPI:
     """The app over ``config.catalog``; nothing it serves writes to the catalog."""
     cat = Catalog(config.catalog, create=False)
-    app = FastAPI(title="synthgen", docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.ui = UiState(config, cat, Indexes(config.cache / "index"), Thumbnails(config.cache / "thumbs", config.thumb_px),
+    indexes = Indexes(config.cache / "index")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if config.warm_indexes:  # heads' gallery indexes built behind the first requests, not by them
+            threading.Thread(target=lambda: _log_failures(warm(cat, indexes, config.allow_restricted)),
+                             name="synthgen-ui-warm", daemon=True).start()
+        yield
+        indexes.close()
+
+    app = FastAPI(title="synthgen", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.state.ui = UiState(config, cat, indexes, Thumbnails(config.cache / "thumbs", config.thumb_px),
                            Finder(cat, config.embedder), templates())
     app.include_router(router)
 

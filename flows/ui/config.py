@@ -24,3 +24,4 @@ class UiConfig(BaseModel):
     page_size: int = Field(60, ge=1, le=500, description="thumbnails per gallery page")
     thumb_px: int = Field(128, ge=16, le=512, description="thumbnail side")
     max_upload_bytes: int = Field(50 << 20, description="largest file the upload box accepts")
+    warm_indexes: bool = Field(True, description="build the heads' gallery indexes in the background at start")

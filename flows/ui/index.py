@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from filelock import FileLock
 
-from catalog import DatasetVersion
+from catalog import Catalog, CatalogError, DatasetVersion, open_version
 from catalog.atomic import temp_path
 from catalog.schema import SCHEMA
 from synthgen.rules import evidence_columns
@@ -118,3 +118,20 @@ class Indexes:
             for con in self._open.values():
                 con.close()
             self._open.clear()
+
+
+def warm(cat: Catalog, indexes: Indexes, allow_restricted: bool) -> list[str]:
+    """Build the index of every dataset's head that has none yet (the app does it in the background at start).
+
+    Returns the refs it could not index, with why; a failure here only means the first visit builds it.
+    """
+    failed = []
+    for name in cat.names():
+        try:
+            if (cat.info(name).get("restricted") and not allow_restricted) or not cat.head(name):
+                continue
+            v = open_version(cat, name, allow_restricted)
+            indexes.cursor(v, cat.manifest_sha256(name, v.version)).close()
+        except (CatalogError, OSError, duckdb.Error, pa.ArrowException) as exc:
+            failed.append(f"{name}: {exc}")
+    return failed
