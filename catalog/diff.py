@@ -29,11 +29,16 @@ def _flat(d: dict | None, prefix: str = "") -> dict:
     return out
 
 
+def spec_changes(job_a: dict | None, job_b: dict | None) -> dict[str, tuple]:
+    """Job-spec fields (dotted names) whose values differ between two manifests' jobs: name -> (a, b)."""
+    fa, fb = _flat(job_a), _flat(job_b)
+    return {k: (fa.get(k), fb.get(k)) for k in sorted(fa.keys() | fb.keys()) if fa.get(k) != fb.get(k)}
+
+
 def diff(cat: Catalog, ref_a: str, ref_b: str) -> VersionDiff:
     """Compare two versions (of the same or different datasets)."""
     va, vb = open_version(cat, ref_a), open_version(cat, ref_b)
     ids_a = set(va.table(["sample_id"], status="all")["sample_id"].to_pylist())
     ids_b = set(vb.table(["sample_id"], status="all")["sample_id"].to_pylist())
-    fa, fb = _flat(va.manifest.job), _flat(vb.manifest.job)
-    changes = {k: (fa.get(k), fb.get(k)) for k in sorted(fa.keys() | fb.keys()) if fa.get(k) != fb.get(k)}
+    changes = spec_changes(va.manifest.job, vb.manifest.job)
     return VersionDiff(va.ref, vb.ref, sorted(ids_b - ids_a), sorted(ids_a - ids_b), changes)

@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     retry_delays: Annotated[list[float], NoDecode] = Field([2.0, 10.0], description="backoff (s), comma-separated")
     artifact_root: str | None = Field(None, description="MLflow artifact root for new experiments (e.g. s3://bucket/mlflow)")
     tracking_uri: str | None = Field(None, validation_alias="MLFLOW_TRACKING_URI", description="MLflow tracking URI")
+    mlflow_ui_url: str | None = Field(None, description="MLflow's web UI (e.g. http://127.0.0.1:5000): `synthgen ui` links runs there")
+    prefect_ui_url: str | None = Field(None, description="Prefect's web UI (e.g. http://127.0.0.1:4200): `synthgen ui` links flow runs there")
     # C2PA signing identity for `export --credentials`; none: a local, untrusted chain per data folder.
     sign_cert: Path | None = Field(None, description="PEM certificate chain (leaf first) that signs content credentials")
     sign_key: Path | None = Field(None, description="PEM private key of sign_cert's leaf")
@@ -106,6 +108,11 @@ class Paths:
     @property
     def prefect_home(self) -> Path:
         return self.root / "prefect"
+
+    @property
+    def ui_cache(self) -> Path:
+        """What ``synthgen ui`` derives once and reuses: per-version gallery indexes, thumbnails."""
+        return self.root / "ui"
 
     @property
     def tracking_uri(self) -> str:

@@ -4,7 +4,7 @@ Heavy imports (torch, prefect, mlflow) happen inside commands, after the
 data folder is configured, so ``synthgen --help`` is instant and Prefect
 and MLflow always see the right folder. Commands live in modules that register
 on one app: this one (generate, list, load), ``cli_audit`` (audit a sample or a
-file), ``cli_export``, ``cli_catalog``, ``cli_quality``, ``cli_remote``, ``cli_schedule``.
+file), ``cli_export``, ``cli_catalog``, ``cli_quality``, ``cli_remote``, ``cli_schedule``, ``cli_ui``.
 """
 
 from __future__ import annotations
@@ -311,6 +311,7 @@ def load(
 # panels in the order a user meets them (generate, inspect, audit, share, schedule).
 from flows.cli import audit, export  # noqa: E402,F401 - audit and share commands, in this order
 from flows.cli import catalog, quality, remote, schedule  # noqa: E402,F401
+from flows.cli import ui  # noqa: E402,F401 - the web app
 
 
 def entrypoint() -> None:

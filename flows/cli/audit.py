@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from flows.cli.common import AUDIT, JSON_HELP, _catalog, _fail, app, err, out, print_json
-from flows.cli.output import print_record, show
+from flows.cli.output import clean, print_record
 from flows.cli.output import say as print_line
 
 
@@ -43,116 +43,19 @@ def audit(
 
 def _trace(path: Path, embedder: str, quiet: bool = False) -> str:
     """Find the sample an image file came from; print how it was matched (to stderr when ``quiet``)."""
-    from catalog.trace import by_embedding, by_pixel_hash
-    from synthgen.imaging import ImageReadError, pixel_sha256, png_text, read_image_file
+    from flows.trace_file import NoMatch, trace_file
     from synthgen.model_check import check_embedder
     from synthgen.spec import EmbedderSpec
 
-    try:
-        _, img = read_image_file(path)
-    except ImageReadError as exc:
-        raise ImageReadError(f"{exc}; audit takes a sample id or an image file") from None
+    def load():
+        emb_spec = EmbedderSpec(model=embedder)
+        check_embedder(emb_spec, "--embedder")
+        from synthgen.embedder import load_embedder  # torch: only once the cheap ways to match have failed
+
+        return load_embedder(emb_spec)
+
     console = err if quiet else out  # --json keeps stdout for the JSON document
-
-    def say(text: str) -> None:  # file names and ids are data: no markup
-        print_line(text, console)
-
-    cat = _catalog()
-    sha = pixel_sha256(img)
-    found = _credentials(path, img, sha, cat, say)
-    if found:
-        return found
-    from catalog.trace import by_watermark
-    from synthgen.watermark import BITS
-
-    mark = by_watermark(cat, img)
-    if mark is not None:
-        say(f"{path}: watermark payload -> {show(mark.sample_id, True)} in {mark.dataset} "
-            f"({round((1 - mark.similarity) * BITS)} of {BITS} bits off; confidence {mark.confidence})")
-        return mark.sample_id
-    meta = png_text(img)
-    exact = by_pixel_hash(cat, sha)
-    if meta.get("sample_id") and (not exact or exact[0].sample_id == meta["sample_id"]):
-        verified = "pixels match the catalog" if exact else "pixels do NOT match the catalog row"
-        say(f"{path}: provenance chunk names sample {show(meta['sample_id'], True)} ({verified})")
-        return meta["sample_id"]
-    if exact:
-        say(f"{path}: exact pixel match (sha256) -> {show(exact[0].sample_id, True)} in {exact[0].dataset}")
-        return exact[0].sample_id
-    emb_spec = EmbedderSpec(model=embedder)
-    check_embedder(emb_spec, "--embedder")
-    from synthgen.embedder import load_embedder  # torch: only once the cheap ways to match have failed
-
-    emb = load_embedder(emb_spec)
-    match = by_embedding(cat, emb.embed_images([img])[0], emb.name, image=img)
-    if match is None:
-        _fail(f"{path}: no exact match and no dataset embedded with {emb.name}", code=1)
-    margin = f", {match.margin:.3f} closer than the runner-up" if match.margin is not None else ""
-    say(f"{path}: no exact match; closest by CLIP then pixels is {show(match.sample_id, True)} in {match.dataset} "
-              f"(cosine {match.similarity:.4f}; pixel distance {match.pixel_distance:.3f}{margin}; "
-              f"confidence {match.confidence})")
-    if match.same_pixels:
-        say(f"  rows with the same pixels: {show(match.same_pixels, True)}")
-    return match.sample_id
-
-
-def _credentials(path: Path, img, sha: str, cat, say) -> str | None:
-    """Read and validate the file's C2PA manifest; the sample it names when valid and consistent with the catalog.
-
-    A PNG's pixels must hash to the claim's ``image_sha256``. A JPEG's cannot
-    (it is a lossy derivative): c2pa's hard binding proves the file is the
-    one that was signed, the claim's sample and pixel hash are checked
-    against the catalog row, and the row re-encoded at the claimed quality
-    must give the file's pixels.
-    """
-    from PIL import Image
-
-    from catalog import audit as run_audit
-    from flows.outputs.credentials import LOSSY, describe_encoding, read_credentials
-
-    cred = read_credentials(path.read_bytes(), Image.MIME.get(img.format or "", "image/png"))  # by content, not name
-    if cred is None:
-        say(f"{path}: no content credentials; tracing by watermark, metadata, pixels, CLIP")
-        return None
-    trust = "trusted" if cred.trusted else "untrusted signer"
-    if not cred.valid:
-        say(f"{path}: content credentials FAILED validation ({', '.join(cred.failures) or cred.state}); "
-            f"signed by {cred.signer}; the file was altered after signing; tracing it like an unsigned copy")
-        return None
-    sid, lossy = cred.claim.get("sample_id"), cred.claim.get("encoding") in LOSSY
-    say(f"{path}: content credentials valid ({trust}: {cred.signer}); "
-        f"{'synthetic (trainedAlgorithmicMedia)' if cred.synthetic else 'no synthetic claim'}; "
-        f"claims sample {show(sid, True)} of {show(cred.claim.get('dataset'), True)}")
-    if lossy:
-        say(f"  a lossy derivative ({describe_encoding(cred.claim)}) of the row's pixels; the signature binds "
-            "this file, so it is unchanged since export")
-    records = run_audit(cat, sid, True) if sid else []
-    rows = [r.row for r in records]
-    mismatch = [] if rows else [f"no sample {sid!r} in the catalog"]
-    if rows and rows[0].get("image_sha256") != cred.claim.get("image_sha256"):
-        mismatch.append("image_sha256 in the manifest differs from the catalog row")
-    if not lossy and cred.claim.get("image_sha256") != sha:
-        mismatch.append("the file's pixels differ from the manifest's image_sha256")
-    if lossy and not mismatch:
-        mismatch += _reencoded_mismatch(records[0], cred.claim, sha)
-    checked = "sample, pixel hash, re-encoded pixels" if lossy else "sample and pixel hash"
-    say(f"  matches the catalog row ({checked})" if not mismatch else "  MISMATCH: " + "; ".join(mismatch))
-    return sid if rows else None
-
-
-def _reencoded_mismatch(record, claim: dict, sha: str) -> list[str]:
-    """[] when the claimed row, re-encoded as the claim says, decodes to the file's pixels; else why not."""
-    from catalog.audit import image_of
-    from flows.outputs.credentials import describe_encoding
-    from flows.outputs.export import encode_jpeg
-    from synthgen.imaging import decode, pixel_sha256
-
-    if not isinstance(claim.get("quality"), int):
-        return ["the manifest records no JPEG quality, so the re-encoding cannot be checked"]
-    data = image_of(record)
-    if data is None:
-        return [f"the row's image is no longer in {record.shard}, so the re-encoding cannot be checked"]
-    if pixel_sha256(decode(encode_jpeg(decode(data), claim["quality"]))) != sha:
-        return [f"the row re-encoded as {describe_encoding(claim)} does not give the file's pixels "
-                "(another image, or another JPEG encoder build)"]
-    return []
+    try:  # file names and ids are data: no markup, control characters and line breaks shown as escapes
+        return trace_file(_catalog(), path, load, lambda line: print_line(clean(line, one_line=True), console))
+    except NoMatch as exc:
+        _fail(str(exc), code=1)

@@ -1,0 +1,137 @@
+"""A version's gallery index: its rows' light columns in a DuckDB file, built once, sorted once per order.
+
+A gallery page must cost the same at 10^6 rows as at 10^3. The shards hold
+images and embeddings (most of their bytes), so reading them per page would
+scale with the version. Instead, the first visit writes one DuckDB file per
+version (versions are immutable, so it never goes stale) with a copy of the
+light columns per sort order, physically in that order and numbered
+(``rank``). A page is then ``WHERE rank > last_seen [AND filters] ORDER BY
+rank LIMIT n``: DuckDB skips the row groups before ``last_seen`` by their
+min/max and stops once the page is full (keyset paging, no OFFSET).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+from filelock import FileLock
+
+from catalog import Catalog, CatalogError, DatasetVersion, open_version
+from catalog.atomic import temp_path
+from catalog.schema import SCHEMA
+from synthgen.rules import evidence_columns
+
+FORMAT = 2  # bump when the index's tables change: older files are then simply not used
+SIMILARITIES = ["nn_similarity", "real_nn_similarity", "real_pixel_distance"]
+MEASURES = ["clip_score", *[c for c in evidence_columns() if c != "clip_score"]]
+NUMERIC = SIMILARITIES + MEASURES  # the columns a gallery filters by range
+LIGHT = ["sample_id", "origin", "status", "label", "label_name", "prompt", "plan_index", "nn_id", "nn_source",
+         "real_nn_id", "drop_reason", *NUMERIC]
+# Sort orders: the table holding them and its ORDER BY. Most similar first: what a reviewer looks at.
+SORTS = {
+    "plan": "plan_index NULLS LAST, file_no, row_no",
+    "nn": "nn_similarity DESC NULLS LAST, file_no, row_no",
+    "real": "real_nn_similarity DESC NULLS LAST, file_no, row_no",
+}
+FACETS_LIMIT = 1000  # classes or prompts offered in the filter's list (most frequent first)
+# DuckDB skips data by row group (default 122,880 rows): a page would decode that many rows at 10^6 and
+# only 10^4 at 10^4. Groups of 16,384 made the first page at 10^6 rows 2 ms instead of 18 (bench/bench_ui.py).
+ROW_GROUP_SIZE = 16_384
+
+
+def _read_light(files: list[str]) -> pa.Table:
+    """The light columns of every row, with the shard number and row number within it."""
+    cols = [c for c in LIGHT if c in SCHEMA.names]
+    parts = []
+    for i, f in enumerate(files):
+        t = pq.read_table(f, columns=cols, schema=SCHEMA)
+        t = t.append_column("file_no", pa.array([i] * t.num_rows, pa.int32()))
+        parts.append(t.append_column("row_no", pa.array(range(t.num_rows), pa.int64())))
+    if not parts:
+        empty = SCHEMA.empty_table().select(cols)
+        return empty.append_column("file_no", pa.array([], pa.int32())).append_column("row_no", pa.array([], pa.int64()))
+    return pa.concat_tables(parts)
+
+
+def build(version: DatasetVersion, path: Path) -> None:
+    """Write ``version``'s gallery index to ``path`` (temp name, then rename: readers never see half of it)."""
+    tmp = temp_path(path)
+    # If the sorts spill, they spill beside the index, not into the current folder (DuckDB's default).
+    con = duckdb.connect(config={"temp_directory": str(path.parent / ".duckdb-tmp")})
+    try:
+        con.execute(f"ATTACH '{str(tmp).replace(chr(39), chr(39) * 2)}' AS ix (ROW_GROUP_SIZE {ROW_GROUP_SIZE})")
+        light = _read_light(version.all_files)
+        con.register("light", light)
+        for sort, order in SORTS.items():
+            con.execute(f"CREATE TABLE ix.t_{sort} AS SELECT row_number() OVER (ORDER BY {order}) AS rank, * "
+                        f"FROM light ORDER BY rank")
+        con.execute("CREATE TABLE ix.facets AS SELECT coalesce(label_name, prompt) AS name, count(*) AS rows "
+                    f"FROM light WHERE coalesce(label_name, prompt) IS NOT NULL GROUP BY ALL "
+                    f"ORDER BY rows DESC, name LIMIT {FACETS_LIMIT}")
+        con.execute("CREATE TABLE ix.files (file_no INTEGER, file VARCHAR)")
+        if version.all_files:
+            con.executemany("INSERT INTO ix.files VALUES (?, ?)", list(enumerate(version.all_files)))
+        con.execute("DETACH ix")
+    finally:
+        con.close()
+    tmp.replace(path)
+
+
+class Indexes:
+    """Open gallery indexes, one per version, built on first use under ``root``.
+
+    Held by the app (not a module global); each request reads through its own
+    cursor, since a DuckDB connection is not shared between threads.
+    """
+
+    def __init__(self, root: Path):
+        self.root = root
+        self._open: dict[Path, duckdb.DuckDBPyConnection] = {}
+        self._lock = threading.Lock()
+
+    def path(self, version: DatasetVersion, manifest_sha256: str) -> Path:
+        # Named by the manifest's hash: a dataset deleted and made again under the same name gets a new index.
+        return self.root / version.name / f"v{version.version:06d}-{manifest_sha256[:16]}-f{FORMAT}.duckdb"
+
+    def cursor(self, version: DatasetVersion, manifest_sha256: str) -> duckdb.DuckDBPyConnection:
+        """A cursor on ``version``'s index, building the index first if no process has yet."""
+        path = self.path(version, manifest_sha256)
+        with self._lock:
+            con = self._open.get(path)
+        if con is None:
+            if not path.is_file():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with FileLock(str(path) + ".lock"):  # another request or process may be building it
+                    if not path.is_file():
+                        build(version, path)
+            with self._lock:
+                con = self._open.setdefault(path, duckdb.connect(str(path), read_only=True))
+        return con.cursor()
+
+    def close(self) -> None:
+        """Close every open index."""
+        with self._lock:
+            for con in self._open.values():
+                con.close()
+            self._open.clear()
+
+
+def warm(cat: Catalog, indexes: Indexes, allow_restricted: bool) -> list[str]:
+    """Build the index of every dataset's head that has none yet (the app does it in the background at start).
+
+    Returns the refs it could not index, with why; a failure here only means the first visit builds it.
+    """
+    failed = []
+    for name in cat.names():
+        try:
+            if (cat.info(name).get("restricted") and not allow_restricted) or not cat.head(name):
+                continue
+            v = open_version(cat, name, allow_restricted)
+            indexes.cursor(v, cat.manifest_sha256(name, v.version)).close()
+        except (CatalogError, OSError, duckdb.Error, pa.ArrowException) as exc:
+            failed.append(f"{name}: {exc}")
+    return failed
