@@ -56,6 +56,18 @@ class ScheduleInfo:
     dataset: str | None
 
 
+def check_cron(cron: str) -> None:
+    """Refuse a cron expression Prefect would not take (``ScheduleError``), before anything is registered."""
+    from prefect.client.schemas.schedules import CronSchedule  # prefect on demand: `synthgen --help` stays fast
+    from pydantic import ValidationError
+
+    try:
+        CronSchedule(cron=cron)
+    except ValidationError:
+        raise ScheduleError(f"--cron {cron!r}: not a cron expression; use five fields, e.g. '0 2 * * *' "
+                            "(02:00 daily)") from None
+
+
 def schedule(spec: JobSpec, data_dir: str, cron: str | None, pool: str, name: str | None = None,
              shard_pool: str | None = None) -> str:
     """Register (or update) a deployment of the job; returns its id.

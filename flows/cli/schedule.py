@@ -62,13 +62,13 @@ def schedule_cmd(
         None, "--shards-on", help="Generate the shards on this work pool's workers (one GPU each; docs/scale-out.md)."),
 ) -> None:
     """Register a job as a Prefect deployment with a cron schedule (needs `prefect server start`)."""
-    from flows.schedule import ScheduleError, schedule
+    from flows.schedule import ScheduleError, check_cron, schedule
     from synthgen.model_check import check_job_models
     from synthgen.spec import SpecError, load_spec
 
-    if cron is not None:
-        _check_cron(cron)
     with failing_on(SpecError, ScheduleError):
+        if cron is not None:
+            check_cron(cron)
         job = load_spec(spec)
         check_job_models(job)  # from config files, before Prefect is asked anything
         dep = schedule(job, str(_paths().root), cron, pool, name, shard_pool=shards_on)
@@ -76,16 +76,6 @@ def schedule_cmd(
     say(f"start a worker where it should run:  prefect worker start --pool {pool}")
     if shards_on:
         say(f"and one per GPU machine:  SYNTHGEN_GPUS=0 prefect worker start --pool {shards_on} --limit 1")
-
-
-def _check_cron(cron: str) -> None:
-    from prefect.client.schemas.schedules import CronSchedule
-    from pydantic import ValidationError
-
-    try:
-        CronSchedule(cron=cron)
-    except ValidationError:
-        _fail(f"--cron {cron!r}: not a cron expression; use five fields, e.g. '0 2 * * *' (02:00 daily)")
 
 
 @app.command(rich_help_panel=SCHEDULE)
