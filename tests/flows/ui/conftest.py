@@ -23,15 +23,14 @@ import numpy as np
 import pytest
 
 from catalog import Catalog, RunRef, ingest_folder, open_version, samples_to_table
-from flows.commit import dedup_and_commit
+from flows.job.run import run_job
 from flows.settings import configure
-from flows.shard import generate_shard
 from synthgen.digits import CLASS_NAMES, export_image_folder
 from synthgen.plan import make_shards
 from synthgen.spec import parse_spec
 from tests.conftest import REPO, make_samples, small_job
 from tests.flows.cli_process import synthgen
-from tests.flows.test_memorisation_guard import plant_copies
+from tests.flows.job.test_memorisation_guard import plant_copies
 from tests.tree_hash import tree_hash
 
 MARKUP = "<script>alert('x')</script><img src=x onerror=alert(1)>"
@@ -42,11 +41,9 @@ def _job_with_planted_copies(paths, dataset: str, real: str, seed: int) -> None:
     spec = parse_spec(small_job(dataset=dataset, per_class=8, dedup={"real_dataset": real}, seed=seed))  # own pixels
     shards = make_shards(spec.total_images, spec.output.shard_size)
     runs = RunRef(prefect_flow_run_id=f"{dataset}-flow-run", mlflow_run_id=f"{dataset}-mlflow-run")
-    for shard in shards[:-1]:
-        generate_shard(spec, shard, paths, runs)
     rows = open_version(Catalog(paths.catalog), real, allow_restricted=True).table(["sample_id", "image"]).to_pylist()
-    plant_copies(spec, shards[-1], paths, rows, np.random.default_rng(seed))
-    dedup_and_commit(spec, shards, paths, [runs])
+    plant_copies(spec, shards[-1], paths, rows, np.random.default_rng(seed))  # staged, as a worker would
+    run_job(spec, paths=paths, runs=runs)  # the other shards generated; all decided in plan order
 
 
 @pytest.fixture(scope="session")
