@@ -24,7 +24,7 @@ import duckdb
 
 from bench.report import emit
 from catalog import Catalog, open_version
-from flows.job.regenerate import _ROW_COLS, _generator_for, regenerate_sample_check
+from flows.job.regenerate import ROW_COLUMNS, generator_for, regenerate_sample_check
 from synthgen.imaging import array_to_pil, pixel_sha256
 from synthgen.records import Sample
 from synthgen.runtime import set_threads
@@ -34,9 +34,9 @@ def one_at_a_time(cat: Catalog, ref: str, n: int, seed: int = 0) -> tuple[float,
     """The old loop on the first ``n`` rows of the same choice: (seconds, checked, matched)."""
     t0 = time.perf_counter()
     set_threads(1)
-    rows_t = open_version(cat, ref).table(_ROW_COLS, status="all", origin="synthetic")  # noqa: F841 - DuckDB
+    rows_t = open_version(cat, ref).table(ROW_COLUMNS, status="all", origin="synthetic")  # noqa: F841 - DuckDB
     rows = duckdb.sql(f"SELECT * FROM rows_t ORDER BY hash(sample_id || '{seed}') LIMIT {n}").to_arrow_table().to_pylist()
-    gen = _generator_for(rows[0])
+    gen = generator_for(rows[0])
     matched = 0
     for r in rows:
         s = Sample(r["sample_id"], "synthetic", seed=r["seed"], class_id=r["label"], class_name=r["label_name"])

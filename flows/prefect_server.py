@@ -66,14 +66,15 @@ def start_in_background(prefect_home: Path) -> threading.Thread:
         except Exception:  # noqa: BLE001 - the flow starts it again and reports the error
             return
         if server.server_process is not None:
-            _record(records, server.server_process.pid)
+            write_record(records, server.server_process.pid)
 
     _started = threading.Thread(target=start, name="synthgen-prefect-server", daemon=True)
     _started.start()
     return _started
 
 
-def _identity(pid: int) -> list:
+def process_identity(pid: int) -> list:
+    """(pid, start time) of a process: names it even after the pid is reused."""
     return [pid, started(pid)]
 
 
@@ -81,11 +82,11 @@ def _alive(identity: list) -> bool:
     return is_alive(identity[0], identity[1])
 
 
-def _record(records: Path, server_pid: int) -> None:
+def write_record(records: Path, server_pid: int) -> None:
     records.mkdir(parents=True, exist_ok=True)
     tmp = records / f".{server_pid}.json.tmp"
-    server = [*_identity(server_pid), command_line(server_pid)]
-    tmp.write_text(json.dumps({"server": server, "owner": _identity(os.getpid())}))
+    server = [*process_identity(server_pid), command_line(server_pid)]
+    tmp.write_text(json.dumps({"server": server, "owner": process_identity(os.getpid())}))
     os.replace(tmp, records / f"{server_pid}.json")
 
 

@@ -12,7 +12,7 @@ import tempfile
 
 import torch
 
-from tests.tiny_sd import _write_tokenizer_files
+from tests.tiny_sd import write_tokenizer_files
 
 
 def build_tiny_clip(path: str | pathlib.Path, image_size: int = 16, patch_size: int = 4) -> pathlib.Path:
@@ -26,7 +26,7 @@ def build_tiny_clip(path: str | pathlib.Path, image_size: int = 16, patch_size: 
     path = pathlib.Path(path)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = pathlib.Path(tmp)
-        _write_tokenizer_files(tmp)
+        write_tokenizer_files(tmp)
         tokenizer = CLIPTokenizer.from_pretrained(tmp, model_max_length=32)
         torch.manual_seed(0)
         config = CLIPConfig(

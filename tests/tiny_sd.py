@@ -31,7 +31,7 @@ from synthgen.clip_bytes import bytes_to_unicode  # noqa: E402
 _MAX_LENGTH = 77
 
 
-def _write_tokenizer_files(directory: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
+def write_tokenizer_files(directory: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
     """Write a minimal byte-level CLIP vocab.json / merges.txt (no merges).
 
     Every byte maps to one token (plus a ``</w>`` end-of-word variant), so any
@@ -107,7 +107,7 @@ def build_tiny_sd(path: str | pathlib.Path, vae_levels: int = 2) -> pathlib.Path
     # keyword args are ``vocab``/``merges`` (not ``vocab_file``), and unknown
     # keywords are silently ignored, leaving a 3-token vocab.
     with tempfile.TemporaryDirectory() as tok_dir:
-        _write_tokenizer_files(pathlib.Path(tok_dir))
+        write_tokenizer_files(pathlib.Path(tok_dir))
         tokenizer = CLIPTokenizer.from_pretrained(tok_dir, model_max_length=_MAX_LENGTH)
     vocab_size = len(tokenizer)
     assert vocab_size == 2 * 256 + 2, vocab_size

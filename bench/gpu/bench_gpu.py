@@ -71,11 +71,11 @@ def build_models(tmp: Path, cfg: dict) -> tuple[Path, Path]:
                            DPMSolverMultistepScheduler, StableDiffusionPipeline, UNet2DConditionModel)
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    from tests.tiny_sd import _write_tokenizer_files
+    from tests.tiny_sd import write_tokenizer_files
 
     torch.manual_seed(0)
     (tmp / "tok").mkdir()
-    _write_tokenizer_files(tmp / "tok")
+    write_tokenizer_files(tmp / "tok")
     tok = CLIPTokenizer.from_pretrained(tmp / "tok", model_max_length=77)
     vae_kw = dict(down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
                   latent_channels=4, **cfg["vae"])

@@ -112,7 +112,7 @@ def _print_checked(spec) -> None:
               f"generator {spec.generator.model}, embedder {spec.embedder.model}; job digest {spec.digest()[:12]})")
 
 
-def _print_summary(r: dict) -> None:
+def print_summary(r: dict) -> None:
     m = r["metrics"]
     c = r["counts"]
     fields = [
@@ -163,7 +163,7 @@ def run(
         import json
 
         json_out.write_text(json.dumps(result, indent=2, default=str))
-    _print_summary(result)
+    print_summary(result)
 
 
 @app.command(rich_help_panel=GENERATE)
@@ -248,7 +248,7 @@ def demo(
             ingest(folder, DEMO_REAL, "embedded:digits-clip", False, False)
     if server is not None:
         server.join()
-    _print_summary(_run_job(job, f"{params}:demo", assignments, components))
+    print_summary(_run_job(job, f"{params}:demo", assignments, components))
 
 
 @app.command(rich_help_panel=INSPECT)

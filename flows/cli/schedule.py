@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from flows.cli.common import JSON_HELP, SCHEDULE, _fail, _paths, app, failing_on, print_json
+from flows.cli.common import JSON_HELP, SCHEDULE, _paths, app, failing_on, print_json
 from flows.cli.output import print_rows, say
 
 

@@ -35,7 +35,7 @@ from synthgen.spec import GeneratorSpec, JobSpec
 
 _CONFIG_COLS = ["model_id", "model_weights_sha256", "scheduler", "scheduler_config", "num_inference_steps",
                 "guidance_scale", "batch_size", "dtype", "device", "width", "height", "generator_options"]
-_ROW_COLS = ["sample_id", "seed", "label", "label_name", "prompt", "negative_prompt", "image_sha256", "plan_index",
+ROW_COLUMNS = ["sample_id", "seed", "label", "label_name", "prompt", "negative_prompt", "image_sha256", "plan_index",
              "job_digest", "torch_version", "diffusers_version", "code_commit", "watermark", "watermark_method",
              *_CONFIG_COLS]
 
@@ -111,7 +111,7 @@ def _environment_diff(row: dict) -> str:
     return "; ".join(diffs) or "same library versions and code commit"
 
 
-def _generator_for(row: dict) -> Generator:
+def generator_for(row: dict) -> Generator:
     kind = "class" if row["label"] is not None else "text"
     spec = GeneratorSpec(
         model=row["model_id"], steps=row["num_inference_steps"], guidance_scale=row["guidance_scale"],
@@ -202,7 +202,7 @@ def regenerate_sample_check(cat: Catalog, ref: str, n: int, seed: int = 0) -> Re
     t0 = time.perf_counter()
     set_threads(1)
     version = open_version(cat, ref, allow_restricted=True)  # only hashes and field names leave this function
-    synthetic_rows = version.table(_ROW_COLS, status="all", origin="synthetic")  # noqa: F841 - read by DuckDB below
+    synthetic_rows = version.table(ROW_COLUMNS, status="all", origin="synthetic")  # noqa: F841 - read by DuckDB below
     rows = duckdb.sql(
         f"SELECT * FROM synthetic_rows ORDER BY hash(sample_id || '{int(seed)}') LIMIT {int(n)}"
     ).to_arrow_table().to_pylist()
@@ -216,7 +216,7 @@ def regenerate_sample_check(cat: Catalog, ref: str, n: int, seed: int = 0) -> Re
         settings = {c: group[0][c] for c in _CONFIG_COLS}
         gres = GroupResult(settings)
         result.groups.append(gres)
-        gen = _generator_for(group[0])
+        gen = generator_for(group[0])
         if gen.weights_sha256 != settings["model_weights_sha256"]:
             gres.checked += len(group)
             gres.mismatches += [Mismatch(r["sample_id"], {"model_weights_sha256": (

@@ -8,7 +8,7 @@ import sys
 
 import os
 
-from flows.prefect_server import _identity, _record, stop_orphans
+from flows.prefect_server import process_identity, write_record, stop_orphans
 from flows.processes import command_line
 
 DATA = {"SYNTHGEN_DATA": "/the/data/folder"}
@@ -22,7 +22,7 @@ def fake_server(env: dict = DATA, args: list = SERVER_ARGS) -> subprocess.Popen:
 
 def write(records, server_pid: int, owner: list) -> None:
     records.mkdir(parents=True, exist_ok=True)
-    server = [*_identity(server_pid), command_line(server_pid)]
+    server = [*process_identity(server_pid), command_line(server_pid)]
     (records / f"{server_pid}.json").write_text(json.dumps({"server": server, "owner": owner}))
 
 
@@ -40,7 +40,7 @@ def test_a_server_whose_owner_is_gone_is_stopped_and_forgotten(tmp_path):
 def test_a_live_runs_server_is_left_alone_and_a_gone_servers_record_dropped(tmp_path):
     records, server, gone = tmp_path / "records", fake_server(), fake_server()
     try:
-        _record(records, server.pid)  # owned by this (live) process
+        write_record(records, server.pid)  # owned by this (live) process
         write(records, gone.pid, [gone.pid + 10**6, 1.0])
         gone.kill()
         gone.wait()

@@ -161,9 +161,9 @@ def test_status_lists_recent_runs(demo_run):
 
 @pytest.mark.parametrize("reused", [False, True])
 def test_the_summary_of_a_reused_version_claims_no_generation_this_run(capsys, reused):
-    from flows.cli.app import _print_summary
+    from flows.cli.app import print_summary
 
-    _print_summary({
+    print_summary({
         "job": "j", "dataset": "d", "version": 1, "reused": reused,
         "counts": {"kept": 9, "dropped_duplicate": 1}, "files": [], "manifest": "m.json", "grid": "g.png",
         "metrics": {"images_per_s": 0.0 if reused else 50.0, "wall_s": 2.0, "startup_s": 1.0},

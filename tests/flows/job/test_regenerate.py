@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from catalog import Catalog, open_version
 from catalog.schema import SCHEMA
 from flows.cli.app import app
-from flows.job.regenerate import _generator_for, regenerate_hashes, regenerate_sample_check
+from flows.job.regenerate import generator_for, regenerate_hashes, regenerate_sample_check
 from flows.settings import Paths
 from flows.job.run import run_job
 from synthgen.imaging import array_to_pil, pixel_sha256
@@ -41,7 +41,7 @@ def data(tmp_path_factory):
 
 def test_batched_regeneration_is_identical_to_one_at_a_time(data):
     rows = open_version(Catalog(data.catalog), "digits-small@1").table(COLS, status="all").to_pylist()
-    gen = _generator_for(rows[0])
+    gen = generator_for(rows[0])
     samples = [Sample(r["sample_id"], "synthetic", seed=r["seed"], class_id=r["label"], class_name=r["label_name"])
                for r in rows]
     batched = regenerate_hashes(gen, samples)
