@@ -26,15 +26,18 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import Iterable
 
 import faiss
 import numpy as np
 
-from catalog.atomic import atomic_write
-from catalog.manifest import sha256_bytes
+from catalog.atomic import atomic_write, replace_synced, temp_path
+from catalog.manifest import sha256_bytes, sha256_file
 from catalog.version import DatasetVersion, _read
 from synthgen.imaging import decode
-from synthgen.memorisation import DESCRIPTOR, THUMB, PixelGuard, build_thumb_index, standardise
+from synthgen.memorisation import (
+    DESCRIPTOR, THUMB, PixelGuard, build_descriptor_index, build_thumb_index, descriptors, standardise,
+)
 
 _BATCH = 4096  # rows decoded at a time while building: memory stays flat in the real set's size
 FILES = ("thumbs.npy", "ids.json", "index.faiss")
@@ -76,13 +79,52 @@ def write_guard_files(folder: Path, ids: list[str], thumbs: np.ndarray, index, m
     }
     for name, data in blobs.items():
         atomic_write(folder / name, data)
+    _write_meta(folder, len(ids), manifest_sha, {name: (sha256_bytes(d), len(d)) for name, d in blobs.items()})
+
+
+def store_guard(version: DatasetVersion, ids: list[str], thumb_parts: Iterable[np.ndarray]) -> None:
+    """Store ``version``'s guard from thumbnails computed at ingest, without decoding a row again.
+
+    ``thumb_parts``: the kept rows' standardised thumbnails in row order, part by part (e.g. one
+    memory-mapped file per shard). They are copied into ``thumbs.npy`` part by part and the index is
+    built from their descriptors (a quarter of their size), so memory holds neither the whole
+    thumbnail array nor a serialised copy of it. The files equal what ``build_guard`` would write.
+    """
+    folder = guard_dir(version)
+    folder.mkdir(parents=True, exist_ok=True)
+    parts = list(thumb_parts)
+    tmp = temp_path(folder / "thumbs.npy")
+    try:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(ids), THUMB, THUMB))
+        descs, at = [], 0
+        for part in parts:
+            out[at : at + len(part)] = part
+            descs.append(descriptors(part))
+            at += len(part)
+            out.flush()
+        if at != len(ids):
+            raise ValueError(f"{len(ids)} ids but {at} thumbnails")
+        del out
+        replace_synced(tmp, folder / "thumbs.npy")
+    finally:
+        tmp.unlink(missing_ok=True)
+    index = build_descriptor_index(np.concatenate(descs) if descs else np.zeros((0, 64), np.float32))
+    blobs = {"ids.json": json.dumps(ids).encode(), "index.faiss": faiss.serialize_index(index).tobytes()}
+    for name, data in blobs.items():
+        atomic_write(folder / name, data)
+    files = {name: (sha256_bytes(d), len(d)) for name, d in blobs.items()}
+    files["thumbs.npy"] = (sha256_file(folder / "thumbs.npy"), (folder / "thumbs.npy").stat().st_size)
+    _write_meta(folder, len(ids), _manifest_sha(version), files)
+
+
+def _write_meta(folder: Path, rows: int, manifest_sha: str, files: dict[str, tuple[str, int]]) -> None:
     meta = {
         "manifest_sha256": manifest_sha,
-        "rows": len(ids),
+        "rows": rows,
         "thumb": THUMB,
         "descriptor": DESCRIPTOR,
-        "files": {name: sha256_bytes(data) for name, data in blobs.items()},
-        "sizes": {name: len(data) for name, data in blobs.items()},
+        "files": {name: files[name][0] for name in FILES},
+        "sizes": {name: files[name][1] for name in FILES},
     }
     atomic_write(folder / "guard.json", json.dumps(meta, indent=1).encode())
 
