@@ -35,8 +35,8 @@ import numpy as np
 from PIL import Image
 
 from catalog.guard import pixel_guard, store_guard
-from catalog.ingest_decode import Decoded, PixelBudget, decode_file, ordered_map
-from catalog.ingest_source import IngestError, Source, SourceFile, open_source
+from catalog.ingest_decode import Decoded, EmbedSteps, PixelBudget, decode_file, nbytes, ordered_map
+from catalog.ingest_source import IngestError, LocalSource, Source, SourceFile, UrlSource, open_source
 from catalog.ingest_stage import Stage, StagedShard, ingest_key, plan_shards, staged_in_order
 from catalog.manifest import Manifest
 from catalog.schema import samples_to_table
@@ -50,7 +50,7 @@ __all__ = ["IngestError", "IngestProgress", "check_target", "ingest_folder"]
 EmbedFn = Callable[[list[Image.Image]], np.ndarray]
 SHARD_ROWS = 100_000  # at most this many images per shard ...
 SHARD_BYTES = 1 << 30  # ... or this many bytes of image files: few large files, as object stores and DVC like
-EMBED_PIXELS = 32 << 20  # an embedding batch also closes at this many pixels of embedder copies
+EMBED_BYTES = 96 << 20  # an embedding batch also closes once its prepared images hold this much memory
 
 
 @dataclass
@@ -66,6 +66,7 @@ class IngestProgress:
     shards: int = 0
     started: float = field(default_factory=time.monotonic)
     checking: bool = False  # a bad file was found: the rest is only checked
+    already_committed: bool = False  # the head is this very ingest (a rerun after a kill past the commit)
 
     @property
     def elapsed(self) -> float:
@@ -103,7 +104,7 @@ def _sample(d: Decoded, embedding: np.ndarray | None) -> Sample:
 class _ShardRun:
     """Decodes, embeds and writes one shard (or, ``check_only``, only decodes it to find bad files)."""
 
-    def __init__(self, source: Source, pool, budget: PixelBudget, embed: EmbedFn | None, embedding_model: str | None,
+    def __init__(self, source: Source, pool, budget: PixelBudget, embed: EmbedSteps | None, embedding_model: str | None,
                  batch: int, progress: IngestProgress, report: Callable[[IngestProgress], None], window: int):
         self.source, self.pool, self.budget, self.embed = source, pool, budget, embed
         self.embedding_model, self.batch, self.progress, self.report = embedding_model, batch, progress, report
@@ -113,8 +114,8 @@ class _ShardRun:
             check_only: bool) -> tuple[StagedShard | None, list[dict]]:
         """The staged shard (None when ``check_only``) and the bad files found in it."""
         writer = None if check_only else stage.writer(index)
-        skipped, nbytes, chunk, pixels = [], 0, [], 0
-        embed = self.embed is not None and not check_only
+        skipped, size, chunk, held = [], 0, [], 0
+        embed = None if check_only else self.embed
         try:
             work = partial(decode_file, self.source, budget=self.budget, embed=embed)
             for d in ordered_map(self.pool, work, files, self.window):
@@ -124,7 +125,7 @@ class _ShardRun:
                     skipped.append({"file": d.file.rel, "where": where, "reason": d.error.removeprefix(f"{where}: ")})
                     self.progress.bad += 1
                     continue
-                nbytes += len(d.data)
+                size += len(d.data)
                 self.progress.images += 1
                 self.progress.source_bytes += len(d.data)
                 if writer is None:
@@ -132,22 +133,22 @@ class _ShardRun:
                         self.report(self.progress)
                     continue
                 chunk.append(d)
-                pixels += d.for_embedder.width * d.for_embedder.height if d.for_embedder is not None else 0
-                if len(chunk) >= self.batch or pixels >= EMBED_PIXELS:
+                held += nbytes(d.for_embedder)
+                if len(chunk) >= self.batch or held >= EMBED_BYTES:
                     self._write(writer, chunk, embed)
-                    chunk, pixels = [], 0
+                    chunk, held = [], 0
             if writer is None:
                 return None, skipped
             if chunk:
                 self._write(writer, chunk, embed)
-            return writer.finish(skipped, nbytes), skipped
+            return writer.finish(skipped, size), skipped
         except BaseException:
             if writer is not None:
                 writer.abort()
             raise
 
-    def _write(self, writer, chunk: list[Decoded], embed: bool) -> None:
-        emb = self.embed([d.for_embedder for d in chunk]) if embed else [None] * len(chunk)
+    def _write(self, writer, chunk: list[Decoded], embed: EmbedSteps | None) -> None:
+        emb = embed.run([d.for_embedder for d in chunk]) if embed is not None else [None] * len(chunk)
         table = samples_to_table([_sample(d, e) for d, e in zip(chunk, emb)], embedding_model=self.embedding_model)
         writer.add(table, np.stack([d.thumb for d in chunk]), sum(len(d.data) for d in chunk))
         self.report(self.progress)
@@ -156,8 +157,8 @@ class _ShardRun:
 def ingest_folder(
     catalog: Catalog,
     name: str,
-    root: str | Path,
-    embed: EmbedFn | None = None,
+    root: str | Path | Source,
+    embed: EmbedFn | EmbedSteps | None = None,
     embedding_model: str | Callable[[], str] | None = None,
     restricted: bool = False,
     description: str = "",
@@ -171,22 +172,25 @@ def ingest_folder(
     progress: Callable[[IngestProgress], None] | None = None,
     storage_options: dict[str, Any] | None = None,
 ) -> Manifest:
-    """Add every image under ``root`` (a folder, or an fsspec URL such as ``s3://bucket/prefix``) to the
-    real dataset ``name`` as a new version.
+    """Add every image under ``root`` (a folder, an fsspec URL such as ``s3://bucket/prefix``, or a source
+    from ``catalog.ingest_source.open_source``) to the real dataset ``name`` as a new version.
 
     If any file is not a readable image, nothing is committed and ``IngestError`` names each bad file,
     unless ``skip_bad``, which leaves them out and lists them in the manifest's ``prov["skipped"]``.
     ``embedding_model`` may be a function (called once the source is listed, so a caller can load its
-    model only once the layout is known to be good). ``staging``: where shards wait for the commit; a
+    model only once the layout is known to be good). ``embed``: a function of a list of images, or
+    ``EmbedSteps`` whose per-image part runs on the decoding threads. ``staging``: where shards wait for the commit; a
     rerun with the same arguments after a kill reuses what it finished (default: a temporary folder
     beside the catalog, removed at the end, so nothing is resumed). ``workers``: decoding threads
     (default: every core). ``progress`` is called as the ingest advances.
     """
-    source = open_source(root, storage_options)
+    source = root if isinstance(root, (LocalSource, UrlSource)) else open_source(root, storage_options)
     check_target(catalog, name)
     files = source.files()  # the layout is checked before the catalog is touched or a model loads
     if callable(embedding_model):
         embedding_model = embedding_model()
+    if embed is not None and not isinstance(embed, EmbedSteps):
+        embed = EmbedSteps.of(embed)
     plan = plan_shards(files, shard_rows, shard_bytes)
     classes = sorted({(f.class_id, f.class_name) for f in files})
     key = ingest_key(name, source.label, [c for _, c in classes], files, embedding_model, plan)
@@ -207,7 +211,7 @@ def _ingest(catalog, name, source, files, plan, key, staging, embed, embedding_m
         if done is not None:  # a rerun after a kill past the commit: finish what followed it
             pixel_guard(DatasetVersion(catalog, done))
             stage.remove()
-            state.done = state.images = done.rows
+            state.already_committed = True
             report(state)
             return done
         workers = workers or machine_cores()

@@ -16,7 +16,7 @@ from collections import deque
 from concurrent.futures import Executor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, TypeVar
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -32,6 +32,29 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+@dataclass(frozen=True)
+class EmbedSteps:
+    """An embedder split in two: ``prepare`` one image on the decode threads, ``run`` a batch on its device.
+
+    ``Embedder.prepare_image`` / ``embed_prepared`` give the same embeddings as ``embed_images``;
+    a plain function of a list of images is ``EmbedSteps.of(fn)`` (all its work on the batch).
+    """
+
+    prepare: Callable[[Image.Image], Any]
+    run: Callable[[list], np.ndarray]
+
+    @classmethod
+    def of(cls, embed: Callable[[list[Image.Image]], np.ndarray]) -> "EmbedSteps":
+        return cls(lambda img: img, embed)
+
+
+def nbytes(item: Any) -> int:
+    """Memory held by a prepared item (an image or an array)."""
+    if isinstance(item, Image.Image):
+        return item.width * item.height * len(item.getbands())
+    return int(getattr(item, "nbytes", 0))
+
+
 @dataclass
 class Decoded:
     """One file's result: its bytes and what was measured, or why it is not a readable image."""
@@ -43,7 +66,7 @@ class Decoded:
     width: int = 0
     height: int = 0
     thumb: np.ndarray | None = None  # (THUMB, THUMB) float32, the pixel guard's standardised thumbnail
-    for_embedder: Image.Image | None = None  # RGB, shorter side <= EMBED_SIDE
+    for_embedder: Any = None  # ``EmbedSteps.prepare`` of the image (shorter side at most EMBED_SIDE)
 
 
 class PixelBudget:
@@ -68,7 +91,7 @@ class PixelBudget:
                 self._cond.notify_all()
 
 
-def decode_file(source: Source, f: SourceFile, budget: PixelBudget, embed: bool) -> Decoded:
+def decode_file(source: Source, f: SourceFile, budget: PixelBudget, embed: EmbedSteps | None) -> Decoded:
     """Read and decode one file; a bad file comes back with ``error`` set, never as an exception."""
     where = source.where(f)
     try:
@@ -79,8 +102,8 @@ def decode_file(source: Source, f: SourceFile, budget: PixelBudget, embed: bool)
             with budget.hold(img.width * img.height * (len(img.getbands()) + 4)):
                 img.load()
                 out = Decoded(f, data, None, pixel_sha256(img), img.width, img.height, standardise(img, THUMB))
-                if embed:
-                    out.for_embedder = embedder_copy(img)
+                if embed is not None:
+                    out.for_embedder = embed.prepare(embedder_copy(img))
                 return out
     except ImageReadError as exc:
         return Decoded(f, error=str(exc))

@@ -86,12 +86,18 @@ class LocalSource:
     def __init__(self, root: Path):
         self.root = Path(root)
         self.label = str(self.root.resolve())  # what the manifest records as used
+        self._files: list[SourceFile] | None = None
 
     def where(self, f: SourceFile) -> str:
         return str(self.root / f.rel)
 
     def files(self) -> list[SourceFile]:
-        """Every file of every class folder, in a stable order (class id, then path)."""
+        """Every file of every class folder, in a stable order (class id, then path); listed once."""
+        if self._files is None:
+            self._files = self._list()
+        return self._files
+
+    def _list(self) -> list[SourceFile]:
         root = self.root
         if not root.is_dir():
             raise IngestError(f"{root}: not a folder")
@@ -166,12 +172,18 @@ class UrlSource:
         except (ImportError, ValueError, TypeError) as exc:
             raise IngestError(f"cannot open {url}: {exc}") from None
         self.root = self.root.rstrip("/")
+        self._files: list[SourceFile] | None = None
 
     def where(self, f: SourceFile) -> str:
         return f"{self.label}/{f.rel}"
 
     def files(self) -> list[SourceFile]:
-        """Every object of every class prefix, in a stable order (class id, then key)."""
+        """Every object of every class prefix, in a stable order (class id, then key); listed once."""
+        if self._files is None:
+            self._files = self._list()
+        return self._files
+
+    def _list(self) -> list[SourceFile]:
         try:
             listing = self.fs.find(self.root, detail=True, withdirs=False)
         except FileNotFoundError:

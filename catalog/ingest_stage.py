@@ -137,6 +137,10 @@ class Stage:
                 shutil.rmtree(folder, ignore_errors=True)
             finally:
                 lock.release()
+        try:
+            self.parent.rmdir()  # the dataset's staging folder, once empty
+        except OSError:
+            pass
 
 
 class ShardWriter:
