@@ -42,6 +42,7 @@ from catalog.manifest import Manifest
 from catalog.schema import samples_to_table
 from catalog.store import Catalog
 from catalog.version import DatasetVersion
+from synthgen.failpoints import failpoint
 from synthgen.parallel import machine_cores
 from synthgen.records import KEPT, Sample
 
@@ -241,6 +242,7 @@ def _ingest(catalog, name, source, files, plan, key, staging, embed, embedding_m
         ok = state.images
         if bad and (not skip_bad or not ok):
             raise IngestError(_describe_bad(source.label, bad, ok, sum(1 for s in shards if s.ref)))
+        failpoint("before-commit", f"ingest of {len(shards)} shards into {name}")
         manifest = _commit(catalog, name, source, stage, shards, bad, key, embedding_model, restricted, description)
         store_guard(DatasetVersion(catalog, manifest), *_ids_and_thumbs(stage, shards))
         stage.remove()
