@@ -84,8 +84,10 @@ def open_image(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """A lazily decoded PIL image (header read only); ``ImageTooLarge`` above ``max_pixels``."""
     try:
         img = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError:  # over twice Pillow's own limit: it refuses at open
-        raise ImageTooLarge(f"more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels (the limit is {max_pixels:,})") from None
+    # Over twice Pillow's own limit it refuses at open; over once, it warns, which is an error where
+    # warnings are (python -W error).
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageTooLarge(f"more than {Image.MAX_IMAGE_PIXELS:,} pixels (the limit is {max_pixels:,})") from None
     if img.width * img.height > max_pixels:
         raise ImageTooLarge(f"{img.width}x{img.height} is {img.width * img.height:,} pixels, more than the limit "
                             f"of {max_pixels:,}")
