@@ -82,39 +82,41 @@ def write_guard_files(folder: Path, ids: list[str], thumbs: np.ndarray, index, m
     _write_meta(folder, len(ids), manifest_sha, {name: (sha256_bytes(d), len(d)) for name, d in blobs.items()})
 
 
-def store_guard(version: DatasetVersion, ids: list[str], thumb_parts: Iterable[np.ndarray]) -> None:
+def store_guard(version: DatasetVersion, rows: int, parts: Iterable[tuple[list[str], np.ndarray]]) -> None:
     """Store ``version``'s guard from thumbnails computed at ingest, without decoding a row again.
 
-    ``thumb_parts``: the kept rows' standardised thumbnails in row order, part by part (e.g. one
-    memory-mapped file per shard). They are copied into ``thumbs.npy`` part by part and the index is
-    built from their descriptors (a quarter of their size), so memory holds neither the whole
-    thumbnail array nor a serialised copy of it. The files equal what ``build_guard`` would write.
+    ``parts``: (sample ids, their standardised thumbnails) of the kept rows in row order, part by part
+    (one shard each), ``rows`` in all. Each part is appended to ``thumbs.npy`` and reduced to its
+    descriptors (a quarter of its size) before the next is read, so memory never holds the whole
+    thumbnail array; the index is built from the descriptors. The files equal what ``build_guard`` writes.
     """
     folder = guard_dir(version)
     folder.mkdir(parents=True, exist_ok=True)
-    parts = list(thumb_parts)
     tmp = temp_path(folder / "thumbs.npy")
+    ids: list[str] = []
+    descs = []
     try:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(ids), THUMB, THUMB))
-        descs, at = [], 0
-        for part in parts:
-            out[at : at + len(part)] = part
-            descs.append(descriptors(part))
-            at += len(part)
-            out.flush()
-        if at != len(ids):
-            raise ValueError(f"{len(ids)} ids but {at} thumbnails")
-        del out
+        with open(tmp, "wb") as f:
+            np.lib.format.write_array_header_1_0(f, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
+                                                     "fortran_order": False, "shape": (rows, THUMB, THUMB)})
+            for part_ids, thumbs in parts:
+                thumbs = np.ascontiguousarray(thumbs, np.float32)
+                f.write(thumbs.tobytes())
+                descs.append(descriptors(thumbs))
+                ids += part_ids
+        if len(ids) != rows or sum(len(d) for d in descs) != rows:
+            raise ValueError(f"guard of {version.ref}: {rows} rows but {len(ids)} ids")
         replace_synced(tmp, folder / "thumbs.npy")
     finally:
         tmp.unlink(missing_ok=True)
-    index = build_descriptor_index(np.concatenate(descs) if descs else np.zeros((0, 64), np.float32))
+    index = build_descriptor_index(np.concatenate(descs))
+    del descs
     blobs = {"ids.json": json.dumps(ids).encode(), "index.faiss": faiss.serialize_index(index).tobytes()}
     for name, data in blobs.items():
         atomic_write(folder / name, data)
     files = {name: (sha256_bytes(d), len(d)) for name, d in blobs.items()}
     files["thumbs.npy"] = (sha256_file(folder / "thumbs.npy"), (folder / "thumbs.npy").stat().st_size)
-    _write_meta(folder, len(ids), _manifest_sha(version), files)
+    _write_meta(folder, rows, _manifest_sha(version), files)
 
 
 def _write_meta(folder: Path, rows: int, manifest_sha: str, files: dict[str, tuple[str, int]]) -> None:

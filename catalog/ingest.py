@@ -244,7 +244,7 @@ def _ingest(catalog, name, source, files, plan, key, staging, embed, embedding_m
             raise IngestError(_describe_bad(source.label, bad, ok, sum(1 for s in shards if s.ref)))
         failpoint("before-commit", f"ingest of {len(shards)} shards into {name}")
         manifest = _commit(catalog, name, source, stage, shards, bad, key, embedding_model, restricted, description)
-        store_guard(DatasetVersion(catalog, manifest), *_ids_and_thumbs(stage, shards))
+        store_guard(DatasetVersion(catalog, manifest), manifest.rows, staged_in_order(stage, shards))
         stage.remove()
         return manifest
 
@@ -265,11 +265,3 @@ def _commit(catalog, name, source, stage, shards, bad, key, embedding_model, res
         prov["skipped"] = [{"file": b["file"], "reason": b["reason"]} for b in bad]
     return catalog.commit(name, refs, keep_parent_shards=False, job_digest=key, embedding_model=embedding_model,
                           message=f"ingest {rows} images from {source.label}", prov=prov, adopt_from=stage.folder)
-
-
-def _ids_and_thumbs(stage: Stage, shards: list[StagedShard]) -> tuple[list[str], list[np.ndarray]]:
-    ids, thumbs = [], []
-    for shard_ids, shard_thumbs in staged_in_order(stage, shards):
-        ids += shard_ids
-        thumbs.append(shard_thumbs)
-    return ids, thumbs

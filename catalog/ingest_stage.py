@@ -6,7 +6,7 @@ source, its classes, every file's path, size and change marker, the embedder, th
     <staging>/<dataset>/<key>/.lock                 held while an ingest runs here
     <staging>/<dataset>/<key>/shard-000003.json     shard 3 is finished (written last: it names the files below)
     <staging>/<dataset>/<key>/<sha256>.parquet      its rows, content-addressed (moved into the catalog on commit)
-    <staging>/<dataset>/<key>/<sha256>.thumbs.npy   its rows' pixel-guard thumbnails, row for row
+    <staging>/<dataset>/<key>/<sha256>.thumbs.f32   its rows' pixel-guard thumbnails, row for row (raw float32)
 
 A shard covers a fixed range of the file list (``plan_shards``), and its rows are a function of those
 files alone, so a shard finished before a kill is the shard an uninterrupted ingest writes. Nothing
@@ -33,6 +33,7 @@ from catalog.layout import shard_file
 from catalog.manifest import ShardRef, sha256_file
 from catalog.schema import SCHEMA
 from synthgen.failpoints import failpoint
+from synthgen.memorisation import THUMB
 from synthgen.records import KEPT
 
 FORMAT = "ingest-1"  # part of the key: a change to how rows are made must not reuse older staged shards
@@ -112,11 +113,11 @@ class Stage:
         return staged if staged.is_file() else self.dataset_dir / ref.file
 
     def thumbs_path(self, ref: ShardRef) -> Path:
-        return self.folder / f"{ref.sha256}.thumbs.npy"
+        return self.folder / f"{ref.sha256}.thumbs.f32"
 
     def thumbs(self, ref: ShardRef) -> np.ndarray:
-        """A staged shard's thumbnails, memory-mapped."""
-        return np.load(self.thumbs_path(ref), mmap_mode="r")
+        """A staged shard's thumbnails (read, not mapped: freed once used, so they never add up in memory)."""
+        return np.fromfile(self.thumbs_path(ref), np.float32).reshape(-1, THUMB, THUMB)
 
     def sample_ids(self, ref: ShardRef) -> list[str]:
         return pq.read_table(self.parquet(ref), columns=["sample_id"])["sample_id"].to_pylist()
@@ -152,14 +153,17 @@ class ShardWriter:
         self._writer: pq.ParquetWriter | None = None
         self._pending: list[pa.Table] = []
         self._pending_bytes = 0
-        self._thumbs: list[np.ndarray] = []
+        self._thumbs_tmp = temp_path(stage.folder / "shard.thumbs.f32")
+        self._thumbs = None  # written as they come: a shard's thumbnails are 1 KB per image
         self.rows = 0
 
     def add(self, table: pa.Table, thumbs: np.ndarray, nbytes: int) -> None:
         """Append rows (catalog schema) and their thumbnails."""
         self._pending.append(table)
         self._pending_bytes += nbytes
-        self._thumbs.append(np.asarray(thumbs, np.float32))
+        if self._thumbs is None:
+            self._thumbs = open(self._thumbs_tmp, "wb")
+        self._thumbs.write(np.ascontiguousarray(thumbs, np.float32).tobytes())
         self.rows += table.num_rows
         if sum(t.num_rows for t in self._pending) >= GROUP_ROWS or self._pending_bytes >= GROUP_BYTES:
             self._flush()
@@ -183,10 +187,8 @@ class ShardWriter:
             digest = sha256_file(self.tmp)
             ref = ShardRef(file=shard_file(digest), sha256=digest, rows=self.rows, rows_by_status={KEPT: self.rows},
                            role="train")
-            thumbs_tmp = temp_path(self.stage.thumbs_path(ref))
-            with open(thumbs_tmp, "wb") as f:
-                np.save(f, np.concatenate(self._thumbs), allow_pickle=False)
-            replace_synced(thumbs_tmp, self.stage.thumbs_path(ref))
+            self._thumbs.close()
+            replace_synced(self._thumbs_tmp, self.stage.thumbs_path(ref))
             replace_synced(self.tmp, self.stage.folder / Path(ref.file).name)
         record = {"ref": ref.model_dump(mode="json") if ref else None, "skipped": skipped, "source_bytes": source_bytes}
         atomic_write(self.stage.folder / f"shard-{self.index:06d}.json", json.dumps(record).encode())
@@ -194,9 +196,11 @@ class ShardWriter:
         return StagedShard(ref, skipped, source_bytes)
 
     def abort(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
+        for f in (self._writer, self._thumbs):
+            if f is not None:
+                f.close()
         self.tmp.unlink(missing_ok=True)
+        self._thumbs_tmp.unlink(missing_ok=True)
 
 
 def staged_in_order(stage: Stage, shards: list[StagedShard]) -> Iterator[tuple[list[str], np.ndarray]]:
