@@ -30,7 +30,7 @@ def ingest_progress(console: Console, what: str) -> Iterator[tuple[Callable[[Ing
     bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("{task.fields[note]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
                    console=console, transient=True)
-    task = bar.add_task(f"ingest {escape(what)}", total=None, note="listing")
+    task = bar.add_task(f"ingest {escape(what)}", total=None, note="starting")
 
     def update(s: IngestProgress) -> None:
         keep(s)
