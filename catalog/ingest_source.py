@@ -31,7 +31,7 @@ class IngestError(ValueError):
     """The folder cannot be ingested as it is."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a million of them are listed
 class SourceFile:
     """One listed file: where it is, its class, and what the listing says of it."""
 
