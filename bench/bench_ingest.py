@@ -108,8 +108,7 @@ def child_ingest(folder: str, work: str, stub: bool) -> dict:
     w0, t0, c0 = _wchar(), time.perf_counter(), _cpu()
     m = ingest_folder(cat, "real", folder, steps, name, staging=Path(work) / "staging")
     wall, cpu = time.perf_counter() - t0, _cpu() - c0
-    # wchar counts write() calls; the guard's thumbnails are written through a memory map, so add them.
-    written = _wchar() - w0 + sum(p.stat().st_size for p in cat.path("real").rglob("thumbs.npy"))
+    written = _wchar() - w0  # every write() call: shards, staged thumbnails, the guard, records, manifest
     final = sum(p.stat().st_size for p in cat.path("real").rglob("*") if p.is_file())
     return {"rows": m.rows, "img_s": m.rows / wall, "wall_s": wall, "written": written, "final": final,
             "cpu_ms_per_img": cpu / m.rows * 1e3,
