@@ -97,7 +97,8 @@ def _sample(d: Decoded, embedding: np.ndarray | None) -> Sample:
         sample_id="real-" + hashlib.sha256(f"{f.rel}|{d.sha256}".encode()).hexdigest()[:20],
         origin="real", class_id=f.class_id, class_name=f.class_name, source_path=f.rel, png=d.data,
         image_sha256=d.sha256, width=d.width, height=d.height,
-        created_at=f.modified,  # the file's own time: rows are a function of the files, so a rerun writes the same shard
+        # The file's own time, not the ingest's: rows are a function of the files, so a rerun writes the same shard.
+        created_at=f.modified,
         status=KEPT, embedding=embedding,
     )
 
