@@ -84,6 +84,14 @@ def atomic_write(path: Path, data: bytes, exclusive: bool = False) -> None:
     _fsync_dir(path.parent)
 
 
+def replace_synced(tmp: Path, path: Path) -> None:
+    """Move a finished temp file into place: fsync it, rename it over ``path``, fsync the folder."""
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
 def write_parquet_atomic(table: pa.Table, path: Path) -> None:
     """Write a Parquet file under a temp name and rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -26,15 +26,18 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import Iterable
 
 import faiss
 import numpy as np
 
-from catalog.atomic import atomic_write
-from catalog.manifest import sha256_bytes
+from catalog.atomic import atomic_write, replace_synced, temp_path
+from catalog.manifest import sha256_bytes, sha256_file
 from catalog.version import DatasetVersion, _read
 from synthgen.imaging import decode
-from synthgen.memorisation import DESCRIPTOR, THUMB, PixelGuard, build_thumb_index, standardise
+from synthgen.memorisation import (
+    DESCRIPTOR, THUMB, PixelGuard, build_descriptor_index, build_thumb_index, descriptors, standardise,
+)
 
 _BATCH = 4096  # rows decoded at a time while building: memory stays flat in the real set's size
 FILES = ("thumbs.npy", "ids.json", "index.faiss")
@@ -76,13 +79,54 @@ def write_guard_files(folder: Path, ids: list[str], thumbs: np.ndarray, index, m
     }
     for name, data in blobs.items():
         atomic_write(folder / name, data)
+    _write_meta(folder, len(ids), manifest_sha, {name: (sha256_bytes(d), len(d)) for name, d in blobs.items()})
+
+
+def store_guard(version: DatasetVersion, rows: int, parts: Iterable[tuple[list[str], np.ndarray]]) -> None:
+    """Store ``version``'s guard from thumbnails computed at ingest, without decoding a row again.
+
+    ``parts``: (sample ids, their standardised thumbnails) of the kept rows in row order, part by part
+    (one shard each), ``rows`` in all. Each part is appended to ``thumbs.npy`` and reduced to its
+    descriptors (a quarter of its size) before the next is read, so memory never holds the whole
+    thumbnail array; the index is built from the descriptors. The files equal what ``build_guard`` writes.
+    """
+    folder = guard_dir(version)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(folder / "thumbs.npy")
+    ids: list[str] = []
+    descs = []
+    try:
+        with open(tmp, "wb") as f:
+            np.lib.format.write_array_header_1_0(f, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
+                                                     "fortran_order": False, "shape": (rows, THUMB, THUMB)})
+            for part_ids, thumbs in parts:
+                thumbs = np.ascontiguousarray(thumbs, np.float32)
+                f.write(thumbs.tobytes())
+                descs.append(descriptors(thumbs))
+                ids += part_ids
+        if len(ids) != rows or sum(len(d) for d in descs) != rows:
+            raise ValueError(f"guard of {version.ref}: {rows} rows but {len(ids)} ids")
+        replace_synced(tmp, folder / "thumbs.npy")
+    finally:
+        tmp.unlink(missing_ok=True)
+    index = build_descriptor_index(np.concatenate(descs))
+    del descs
+    blobs = {"ids.json": json.dumps(ids).encode(), "index.faiss": faiss.serialize_index(index).tobytes()}
+    for name, data in blobs.items():
+        atomic_write(folder / name, data)
+    files = {name: (sha256_bytes(d), len(d)) for name, d in blobs.items()}
+    files["thumbs.npy"] = (sha256_file(folder / "thumbs.npy"), (folder / "thumbs.npy").stat().st_size)
+    _write_meta(folder, rows, _manifest_sha(version), files)
+
+
+def _write_meta(folder: Path, rows: int, manifest_sha: str, files: dict[str, tuple[str, int]]) -> None:
     meta = {
         "manifest_sha256": manifest_sha,
-        "rows": len(ids),
+        "rows": rows,
         "thumb": THUMB,
         "descriptor": DESCRIPTOR,
-        "files": {name: sha256_bytes(data) for name, data in blobs.items()},
-        "sizes": {name: len(data) for name, data in blobs.items()},
+        "files": {name: files[name][0] for name in FILES},
+        "sizes": {name: files[name][1] for name in FILES},
     }
     atomic_write(folder / "guard.json", json.dumps(meta, indent=1).encode())
 

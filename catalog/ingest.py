@@ -1,112 +1,77 @@
-"""Ingest a folder of real images as a ``real`` dataset version.
+"""Ingest a folder or bucket of real images as a ``real`` dataset version: streaming, parallel, resumable.
 
-The class comes from the sub-folder name (``root/<class>/<file>``), like
-torchvision's ``ImageFolder``; files in folders below a class folder belong to
-that class, and symlinks are followed. Class ids follow ``root/classes.txt`` (one
-name per line) when present, else sorted folder names. Files are stored
-byte for byte; the pixel hash and (optionally) a CLIP embedding are added so
-synthetic samples can be checked against these rows.
+The layout is ``root/<class>/<image>`` with an optional ``root/classes.txt`` (``catalog.ingest_source``).
+Files are stored byte for byte; the pixel hash, a CLIP embedding (optional) and the pixel guard's
+thumbnail are added so synthetic samples can be checked against these rows.
+
+1. List the source and plan fixed shards over the file list (``catalog.ingest_stage``).
+2. For each shard not staged by an earlier run: decode its files on worker threads
+   (``catalog.ingest_decode``), embed them in batches on the embedder's device, write its rows
+   to a staged Parquet file as row groups fill, and record it. Memory holds one batch and one row
+   group, whatever the set's size.
+3. Publish one version (the staged shards moved in, then the manifest, then HEAD), then store the
+   pixel guard from the staged thumbnails.
+
+Bad files are found per shard, and nothing is published until every file has been read: without
+``skip_bad``, the first bad file turns the rest of the run into a check (decode only: no embedding,
+no writing) so that every bad file is named at once, and the ingest fails with nothing committed. The
+shards finished so far stay staged, so a rerun with ``skip_bad`` reuses them. (Rather than a first
+pass that decodes everything twice: decoding is most of the CPU time, and a bucket would be
+downloaded twice.)
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-from datetime import datetime, timezone
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 from PIL import Image
 
+from catalog.guard import pixel_guard, store_guard
+from catalog.ingest_decode import Decoded, EmbedSteps, PixelBudget, decode_file, nbytes, ordered_map
+from catalog.ingest_source import IngestError, LocalSource, Source, SourceFile, UrlSource, open_source
+from catalog.ingest_stage import Stage, StagedShard, ingest_key, plan_shards, staged_in_order
 from catalog.manifest import Manifest
 from catalog.schema import samples_to_table
 from catalog.store import Catalog
 from catalog.version import DatasetVersion
-from synthgen.imaging import ImageReadError, pixel_sha256, read_image_file
+from synthgen.failpoints import failpoint
+from synthgen.parallel import machine_cores
 from synthgen.records import KEPT, Sample
 
+__all__ = ["IngestError", "IngestProgress", "check_target", "ingest_folder"]
+
 EmbedFn = Callable[[list[Image.Image]], np.ndarray]
+SHARD_ROWS = 100_000  # at most this many images per shard ...
+SHARD_BYTES = 1 << 30  # ... or this many bytes of image files: few large files, as object stores and DVC like
+EMBED_BYTES = 96 << 20  # an embedding batch also closes once its prepared images hold this much memory
 
 
-class IngestError(ValueError):
-    """The folder cannot be ingested as it is."""
+@dataclass
+class IngestProgress:
+    """Where an ingest stands, passed to the ``progress`` callback after each batch and each reused shard."""
 
+    files: int  # in the source
+    done: int = 0  # files read (or found in reused shards)
+    images: int = 0  # of which readable images
+    bad: int = 0
+    source_bytes: int = 0  # bytes of the files read
+    reused_shards: int = 0
+    shards: int = 0
+    started: float = field(default_factory=time.monotonic)
+    checking: bool = False  # a bad file was found: the rest is only checked
+    already_committed: bool = False  # the head is this very ingest (a rerun after a kill past the commit)
 
-def class_names(root: Path) -> list[str]:
-    """The class names in id order: ``classes.txt``'s lines when present, else the sorted class folders.
-
-    A ``classes.txt`` must list every class folder: one it leaves out would be dropped without a word.
-    """
-    folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    listed = root / "classes.txt"
-    if not listed.is_file():
-        return folders
-    try:
-        names = [line.strip() for line in listed.read_text(encoding="utf-8").splitlines() if line.strip()]
-    except UnicodeDecodeError:
-        raise IngestError(f"{listed}: not a text file (one class name per line)") from None
-    bad = [n for n in names if n in (".", "..") or "/" in n or "\\" in n]
-    if bad:
-        raise IngestError(f"{listed}: class names must be sub-folder names, not paths: {bad}")
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise IngestError(f"{listed}: class names listed twice: {dupes}")
-    unlisted = [f for f in folders if f not in names]
-    if unlisted:
-        raise IngestError(f"{listed} does not list the class folder(s) {unlisted}: add them to it, "
-                          "or move them out of the folder")
-    return names
-
-
-def class_files(folder: Path) -> list[Path]:
-    """Every file under a class folder, sub-folders included (as torchvision's ``ImageFolder`` does).
-
-    Symlinks are followed, to files and folders alike, wherever they point: image folders are often
-    built from links into a shared store, and the bytes stored are the target's. A dangling link is
-    kept, so ingest names it as a bad file instead of leaving it out. Hidden entries (``.DS_Store``,
-    ``.git``) are not data; a folder reached twice through links is walked once.
-    """
-    found: list[Path] = []
-    seen: set[str] = set()
-    for top, dirs, files in os.walk(folder, followlinks=True):
-        real = os.path.realpath(top)
-        if real in seen:  # a link back up the tree: walking it again would never end
-            dirs[:] = []
-            continue
-        seen.add(real)
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        found += [Path(top) / f for f in files if not f.startswith(".")]
-    return sorted(found)
-
-
-def scan(root: Path) -> list[tuple[Path, str, int]]:
-    """(file, class name, class id) for every file in a class folder, in a stable order.
-
-    Every file counts except hidden ones (``.DS_Store``, ``.git``): one that
-    is not an image is named by ``ingest_folder`` rather than silently left out.
-    A class folder without any file is an error too: its class id would name no row.
-    """
-    if not root.is_dir():
-        raise IngestError(f"{root}: not a folder")
-    names = class_names(root)
-    if not names:
-        raise IngestError(f"{root}: no class sub-folders (expected {root}/<class>/<image>)")
-    found, empty = [], []
-    for cid, name in enumerate(names):
-        folder = root / name
-        if not folder.is_dir():
-            raise IngestError(f"{root}/classes.txt lists {name!r} but {folder} is missing")
-        files = class_files(folder)
-        found += [(f, name, cid) for f in files]
-        if not files:
-            empty.append(name)
-    if not found:
-        raise IngestError(f"{root}: no images found in its class folders ({', '.join(names[:10])})")
-    if empty:
-        raise IngestError(f"{root}: class folder(s) with no files: {empty}; add images to them or remove them"
-                          + (" (and their lines in classes.txt)" if (root / "classes.txt").is_file() else ""))
-    return found
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
 
 
 def check_target(catalog: Catalog, name: str) -> None:
@@ -116,91 +81,188 @@ def check_target(catalog: Catalog, name: str) -> None:
                           "ingest real images under another name")
 
 
-def _describe_bad(root: Path, bad: list[tuple[Path, str]], ok: int) -> str:
-    shown = "\n".join(f"  - {reason}" for _, reason in bad[:50])
+def _describe_bad(root: str, bad: list[dict], ok: int, staged: int) -> str:
+    shown = "\n".join(f"  - {b['where']}: {b['reason']}" for b in bad[:50])
     more = f"\n  ... and {len(bad) - 50} more" if len(bad) > 50 else ""
     fix = f"fix or remove them, or pass --skip-bad to ingest the other {ok}" if ok else "no file is a readable image"
-    return (f"{root}: {len(bad)} of {len(bad) + ok} files are not readable images; nothing was written:\n"
-            f"{shown}{more}\n{fix}")
+    if ok and staged:
+        fix += f" (the {staged} shard(s) finished are staged: a rerun with --skip-bad reuses them)"
+    return (f"{root}: {len(bad)} of {len(bad) + ok} files are not readable images; nothing was written to the "
+            f"catalog:\n{shown}{more}\n{fix}")
+
+
+def _sample(d: Decoded, embedding: np.ndarray | None) -> Sample:
+    f = d.file
+    return Sample(
+        sample_id="real-" + hashlib.sha256(f"{f.rel}|{d.sha256}".encode()).hexdigest()[:20],
+        origin="real", class_id=f.class_id, class_name=f.class_name, source_path=f.rel, png=d.data,
+        image_sha256=d.sha256, width=d.width, height=d.height,
+        # The file's own time, not the ingest's: rows are a function of the files, so a rerun writes the same shard.
+        created_at=f.modified,
+        status=KEPT, embedding=embedding,
+    )
+
+
+class _ShardRun:
+    """Decodes, embeds and writes one shard (or, ``check_only``, only decodes it to find bad files)."""
+
+    def __init__(self, source: Source, pool, budget: PixelBudget, embed: EmbedSteps | None, embedding_model: str | None,
+                 batch: int, progress: IngestProgress, report: Callable[[IngestProgress], None], window: int):
+        self.source, self.pool, self.budget, self.embed = source, pool, budget, embed
+        self.embedding_model, self.batch, self.progress, self.report = embedding_model, batch, progress, report
+        self.window = window
+
+    def run(self, stage: Stage, index: int, files: list[SourceFile],
+            check_only: bool) -> tuple[StagedShard | None, list[dict]]:
+        """The staged shard (None when ``check_only``) and the bad files found in it."""
+        writer = None if check_only else stage.writer(index)
+        skipped, size, chunk, held = [], 0, [], 0
+        embed = None if check_only else self.embed
+        try:
+            work = partial(decode_file, self.source, budget=self.budget, embed=embed)
+            for d in ordered_map(self.pool, work, files, self.window):
+                self.progress.done += 1
+                if d.error is not None:
+                    where = self.source.where(d.file)
+                    skipped.append({"file": d.file.rel, "where": where, "reason": d.error.removeprefix(f"{where}: ")})
+                    self.progress.bad += 1
+                    continue
+                size += len(d.data)
+                self.progress.images += 1
+                self.progress.source_bytes += len(d.data)
+                if writer is None:
+                    if self.progress.done % self.batch == 0:
+                        self.report(self.progress)
+                    continue
+                chunk.append(d)
+                held += nbytes(d.for_embedder)
+                if len(chunk) >= self.batch or held >= EMBED_BYTES:
+                    self._write(writer, chunk, embed)
+                    chunk, held = [], 0
+            if writer is None:
+                return None, skipped
+            if chunk:
+                self._write(writer, chunk, embed)
+            return writer.finish(skipped, size), skipped
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            raise
+
+    def _write(self, writer, chunk: list[Decoded], embed: EmbedSteps | None) -> None:
+        emb = embed.run([d.for_embedder for d in chunk]) if embed is not None else [None] * len(chunk)
+        table = samples_to_table([_sample(d, e) for d, e in zip(chunk, emb)], embedding_model=self.embedding_model)
+        writer.add(table, np.stack([d.thumb for d in chunk]), sum(len(d.data) for d in chunk))
+        self.report(self.progress)
 
 
 def ingest_folder(
     catalog: Catalog,
     name: str,
-    root: str | Path,
-    embed: EmbedFn | None = None,
+    root: str | Path | Source,
+    embed: EmbedFn | EmbedSteps | None = None,
     embedding_model: str | Callable[[], str] | None = None,
     restricted: bool = False,
     description: str = "",
-    batch: int = 512,
+    batch: int = 256,
     skip_bad: bool = False,
+    *,
+    staging: Path | None = None,
+    workers: int | None = None,
+    shard_rows: int = SHARD_ROWS,
+    shard_bytes: int = SHARD_BYTES,
+    progress: Callable[[IngestProgress], None] | None = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> Manifest:
-    """Add every image under ``root`` to the real dataset ``name`` as a new version.
+    """Add every image under ``root`` (a folder, an fsspec URL such as ``s3://bucket/prefix``, or a source
+    from ``catalog.ingest_source.open_source``) to the real dataset ``name`` as a new version.
 
-    Every file is decoded first: if any is not a readable image, nothing is
-    written and ``IngestError`` names each bad file, unless ``skip_bad``,
-    which leaves them out and lists them in the manifest's ``prov["skipped"]``.
-    ``embedding_model`` may be a function, called once the files are read (after ``embed``), so a
-    caller can load its model only once the folder is known to be good.
+    If any file is not a readable image, nothing is committed and ``IngestError`` names each bad file,
+    unless ``skip_bad``, which leaves them out and lists them in the manifest's ``prov["skipped"]``.
+    ``embedding_model`` may be a function (called once the source is listed, so a caller can load its
+    model only once the layout is known to be good). ``embed``: a function of a list of images, or
+    ``EmbedSteps`` whose per-image part runs on the decoding threads. ``staging``: where shards wait for the commit; a
+    rerun with the same arguments after a kill reuses what it finished (default: a temporary folder
+    beside the catalog, removed at the end, so nothing is resumed). ``workers``: decoding threads
+    (default: every core). ``progress`` is called as the ingest advances.
     """
-
-    root = Path(root)
+    source = root if isinstance(root, (LocalSource, UrlSource)) else open_source(root, storage_options)
     check_target(catalog, name)
-    files = scan(root)  # validate before touching the catalog
-    now = datetime.now(timezone.utc)
-    samples: list[Sample] = []
-    bad: list[tuple[Path, str]] = []
-    for path, cname, cid in files:  # every file decoded before anything is written
-        if path.is_symlink() and not path.exists():
-            bad.append((path, f"{path}: dangling symlink (to {os.readlink(path)})"))
-            continue
-        try:
-            data, img = read_image_file(path)
-        except ImageReadError as exc:
-            bad.append((path, str(exc)))  # "<file>: <why>"
-            continue
-        rel = path.relative_to(root).as_posix()
-        sha = pixel_sha256(img)
-        samples.append(
-            Sample(
-                sample_id="real-" + hashlib.sha256(f"{rel}|{sha}".encode()).hexdigest()[:20],
-                origin="real",
-                class_id=cid,
-                class_name=cname,
-                source_path=rel,
-                png=data,
-                image_sha256=sha,
-                width=img.width,
-                height=img.height,
-                created_at=now,
-                status=KEPT,
-                image=img if embed else None,
-            )
-        )
-    if bad and (not skip_bad or not samples):
-        raise IngestError(_describe_bad(root, bad, len(samples)))
-    if embed is not None:
-        for start in range(0, len(samples), batch):
-            chunk = samples[start : start + batch]
-            emb = embed([s.image for s in chunk])
-            for s, e in zip(chunk, emb):
-                s.embedding, s.image = e, None
+    files = source.files()  # the layout is checked before the catalog is touched or a model loads
     if callable(embedding_model):
         embedding_model = embedding_model()
-    catalog.create(name, "real", description=description, restricted=restricted)
-    with catalog.lock(name):
-        shard = catalog.write_shard(name, samples_to_table(samples, embedding_model=embedding_model))
-        manifest = catalog.commit(
-            name,
-            [shard],
-            keep_parent_shards=False,
-            embedding_model=embedding_model,
-            message=f"ingest {len(samples)} images from {root}",
-            prov={"wasGeneratedBy": {"activity": "ingest", "used": str(root.resolve())},
-                  **({"skipped": [{"file": str(p.relative_to(root)), "reason": r.removeprefix(f"{p}: ")}
-                                 for p, r in bad]} if bad else {})},
-        )
-    # The pixel guard's thumbnails and index, once per version here rather than decoded again by every job.
-    from catalog.guard import pixel_guard  # faiss and torch: imported here, so a bad folder is named fast
-    pixel_guard(DatasetVersion(catalog, manifest))
-    return manifest
+    if embed is not None and not isinstance(embed, EmbedSteps):
+        embed = EmbedSteps.of(embed)
+    plan = plan_shards(files, shard_rows, shard_bytes)
+    classes = sorted({(f.class_id, f.class_name) for f in files})
+    key = ingest_key(name, source.label, [c for _, c in classes], files, embedding_model, plan)
+    if staging is None:
+        with tempfile.TemporaryDirectory(prefix=".synthgen-ingest-", dir=catalog.root.parent) as tmp:
+            return _ingest(catalog, name, source, files, plan, key, Path(tmp), embed, embedding_model, restricted,
+                           description, batch, skip_bad, workers, progress)
+    return _ingest(catalog, name, source, files, plan, key, Path(staging), embed, embedding_model, restricted,
+                   description, batch, skip_bad, workers, progress)
+
+
+def _ingest(catalog, name, source, files, plan, key, staging, embed, embedding_model, restricted, description, batch,
+            skip_bad, workers, progress) -> Manifest:
+    state = IngestProgress(files=len(files), shards=len(plan))
+    report = progress or (lambda _: None)
+    with Stage(staging, name, key, catalog.path(name)) as stage:
+        done = _already_committed(catalog, name, key)
+        if done is not None:  # a rerun after a kill past the commit: finish what followed it
+            pixel_guard(DatasetVersion(catalog, done))
+            stage.remove()
+            state.already_committed = True
+            report(state)
+            return done
+        workers = workers or machine_cores()
+        shards: list[StagedShard] = []
+        bad: list[dict] = []
+        with ThreadPoolExecutor(workers, thread_name_prefix="ingest") as pool:
+            run = _ShardRun(source, pool if workers > 1 else None, PixelBudget(), embed, embedding_model, batch, state,
+                            report, window=batch + 4 * workers)
+            for index, span in enumerate(plan):
+                shard = stage.staged(index)
+                if shard is not None:
+                    state.reused_shards += 1
+                    state.done += len(span)
+                    state.bad += len(shard.skipped)
+                    state.images += len(span) - len(shard.skipped)
+                    state.source_bytes += shard.source_bytes
+                else:
+                    state.checking = bool(bad) and not skip_bad
+                    shard, found = run.run(stage, index, [files[i] for i in span], state.checking)
+                    if shard is None:  # only checked
+                        bad += found
+                        continue
+                shards.append(shard)
+                bad += shard.skipped
+                report(state)
+        report(state)
+        ok = state.images
+        if bad and (not skip_bad or not ok):
+            raise IngestError(_describe_bad(source.label, bad, ok, sum(1 for s in shards if s.ref)))
+        failpoint("before-commit", f"ingest of {len(shards)} shards into {name}")
+        manifest = _commit(catalog, name, source, stage, shards, bad, key, embedding_model, restricted, description)
+        store_guard(DatasetVersion(catalog, manifest), manifest.rows, staged_in_order(stage, shards))
+        stage.remove()
+        return manifest
+
+
+def _already_committed(catalog: Catalog, name: str, key: str) -> Manifest | None:
+    if not catalog.exists(name) or catalog.head(name) is None:
+        return None
+    head = catalog.manifest(name)
+    return head if head.job_digest == key else None
+
+
+def _commit(catalog, name, source, stage, shards, bad, key, embedding_model, restricted, description) -> Manifest:
+    refs = [s.ref for s in shards if s.ref is not None]
+    rows = sum(r.rows for r in refs)
+    catalog.create(name, "real", description=description, restricted=restricted)  # only now: nothing listed before
+    prov: dict = {"wasGeneratedBy": {"activity": "ingest", "used": source.label}}
+    if bad:
+        prov["skipped"] = [{"file": b["file"], "reason": b["reason"]} for b in bad]
+    return catalog.commit(name, refs, keep_parent_shards=False, job_digest=key, embedding_model=embedding_model,
+                          message=f"ingest {rows} images from {source.label}", prov=prov, adopt_from=stage.folder)

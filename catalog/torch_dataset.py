@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import io
 import os
 import zlib
 
 import numpy as np
 import pyarrow as pa
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
+
+from synthgen.imaging import open_image
 
 
 class ImageTableDataset(Dataset):
@@ -34,7 +34,7 @@ class ImageTableDataset(Dataset):
         return self._origins[i] if self._origins else None
 
     def __getitem__(self, i: int):
-        img = Image.open(io.BytesIO(self._images[i].as_py()))
+        img = open_image(self._images[i].as_py())  # lazy, and refused above the pixel limit
         if self.transform is not None:
             x = self.transform(img)
         else:

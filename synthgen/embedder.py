@@ -78,6 +78,34 @@ class Embedder:
                 out.append(torch.nn.functional.normalize(feats.float(), dim=-1).cpu().numpy())
         return np.ascontiguousarray(np.concatenate(out), dtype=np.float32)
 
+    def prepare_image(self, img: Image.Image):
+        """One image made ready for ``embed_prepared``: the model's own image processor, on the calling thread.
+
+        Splitting the embedding this way lets the per-image preprocessing (PIL resizes, numpy) run on
+        the threads that decode, beside the batched forward on the embedder's device; the result is
+        what ``embed_images`` computes. A model that is not a Hugging Face CLIP gets the RGB image.
+        """
+        rgb = img if img.mode == "RGB" else img.convert("RGB")
+        if self._tower is None:
+            return rgb
+        return self._tower[1].pil(rgb)
+
+    def embed_prepared(self, items: list) -> np.ndarray:
+        """(n, d) float32, unit length, from ``prepare_image`` results."""
+        if not items:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        if self._tower is None:
+            return self.embed_images(items)
+        clip, _ = self._tower
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(items), self.batch_size):
+                pixels = torch.from_numpy(np.stack(items[i : i + self.batch_size])).to(self.model.device, clip.dtype)
+                feats = clip.get_image_features(pixel_values=pixels)
+                feats = getattr(feats, "pooler_output", feats)  # transformers 5 returns an output object
+                out.append(torch.nn.functional.normalize(feats.float(), dim=-1).cpu().numpy())
+        return np.ascontiguousarray(np.concatenate(out), dtype=np.float32)
+
     def embed_texts(self, texts: list[str]) -> np.ndarray:
         """(n, d) float32, unit length; repeated texts are cached."""
         missing = [t for t in dict.fromkeys(texts) if t not in self._text_cache]

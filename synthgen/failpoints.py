@@ -35,6 +35,7 @@ POINTS = (
     "publish",           # decisions checked against the head, the publish (lock, manifest, HEAD) not yet
     "manifest-written",  # manifest in place, HEAD not yet moved
     "finishing",         # version committed; reports and MLflow logging under way
+    "ingest-shard",      # ingest: a shard's files and record staged (rows not yet in the catalog)
     "push-objects",      # push: a version's shards and segments uploaded, its manifest not yet created
     "push-manifests",    # push: the new manifests created on the object store, HEAD not yet moved
 )

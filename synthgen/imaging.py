@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import stat
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Iterator, Mapping
 
 import numpy as np
 from PIL import Image, PngImagePlugin
 
 PNG_TEXT_PREFIX = "synthgen:"
+
+# The largest image decoded anywhere: Pillow's own default (about 9459 x 9459, 268 MB as RGBA). Pillow only
+# *warns* between one and two times its limit, and a 140 KB PNG can declare 12000 x 12000 (2.8 GB decoded),
+# so the size is checked from the header, before any pixel is decoded, and refused with an error.
+MAX_PIXELS = 89_478_485
+# The largest file read whole: far above any real photo or scan, far below what would exhaust memory.
+MAX_FILE_BYTES = 512 << 20
+# Our check replaces Pillow's warning (printed by a CLI as noise after the refusal says it all).
+warnings.simplefilter("ignore", Image.DecompressionBombWarning)
 
 
 DEFAULT_PNG_LEVEL = 1  # zlib level: ~half of level 6's time at 512 px for ~10% more bytes (bench/bench_png.py)
@@ -49,33 +62,107 @@ def pixel_sha256(img: Image.Image) -> str:
     chunks still matches its catalog row.
     """
     h = hashlib.sha256(f"{img.mode}:{img.width}x{img.height}:".encode())
-    h.update(img.tobytes())
+    # A large image in strips of rows: the same bytes as one ``tobytes()``, without a second full copy.
+    rows = max(1, (16 << 20) // (4 * max(1, img.width)))
+    if img.height <= rows:
+        h.update(img.tobytes())
+    else:
+        for top in range(0, img.height, rows):
+            h.update(img.crop((0, top, img.width, min(img.height, top + rows))).tobytes())
     return h.hexdigest()
-
-
-def decode(data: bytes) -> Image.Image:
-    """PIL image from encoded bytes (fully loaded)."""
-    img = Image.open(io.BytesIO(data))
-    img.load()
-    return img
 
 
 class ImageReadError(ValueError):
     """A file that cannot be decoded as an image; the message names the file and why."""
 
 
-def read_image_file(path: Path) -> tuple[bytes, Image.Image]:
-    """A file's bytes and its fully decoded image; ``ImageReadError`` naming the file if it is not one."""
+class ImageTooLarge(ImageReadError):
+    """An image whose header declares more pixels than the limit; refused before decoding."""
+
+
+def open_image(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """A lazily decoded PIL image (header read only); ``ImageTooLarge`` above ``max_pixels``."""
     try:
-        data = path.read_bytes()
+        img = Image.open(io.BytesIO(data))
+    # Over twice Pillow's own limit it refuses at open; over once, it warns, which is an error where
+    # warnings are (python -W error).
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageTooLarge(f"more than {Image.MAX_IMAGE_PIXELS:,} pixels (the limit is {max_pixels:,})") from None
+    if img.width * img.height > max_pixels:
+        raise ImageTooLarge(f"{img.width}x{img.height} is {img.width * img.height:,} pixels, more than the limit "
+                            f"of {max_pixels:,}")
+    return img
+
+
+def decode(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """PIL image from encoded bytes (fully loaded); ``ImageTooLarge`` above ``max_pixels``, checked first."""
+    img = open_image(data, max_pixels)
+    img.load()
+    return img
+
+
+def read_regular_file(path: Path | str, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """A regular file's bytes; ``ImageReadError`` naming it for anything else or anything larger than ``max_bytes``.
+
+    Opened without blocking and checked on the open descriptor: a FIFO would block ``open`` until a
+    writer came, and a link to ``/dev/zero`` would be read until memory ran out.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
+        if os.path.islink(path) and not os.path.exists(path):
+            raise ImageReadError(f"{path}: dangling symlink (to {os.readlink(path)})") from None
         raise ImageReadError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
     try:
-        return data, decode(data)
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ImageReadError(f"{path}: not a regular file ({_file_kind(st.st_mode)}); only image files are read")
+        if st.st_size > max_bytes:
+            raise ImageReadError(f"{path}: {st.st_size:,} bytes, more than the limit of {max_bytes:,} for one image")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(max_bytes + 1)
+        if len(data) > max_bytes:  # grew while being read
+            raise ImageReadError(f"{path}: more than the limit of {max_bytes:,} bytes for one image")
+        return data
+    except OSError as exc:
+        raise ImageReadError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
+
+
+def _file_kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return kind
+    return "not a plain file"
+
+
+@contextmanager
+def naming(where: str) -> Iterator[None]:
+    """Turn any failure to open or decode an image inside the block into an ``ImageReadError`` naming ``where``."""
+    try:
+        yield
+    except ImageTooLarge as exc:
+        raise ImageTooLarge(f"{where}: image too large: {exc}") from None
+    except ImageReadError:
+        raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         # PIL names a BytesIO, not the file, and says "cannot identify image file" for any non-image.
         reason = "not an image PIL can decode" if isinstance(exc, Image.UnidentifiedImageError) else str(exc)
-        raise ImageReadError(f"{path}: {reason}") from None
+        raise ImageReadError(f"{where}: {reason}") from None
+
+
+def decode_named(data: bytes, where: str, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """``decode`` with every failure as an ``ImageReadError`` that names ``where`` (a file or URL)."""
+    with naming(where):
+        return decode(data, max_pixels)
+
+
+def read_image_file(path: Path, max_pixels: int = MAX_PIXELS) -> tuple[bytes, Image.Image]:
+    """A regular file's bytes and its fully decoded image; ``ImageReadError`` naming the file if it is not one."""
+    data = read_regular_file(path)
+    return data, decode_named(data, str(path), max_pixels)
 
 
 def png_text(img: Image.Image) -> dict[str, str]:

@@ -214,10 +214,14 @@ def build_thumb_index(thumbs: np.ndarray, **kw):
 
     ``kw`` go to ``synthgen.index.build_index`` (e.g. ``kind="ivf"``).
     """
-    n = len(thumbs)
+    return build_descriptor_index(descriptors(thumbs), **kw)
+
+
+def build_descriptor_index(descs: np.ndarray, **kw):
+    """``build_thumb_index`` from the thumbnails' ``descriptors`` (n, 64), e.g. computed part by part."""
     # Exact only up to 20k: nine shifted queries per image make a flat scan cost 9 x n x 64 each.
     # IVF cells as ivf_plan (4 sqrt(n)): on 64-d descriptors k-means stays well under a minute at 1M,
     # and smaller cells mean fewer rows scanned per query (measured at 300k: 0.55 vs 1.0 ms per image
     # for 2,190 vs 548 cells, one thread).
     kw = {"exact_limit": THUMB_EXACT_LIMIT, "threshold": THUMB_CALIBRATION, **kw}
-    return build_index(descriptors(thumbs), **kw)
+    return build_index(descs, **kw)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from PIL import Image
 import torch.nn.functional as F
 
 
@@ -39,6 +40,22 @@ class ClipPreprocess:
         crop = proc.crop_size if proc.do_center_crop else {"height": edge, "width": edge}
         return cls(int(edge), (int(crop["height"]), int(crop["width"])), tuple(proc.image_mean),
                    tuple(proc.image_std), float(proc.rescale_factor))
+
+    def pil(self, rgb: Image.Image) -> np.ndarray:
+        """One RGB PIL image -> (3, crop_h, crop_w) float32: the processor's PIL path, step for step, with
+        none of its per-call overhead (about 0.3 instead of 2 ms per image), so the values are the same."""
+        w, h = rgb.size
+        short, long = (h, w) if h <= w else (w, h)
+        new_short, new_long = self.shortest_edge, int(self.shortest_edge * long / short)
+        new_h, new_w = (new_long, new_short) if w <= h else (new_short, new_long)
+        if (w, h) != (new_w, new_h):
+            rgb = rgb.resize((new_w, new_h), Image.BICUBIC, reducing_gap=None)
+        ch, cw = self.crop
+        top, left = (new_h - ch) // 2, (new_w - cw) // 2
+        a = np.asarray(rgb)[top : top + ch, left : left + cw]
+        x = (a.astype(np.float64) * self.rescale).astype(np.float32)
+        x = (x - np.array(self.mean, np.float32)) / np.array(self.std, np.float32)
+        return np.ascontiguousarray(x.transpose(2, 0, 1))
 
     def __call__(self, u8: torch.Tensor) -> torch.Tensor:
         """(n, H, W, C) uint8 -> (n, 3, crop_h, crop_w) float32 pixel values, on ``u8``'s device."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import sys
 from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.markup import escape
@@ -168,37 +169,54 @@ def run(
 
 @app.command(rich_help_panel=GENERATE)
 def ingest(
-    folder: Path = typer.Argument(
-        ..., help="Folder with one sub-folder per class (files in its sub-folders count for it; links are followed)."),
+    folder: str = typer.Argument(
+        ..., help="Folder or URL (s3://bucket/prefix, any fsspec store) with one sub-folder per class "
+                  "(files in its sub-folders count for it; links are followed)."),
     name: str = typer.Option(..., "--name", "-n", help="Real dataset name."),
     embedder: str = typer.Option("embedded:digits-clip", help="CLIP model for the memorisation guard."),
     restricted: bool = typer.Option(False, help="Mark the dataset restricted (no export without a flag)."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Leave out files that are not readable images (counted)."),
+    shard_size: Optional[int] = typer.Option(None, "--shard-size", min=1,
+                                             help="At most this many images per shard (default 100,000; a shard "
+                                                  "also closes at 1 GB)."),
+    workers: int = typer.Option(0, "--workers", min=0, help="Decoding threads (0: every core)."),
 ) -> None:
-    """Ingest an image folder as a real dataset (class = sub-folder name); every file is decoded before anything is written."""
+    """Ingest an image folder or bucket as a real dataset (class = sub-folder name).
+
+    Streams in shards, on every core; nothing is committed unless every file is a readable image (or
+    --skip-bad). A killed ingest rerun with the same arguments resumes from the shards it finished.
+    """
     from catalog import Catalog
-    from catalog.ingest import check_target, ingest_folder, scan
+    from catalog.ingest import SHARD_ROWS, check_target, ingest_folder
+    from catalog.ingest_decode import EmbedSteps
+    from catalog.ingest_source import open_source
+    from flows.cli.ingest_display import ingest_progress, summary
     from synthgen.model_check import check_embedder
     from synthgen.spec import EmbedderSpec
 
-    # A bad or taken name, then the folder's layout, then the embedder: before any file is read, any model
+    # A bad or taken name, then the source's layout, then the embedder: before any file is read, any model
     # loads, or a new data folder is created.
     check_target(Catalog(_paths(resolve_only=True).catalog, create=False), name)
-    scan(folder)
+    source = open_source(folder)
+    source.files()
     emb_spec = EmbedderSpec(model=embedder)
     check_embedder(emb_spec, "--embedder")
+    paths = _paths()
     cat = _catalog()
 
-    @functools.cache  # loads once every file has decoded: a bad file is named in under a second
+    @functools.cache  # loads once the layout is known to be good
     def emb():
         from synthgen.embedder import load_embedder
 
         return load_embedder(emb_spec)
 
-    m = ingest_folder(cat, name, folder, lambda images: emb().embed_images(images), lambda: emb().name,
-                      restricted=restricted, skip_bad=skip_bad)
-    out.print(f"ingested {m.rows} real images into [bold]{name}@{m.version}[/] ({emb().name})"
-              + (f"; skipped {len(m.prov.get('skipped', []))} unreadable file(s)" if skip_bad else ""))
+    with ingest_progress(err, folder) as (progress, last):
+        steps = EmbedSteps(lambda img: emb().prepare_image(img), lambda items: emb().embed_prepared(items))
+        m = ingest_folder(cat, name, source, steps, lambda: emb().name,
+                          restricted=restricted, skip_bad=skip_bad, staging=paths.staging / "ingest",
+                          shard_rows=shard_size or SHARD_ROWS, workers=workers or None, progress=progress)
+    written = sum((cat.path(name) / s.file).stat().st_size for s in m.shards)
+    summary(out, m, last[0] if last else None, name, emb().name, written)
     for item in m.prov.get("skipped", []):
         err.print(f"  skipped {escape(item['file'])}: {escape(item['reason'])}")
 
@@ -245,7 +263,7 @@ def demo(
         with tempfile.TemporaryDirectory() as tmp:
             folder = export_image_folder(Path(tmp) / "digits")
             (folder / "classes.txt").write_text("\n".join(CLASS_NAMES) + "\n")
-            ingest(folder, DEMO_REAL, "embedded:digits-clip", False, False)
+            ingest(str(folder), DEMO_REAL, "embedded:digits-clip", False, False, None, 0)
     if server is not None:
         server.join()
     print_summary(_run_job(job, f"{params}:demo", assignments, components))

@@ -107,3 +107,25 @@ def test_an_empty_class_folder_is_refused_naming_it(tmp_path):
     with pytest.raises(IngestError, match=r"class folder\(s\) with no files: \['b'\]"):
         ingest_folder(cat, "x", tmp_path / "in")
     assert cat.names() == []
+
+
+def test_the_guard_stored_from_the_ingest_thumbnails_is_the_one_built_from_the_rows(tmp_path, real_digits_dir):
+    import json
+
+    from catalog.guard import build_guard, guard_dir
+
+    cat = Catalog(tmp_path / "cat")
+    ingest_folder(cat, "real", real_digits_dir, shard_rows=64, workers=2)  # several shards, decoded on threads
+    version = open_version(cat, "real")
+    stored = json.loads((guard_dir(version) / "guard.json").read_text())
+    build_guard(version)  # decodes every row again, as for datasets from before ingest stored it
+    rebuilt = json.loads((guard_dir(version) / "guard.json").read_text())
+    assert stored == rebuilt and stored["rows"] == 200
+
+
+def test_a_folder_ingested_with_other_shard_sizes_or_threads_has_the_same_rows(tmp_path, real_digits_dir):
+    cat = Catalog(tmp_path / "cat")
+    a = ingest_folder(cat, "a", real_digits_dir, workers=1)
+    b = ingest_folder(cat, "b", real_digits_dir, shard_rows=7, workers=3, batch=5)
+    ta, tb = open_version(cat, "a").table(), open_version(cat, "b").table()
+    assert len(b.shards) == 29 and ta.equals(tb)

@@ -31,3 +31,13 @@ def test_spec_chooses_the_embedder(tmp_path):
     other = load_embedder(EmbedderSpec(model=str(build_tiny_clip(tmp_path / "clip"))))
     assert other.name.startswith(str(tmp_path)) and "@" in other.name
     assert other.embed_images([Image.new("L", (16, 16))]).shape == (1, 16)
+
+
+def test_an_embedding_split_between_threads_and_a_batch_is_embed_images_bit_for_bit(embedder):
+    # Ingest prepares each image on its decode threads and runs the batch after: the same numbers.
+    rng = np.random.default_rng(1)
+    shapes = [(16, 16, 3), (37, 100, 3), (300, 20, 3), (256, 256, 3), (5, 5, 3), (64, 48, 1)]
+    images = [Image.fromarray(rng.integers(0, 255, s, dtype=np.uint8).squeeze()) for s in shapes]
+    whole = embedder.embed_images(images)
+    split = embedder.embed_prepared([embedder.prepare_image(im) for im in images])
+    assert np.array_equal(whole, split)

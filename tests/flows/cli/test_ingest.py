@@ -1,0 +1,194 @@
+"""`synthgen ingest` as a user runs it: killed and resumed, from a bucket, bad and hostile files, bounded memory."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from catalog import Catalog, open_version
+from tests.conftest import REPO
+from tests.flows.cli_process import assert_clean_error, synthgen
+from tests.s3_server import moto_s3
+
+SHARD = "8"  # images per shard: the 60-image folder below makes 8 shards
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    """60 small PNGs in 10 class folders, with a classes.txt."""
+    root = tmp_path_factory.mktemp("ingest") / "images"
+    rng = np.random.RandomState(0)
+    for c in range(10):
+        for i in range(6):
+            path = root / f"class{c}" / f"{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.randint(0, 255, (12, 12, 3)).astype("uint8")).save(path)
+    (root / "classes.txt").write_text("".join(f"class{c}\n" for c in reversed(range(10))))
+    return root
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(folder, tmp_path_factory):
+    data = tmp_path_factory.mktemp("whole") / "data"
+    proc = synthgen(data, "ingest", str(folder), "--name", "real", "--shard-size", SHARD)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "60 images, 0 bad files" in proc.stdout and "img/s" in proc.stdout
+    return Catalog(data / "catalog").manifest("real")
+
+
+def _listed(data: Path) -> list[dict]:
+    proc = synthgen(data, "datasets", "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout)["datasets"]
+
+
+@pytest.mark.parametrize("point", ["ingest-shard@2", "parquet-write@3", "before-commit", "manifest-written"])
+def test_a_killed_ingest_rerun_publishes_the_version_an_uninterrupted_one_does(folder, uninterrupted, tmp_path, point):
+    data = tmp_path / "data"
+    killed = synthgen(data, "ingest", str(folder), "--name", "real", "--shard-size", SHARD,
+                      env={"SYNTHGEN_FAILPOINT": point})
+    assert killed.returncode == -9, killed.stderr[-2000:]  # SIGKILL: nothing got to clean up
+    # No partial dataset is listed: no rows at all are visible (a kill between the manifest and HEAD
+    # leaves the new dataset's name with no version, and nothing readable).
+    assert all(d["head"] is None and d["rows"] == 0 for d in _listed(data))
+    rerun = synthgen(data, "ingest", str(folder), "--name", "real", "--shard-size", SHARD)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    m = Catalog(data / "catalog").manifest("real")
+    assert m.version == 1 and m.rows == 60
+    assert [(s.sha256, s.rows) for s in m.shards] == [(s.sha256, s.rows) for s in uninterrupted.shards]
+    if point == "ingest-shard@2":
+        assert "2 shard(s) reused from an earlier run" in rerun.stdout
+    assert [d["rows"] for d in _listed(data)] == [60]
+    assert not any((data / "staging").rglob("*.parquet"))  # the staging area is cleaned up after the commit
+    if point == "manifest-written":
+        again = synthgen(data, "ingest", str(folder), "--name", "real", "--shard-size", SHARD)
+        assert again.returncode == 0 and "already committed" in again.stdout  # no second, identical version
+        assert Catalog(data / "catalog").head("real") == 1
+
+
+def test_an_ingest_from_an_s3_bucket_equals_one_from_the_folder(folder, uninterrupted, tmp_path):
+    with moto_s3() as s3:
+        bucket = s3.bucket()
+        client = s3.client()
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                client.upload_file(str(path), bucket, f"sets/real/{path.relative_to(folder).as_posix()}")
+        # The rows' created_at is each file's modification time: give the folder's copy the bucket's.
+        local = tmp_path / "copy"
+        for obj in client.list_objects_v2(Bucket=bucket, Prefix="sets/real/")["Contents"]:
+            target = local / obj["Key"].removeprefix("sets/real/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes((folder / obj["Key"].removeprefix("sets/real/")).read_bytes())
+            stamp = obj["LastModified"].timestamp()
+            os.utime(target, (stamp, stamp))
+        data = tmp_path / "data"
+        proc = synthgen(data, "ingest", f"s3://{bucket}/sets/real", "--name", "from-s3", "--shard-size", SHARD)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    other = synthgen(data, "ingest", str(local), "--name", "from-folder", "--shard-size", SHARD)
+    assert other.returncode == 0, other.stderr[-3000:]
+    cat = Catalog(data / "catalog")
+    a, b = cat.manifest("from-s3"), cat.manifest("from-folder")
+    assert a.rows == 60 and [s.sha256 for s in a.shards] == [s.sha256 for s in b.shards]
+    assert a.prov["wasGeneratedBy"]["used"] == f"s3://{bucket}/sets/real"
+    rows = open_version(cat, "from-s3").table(["source_path", "image", "label", "label_name"]).to_pylist()
+    assert {r["label_name"]: r["label"] for r in rows}["class9"] == 0  # classes.txt read from the bucket
+    for r in rows:  # stored byte for byte
+        assert r["image"]["bytes"] == (folder / r["source_path"]).read_bytes()
+
+
+def test_bad_files_in_several_shards_are_all_named_and_skip_bad_reuses_the_staged_work(folder, tmp_path):
+    import shutil
+
+    images = tmp_path / "images"
+    shutil.copytree(folder, images)
+    (images / "class1" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    (images / "class8" / "notes.txt").write_text("not an image\n")
+    data = tmp_path / "data"
+    refused = synthgen(data, "ingest", str(images), "--name", "real", "--shard-size", SHARD)
+    assert_clean_error(refused, ["class1/broken.png", "class8/notes.txt", "2 of 62 files", "--skip-bad"])
+    assert _listed(data) == []  # nothing committed
+    proc = synthgen(data, "ingest", str(images), "--name", "real", "--shard-size", SHARD, "--skip-bad")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "skipped 2 unreadable file(s)" in proc.stdout and "shard(s) reused from an earlier run" in proc.stdout
+    m = Catalog(data / "catalog").manifest("real")
+    assert m.rows == 60 and sorted(s["file"] for s in m.prov["skipped"]) == ["class1/broken.png", "class8/notes.txt"]
+
+
+def test_a_link_to_dev_zero_and_a_fifo_are_named_not_read(folder, tmp_path):
+    import shutil
+
+    images = tmp_path / "images"
+    shutil.copytree(folder, images)
+    (images / "class3" / "zero.png").symlink_to("/dev/zero")
+    os.mkfifo(images / "class5" / "pipe.png")
+    data = tmp_path / "data"
+    refused = synthgen(data, "ingest", str(images), "--name", "real", timeout=120)
+    assert_clean_error(refused, ["class3/zero.png: not a regular file (a character device)",
+                                 "class5/pipe.png: not a regular file (a FIFO)"])
+    assert _listed(data) == []
+    proc = synthgen(data, "ingest", str(images), "--name", "real", "--skip-bad", timeout=120)
+    assert proc.returncode == 0 and Catalog(data / "catalog").manifest("real").rows == 60, proc.stderr[-2000:]
+
+
+def _huge_png(path: Path, side: int) -> None:
+    Image.new("1", (side, side), 1).save(path)  # 1 bit per pixel: small to build, huge when decoded
+
+
+def test_an_image_over_the_pixel_limit_is_refused_before_decoding(folder, tmp_path):
+    big = tmp_path / "big.png"
+    _huge_png(big, 12_000)
+    data = tmp_path / "data"
+    synthgen(data, "ingest", str(folder), "--name", "real")  # a data folder to audit against
+    proc = _peak_rss(data, "audit", str(big))
+    assert_clean_error(proc, [f"{big}: image too large", "12000x12000"])
+    assert "DecompressionBombWarning" not in proc.stderr
+    assert proc.peak_mb < 1500  # it was 2.8 GB: the pixels were decoded before Pillow's warning
+    images = tmp_path / "images"
+    (images / "a").mkdir(parents=True)
+    _huge_png(images / "a" / "big.png", 12_000)
+    Image.new("L", (8, 8)).save(images / "a" / "small.png")
+    refused = synthgen(data, "ingest", str(images), "--name", "other")
+    assert_clean_error(refused, ["a/big.png: image too large"])
+
+
+def _peak_rss(data: Path, *args: str) -> subprocess.CompletedProcess:
+    """``synthgen`` in a fresh parent that reports its child's peak RSS (``peak_mb`` on the result)."""
+    probe = ("import resource, subprocess, sys; p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+             "sys.stdout.write(p.stdout); sys.stderr.write(p.stderr); "
+             "print('PEAK', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(p.returncode)")
+    env = {k: v for k, v in os.environ.items() if k not in ("SYNTHGEN_DATA", "SYNTHGEN_DEBUG")}
+    env["PYTHONPATH"] = str(REPO)
+    proc = subprocess.run([sys.executable, "-c", probe, sys.executable, "-m", "flows.cli", "--data-dir", str(data),
+                           *args], capture_output=True, text=True, cwd=data.parent, env=env, timeout=600)
+    peak = [line for line in proc.stderr.splitlines() if line.startswith("PEAK ")][-1]
+    proc.stderr = proc.stderr.replace(peak + "\n", "")
+    proc.peak_mb = int(peak.split()[1]) / 1024  # ru_maxrss is in KiB on Linux
+    return proc
+
+
+def test_ingesting_forty_4000_px_pngs_stays_under_1_5_gb(tmp_path):
+    images = tmp_path / "images"
+    rng = np.random.RandomState(0)
+    for c in range(2):
+        (images / f"c{c}").mkdir(parents=True)
+    for i in range(4):  # four distinct images, ten copies each: what is measured is the decoding
+        arr = np.zeros((4000, 4000, 3), np.uint8)
+        arr[rng.randint(0, 4000, 200), :, i % 3] = 255
+        Image.fromarray(arr).save(images / "c0" / f"{i}.png", compress_level=1)
+    for i in range(40):
+        src = images / "c0" / f"{i % 4}.png"
+        (images / f"c{i % 2}" / f"copy{i}.png").write_bytes(src.read_bytes())
+    for i in range(4):
+        (images / "c0" / f"{i}.png").unlink()
+    data = tmp_path / "data"
+    proc = _peak_rss(data, "ingest", str(images), "--name", "big")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert Catalog(data / "catalog").manifest("big").rows == 40
+    assert proc.peak_mb < 1500, f"peak RSS {proc.peak_mb:.0f} MB"
