@@ -25,7 +25,7 @@ def audit(
         _fail("audit needs a sample id or an image file, not an empty string")
     sample_id = target
     if Path(target).is_file():
-        sample_id = _trace(Path(target), embedder, quiet=as_json)
+        sample_id = _trace(Path(target), embedder, quiet=as_json, allow_restricted=allow_restricted)
     records = run_audit(_catalog(), sample_id, allow_restricted)
     # Exit 2 (bad input, like any unknown name); exit 1 stays for what an audit finds about a file.
     if not records and sample_id == target and Path(target).exists() and not Path(target).is_file():
@@ -47,8 +47,11 @@ def audit(
         out.print(t)
 
 
-def _trace(path: Path, embedder: str, quiet: bool = False) -> str:
-    """Find the sample an image file came from; print how it was matched (to stderr when ``quiet``)."""
+def _trace(path: Path, embedder: str, quiet: bool = False, allow_restricted: bool = False) -> str:
+    """Find the sample an image file came from; print how it was matched (to stderr when ``quiet``).
+
+    Restricted datasets are matched only with ``allow_restricted`` (``catalog.trace.searchable``).
+    """
     from catalog.trace import by_embedding, by_pixel_hash
     from synthgen.imaging import ImageReadError, pixel_sha256, png_text, read_image_file
     from synthgen.model_check import check_embedder
@@ -61,19 +64,19 @@ def _trace(path: Path, embedder: str, quiet: bool = False) -> str:
     say = (err if quiet else out).print  # --json keeps stdout for the JSON document
     cat = _catalog()
     sha = pixel_sha256(img)
-    found = _credentials(path, img, sha, cat, say)
+    found = _credentials(path, img, sha, cat, say, allow_restricted)
     if found:
         return found
     from catalog.trace import by_watermark
     from synthgen.watermark import BITS
 
-    mark = by_watermark(cat, img)
+    mark = by_watermark(cat, img, allow_restricted)
     if mark is not None:
         say(f"{path}: watermark payload -> {mark.sample_id} in {mark.dataset} "
             f"({round((1 - mark.similarity) * BITS)} of {BITS} bits off; confidence {mark.confidence})")
         return mark.sample_id
     meta = png_text(img)
-    exact = by_pixel_hash(cat, sha)
+    exact = by_pixel_hash(cat, sha, allow_restricted)
     if meta.get("sample_id") and (not exact or exact[0].sample_id == meta["sample_id"]):
         verified = "pixels match the catalog" if exact else "pixels do NOT match the catalog row"
         say(f"{path}: provenance chunk names sample {meta['sample_id']} ({verified})")
@@ -86,7 +89,7 @@ def _trace(path: Path, embedder: str, quiet: bool = False) -> str:
     from synthgen.embedder import load_embedder  # torch: only once the cheap ways to match have failed
 
     emb = load_embedder(emb_spec)
-    match = by_embedding(cat, emb.embed_images([img])[0], emb.name, image=img)
+    match = by_embedding(cat, emb.embed_images([img])[0], emb.name, image=img, allow_restricted=allow_restricted)
     if match is None:
         _fail(f"{path}: no exact match and no dataset embedded with {emb.name}", code=1)
     margin = f", {match.margin:.3f} closer than the runner-up" if match.margin is not None else ""
@@ -98,7 +101,7 @@ def _trace(path: Path, embedder: str, quiet: bool = False) -> str:
     return match.sample_id
 
 
-def _credentials(path: Path, img, sha: str, cat, say) -> str | None:
+def _credentials(path: Path, img, sha: str, cat, say, allow_restricted: bool = False) -> str | None:
     """Read and validate the file's C2PA manifest; the sample it names when valid and consistent with the catalog.
 
     A PNG's pixels must hash to the claim's ``image_sha256``. A JPEG's cannot
@@ -109,7 +112,7 @@ def _credentials(path: Path, img, sha: str, cat, say) -> str | None:
     """
     from PIL import Image
 
-    from catalog import audit as run_audit
+    from catalog import RestrictedError, audit as run_audit
     from flows.credentials import LOSSY, describe_encoding, read_credentials
 
     cred = read_credentials(path.read_bytes(), Image.MIME.get(img.format or "", "image/png"))  # by content, not name
@@ -128,7 +131,10 @@ def _credentials(path: Path, img, sha: str, cat, say) -> str | None:
     if lossy:
         say(f"  a lossy derivative ({describe_encoding(cred.claim)}) of the row's pixels; the signature binds "
             "this file, so it is unchanged since export")
-    records = run_audit(cat, sid, True) if sid else []
+    try:  # a claim naming a restricted row is checked only with the flag: the answer would reveal the row
+        records = run_audit(cat, sid, allow_restricted) if sid else []
+    except RestrictedError:
+        records = []
     rows = [r.row for r in records]
     mismatch = [] if rows else [f"no sample {sid!r} in the catalog"]
     if rows and rows[0].get("image_sha256") != cred.claim.get("image_sha256"):

@@ -72,7 +72,8 @@ def test_audit_withholds_a_restricted_row(cat):
 
 def test_dedup_and_the_guard_use_a_restricted_set_without_the_flag(cat):
     v = open_version(cat, "private")
-    ids, emb, _ = embeddings_of(v)
+    # The test plays the data owner: it may read the embeddings to make a copy of one.
+    ids, emb, _ = embeddings_of(open_version(cat, "private", allow_restricted=True))
     assert len(ids) == 6 and emb.shape == (6, 8)
     # The real set's persisted index in the rows' space, as a job's dedup loads it.
     real = version_index(cat, "private", "test-clip")
@@ -83,6 +84,21 @@ def test_dedup_and_the_guard_use_a_restricted_set_without_the_flag(cat):
     images = open_version(cat, "private", allow_restricted=True).images(["r00004"])
     dist, nn = pixel_guard(v).nearest([decode(images["r00004"])])
     assert nn == ["r00004"] and dist[0] == pytest.approx(0.0, abs=1e-5)
+
+
+def test_embeddings_indexes_and_thumbnails_of_a_restricted_set_are_not_handed_out(cat):
+    """They are derived from the images: answers (nearest) yes, the vectors and thumbnails themselves no."""
+    v = open_version(cat, "private")
+    with pytest.raises(RestrictedError, match="private is restricted"):
+        embeddings_of(v)
+    real = version_index(cat, "private", "test-clip")
+    guard = pixel_guard(v)
+    for leak in (lambda: real.parts, lambda: real.ids, lambda: guard.thumbs, lambda: guard.index, lambda: guard.ids):
+        with pytest.raises(RestrictedError, match="private is restricted"):
+            leak()
+    allowed = open_version(cat, "private", allow_restricted=True)
+    assert pixel_guard(allowed).thumbs.shape[0] == 6
+    assert len(version_index(cat, "private", "test-clip", allow_restricted=True).ids) == 6
 
 
 def test_query_has_no_views_of_restricted_datasets_without_the_flag(cat):

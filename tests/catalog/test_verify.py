@@ -111,7 +111,8 @@ def test_id_segments_are_checked_and_a_corrupt_one_is_named(chain):
 def test_a_known_hash_listed_under_a_missing_file_is_reported(chain):
     ref = chain.manifest("ds", 3).shards[0]
     chain.commit("ds", [ref.model_copy(update={"file": "shards/elsewhere.parquet"})], keep_parent_shards=False)
-    assert verify(chain, "ds").problems == [f"{chain.path('ds') / 'shards' / 'elsewhere.parquet'}: shard missing"]
+    assert verify(chain, "ds").problems == [f"{chain.path('ds')}: a manifest lists shard 'shards/elsewhere.parquet', "
+                                            "outside the dataset's shards/ folder"]
 
 
 def test_a_head_that_seals_another_hash_is_reported(chain):
