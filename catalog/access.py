@@ -61,12 +61,12 @@ def restricted_copy_test(open_names: list[str], col: Callable[[str], Any]) -> An
     """The test of ``copies_of_restricted`` over ``col(name)``: table columns (an array) or
     ``pyarrow.dataset.field`` (an expression Arrow applies while scanning, e.g. under DuckDB)."""
     real = col("real_dataset")
-    closed = pc.and_(pc.is_valid(real), pc.invert(pc.is_in(real, value_set=pa.array(open_names, pa.string()))))
-    copy = pc.or_(
+    closed = pc.and_kleene(pc.is_valid(real), pc.invert(pc.is_in(real, value_set=pa.array(open_names, pa.string()))))
+    copy = pc.or_kleene(
         pc.equal(col("status"), REAL_COPY),
-        pc.or_(pc.coalesce(pc.greater_equal(col("real_nn_similarity"), col("real_threshold")), _FALSE),
+        pc.or_kleene(pc.coalesce(pc.greater_equal(col("real_nn_similarity"), col("real_threshold")), _FALSE),
                pc.coalesce(pc.less_equal(col("real_pixel_distance"), col("pixel_threshold")), _FALSE)))
-    return pc.coalesce(pc.and_(pc.and_(pc.not_equal(col("status"), KEPT), closed), copy), _FALSE)
+    return pc.coalesce(pc.and_kleene(pc.and_kleene(pc.not_equal(col("status"), KEPT), closed), copy), _FALSE)
 
 
 class Sealed:

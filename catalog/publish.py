@@ -42,6 +42,7 @@ from catalog.layout import head_key, head_line, manifest_key, parse_head, versio
 from catalog.remote import RemoteCatalog, missing_error, open_store
 from catalog.safe_paths import check_name, confined_relative
 from catalog.store import TMP_PREFIX, Catalog, CatalogError, atomic_write, temp_path
+from catalog.version import DatasetVersion
 from synthgen.failpoints import failpoint
 
 _CAS_TRIES = 20
@@ -185,6 +186,8 @@ def push(cat: Catalog, name: str, url: "str | ObjectStore", storage_options: dic
     concurrent publishers (see the module docstring for the protocol).
     """
     require_access(cat.info(name), allow_restricted, "rows (to publish them)")
+    for m in cat.versions(name):  # shards are uploaded whole: one holding copies of restricted images needs the flag
+        DatasetVersion(cat, m, allow_restricted).all_files
     store = open_store(url, storage_options, create=True)
     with cat.lock(name):  # the local head's derived files are complete once its commit returned
         local = cat.head(name)

@@ -98,11 +98,11 @@ class Catalog(CatalogFiles):
 
     def _head_says_restricted(self, name: str) -> bool:
         """Whether the head manifest (as HEAD names it) records the dataset as restricted."""
-        head, _ = self.storage.head(name)
-        data = self.storage.manifest_bytes(name, head) if head else None
         try:
+            head, _ = self.storage.head(name)
+            data = self.storage.manifest_bytes(name, head) if head else None
             return bool(data and json.loads(data).get("restricted"))
-        except (ValueError, AttributeError):
+        except (IntegrityError, ValueError, AttributeError):
             return True  # unreadable: the reader that opens it reports the corruption; until then, withhold
 
     def create(
