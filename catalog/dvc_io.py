@@ -214,7 +214,8 @@ def read_version_at(
     with dvc_fs(repo, rev, **fs_kwargs) as fs:
         storage = Storage.over(fs, catalog_path)
         manifest = _manifest(storage, ref)
-        require_access(json.loads(_read_small(storage, f"{manifest.dataset}/dataset.json", "dataset metadata")),
-                       allow_restricted)
+        info = json.loads(_read_small(storage, f"{manifest.dataset}/dataset.json", "dataset metadata"))
+        # the manifest's flag is sealed by HEAD; dataset.json's is not
+        require_access({**info, "restricted": bool(info.get("restricted") or manifest.restricted)}, allow_restricted)
         return read_verified_rows(storage, manifest, columns, status, origin)
 

@@ -37,7 +37,7 @@ from catalog.atomic import TMP_PREFIX, atomic_write, fsync_dir, temp_path, write
 from catalog.errors import CatalogError, IntegrityError
 from catalog.files import CatalogFiles
 from catalog import id_index
-from catalog.layout import SHARDS, head_key, head_line, shard_file
+from catalog.layout import HEAD_MAX_BYTES, SHARDS, head_key, head_line, parse_head, shard_file
 from catalog.manifest import Manifest, Role, RunRef, ShardRef, sha256_bytes, sha256_file
 from catalog.safe_paths import NAME_RE, check_name, confined, view_base
 from catalog.schema import SCHEMA
@@ -47,6 +47,9 @@ from synthgen.records import KEPT
 
 __all__ = ["NAME_RE", "TMP_PREFIX", "Catalog", "CatalogError", "HeadMoved", "IntegrityError", "atomic_write",
            "temp_path", "write_parquet_atomic"]
+
+
+_HEAD_TRIES = 20  # re-reads of a HEAD that moves under a reader before it gives up
 
 
 class HeadMoved(CatalogError):
@@ -73,7 +76,7 @@ class Catalog(CatalogFiles):
         # Per instance, never per module: name -> (HEAD bytes, verified manifests by version, the sha256 the
         # next older manifest must have). Manifests are immutable, so a chain checked once against this
         # HEAD stays checked; a HEAD that changes starts over.
-        self._chains: dict[str, tuple[bytes, dict[int, Manifest], str | None]] = {}
+        self._chains: dict[str, tuple[bytes | None, dict[int, Manifest], str | None]] = {}
         # (path, inode, size, mtime) of shard files whose bytes hashed to their name in this process.
         self._hashed: set[tuple] = set()
 
@@ -170,14 +173,23 @@ class Catalog(CatalogFiles):
     def chain(self, name: str, start: int) -> list[Manifest]:
         """Manifests ``start``..head, each checked against the hash HEAD or its child recorded."""
         self.info(name)
-        raw = self.storage.read(head_key(name)) or b""
-        head, sealed = self.storage.head(name)
+        for _ in range(_HEAD_TRIES):
+            raw = self.storage.read_prefix(head_key(name), HEAD_MAX_BYTES + 1)  # None: no HEAD yet
+            head, sealed = parse_head(raw, str(self.root / head_key(name)))
+            known = self._chains.get(name)
+            if known is not None and known[0] == raw:
+                break
+            problem = self.storage.beyond_head(name, head, sealed)
+            if not problem:
+                known = (raw, {}, sealed)
+                break
+            if self.storage.read_prefix(head_key(name), HEAD_MAX_BYTES + 1) == raw:
+                raise IntegrityError(f"{problem}; the catalog is CORRUPT: restore HEAD (run synthgen verify {name})")
+            # HEAD moved while we looked: a commit landed between reading HEAD and the manifests past it.
+        else:
+            raise CatalogError(f"{name}: HEAD kept moving while it was read; retry")
         if not 1 <= start <= head:
             raise CatalogError(f"dataset {name!r} has no version {start} (head is {head or 'none'})")
-        known = self._chains.get(name)
-        if known is None or known[0] != raw:
-            self.check_beyond_head(name, head, sealed)
-            known = (raw, {}, sealed)
         _, checked, expected = known
         low = min(checked, default=head + 1)
         for v in range(low - 1, start - 1, -1):
