@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from catalog import Catalog, CatalogError, RestrictedError, audit, embeddings_of, load, open_version, samples_to_table
 from catalog.guard import pixel_guard
-from catalog.publish import push
+from catalog.publish import pull, push
 from catalog.query import query
 from catalog.remote import RemoteCatalog
 from catalog.vector_index import version_index
@@ -169,3 +170,61 @@ def test_card_of_a_restricted_version_has_counts_but_no_images(cat):
     assert "(restricted)" in card.read_text() and "| real | kept | 6 |" in card.read_text()
     assert not list(card.parent.glob("grids/*.png"))
     assert list(write_card(cat, "open@1").parent.glob("grids/*.png"))  # an open dataset's card shows samples
+
+
+def test_a_pull_never_lowers_a_restricted_dataset_to_an_unrestricted_local_one(cat, tmp_path):
+    url = str(tmp_path / "shared")
+    push(cat, "private", url, allow_restricted=True)
+    local = Catalog(tmp_path / "local")
+    local.create("private", "real")  # unrestricted, empty
+    with pytest.raises(CatalogError, match="restricted"):
+        pull(url, "private", local)
+    assert local.head("private") is None
+    fresh = Catalog(tmp_path / "fresh")
+    pull(url, "private", fresh)
+    with pytest.raises(RestrictedError):
+        open_version(fresh, "private").table()
+
+
+def blocked_copies(cat) -> None:
+    """A synthetic dataset `gen`: 2 kept rows, 2 rows the guard blocked as copies of `private`'s images."""
+    real = open_version(cat, "private", allow_restricted=True).table(["image"]).slice(0, 2)["image"].to_pylist()
+    t = samples_to_table(make_samples(4, start=50, dim=8), embedding_model="test-clip")
+    t = t.set_column(t.schema.get_field_index("status"), "status", pa.array([KEPT, KEPT, REAL_COPY, REAL_COPY]))
+    t = t.set_column(t.schema.get_field_index("real_dataset"), "real_dataset", pa.array(["private"] * 4))
+    t = t.set_column(t.schema.get_field_index("image"), "image",
+                     pa.array(t["image"].to_pylist()[:2] + real, t.schema.field("image").type))
+    cat.create("gen", "synthetic")
+    cat.commit("gen", cat.write_split("gen", t))
+
+
+def test_rows_that_copy_a_restricted_set_are_restricted_too(cat, tmp_path):
+    blocked_copies(cat)
+    v = open_version(cat, "gen")
+    assert v.table(status="all")["status"].to_pylist() == [KEPT, KEPT]  # the copies are left out
+    assert v.images(["s00052", "s00050"]).keys() == {"s00050"}
+    ids, _, _ = embeddings_of(v, status="all")
+    assert ids == ["s00050", "s00051"]
+    for paths in (lambda: v.all_files, lambda: v.excluded_files, lambda: v.files_for("all")):
+        with pytest.raises(RestrictedError, match="blocked copies"):
+            paths()
+    assert v.files  # the training shard holds kept rows only
+    assert query(cat, "SELECT count(*) AS n FROM gen_all")["n"].to_pylist() == [2]
+    with pytest.raises(RestrictedError, match="blocked copies"):
+        push(cat, "gen", str(tmp_path / "shared"))
+    allowed = open_version(cat, "gen", allow_restricted=True)
+    assert allowed.table(status="all").num_rows == 4 and len(allowed.all_files) == 2
+    assert query(cat, "SELECT count(*) AS n FROM gen_all", allow_restricted=True)["n"].to_pylist() == [4]
+
+
+def test_a_trace_never_matches_a_restricted_row_without_the_flag(cat):
+    from catalog.trace import by_embedding, by_pixel_hash
+
+    blocked_copies(cat)
+    row = open_version(cat, "private", allow_restricted=True).table(["image_sha256", "embedding"]).to_pylist()[0]
+    # `open` holds the same pixels (same seed); neither the restricted row nor its blocked copy is named
+    assert {m.dataset for m in by_pixel_hash(cat, row["image_sha256"])} == {"open"}
+    assert {m.dataset for m in by_pixel_hash(cat, row["image_sha256"], allow_restricted=True)} == {"open", "private"}
+    query_vec = np.asarray(row["embedding"], np.float32)
+    found = by_embedding(cat, query_vec, "test-clip")
+    assert found is None or found.dataset != "private" and found.sample_id not in ("s00052", "s00053")
