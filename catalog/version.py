@@ -100,11 +100,11 @@ class DatasetVersion:
     def _require(self, what: str) -> None:
         require_access({"name": self.name, "restricted": self.restricted}, self.allow_restricted, what)
 
-    def withheld_shards(self) -> dict[str, int]:
-        """Shard file -> how many of its rows copy a restricted dataset; empty when allowed or none do.
+    def withheld_shards(self) -> dict[str, list[str]]:
+        """Shard file -> ids of its rows that copy a restricted dataset; empty when allowed or none do.
 
-        Only shards with non-kept rows are read (status and guard evidence
-        columns): kept rows passed the memorisation guard.
+        Only shards with non-kept rows are read (sample id, status and guard
+        evidence columns): kept rows passed the memorisation guard.
         """
         if self.allow_restricted:
             return {}
@@ -112,10 +112,10 @@ class DatasetVersion:
         for ref in self.manifest.shards:
             if set(ref.rows_by_status) - {KEPT} or not ref.rows_by_status:
                 path = str(self.catalog.verified_shard(self.name, ref))
-                n = int(pc.sum(copies_of_restricted(self.catalog, pq.read_table(path, columns=_GUARD_COLUMNS,
-                                                                                 schema=SCHEMA))).as_py() or 0)
-                if n:
-                    out[path] = n
+                t = pq.read_table(path, columns=["sample_id", *_GUARD_COLUMNS], schema=SCHEMA)
+                ids = t["sample_id"].filter(copies_of_restricted(self.catalog, t)).to_pylist()
+                if ids:
+                    out[path] = ids
         return out
 
     def _require_shards(self, paths: list[str]) -> list[str]:
@@ -125,7 +125,7 @@ class DatasetVersion:
         held = [p for p in paths if p in withheld]
         if held:
             raise RestrictedError(
-                f"{self.ref}: {sum(withheld[p] for p in held)} excluded rows are blocked copies of restricted "
+                f"{self.ref}: {sum(len(withheld[p]) for p in held)} excluded rows are blocked copies of restricted "
                 "real data; the shards holding them need allow_restricted=True (--allow-restricted on the "
                 "command line), or read the kept rows only")
         return paths
@@ -174,10 +174,15 @@ class DatasetVersion:
 
     def images(self, sample_ids: Sequence[str]) -> dict[str, bytes]:
         """Image bytes of the given rows (any status), without reading the rest of the image column."""
+        import duckdb
+
         self._require("images")
-        t = self.table(["sample_id", "image"], status="all")
-        t = t.filter(pc.is_in(t["sample_id"], value_set=pa.array(list(sample_ids), pa.string())))
-        return dict(zip(t["sample_id"].to_pylist(), t["image"].combine_chunks().field("bytes").to_pylist()))
+        withheld = {sid for ids in self.withheld_shards().values() for sid in ids}
+        rows = duckdb.connect().execute(
+            "SELECT sample_id, image.bytes FROM read_parquet(?) WHERE list_contains(?, sample_id)",
+            [_shard_paths(self), [sid for sid in sample_ids if sid not in withheld]],
+        ).fetchall()
+        return dict(rows)
 
     def to_pandas(self, columns: Sequence[str] | None = None, status: Status = "kept"):
         return self.table(columns, status).to_pandas()
