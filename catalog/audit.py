@@ -26,7 +26,8 @@ from catalog.errors import RestrictedError
 from catalog.id_index import FileCache, open_segment, read_ids_json
 from catalog.layout import HEAD_MAX_BYTES, head_key
 from catalog.manifest import Manifest
-from catalog.store import Catalog
+from catalog.safe_paths import confined_relative
+from catalog.store import Catalog, CatalogError
 
 _SKIP = ("image", "embedding")
 
@@ -93,7 +94,10 @@ def _cover(cat: Catalog, name: str, lists: list[list[dict]], shards) -> list[tup
     chosen, covered = [], set()
     for entries in reversed(lists):
         for e in entries:
-            seg = open_segment(cat.path(name) / e["file"])
+            try:
+                seg = open_segment(confined_relative(cat.path(name), e["file"], "id segment"))
+            except CatalogError:
+                return None  # an entry naming a file outside the dataset: not an index to trust
             if seg is None:
                 return None
             if not covered.issuperset(seg.shards):

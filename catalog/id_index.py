@@ -28,9 +28,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
 from catalog.atomic import atomic_write
 from catalog.files import CatalogFiles
 from catalog.manifest import Manifest, ShardRef, sha256_bytes, sha256_file
+from catalog.safe_paths import confined_relative
 
 SEGMENT_ROWS = 8192
 MAX_SEGMENTS = 16
@@ -191,7 +193,7 @@ def index_version(cat: CatalogFiles, manifest: Manifest) -> list[dict]:
     parent = read_ids_json(cat, name, manifest.parent, manifest.parent_sha256) if manifest.parent else None
     segments, covered = [], set()
     for entry in parent or []:
-        seg = open_segment(cat.path(name) / entry["file"])
+        seg = open_segment(confined_relative(cat.path(name), entry["file"], "id segment"))
         # A parent segment is reusable only if every shard it indexes is still in this version.
         if seg is not None and set(seg.shards) <= wanted.keys():
             segments.append(entry)
