@@ -77,6 +77,7 @@ class Catalog(CatalogFiles):
         # next older manifest must have). Manifests are immutable, so a chain checked once against this
         # HEAD stays checked; a HEAD that changes starts over.
         self._chains: dict[str, tuple[bytes | None, dict[int, Manifest], str | None]] = {}
+        self._head_flags: dict[str, tuple[bytes | None, bool]] = {}  # name -> (HEAD bytes, head manifest's flag)
         # (path, inode, size, mtime) of shard files whose bytes hashed to their name in this process.
         self._hashed: set[tuple] = set()
 
@@ -100,13 +101,22 @@ class Catalog(CatalogFiles):
         return info
 
     def _head_says_restricted(self, name: str) -> bool:
-        """Whether the head manifest (as HEAD names it) records the dataset as restricted."""
+        """Whether the head manifest (as HEAD names it) records the dataset as restricted.
+
+        Parsed once per HEAD and instance (a head manifest can list thousands of shards).
+        """
+        raw = self.storage.read_prefix(head_key(name), HEAD_MAX_BYTES + 1)
+        known = self._head_flags.get(name)
+        if known is not None and known[0] == raw:
+            return known[1]
         try:
-            head, _ = self.storage.head(name)
+            head, _ = parse_head(raw)
             data = self.storage.manifest_bytes(name, head) if head else None
-            return bool(data and json.loads(data).get("restricted"))
+            flag = bool(data and json.loads(data).get("restricted"))
         except (IntegrityError, ValueError, AttributeError):
             return True  # unreadable: the reader that opens it reports the corruption; until then, withhold
+        self._head_flags[name] = (raw, flag)
+        return flag
 
     def create(
         self, name: str, origin: Literal["real", "synthetic", "mixed"], description: str = "", restricted: bool = False
