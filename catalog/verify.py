@@ -38,6 +38,7 @@ class VerifyReport:
     dataset: str
     version: int
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what is not a problem but was seen (an unfinished commit)
     shards_checked: int = 0
     id_segments_checked: int = 0
     manifests_checked: int = 0
@@ -220,6 +221,9 @@ def verify_storage(storage: Storage, name: str, version: int | None = None) -> V
     beyond = storage.beyond_head(name, head, sealed)
     if beyond and storage.head(name) == (head, sealed):  # not a commit that landed while we walked
         report.problems.append(beyond)
+    elif not beyond and storage.manifest_bytes(name, head + 1) is not None:
+        report.notes.append(f"{where(head + 1)}: written by a commit that has not moved HEAD (in progress, or "
+                            "killed: the next commit replaces it); not published")
     check_restricted(storage, name, manifests, report)
     report.head_sha256 = previous_sha
     check_head_seal(head, sealed, where, report)
