@@ -187,7 +187,7 @@ def push(cat: Catalog, name: str, url: "str | ObjectStore", storage_options: dic
     """
     require_access(cat.info(name), allow_restricted, "rows (to publish them)")
     for m in cat.versions(name):  # shards are uploaded whole: one holding copies of restricted images needs the flag
-        DatasetVersion(cat, m, allow_restricted).all_files
+        DatasetVersion(cat, m, allow_restricted).check_shards_may_leave()
     store = open_store(url, storage_options, create=True)
     with cat.lock(name):  # the local head's derived files are complete once its commit returned
         local = cat.head(name)

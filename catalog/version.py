@@ -118,6 +118,10 @@ class DatasetVersion:
                     out[path] = ids
         return out
 
+    def check_shards_may_leave(self) -> None:
+        """``RestrictedError`` unless every shard of the version may be handed out whole (e.g. pushed)."""
+        self._require_shards(_shard_paths(self))
+
     def _require_shards(self, paths: list[str]) -> list[str]:
         """``paths``, unless one holds rows copying a restricted dataset and the flag was not given."""
         self._require("shard files")
