@@ -396,9 +396,10 @@ class Catalog(CatalogFiles):
         """Remove a manifest for ``version`` left by a commit or pull killed before HEAD moved.
 
         Called under the commit lock with HEAD at ``version - 1``. Only a
-        manifest proven unpublished is removed (``beyond_head``: the only one
-        past HEAD, extending it, no derived files); anything else means HEAD
-        was moved back, and is ``IntegrityError``, nothing deleted. A leftover
+        manifest proven unpublished is moved out of the way, to
+        ``versions/unpublished/`` (``beyond_head``: the only one past HEAD,
+        extending it, no derived files); anything else means HEAD was moved
+        back, and is ``IntegrityError``. No manifest is ever deleted. A leftover
         with exactly the bytes ``keep`` stays (a pull resuming). Returns
         whether a manifest for ``version`` remains.
         """
@@ -412,7 +413,10 @@ class Catalog(CatalogFiles):
         if head != version - 1:
             raise IntegrityError(f"{orphan}: HEAD names version {head}, not {version - 1}; nothing removed")
         self.check_beyond_head(name, head, sealed)
-        orphan.unlink()
+        # Moved aside, not deleted: should the proof be wrong (its derived files removed too), the bytes remain.
+        aside = orphan.parent / "unpublished" / f"{orphan.stem}.{sha256_bytes(data)[:16]}.json"
+        aside.parent.mkdir(exist_ok=True)
+        os.replace(orphan, aside)
         fsync_dir(orphan.parent)
         return False
 

@@ -150,6 +150,7 @@ def test_an_unfinished_commit_past_head_is_a_note_and_the_next_commit_replaces_i
     report = verify(Catalog(chain.root), "ds")
     assert report.ok and report.notes and "not published" in report.notes[0]
     assert Catalog(chain.root).commit("ds", []).version == 4
+    assert [p.name[:6] for p in (chain.root / "ds" / "versions" / "unpublished").iterdir()] == ["000004"]  # kept
 
 
 @pytest.mark.parametrize("content", [b"", b"3\n", b"3 abc\n", b"3 " + b"0" * 64 + b" extra\n", b"999999999 " + b"0" * 64])
