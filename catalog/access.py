@@ -92,9 +92,6 @@ class Sealed:
         raise RestrictedError(f"{self.__name} is restricted: its {attr!r} (derived from its images) needs "
                               "allow_restricted=True; without it, only nearest-neighbour answers are given")
 
-    def __len__(self) -> int:
-        return len(self.__inner.ids) if hasattr(self.__inner, "ids") else int(self.__inner.ntotal)
-
 
 def sealed(inner: Any, name: str, restricted: bool, allow_restricted: bool) -> Any:
     """``inner`` itself when anyone may read it, else a ``Sealed`` view of it."""
