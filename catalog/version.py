@@ -100,11 +100,12 @@ class DatasetVersion:
     def _require(self, what: str) -> None:
         require_access({"name": self.name, "restricted": self.restricted}, self.allow_restricted, what)
 
-    def withheld_shards(self) -> dict[str, list[str]]:
+    def withheld_shards(self, paths: Sequence[str] | None = None) -> dict[str, list[str]]:
         """Shard file -> ids of its rows that copy a restricted dataset; empty when allowed or none do.
 
-        Only shards with non-kept rows are read (sample id, status and guard
-        evidence columns): kept rows passed the memorisation guard.
+        Only shards with non-kept rows (among ``paths``, default all) are read
+        (sample id, status and guard evidence columns): kept rows passed the
+        memorisation guard.
         """
         if self.allow_restricted:
             return {}
@@ -112,6 +113,8 @@ class DatasetVersion:
         for ref in self.manifest.shards:
             if set(ref.rows_by_status) - {KEPT} or not ref.rows_by_status:
                 path = str(self.catalog.verified_shard(self.name, ref))
+                if paths is not None and path not in paths:
+                    continue
                 t = pq.read_table(path, columns=["sample_id", *_GUARD_COLUMNS], schema=SCHEMA)
                 ids = t["sample_id"].filter(copies_of_restricted(self.catalog, t)).to_pylist()
                 if ids:
@@ -125,7 +128,7 @@ class DatasetVersion:
     def _require_shards(self, paths: list[str]) -> list[str]:
         """``paths``, unless one holds rows copying a restricted dataset and the flag was not given."""
         self._require("shard files")
-        withheld = self.withheld_shards()
+        withheld = self.withheld_shards(paths)
         held = [p for p in paths if p in withheld]
         if held:
             raise RestrictedError(
