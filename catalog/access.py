@@ -24,8 +24,11 @@ from catalog.errors import RestrictedError
 from synthgen.records import KEPT, REAL_COPY
 
 _FALSE = pa.scalar(False)
+# The columns ``copies_of_restricted`` reads: a row's status and its memorisation-guard evidence.
+GUARD_COLUMNS = ["status", "real_dataset", "real_threshold", "real_nn_similarity", "pixel_threshold",
+                 "real_pixel_distance"]
 
-__all__ = ["RestrictedError", "copies_of_restricted", "require_access", "sealed"]
+__all__ = ["GUARD_COLUMNS", "RestrictedError", "copies_of_restricted", "require_access", "sealed"]
 
 
 def require_access(info: dict, allow_restricted: bool, what: str = "rows") -> None:
@@ -49,8 +52,7 @@ def copies_of_restricted(cat: Any, table: pa.Table) -> pa.ChunkedArray:
     is not an open one in ``cat`` (restricted, or absent: e.g. a pulled
     synthetic dataset whose real set stayed behind), and its evidence makes
     it a copy: blocked by the guard, or past the CLIP or pixel threshold.
-    ``table`` needs the columns status, real_dataset, real_threshold,
-    real_nn_similarity, pixel_threshold, real_pixel_distance.
+    ``table`` needs the ``GUARD_COLUMNS``.
     """
     if table.num_rows == 0:
         return pa.chunked_array([pa.array([], pa.bool_())])

@@ -22,11 +22,13 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from catalog.access import GUARD_COLUMNS, copies_of_restricted
 from catalog.errors import RestrictedError
 from catalog.id_index import FileCache, open_segment, read_ids_json
 from catalog.layout import HEAD_MAX_BYTES, head_key
 from catalog.manifest import Manifest
 from catalog.safe_paths import confined_relative
+from catalog.schema import SCHEMA
 from catalog.store import Catalog, CatalogError
 
 _SKIP = ("image", "embedding")
@@ -186,7 +188,9 @@ def audit(catalog: Catalog, sample_id: str, allow_restricted: bool = False) -> l
     Restricted datasets are searched only with ``allow_restricted``: without
     it, an id found nowhere else raises ``RestrictedError`` naming the
     datasets not searched, whether or not they hold it, so the answer
-    tells nothing about their contents (no membership oracle).
+    tells nothing about their contents (no membership oracle). Rows that
+    copy a restricted dataset's images (``catalog.access``) are answered
+    the same way, as if absent.
     """
     records, skipped = [], []
     for name in catalog.names():
@@ -200,7 +204,12 @@ def audit(catalog: Catalog, sample_id: str, allow_restricted: bool = False) -> l
                 found = _from_index(catalog, name, plan, sample_id)
             except (OSError, IndexError, ValueError, pa.ArrowException):
                 found = None  # a shard or segment changed under us: the scan still answers
-        records += found if found is not None else _scan(catalog, name, plan, sample_id)
+        found = found if found is not None else _scan(catalog, name, plan, sample_id)
+        if found and not allow_restricted:  # a blocked copy of a restricted image is withheld like the image
+            guard = pa.table({c: pa.array([r.row.get(c) for r in found], SCHEMA.field(c).type) for c in GUARD_COLUMNS})
+            copies = copies_of_restricted(catalog, guard).to_pylist()
+            found = [r for r, copy in zip(found, copies) if not copy]  # answered as a miss: no oracle
+        records += found
     if not records and skipped:
         raise RestrictedError(f"no sample {sample_id!r} in the datasets you may read; restricted datasets were not "
                               f"searched ({', '.join(skipped)}): pass allow_restricted=True (--allow-restricted)")

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from catalog.access import copies_of_restricted, require_access
+from catalog.access import GUARD_COLUMNS, copies_of_restricted, require_access
 from catalog.errors import RestrictedError
 from catalog.manifest import Manifest
 from catalog.schema import SCHEMA
@@ -115,7 +115,7 @@ class DatasetVersion:
                 path = str(self.catalog.verified_shard(self.name, ref))
                 if paths is not None and path not in paths:
                     continue
-                t = pq.read_table(path, columns=["sample_id", *_GUARD_COLUMNS], schema=SCHEMA)
+                t = pq.read_table(path, columns=["sample_id", *GUARD_COLUMNS], schema=SCHEMA)
                 ids = t["sample_id"].filter(copies_of_restricted(self.catalog, t)).to_pylist()
                 if ids:
                     out[path] = ids
@@ -174,7 +174,7 @@ class DatasetVersion:
         self._require("rows")
         if status == KEPT or self.allow_restricted:
             return read_rows(self, columns, status, origin)
-        cols = None if columns is None else sorted(set(columns) | set(_GUARD_COLUMNS), key=SCHEMA.names.index)
+        cols = None if columns is None else sorted(set(columns) | set(GUARD_COLUMNS), key=SCHEMA.names.index)
         t = read_rows(self, cols, status, origin)
         t = t.filter(pc.invert(copies_of_restricted(self.catalog, t)))
         return t.select(list(columns)) if columns else t
@@ -206,10 +206,6 @@ class DatasetVersion:
         from catalog.torch_dataset import ShardIterableDataset
 
         return ShardIterableDataset(self.files_for(status), status, origin, shuffle, seed, transform)
-
-
-_GUARD_COLUMNS = ["status", "real_dataset", "real_threshold", "real_nn_similarity", "pixel_threshold",
-                  "real_pixel_distance"]
 
 
 def _shard_paths(version: DatasetVersion, role: str | None = None) -> list[str]:

@@ -215,6 +215,10 @@ def test_rows_that_copy_a_restricted_set_are_restricted_too(cat, tmp_path):
     allowed = open_version(cat, "gen", allow_restricted=True)
     assert allowed.table(status="all").num_rows == 4 and len(allowed.all_files) == 2
     assert query(cat, "SELECT count(*) AS n FROM gen_all", allow_restricted=True)["n"].to_pylist() == [4]
+    for sid in ("s00052", "s99999"):  # a blocked copy is answered as an id the catalog does not hold
+        with pytest.raises(RestrictedError, match="not searched \\(private\\)"):
+            audit(cat, sid)
+    assert audit(cat, "s00052", allow_restricted=True)[0].dataset == "gen"
 
 
 def test_a_trace_never_matches_a_restricted_row_without_the_flag(cat):
