@@ -61,8 +61,11 @@ def main() -> None:
         rows = build(cat, args.mb)
         v = open_version(cat, "load")
         size = sum(os.path.getsize(f) for f in v.files)
-        best_cat = best_bare = float("inf")
+        best_cat = best_bare = best_first = float("inf")
         for _ in range(args.repeat):
+            t = time.perf_counter()
+            open_version(Catalog(tmp), "load").table(status="all")  # a new instance: shards hashed again
+            best_first = min(best_first, time.perf_counter() - t)
             t = time.perf_counter()
             bare = pa.concat_tables([pq.read_table(f) for f in v.files])
             best_bare = min(best_bare, time.perf_counter() - t)
@@ -76,9 +79,12 @@ def main() -> None:
          "MB_per_s": round(mbs(best_bare)), "target": ""},
         {"reader": "catalog open_version().table()", "MB": round(size / 1e6, 1), "seconds": round(best_cat, 3),
          "MB_per_s": round(mbs(best_cat)), "target": ">= 500 MB/s"},
+        {"reader": "same, first read (shards hashed)", "MB": round(size / 1e6, 1), "seconds": round(best_first, 3),
+         "MB_per_s": round(mbs(best_first)), "target": ""},
     ]
     emit("load", f"Load a {size / 1e6:.0f} MB version into Arrow (best of {args.repeat}, page cache warm)", rows_out,
-         {"rows": rows, "ratio_catalog_vs_bare": best_cat / best_bare}, args.json)
+         {"rows": rows, "ratio_catalog_vs_bare": best_cat / best_bare,
+          "ratio_first_read_vs_bare": best_first / best_bare}, args.json)
 
 
 if __name__ == "__main__":

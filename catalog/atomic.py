@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 import uuid
 from pathlib import Path
 
@@ -21,7 +22,8 @@ TMP_PREFIX = ".tmp-"
 _HOST = re.sub(r"[^A-Za-z0-9_-]", "_", os.uname().nodename)[:40] or "host"
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """fsync a folder, so a rename into it survives a crash."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -39,10 +41,8 @@ def temp_path(path: Path) -> Path:
     return path.parent / f"{TMP_PREFIX}{_HOST}.{os.getpid()}.{uuid.uuid4().hex[:16]}-{path.name}"
 
 
-def _writer_is_gone(tmp: Path, max_age_s: float) -> bool:
+def writer_is_gone(tmp: Path, max_age_s: float) -> bool:
     """True when the writer of a temp file is dead: its pid is gone on this host, or the file is old."""
-    import time
-
     host, _, rest = tmp.name[len(TMP_PREFIX):].partition(".")
     pid = rest.split(".", 1)[0]
     if host == _HOST and pid.isdigit():
@@ -81,7 +81,7 @@ def atomic_write(path: Path, data: bytes, exclusive: bool = False) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def replace_synced(tmp: Path, path: Path) -> None:
@@ -89,7 +89,7 @@ def replace_synced(tmp: Path, path: Path) -> None:
     with open(tmp, "rb+") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def write_parquet_atomic(table: pa.Table, path: Path) -> None:
@@ -104,4 +104,4 @@ def write_parquet_atomic(table: pa.Table, path: Path) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)

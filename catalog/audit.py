@@ -22,11 +22,14 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from catalog.access import require_access
-from catalog.id_index import FileCache, ensure_index, open_segment, read_ids_json
-from catalog.layout import head_key
-from catalog.manifest import Manifest, sha256_bytes
-from catalog.store import Catalog
+from catalog.access import GUARD_COLUMNS, copies_of_restricted
+from catalog.errors import RestrictedError
+from catalog.id_index import FileCache, open_segment, read_ids_json
+from catalog.layout import HEAD_MAX_BYTES, head_key
+from catalog.manifest import Manifest
+from catalog.safe_paths import confined_relative
+from catalog.schema import SCHEMA
+from catalog.store import Catalog, CatalogError
 
 _SKIP = ("image", "embedding")
 
@@ -54,14 +57,11 @@ _plans: dict[Path, tuple[str, _Plan]] = {}  # HEAD file -> (its text, plan): one
 
 
 def read_manifests(cat: Catalog, name: str) -> list[tuple[Manifest, str]]:
-    """Every version's manifest, with the sha256 of its bytes."""
-    out = []
-    for v in range(1, (cat.head(name) or 0) + 1):
-        data = cat.storage.manifest_bytes(name, v)
-        if data is None:
-            raise FileNotFoundError(cat.manifest_path(name, v))
-        out.append((Manifest.model_validate_json(data), sha256_bytes(data)))
-    return out
+    """Every version's manifest (checked as a chain from HEAD), with the sha256 of its bytes."""
+    manifests = cat.versions(name)
+    # Each manifest's sha256 is the one its child (or HEAD, for the head) recorded and the chain checked.
+    shas = [m.parent_sha256 for m in manifests[1:]] + [cat.head_sha256(name)]
+    return list(zip(manifests, shas))
 
 
 def shard_versions(manifests: list[tuple[Manifest, str]]) -> dict[str, tuple[str, list[int]]]:
@@ -77,13 +77,13 @@ def shard_versions(manifests: list[tuple[Manifest, str]]) -> dict[str, tuple[str
 
 def _plan(cat: Catalog, name: str) -> _Plan:
     head_file = cat.root / head_key(name)
-    head = (cat.storage.read(head_key(name)) or b"").decode()
+    head = (cat.storage.read_prefix(head_key(name), HEAD_MAX_BYTES + 1) or b"").decode("ascii", "replace")
     if head_file in _plans and _plans[head_file][0] == head:  # manifests and segments are immutable
         return _plans[head_file][1]
     manifests = read_manifests(cat, name)
     shards = shard_versions(manifests)
     lists = [read_ids_json(cat, name, m.version, sha) for m, sha in manifests]
-    if None in lists and ensure_index(cat, name):
+    if None in lists and cat.ensure_index(name):
         lists = [read_ids_json(cat, name, m.version, sha) for m, sha in manifests]
     plan = _Plan(shards, None if None in lists else _cover(cat, name, lists, shards.keys()))
     if plan.segments is not None:
@@ -96,7 +96,10 @@ def _cover(cat: Catalog, name: str, lists: list[list[dict]], shards) -> list[tup
     chosen, covered = [], set()
     for entries in reversed(lists):
         for e in entries:
-            seg = open_segment(cat.path(name) / e["file"])
+            try:
+                seg = open_segment(confined_relative(cat.path(name), e["file"], "id segment"))
+            except CatalogError:
+                return None  # an entry naming a file outside the dataset: not an index to trust
             if seg is None:
                 return None
             if not covered.issuperset(seg.shards):
@@ -153,7 +156,7 @@ def _from_index(cat: Catalog, name: str, plan: _Plan, sample_id: str) -> list[Au
         if sha not in plan.shards:
             continue  # indexed, but listed by no version
         file, versions = plan.shards[sha]
-        path = cat.path(name) / file
+        path = cat.verified_file(name, file, sha)
         values = _read_row(path, row)
         if values.get("sample_id") != sample_id:
             return None  # the index disagrees with the shard
@@ -163,7 +166,7 @@ def _from_index(cat: Catalog, name: str, plan: _Plan, sample_id: str) -> list[Au
 
 def _scan(cat: Catalog, name: str, plan: _Plan, sample_id: str) -> list[AuditRecord]:
     """Records via a DuckDB scan of every committed shard of the dataset."""
-    shards = {str(cat.path(name) / file): sorted(versions) for file, versions in plan.shards.values()}
+    shards = {str(cat.verified_file(name, file, sha)): sorted(versions) for sha, (file, versions) in plan.shards.items()}
     if not shards:
         return []
     rel = duckdb.connect().execute(
@@ -182,10 +185,18 @@ def _scan(cat: Catalog, name: str, plan: _Plan, sample_id: str) -> list[AuditRec
 def audit(catalog: Catalog, sample_id: str, allow_restricted: bool = False) -> list[AuditRecord]:
     """Find a sample id in every committed shard of every dataset, ordered by shard path.
 
-    A row found in a restricted dataset raises ``RestrictedError`` unless ``allow_restricted``.
+    Restricted datasets are searched only with ``allow_restricted``: without
+    it, an id found nowhere else raises ``RestrictedError`` naming the
+    datasets not searched, whether or not they hold it, so the answer
+    tells nothing about their contents (no membership oracle). Rows that
+    copy a restricted dataset's images (``catalog.access``) are answered
+    the same way, as if absent.
     """
-    records = []
+    records, skipped = [], []
     for name in catalog.names():
+        if catalog.info(name).get("restricted") and not allow_restricted:
+            skipped.append(name)
+            continue
         plan = _plan(catalog, name)
         found = None
         if plan.segments is not None:
@@ -194,9 +205,14 @@ def audit(catalog: Catalog, sample_id: str, allow_restricted: bool = False) -> l
             except (OSError, IndexError, ValueError, pa.ArrowException):
                 found = None  # a shard or segment changed under us: the scan still answers
         found = found if found is not None else _scan(catalog, name, plan, sample_id)
-        if found:
-            require_access(catalog.info(name), allow_restricted, f"row {sample_id}")
+        if found and not allow_restricted:  # a blocked copy of a restricted image is withheld like the image
+            guard = pa.table({c: pa.array([r.row.get(c) for r in found], SCHEMA.field(c).type) for c in GUARD_COLUMNS})
+            copies = copies_of_restricted(catalog, guard).to_pylist()
+            found = [r for r, copy in zip(found, copies) if not copy]  # answered as a miss: no oracle
         records += found
+    if not records and skipped:
+        raise RestrictedError(f"no sample {sample_id!r} in the datasets you may read; restricted datasets were not "
+                              f"searched ({', '.join(skipped)}): pass allow_restricted=True (--allow-restricted)")
     return sorted(records, key=lambda r: r.shard)  # stable: rows of one shard stay in row order
 
 

@@ -10,7 +10,7 @@ from catalog.grids import write_class_grids
 from catalog.numbers import shortest_text
 from catalog.quality import version_quality
 from catalog.store import Catalog, CatalogError
-from catalog.version import DatasetVersion, _read, open_version
+from catalog.version import DatasetVersion, read_rows, open_version
 from synthgen.quality_report import QualityReport
 
 
@@ -37,7 +37,7 @@ def render_card(cat: Catalog, ref: str, grids: list[tuple[str, Path]] | None = N
     v: DatasetVersion = open_version(cat, ref)
     m, info = v.manifest, cat.info(v.name)
     # Only counts and quantiles leave, so a restricted dataset gets a card too (without sample images).
-    t = _read(v, ["origin", "status", "label_name", "prompt", "model_id", "scheduler", "num_inference_steps",
+    t = read_rows(v, ["origin", "status", "label_name", "prompt", "model_id", "scheduler", "num_inference_steps",
                   "guidance_scale", "embedding_model", "nn_similarity", "real_nn_similarity", "watermark_method"],
               "all", None)
     con = duckdb.connect()

@@ -88,7 +88,9 @@ def mix(
     ).fetchall()
     chosen = pa.array([r[0] for r in order], pa.string())  # typed: at share 0 the list is empty
     synth_pick = synth_rows.filter(pc.is_in(synth_rows["sample_id"], value_set=chosen))
-    restricted = bool(cat.info(real.name).get("restricted"))  # a mix of restricted rows stays restricted
+    restricted = real.restricted or synth.restricted  # a mix of restricted rows stays restricted
+    # Restricted is decided when the mix is created: Catalog.create refuses to add these rows to an existing,
+    # unrestricted mix of that name (everyone could read them there).
     cat.create(out, "mixed", description=f"{synth.ref} + {real.ref} at {synthetic_share:.0%} synthetic",
                restricted=restricted)
     with cat.lock(out):

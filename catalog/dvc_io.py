@@ -47,11 +47,11 @@ import pyarrow.parquet as pq
 from fsspec.implementations.dirfs import DirFileSystem
 
 from catalog.access import require_access
-from catalog.layout import head_key, manifest_key, parse_head
+from catalog.layout import head_key, manifest_key, parse_head, shard_file
 from catalog.manifest import Manifest, sha256_bytes
 from catalog.schema import SCHEMA
 from catalog.storage import Storage
-from catalog.store import CatalogError
+from catalog.errors import CatalogError, IntegrityError
 from catalog.version import Status, parse_ref, read_columns, select_rows
 
 DEFAULT_CATALOG_PATH = "synthgen-data/catalog"
@@ -60,10 +60,6 @@ DEFAULT_CATALOG_PATH = "synthgen-data/catalog"
 # to a temporary file so a multi-GB shard does not need that much RAM.
 _SPOOL_MAX = 256 << 20
 _CHUNK = 1 << 20
-
-
-class IntegrityError(CatalogError):
-    """A file read through DVC does not match the hash its manifest or HEAD records."""
 
 
 @contextmanager
@@ -174,7 +170,7 @@ def _read_shard(fs: Any, path: str, sha256: str, columns: list[str] | None, miss
         return pq.read_table(spool, columns=columns, schema=SCHEMA)
 
 
-def _table(
+def read_verified_rows(
     storage: Storage,
     manifest: Manifest,
     columns: Sequence[str] | None,
@@ -184,6 +180,10 @@ def _table(
 ) -> pa.Table:
     """A version's rows from any storage, every shard hash-checked, selected as ``DatasetVersion.table`` does."""
     cols = read_columns(columns)
+    for s in manifest.shards:  # never a file outside the dataset's shards/, whatever the manifest says
+        if s.file != shard_file(s.sha256):
+            raise IntegrityError(f"{manifest.dataset}@{manifest.version}: manifest lists shard {s.file!r}, not "
+                                 f"{shard_file(s.sha256)}; refusing to read it")
     parts = [_read_shard(storage.files, f"{manifest.dataset}/{s.file}", s.sha256, cols, missing)
              for s in manifest.shards if status != "kept" or s.role == "train"]  # kept rows: training shards only
     return select_rows(parts, columns, status, origin)
@@ -214,7 +214,8 @@ def read_version_at(
     with dvc_fs(repo, rev, **fs_kwargs) as fs:
         storage = Storage.over(fs, catalog_path)
         manifest = _manifest(storage, ref)
-        require_access(json.loads(_read_small(storage, f"{manifest.dataset}/dataset.json", "dataset metadata")),
-                       allow_restricted)
-        return _table(storage, manifest, columns, status, origin)
+        info = json.loads(_read_small(storage, f"{manifest.dataset}/dataset.json", "dataset metadata"))
+        # the manifest's flag is sealed by HEAD; dataset.json's is not
+        require_access({**info, "restricted": bool(info.get("restricted") or manifest.restricted)}, allow_restricted)
+        return read_verified_rows(storage, manifest, columns, status, origin)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from catalog.safe_paths import confined
 from catalog.store import Catalog
 from catalog.version import open_version
 from synthgen.imaging import decode, make_grid
@@ -49,7 +50,7 @@ def write_class_grids(cat: Catalog, ref: str, per_class: int = 24, cols: int = 8
     written = []
     for label, rows in groups.items():
         tiles = [decode(images[sid]) for sid in rows]
-        path = folder / f"{_slug(label)}.png"
+        path = confined(folder, f"{_slug(label)}.png")
         make_grid([tiles[i : i + cols] for i in range(0, len(tiles), cols)]).save(path)
         written.append((label, path))
     return written

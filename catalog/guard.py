@@ -31,9 +31,10 @@ from typing import Iterable
 import faiss
 import numpy as np
 
+from catalog.access import sealed
 from catalog.atomic import atomic_write, replace_synced, temp_path
 from catalog.manifest import sha256_bytes, sha256_file
-from catalog.version import DatasetVersion, _read
+from catalog.version import DatasetVersion, read_rows
 from synthgen.imaging import decode
 from synthgen.memorisation import (
     DESCRIPTOR, THUMB, PixelGuard, build_descriptor_index, build_thumb_index, descriptors, standardise,
@@ -49,13 +50,27 @@ def guard_dir(version: DatasetVersion) -> Path:
 
 
 def pixel_guard(version: DatasetVersion) -> PixelGuard:
-    """A ``PixelGuard`` over the kept rows of ``version`` (restricted or not), loaded when stored."""
-    return load_guard(version) or build_guard(version)
+    """A ``PixelGuard`` over the kept rows of ``version`` (restricted or not), loaded when stored.
+
+    A restricted version opened without ``allow_restricted`` gets it sealed
+    (``catalog.access.Sealed``): ``nearest`` answers, but the thumbnails,
+    their index and ids are not handed out.
+    """
+    return _handed_out(version, read_guard_files(guard_dir(version), _manifest_sha(version)) or _build(version))
+
+
+def _handed_out(version: DatasetVersion, guard: PixelGuard | None) -> PixelGuard | None:
+    """``guard`` as the caller may see it: sealed for a restricted version opened without the flag."""
+    return None if guard is None else sealed(guard, version.name, version.restricted, version.allow_restricted)
 
 
 def build_guard(version: DatasetVersion) -> PixelGuard:
-    """Compute the thumbnails and index of ``version``'s kept rows, store them, return the guard."""
-    t = _read(version, ["sample_id", "image"], "kept", None)
+    """Compute the thumbnails and index of ``version``'s kept rows, store them, return the guard (sealed if restricted)."""
+    return _handed_out(version, _build(version))
+
+
+def _build(version: DatasetVersion) -> PixelGuard:
+    t = read_rows(version, ["sample_id", "image"], "kept", None)
     ids = t["sample_id"].to_pylist()
     thumbs = np.zeros((len(ids), THUMB, THUMB), np.float32)
     images = t["image"].combine_chunks().field("bytes")
@@ -139,7 +154,7 @@ def load_guard(version: DatasetVersion, check_all: bool = False) -> PixelGuard |
     unless ``check_all`` hashes them too (at 1M real images that is 2 GB a
     job would otherwise read only where its queries land).
     """
-    return read_guard_files(guard_dir(version), _manifest_sha(version), check_all)
+    return _handed_out(version, read_guard_files(guard_dir(version), _manifest_sha(version), check_all))
 
 
 def read_guard_files(folder: Path, manifest_sha: str, check_all: bool = False) -> PixelGuard | None:

@@ -13,7 +13,7 @@ segment for the other shards (usually just the added ones); past
 ``MAX_SEGMENTS`` it becomes one segment over all the version's shards, while
 older versions keep their lists. ids.json is written after the manifest, so a
 crash can leave a version without one: ``ensure_index`` rebuilds it, and
-readers that cannot fall back to a scan.
+readers that cannot fall back to a scan (``Catalog.ensure_index`` writes the missing ones).
 """
 
 from __future__ import annotations
@@ -23,19 +23,16 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from filelock import Timeout
 
-from catalog.manifest import Manifest, ShardRef, sha256_bytes, sha256_file
 from catalog.atomic import atomic_write
-
-if TYPE_CHECKING:
-    from catalog.store import Catalog
+from catalog.files import CatalogFiles
+from catalog.manifest import Manifest, ShardRef, sha256_bytes, sha256_file
+from catalog.safe_paths import confined_relative
 
 SEGMENT_ROWS = 8192
 MAX_SEGMENTS = 16
@@ -43,12 +40,12 @@ FORMAT = 1
 _SHARDS_KEY = b"synthgen.shards"
 
 
-def ids_json_path(cat: Catalog, name: str, version: int) -> Path:
+def ids_json_path(cat: CatalogFiles, name: str, version: int) -> Path:
     """Where version ``version``'s segment list lives."""
     return cat.version_dir(name, version) / "ids.json"
 
 
-def read_ids_json(cat: Catalog, name: str, version: int, manifest_sha256: str | None = None) -> list[dict] | None:
+def read_ids_json(cat: CatalogFiles, name: str, version: int, manifest_sha256: str | None = None) -> list[dict] | None:
     """A version's segment entries ({file, sha256, rows}), or None if missing, unreadable or stale.
 
     With ``manifest_sha256``, a list written for other manifest bytes is stale.
@@ -163,11 +160,11 @@ def open_segment(path: Path, sha256: str | None = None) -> Segment | None:
     return seg
 
 
-def build_segment(cat: Catalog, name: str, refs: list[ShardRef]) -> dict:
+def build_segment(cat: CatalogFiles, name: str, refs: list[ShardRef]) -> dict:
     """Index the sample ids of ``refs`` into one new segment; return its ids.json entry."""
     parts = []
     for ordinal, ref in enumerate(refs):
-        ids = pq.read_table(cat.path(name) / ref.file, columns=["sample_id"])["sample_id"]
+        ids = pq.read_table(cat.shard_path(name, ref.file, ref.sha256), columns=["sample_id"])["sample_id"]
         n = len(ids)
         parts.append(pa.table({
             "sample_id": ids,
@@ -189,14 +186,14 @@ def build_segment(cat: Catalog, name: str, refs: list[ShardRef]) -> dict:
     return {"file": f"ids/{digest}.parquet", "sha256": digest, "rows": table.num_rows}
 
 
-def index_version(cat: Catalog, manifest: Manifest) -> list[dict]:
+def index_version(cat: CatalogFiles, manifest: Manifest) -> list[dict]:
     """Write ids.json for a committed version, reusing its parent's segments; return the entries."""
     name = manifest.dataset
     wanted = {s.sha256: s for s in manifest.shards}
     parent = read_ids_json(cat, name, manifest.parent, manifest.parent_sha256) if manifest.parent else None
     segments, covered = [], set()
     for entry in parent or []:
-        seg = open_segment(cat.path(name) / entry["file"])
+        seg = open_segment(confined_relative(cat.path(name), entry["file"], "id segment"))
         # A parent segment is reusable only if every shard it indexes is still in this version.
         if seg is not None and set(seg.shards) <= wanted.keys():
             segments.append(entry)
@@ -217,25 +214,9 @@ def index_version(cat: Catalog, manifest: Manifest) -> list[dict]:
     return segments
 
 
-def index_commit(cat: Catalog, manifest: Manifest) -> None:
+def index_commit(cat: CatalogFiles, manifest: Manifest) -> None:
     """Commit hook: index the new version. The commit already stands, so a failure only warns."""
     try:
         index_version(cat, manifest)
     except Exception as exc:  # noqa: BLE001 - audit rebuilds the list or scans
         warnings.warn(f"{manifest.dataset}@{manifest.version}: sample-id index not written ({exc})", stacklevel=3)
-
-
-def ensure_index(cat: Catalog, name: str) -> bool:
-    """Write ids.json for every version lacking a valid one (old catalogs, crashes).
-
-    Takes the dataset lock without waiting; False when it is busy or the
-    folder cannot be written (the caller then scans).
-    """
-    try:
-        with cat.lock(name, timeout=0):
-            for m in cat.versions(name):
-                if read_ids_json(cat, name, m.version, cat.manifest_sha256(name, m.version)) is None:
-                    index_version(cat, m)
-        return True
-    except (Timeout, OSError, ValueError, pa.ArrowException):
-        return False

@@ -13,6 +13,10 @@ DVC revision; the local ``Catalog``, the shared catalog (``remote``,
 
 from __future__ import annotations
 
+import re
+
+from catalog.errors import IntegrityError
+
 SHARDS = "shards"  # a dataset's folder of row files
 
 
@@ -41,9 +45,23 @@ def head_line(version: int, sha256: str) -> bytes:
     return f"{version} {sha256}\n".encode()
 
 
-def parse_head(data: bytes | str | None) -> tuple[int, str | None]:
-    """HEAD's "N sha256" as (N, sha256); (0, None) when there is no HEAD yet."""
-    if not data:
+HEAD_MAX_BYTES = 128  # "N sha256\n" is at most 75 bytes: a reader never takes in more than this
+_HEAD_RE = re.compile(rb"([1-9][0-9]{0,8}) ([0-9a-f]{64})\n?")
+
+
+def parse_head(data: bytes | str | None, where: str = "HEAD") -> tuple[int, str | None]:
+    """HEAD's "N sha256" as (N, sha256); (0, None) when there is no HEAD file yet.
+
+    Anything else (empty, no hash, a number past 9 digits, trailing bytes) is
+    ``IntegrityError``: a HEAD without its hash seals nothing, and a huge
+    version number would make a reader walk that many manifests.
+    """
+    if data is None:
         return 0, None
-    parts = (data.decode() if isinstance(data, bytes) else data).split()
-    return int(parts[0]), (parts[1] if len(parts) > 1 else None)
+    raw = data.encode() if isinstance(data, str) else data
+    match = _HEAD_RE.fullmatch(raw[:HEAD_MAX_BYTES + 1])
+    if match is None:
+        shown = raw[:80].decode("ascii", "replace").strip() or "empty"
+        raise IntegrityError(f"{where}: malformed ({shown!r}); it must be 'VERSION SHA256' as a commit writes it. "
+                             "The catalog is CORRUPT: restore HEAD from a backup")
+    return int(match.group(1)), match.group(2).decode()

@@ -52,6 +52,8 @@ class Manifest(BaseModel):
     dataset: str
     version: int
     origin: Literal["real", "synthetic", "mixed"]
+    # dataset.json's flag, sealed into the hash chain: a dataset.json edited to drop it is caught by readers
+    restricted: bool = False
     parent: int | None = None
     parent_sha256: str | None = None
     created_at: str

@@ -36,6 +36,7 @@ from filelock import FileLock
 from fsspec.implementations.local import LocalFileSystem
 
 from catalog.storage import Storage
+from catalog.safe_paths import confined_relative
 from catalog.store import TMP_PREFIX, CatalogError, atomic_write, temp_path
 
 # Conditions S3 reports when a conditional write loses (412), or meets another in flight (409).
@@ -74,6 +75,7 @@ class ObjectStore(Storage):
             raise RemoteError(f"{url}: only s3:// URLs and local paths are supported "
                               "(publishing needs conditional writes)")
         super().__init__(fs, root, url=url)  # every read and list below is relative to the root
+        self.rolls_forward = True  # see Storage.rolls_forward
 
     @property
     def endpoint(self) -> str:
@@ -169,7 +171,7 @@ class ObjectStore(Storage):
     def put(self, key: str, data: bytes, create: bool = False) -> None:
         """Write a whole object atomically; ``create``: raise ``FileExistsError`` if the key exists."""
         if self.local:
-            atomic_write(Path(self.root) / key, data, exclusive=create)
+            atomic_write(confined_relative(self.root, key, "key"), data, exclusive=create)
             return
         try:
             self.files.pipe_file(key, data, mode="create" if create else "overwrite")
@@ -183,7 +185,7 @@ class ObjectStore(Storage):
         if not self.local:
             self.files.put_file(str(source), key)
             return
-        dest = Path(self.root) / key
+        dest = confined_relative(self.root, key, "key")
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = temp_path(dest)
         try:
@@ -200,7 +202,7 @@ class ObjectStore(Storage):
         False when another writer changed it first: read it again and decide anew.
         """
         if self.local:
-            path = Path(self.root) / key
+            path = confined_relative(self.root, key, "key")
             path.parent.mkdir(parents=True, exist_ok=True)
             # The same lock file as Catalog.lock: a shared folder is a catalog, and its commits and pushes serialize.
             with FileLock(str(path.parent / ".lock"), is_singleton=True):

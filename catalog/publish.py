@@ -40,7 +40,9 @@ from catalog.manifest import Manifest, sha256_bytes
 from catalog.objectstore import ObjectStore
 from catalog.layout import head_key, head_line, manifest_key, parse_head, version_dir_key
 from catalog.remote import RemoteCatalog, missing_error, open_store
+from catalog.safe_paths import check_name, confined_relative
 from catalog.store import TMP_PREFIX, Catalog, CatalogError, atomic_write, temp_path
+from catalog.version import DatasetVersion
 from synthgen.failpoints import failpoint
 
 _CAS_TRIES = 20
@@ -151,7 +153,7 @@ def _publish_version(cat: Catalog, store: ObjectStore, name: str, version: int, 
     uploaded = 0
     for rel, _sha in referenced(m, {k: p.read_bytes() for k, p in derived.items() if k.endswith(".json")}):
         if f"{name}/{rel}" not in present:
-            store.upload(f"{name}/{rel}", cat.path(name) / rel)
+            store.upload(f"{name}/{rel}", confined_relative(cat.path(name), rel, "object"))
             present.add(f"{name}/{rel}")
             uploaded += 1
     failpoint("push-objects", f"{name}@{version}")
@@ -184,6 +186,8 @@ def push(cat: Catalog, name: str, url: "str | ObjectStore", storage_options: dic
     concurrent publishers (see the module docstring for the protocol).
     """
     require_access(cat.info(name), allow_restricted, "rows (to publish them)")
+    for m in cat.versions(name):  # shards are uploaded whole: one holding copies of restricted images needs the flag
+        DatasetVersion(cat, m, allow_restricted).check_shards_may_leave()
     store = open_store(url, storage_options, create=True)
     with cat.lock(name):  # the local head's derived files are complete once its commit returned
         local = cat.head(name)
@@ -236,13 +240,16 @@ def _pull_version(store: ObjectStore, cat: Catalog, data: bytes, m: Manifest) ->
             raise IntegrityError(f"{store.where(prefix + rel)}: refusing a derived file outside {prefix}")
     fetched = 0
     for rel, sha in referenced(m, {k: v for k, v in derived.items() if k.endswith(".json")}):
-        if not (cat.path(name) / rel).is_file():  # content-addressed: a local copy is the same bytes
-            _download(store, f"{name}/{rel}", sha, cat.path(name) / rel)
+        dest = confined_relative(cat.path(name), rel, "object")
+        if not dest.is_file():  # content-addressed: a local copy is the same bytes
+            _download(store, f"{name}/{rel}", sha, dest)
             fetched += 1
-    for rel, blob in derived.items():
-        atomic_write(cat.version_dir(name, m.version) / rel, blob)
-    cat._drop_unpublished(name, m.version)  # a manifest a killed pull or commit left behind its HEAD
-    atomic_write(cat.manifest_path(name, m.version), data, exclusive=True)
+    # A manifest a killed pull left behind its HEAD (the same bytes) stays; any other is removed only when
+    # proven unpublished (Catalog.discard_unpublished), else the pull stops: the local HEAD was moved back.
+    if not cat.discard_unpublished(name, m.version, keep=data):
+        atomic_write(cat.manifest_path(name, m.version), data, exclusive=True)
+    for rel, blob in derived.items():  # after the manifest, as a local commit writes them after it
+        atomic_write(confined_relative(cat.version_dir(name, m.version), rel, "derived file"), blob)
     return fetched
 
 
@@ -260,10 +267,14 @@ def pull(url: "str | ObjectStore", name: str, cat: Catalog, storage_options: dic
     if head == 0:
         raise CatalogError(f"dataset {name!r} in {store.url} has no versions yet")
     info = store.read(f"{name}/dataset.json")
-    if not cat.exists(name):
+    theirs = json.loads(info)
+    if not cat.exists(check_name(name)):
         atomic_write(cat.path(name) / "dataset.json", info)
-    elif cat.info(name)["origin"] != json.loads(info)["origin"]:
+    elif cat.info(name)["origin"] != theirs["origin"]:
         raise ConflictError(f"the local {name!r} holds {cat.info(name)['origin']} data, {store.url} does not")
+    elif (theirs.get("restricted") or remote.manifest(name).restricted) and not cat.info(name).get("restricted"):
+        raise ConflictError(f"{store.url}'s {name!r} is restricted and the local one is not: its rows would be "
+                            "readable by everyone here; pull it into a fresh catalog")
     with cat.lock(name):
         local = cat.head(name) or 0
         if local >= head:

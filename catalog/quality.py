@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 
 from catalog.schema import SCHEMA
 from catalog.store import Catalog, CatalogError
-from catalog.version import DatasetVersion, _read, open_version, read_columns, select_rows
+from catalog.version import DatasetVersion, read_rows, open_version, read_columns, select_rows
 from synthgen.quality import QualityConfig, plan_draws, score_draw
 from synthgen.quality_report import QualityReport
 
@@ -24,7 +24,7 @@ from synthgen.quality_report import QualityReport
 def stored_groups(version: DatasetVersion, origin: str | None = None) -> tuple[list[str | None], set[str]]:
     """Class name (else prompt) of each kept row, in version order, and the rows' embedding models."""
     # Only scores leave (never rows or images), so a restricted reference set is scored without the flag.
-    t = _read(version, ["label_name", "prompt", "embedding_model"], "kept", origin)
+    t = read_rows(version, ["label_name", "prompt", "embedding_model"], "kept", origin)
     groups = [n if n is not None else p for n, p in zip(t["label_name"].to_pylist(), t["prompt"].to_pylist())]
     return groups, set(t["embedding_model"].drop_null().to_pylist())
 

@@ -18,43 +18,78 @@ allowed shard.) Restricted datasets get no views unless allowed.
 
 from __future__ import annotations
 
-import re
+import shutil
+import tempfile
+import weakref
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
+from catalog.access import open_datasets, restricted_copy_test
+from catalog.safe_paths import view_base
 from catalog.schema import SCHEMA
 from catalog.store import Catalog, CatalogError
+from catalog.version import DatasetVersion
 
 
 def view_name(dataset: str, version: int | None = None, every_row: bool = False) -> str:
-    base = re.sub(r"[^a-z0-9_]", "_", dataset)
+    base = view_base(dataset)
     name = base if version is None else f"{base}_v{version}"
     return f"{name}_all" if every_row else name
 
 
 def connect(cat: Catalog, allow_restricted: bool = False) -> duckdb.DuckDBPyConnection:
-    """A sandboxed DuckDB connection with the catalog's views defined (restricted ones only when allowed)."""
-    con = duckdb.connect()
+    """A sandboxed DuckDB connection with the catalog's views defined (restricted ones only when allowed).
+
+    Every shard is hash-checked against its manifest before it is
+    registered. Without ``allow_restricted``, the ``_all`` views leave out
+    excluded rows that copy a restricted dataset (``catalog.access``). A
+    view name two datasets would share (``digits.synth`` and
+    ``digits-synth``; a dataset ``x_v2`` and version 2 of ``x``) is not
+    defined at all, so no dataset can stand in for another.
+    """
+    views: dict[str, list[tuple[str, ds.Dataset]]] = {}
     for name in cat.names():
         if cat.info(name).get("restricted") and not allow_restricted:
             continue
         head = cat.head(name)
         for m in cat.versions(name):
+            version = DatasetVersion(cat, m, allow_restricted)
             for every_row in (False, True):
-                files = [str(cat.path(name) / s.file) for s in m.shards if every_row or s.role == "train"]
+                files = [str(cat.verified_shard(name, s)) for s in m.shards if every_row or s.role == "train"]
                 if not files:
                     continue
                 rows = ds.dataset(files, schema=SCHEMA, format="parquet")
-                con.register(view_name(name, m.version, every_row), rows)
-                if m.version == head:
-                    con.register(view_name(name, None, every_row), rows)
+                if every_row and not allow_restricted and version.withheld_shards():
+                    rows = rows.filter(_not_a_restricted_copy(cat))
+                for view in (view_name(name, m.version, every_row),) + ((view_name(name, None, every_row),)
+                                                                        if m.version == head else ()):
+                    views.setdefault(view, []).append((name, rows))
+    con = duckdb.connect()
+    for view, owners in views.items():
+        if len({owner for owner, _ in owners}) == 1:
+            con.register(view, owners[0][1])
     return seal(con)
 
 
+def _not_a_restricted_copy(cat: Catalog) -> ds.Expression:
+    """``catalog.access.copies_of_restricted``, negated, as a filter Arrow applies while DuckDB scans."""
+    return pc.invert(restricted_copy_test(open_datasets(cat), ds.field))
+
+
 def seal(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
-    """Switch off ``con``'s file-system access for good; the Arrow datasets registered before stay readable."""
+    """Switch off ``con``'s file-system access for good; the Arrow datasets registered before stay readable.
+
+    DuckDB keeps its temp directory (``./.tmp`` by default) readable and
+    writable even with external access off, so each connection first gets
+    a private, empty one (removed with the connection): ``COPY ... TO
+    '.tmp/x'`` and ``read_text('.tmp/*')`` then fail like any other path.
+    """
+    private = tempfile.mkdtemp(prefix="synthgen-duckdb-")
+    weakref.finalize(con, shutil.rmtree, private, True)
+    con.execute(f"SET temp_directory = '{private}'")  # mkdtemp's name: no quote can be in it
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")  # so the query cannot switch it back on
     return con

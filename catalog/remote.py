@@ -22,12 +22,13 @@ from typing import Any, Sequence
 
 import pyarrow as pa
 
-from catalog.dvc_io import IntegrityError, _table
+from catalog.dvc_io import IntegrityError, read_verified_rows
 from catalog.access import require_access
 from catalog.layout import manifest_key
 from catalog.manifest import Manifest, sha256_bytes
 from catalog.objectstore import ObjectStore
-from catalog.store import NAME_RE, CatalogError
+from catalog.safe_paths import check_name
+from catalog.store import CatalogError
 from catalog.verify import VerifyReport, verify_storage
 from catalog.version import Status, parse_ref
 
@@ -65,8 +66,7 @@ class RemoteCatalog:
 
     def info(self, name: str) -> dict:
         """The dataset's own metadata (origin, restricted, description)."""
-        if not NAME_RE.match(name):
-            raise CatalogError(f"invalid dataset name {name!r}")
+        check_name(name)
         info = self.store.info(name)
         if info is None:
             known = ", ".join(self.names()) or "none"
@@ -134,8 +134,10 @@ class RemoteVersion:
     def table(self, columns: Sequence[str] | None = None, status: Status = "kept",
               origin: str | None = None) -> pa.Table:
         """Rows as one Arrow table, filtered exactly as ``DatasetVersion.table`` filters them."""
-        require_access(self.remote.info(self.manifest.dataset), self.allow_restricted)
-        return _table(self.remote.store, self.manifest, columns, status, origin, missing=missing_error)
+        info = self.remote.info(self.manifest.dataset)  # the manifest's flag is sealed by HEAD; dataset.json's is not
+        require_access({**info, "restricted": bool(info.get("restricted") or self.manifest.restricted)},
+                       self.allow_restricted)
+        return read_verified_rows(self.remote.store, self.manifest, columns, status, origin, missing=missing_error)
 
 
 def verify_remote(target: "str | RemoteCatalog", name: str, version: int | None = None,

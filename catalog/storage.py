@@ -25,7 +25,8 @@ from typing import Any, BinaryIO
 from fsspec.implementations.dirfs import DirFileSystem
 from fsspec.implementations.local import LocalFileSystem
 
-from catalog.layout import head_key, manifest_key, parse_head
+from catalog.layout import HEAD_MAX_BYTES, head_key, manifest_key, parse_head, version_dir_key
+from catalog.manifest import Manifest
 
 _CHUNK = 1 << 20
 
@@ -38,6 +39,10 @@ class Storage:
         self.root = root.rstrip("/")
         self.url = (url if url is not None else root).rstrip("/")
         self.local = isinstance(fs, LocalFileSystem)
+        # A shared catalog's publish protocol commits a version when its manifest is created, and the
+        # next push rolls HEAD forward over it (``catalog.publish``): there, manifests past HEAD that
+        # extend it are committed versions, not a HEAD moved back.
+        self.rolls_forward = False
         # At a filesystem's top, keys already are its paths (and DirFileSystem refuses an empty root).
         self.files = DirFileSystem(path=self.root, fs=fs) if self.root else fs
 
@@ -61,6 +66,17 @@ class Storage:
         """A small file's bytes, or None when it does not exist."""
         try:
             return self.files.cat_file(key)
+        except FileNotFoundError:
+            return None
+
+    def read_prefix(self, key: str, limit: int) -> bytes | None:
+        """At most ``limit`` bytes from the start of ``key``, or None when it does not exist.
+
+        For files whose size is not ours to trust (HEAD): a hostile one of
+        gigabytes costs ``limit`` bytes of memory.
+        """
+        try:
+            return self.files.cat_file(key, start=0, end=limit)
         except FileNotFoundError:
             return None
 
@@ -93,9 +109,40 @@ class Storage:
         return None if data is None else json.loads(data)
 
     def head(self, name: str) -> tuple[int, str | None]:
-        """(head version, its manifest's sha256) as HEAD says; (0, None) without a HEAD."""
-        return parse_head(self.read(head_key(name)))
+        """(head version, its manifest's sha256) as HEAD says; (0, None) without a HEAD.
+
+        Reads at most ``HEAD_MAX_BYTES + 1`` bytes; a malformed HEAD is ``IntegrityError``.
+        """
+        key = head_key(name)
+        return parse_head(self.read_prefix(key, HEAD_MAX_BYTES + 1), self.where(key))
 
     def manifest_bytes(self, name: str, version: int) -> bytes | None:
         """Version ``version``'s manifest as stored, or None."""
         return self.read(manifest_key(name, version))
+
+    def beyond_head(self, name: str, head: int, sealed: str | None) -> str | None:
+        """Why the manifests past HEAD show that HEAD was moved back over published versions; None if they do not.
+
+        One manifest just past HEAD that extends it and has no derived files
+        yet is a commit in progress (or one killed before moving HEAD): its
+        version was never published. Anything else (two or more manifests
+        past HEAD, one that does not extend HEAD, or one whose id list, card
+        or reports exist, which are written only once HEAD names it) means
+        HEAD no longer names the newest published version: a takedown could
+        be undone that way.
+        """
+        nxt = self.manifest_bytes(name, head + 1)
+        if nxt is None:
+            return None
+        after = self.manifest_bytes(name, head + 2) is not None
+        try:
+            m = Manifest.model_validate_json(nxt)
+            extends = (m.dataset, m.version, m.parent, m.parent_sha256) == (name, head + 1, head or None, sealed)
+        except ValueError:
+            extends = False
+        if self.rolls_forward and extends:
+            return None
+        if after or not extends or self.files.exists(version_dir_key(name, head + 1)):
+            return (f"{self.where(head_key(name))} names version {head or 'none'}, but version {head + 1} "
+                    f"{'and later ones were' if after else 'was'} published after it (HEAD was moved back, or a pull was interrupted: rerun it)")
+        return None

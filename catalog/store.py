@@ -19,10 +19,10 @@ and are never read; ``cleanup_temp`` removes leftovers.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import shutil
-import re
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -31,29 +31,32 @@ from typing import Callable, Iterator, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
-from catalog.atomic import TMP_PREFIX, _fsync_dir, _writer_is_gone, atomic_write, temp_path, write_parquet_atomic
-from catalog.id_index import index_commit
-from catalog.layout import SHARDS, head_key, head_line, manifest_key, shard_file, version_dir_key
+from catalog.atomic import TMP_PREFIX, atomic_write, fsync_dir, temp_path, write_parquet_atomic, writer_is_gone
+from catalog.errors import CatalogError, IntegrityError
+from catalog.files import CatalogFiles
+from catalog import id_index
+from catalog.layout import HEAD_MAX_BYTES, SHARDS, head_key, head_line, parse_head, shard_file
 from catalog.manifest import Manifest, Role, RunRef, ShardRef, sha256_bytes, sha256_file
+from catalog.safe_paths import NAME_RE, check_name, confined, view_base
 from catalog.schema import SCHEMA
 from catalog.storage import Storage
 from synthgen.failpoints import failpoint
 from synthgen.records import KEPT
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+__all__ = ["NAME_RE", "TMP_PREFIX", "Catalog", "CatalogError", "HeadMoved", "IntegrityError", "atomic_write",
+           "temp_path", "write_parquet_atomic"]
 
 
-class CatalogError(RuntimeError):
-    """A catalog operation that cannot proceed (unknown dataset, conflict...)."""
+_HEAD_TRIES = 20  # re-reads of a HEAD that moves under a reader before it gives up
 
 
 class HeadMoved(CatalogError):
     """A commit's expected parent is no longer the head: another version landed first."""
 
 
-class Catalog:
+class Catalog(CatalogFiles):
     """All datasets under one root folder.
 
     Reads go through ``storage`` (``catalog.storage``), the layer the shared
@@ -63,20 +66,22 @@ class Catalog:
 
     def __init__(self, root: str | Path, on_lock_held: Callable[[str, float], None] | None = None,
                  create: bool = True):
-        self.root = Path(root)
+        super().__init__(root)
         if create:  # create=False: only read (a missing folder reads as an empty catalog), e.g. checking a job
             self.root.mkdir(parents=True, exist_ok=True)
         self.storage = Storage.local(self.root)
         # Called with (dataset, seconds) each time this process releases a dataset's lock it
         # had taken (not re-entries): how long writers were kept waiting (bench/bench_job.py).
         self.on_lock_held = on_lock_held
+        # Per instance, never per module: name -> (HEAD bytes, verified manifests by version, the sha256 the
+        # next older manifest must have). Manifests are immutable, so a chain checked once against this
+        # HEAD stays checked; a HEAD that changes starts over.
+        self._chains: dict[str, tuple[bytes | None, dict[int, Manifest], str | None]] = {}
+        self._head_flags: dict[str, tuple[bytes | None, bool]] = {}  # name -> (HEAD bytes, head manifest's flag)
+        # (path, inode, size, mtime) of shard files whose bytes hashed to their name in this process.
+        self._hashed: set[tuple] = set()
 
     # -- datasets -----------------------------------------------------------
-    def path(self, name: str) -> Path:
-        if not NAME_RE.match(name):
-            raise CatalogError(f"invalid dataset name {name!r} (use lowercase letters, digits, '.', '_', '-')")
-        return self.root / name
-
     def exists(self, name: str) -> bool:
         return self.storage.read(f"{self.path(name).name}/dataset.json") is not None
 
@@ -90,17 +95,51 @@ class Catalog:
         if info is None:
             known = ", ".join(self.names()) or "none"
             raise CatalogError(f"no dataset {name!r} in {self.root} (known: {known})")
+        if not info.get("restricted") and self._head_says_restricted(name):
+            # dataset.json lies outside the hash chain; the sealed head manifest's flag wins.
+            info = {**info, "restricted": True}
         return info
+
+    def _head_says_restricted(self, name: str) -> bool:
+        """Whether the head manifest (as HEAD names it) records the dataset as restricted.
+
+        Parsed once per HEAD and instance (a head manifest can list thousands of shards).
+        """
+        raw = self.storage.read_prefix(head_key(name), HEAD_MAX_BYTES + 1)
+        known = self._head_flags.get(name)
+        if known is not None and known[0] == raw:
+            return known[1]
+        try:
+            head, _ = parse_head(raw)
+            data = self.storage.manifest_bytes(name, head) if head else None
+            flag = bool(data and json.loads(data).get("restricted"))
+        except (IntegrityError, ValueError, AttributeError):
+            return True  # unreadable: the reader that opens it reports the corruption; until then, withhold
+        self._head_flags[name] = (raw, flag)
+        return flag
 
     def create(
         self, name: str, origin: Literal["real", "synthetic", "mixed"], description: str = "", restricted: bool = False
     ) -> dict:
-        """Create an empty dataset (idempotent when origin matches)."""
+        """Create an empty dataset; for an existing one, check that it can take these rows.
+
+        Restricted is decided when the dataset is created: adding restricted
+        rows to an existing unrestricted dataset is refused (they would be
+        readable by everyone), as is another origin.
+        """
+        check_name(name)
         if self.exists(name):
             info = self.info(name)
             if info["origin"] != origin:
                 raise CatalogError(f"dataset {name!r} holds {info['origin']} data; cannot add {origin} rows")
+            if restricted and not info.get("restricted"):
+                raise CatalogError(f"dataset {name!r} exists and is not restricted: restricted rows cannot be added "
+                                   "to it (everyone may read it). Use a new name; restricted is decided at creation")
             return info
+        clash = [n for n in self.names() if view_base(n) == view_base(name)]
+        if clash:
+            raise CatalogError(f"dataset name {name!r} is too close to the existing {clash[0]!r}: both would be "
+                               f"queried as {view_base(name)!r} in SQL; choose another name")
         info = {
             "name": name,
             "origin": origin,
@@ -121,27 +160,75 @@ class Catalog:
         """The head manifest's sha256 as recorded in HEAD (seals the end of the chain)."""
         return self.storage.head(name)[1]
 
-    def manifest_path(self, name: str, version: int) -> Path:
-        return self.root / manifest_key(name, version)
-
-    def version_dir(self, name: str, version: int) -> Path:
-        """Folder for files derived from a version (grid, card)."""
-        return self.root / version_dir_key(name, version)
-
     def manifest(self, name: str, version: int | None = None) -> Manifest:
-        """A version's manifest; the head when ``version`` is None."""
+        """A version's manifest (the head when ``version`` is None), checked against HEAD.
+
+        HEAD seals the head manifest's sha256 and each manifest its parent's,
+        so the manifests from ``version`` up to the head are checked as a
+        chain (once per HEAD and instance: manifests never change); a
+        manifest whose bytes do not hash to what HEAD or its child recorded,
+        or a HEAD rolled back over a published version, is ``IntegrityError``.
+        """
         if version is None:
             version = self.head(name)
             if version is None:
                 raise CatalogError(f"dataset {name!r} has no versions yet")
-        data = self.storage.manifest_bytes(name, version)
-        if data is None:
-            raise CatalogError(f"dataset {name!r} has no version {version} (head is {self.head(name)})")
-        return Manifest.model_validate_json(data)
+        return self.chain(name, version)[0]
 
     def versions(self, name: str) -> list[Manifest]:
+        """Every version's manifest, oldest first, checked as a chain from HEAD."""
         head = self.head(name)
-        return [self.manifest(name, v) for v in range(1, (head or 0) + 1)]
+        return self.chain(name, 1) if head else []
+
+    def chain(self, name: str, start: int) -> list[Manifest]:
+        """Manifests ``start``..head, each checked against the hash HEAD or its child recorded."""
+        self.info(name)
+        for _ in range(_HEAD_TRIES):
+            raw = self.storage.read_prefix(head_key(name), HEAD_MAX_BYTES + 1)  # None: no HEAD yet
+            head, sealed = parse_head(raw, str(self.root / head_key(name)))
+            known = self._chains.get(name)
+            if known is not None and known[0] == raw:
+                break
+            problem = self.storage.beyond_head(name, head, sealed)
+            if not problem:
+                known = (raw, {}, sealed)
+                break
+            if self.storage.read_prefix(head_key(name), HEAD_MAX_BYTES + 1) == raw:
+                raise IntegrityError(f"{problem}; the catalog is CORRUPT: restore HEAD (run synthgen verify {name})")
+            # HEAD moved while we looked: a commit landed between reading HEAD and the manifests past it.
+        else:
+            raise CatalogError(f"{name}: HEAD kept moving while it was read; retry")
+        if not 1 <= start <= head:
+            raise CatalogError(f"dataset {name!r} has no version {start} (head is {head or 'none'})")
+        _, checked, expected = known
+        low = min(checked, default=head + 1)
+        for v in range(low - 1, start - 1, -1):
+            data = self.storage.manifest_bytes(name, v)
+            where = self.manifest_path(name, v)
+            if data is None:
+                raise IntegrityError(f"{where}: manifest missing below HEAD; the catalog is CORRUPT "
+                                     f"(run synthgen verify {name})")
+            if sha256_bytes(data) != expected:
+                who = "HEAD" if v == head else f"version {v + 1}'s parent_sha256"
+                raise IntegrityError(f"{where}: sha256 {sha256_bytes(data)[:16]}... does not match {who} "
+                                     f"({(expected or 'none')[:16]}...); the catalog is CORRUPT "
+                                     f"(run synthgen verify {name})")
+            try:
+                m = Manifest.model_validate_json(data)
+            except ValueError as exc:
+                raise IntegrityError(f"{where}: not a valid manifest ({exc.__class__.__name__})") from None
+            if m.dataset != name or m.version != v:
+                raise IntegrityError(f"{where} describes {m.dataset}@{m.version}; the catalog is CORRUPT")
+            checked[v] = m
+            expected = m.parent_sha256
+        self._chains[name] = (raw, checked, expected)
+        return [checked[v] for v in range(start, head + 1)]
+
+    def check_beyond_head(self, name: str, head: int, sealed: str | None) -> None:
+        """``IntegrityError`` when manifests past HEAD show that HEAD was moved back (``Storage.beyond_head``)."""
+        problem = self.storage.beyond_head(name, head, sealed)
+        if problem:
+            raise IntegrityError(f"{problem}; the catalog is CORRUPT: restore HEAD (run synthgen verify {name})")
 
     @contextmanager
     def lock(self, name: str, timeout: float = 600) -> Iterator[None]:
@@ -179,7 +266,7 @@ class Catalog:
             tmp.unlink()
         else:
             os.replace(tmp, final)
-            _fsync_dir(shard_dir)
+            fsync_dir(shard_dir)
         counts: dict[str, int] = {}
         for status in table.column("status").to_pylist():
             counts[status] = counts.get(status, 0) + 1
@@ -229,7 +316,7 @@ class Catalog:
                                            runs, embedding_model, message, prov)
         # Outside the lock (unless the caller holds it): the version stands once HEAD moved, and
         # audit rebuilds a missing id list, so other writers need not wait for it.
-        index_commit(self, manifest)
+        id_index.index_commit(self, manifest)
         return manifest
 
     def _commit_locked(self, name, new_shards, expected_parent, keep_parent_shards, job, job_digest, runs,
@@ -251,7 +338,8 @@ class Catalog:
             version=version,
             origin=info["origin"],
             parent=head,
-            parent_sha256=sha256_file(self.manifest_path(name, head)) if head else None,
+            parent_sha256=self.head_sha256(name) if head else None,
+            restricted=bool(info.get("restricted")),
             created_at=datetime.now(timezone.utc).isoformat(),
             shards=shards,
             added_shards=[s.sha256 for s in new_shards],
@@ -265,7 +353,7 @@ class Catalog:
             prov=prov or {},
         )
         data = manifest.to_bytes()
-        self._drop_unpublished(name, version)
+        self.discard_unpublished(name, version)
         self.cleanup_stale(name)
         atomic_write(self.manifest_path(name, version), data, exclusive=True)
         failpoint("manifest-written", f"{name} version {version}")
@@ -282,7 +370,8 @@ class Catalog:
         shard_dir = self.path(name) / SHARDS
         shard_dir.mkdir(parents=True, exist_ok=True)
         for ref in refs:
-            src, dst = folder / Path(ref.file).name, self.path(name) / ref.file
+            dst = self.shard_path(name, ref.file, ref.sha256)
+            src = confined(folder, dst.name)
             if not src.is_file():
                 if not dst.is_file():
                     raise CatalogError(f"cannot commit {name}: shard {ref.file} is neither staged nor in the catalog")
@@ -301,25 +390,90 @@ class Catalog:
                     os.fsync(f.fileno())
                 os.replace(tmp, dst)
                 src.unlink()
-        _fsync_dir(shard_dir)
+        fsync_dir(shard_dir)
 
-    def _drop_unpublished(self, name: str, version: int) -> None:
-        """Remove a manifest for ``version`` left by a commit killed before HEAD moved.
+    def discard_unpublished(self, name: str, version: int, keep: bytes | None = None) -> bool:
+        """Remove a manifest for ``version`` left by a commit or pull killed before HEAD moved.
 
-        Called under the commit lock with HEAD at ``version - 1``: such a
-        manifest was never published (readers go by HEAD), and its commit
-        is being redone now, so it is garbage, not history.
+        Called under the commit lock with HEAD at ``version - 1``. Only a
+        manifest proven unpublished is moved out of the way, to
+        ``versions/unpublished/`` (``beyond_head``: the only one past HEAD,
+        extending it, no derived files); anything else means HEAD was moved
+        back, and is ``IntegrityError``. No manifest is ever deleted. A leftover
+        with exactly the bytes ``keep`` stays (a pull resuming). Returns
+        whether a manifest for ``version`` remains.
         """
         orphan = self.manifest_path(name, version)
-        if orphan.exists():
-            orphan.unlink()
-            _fsync_dir(orphan.parent)
-
-    def manifest_sha256(self, name: str, version: int) -> str:
         data = self.storage.manifest_bytes(name, version)
         if data is None:
-            raise FileNotFoundError(self.manifest_path(name, version))
-        return sha256_bytes(data)
+            return False
+        if keep is not None and data == keep:
+            return True
+        head, sealed = self.storage.head(name)
+        if head != version - 1:
+            raise IntegrityError(f"{orphan}: HEAD names version {head}, not {version - 1}; nothing removed")
+        self.check_beyond_head(name, head, sealed)
+        # Moved aside, not deleted: should the proof be wrong (its derived files removed too), the bytes remain.
+        aside = orphan.parent / "unpublished" / f"{orphan.stem}.{sha256_bytes(data)[:16]}.json"
+        aside.parent.mkdir(exist_ok=True)
+        os.replace(orphan, aside)
+        fsync_dir(orphan.parent)
+        return False
+
+    def verified_shard(self, name: str, ref: ShardRef) -> Path:
+        """``verified_file`` for a manifest's shard entry."""
+        return self.verified_file(name, ref.file, ref.sha256)
+
+    def verified_file(self, name: str, file: str, sha256: str) -> Path:
+        """The local path of a manifest's shard, once its bytes hash to the manifest's sha256.
+
+        The path must be ``shards/<sha256>.parquet`` inside the dataset
+        (``CatalogFiles.shard_path``); the bytes are hashed on first use in
+        this process (and again if the file is replaced), so a substituted
+        shard (a valid Parquet file with other rows) is refused, not read.
+        """
+        path = self.shard_path(name, file, sha256)
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            raise IntegrityError(f"{path}: shard listed in {name}'s manifest is missing; the catalog is CORRUPT "
+                                 f"(run synthgen verify {name})") from None
+        key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
+        if key not in self._hashed:
+            h = hashlib.sha256()
+            with open(path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+            if h.hexdigest() != sha256:
+                raise IntegrityError(f"{path}: content sha256 {h.hexdigest()[:16]}... does not match the manifest's "
+                                     f"{sha256[:16]}...; the shard was replaced or damaged and is not read "
+                                     f"(run synthgen verify {name})")
+            self._hashed.add(key)
+        return path
+
+    def ensure_index(self, name: str) -> bool:
+        """Write ids.json for every version that has none (old catalogs, crashes); never replace one.
+
+        An id list that exists but does not check out is evidence (verify
+        reports it), so it is left as it is and readers scan instead; shards
+        are hashed against their manifest before they are indexed. Takes
+        the dataset lock without waiting; False when it is busy, the folder
+        cannot be written, or a shard does not verify (the caller then scans).
+        """
+        try:
+            with self.lock(name, timeout=0):
+                for m in self.versions(name):
+                    if not self.ids_json_exists(name, m.version):
+                        for ref in m.shards:
+                            self.verified_shard(name, ref)
+                        id_index.index_version(self, m)
+            return True
+        except (Timeout, OSError, ValueError, CatalogError, pa.ArrowException):
+            return False
+
+    def ids_json_exists(self, name: str, version: int) -> bool:
+        """Whether version ``version`` has an id list file, readable or not."""
+        return id_index.ids_json_path(self, name, version).exists()
 
     def find_job(self, name: str, job_digest: str) -> Manifest | None:
         """The version that already committed this exact job spec, if any."""
@@ -339,7 +493,7 @@ class Catalog:
         """
         n = 0
         for tmp in self.path(name).rglob(f"{TMP_PREFIX}*"):
-            if _writer_is_gone(tmp, max_age_s):
+            if writer_is_gone(tmp, max_age_s):
                 tmp.unlink(missing_ok=True)
                 n += 1
         return n

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import duckdb
 import numpy as np
 
 from catalog.store import Catalog
-from catalog.version import embeddings_of, open_version
+from catalog.version import DatasetVersion, embeddings_of, open_version
 
 
 @dataclass
@@ -25,18 +24,28 @@ class TraceMatch:
     same_pixels: list[str] | None = None  # other rows with identical pixels (e.g. a rerun of the seeds)
 
 
-def by_pixel_hash(cat: Catalog, sha: str) -> list[TraceMatch]:
-    """Rows whose decoded pixels hash to ``sha`` (exact copies, any container)."""
+def searchable(cat: Catalog, allow_restricted: bool) -> list[DatasetVersion]:
+    """The heads a trace may match against: restricted datasets only with ``allow_restricted``.
+
+    A trace that named a restricted row (or a blocked copy of one) to a
+    caller without the flag would tell them what the restricted set holds;
+    without it such rows are not searched at all, so a file copied from
+    them is answered exactly as a file the catalog has never seen.
+    """
     out = []
     for name in cat.names():
-        head = cat.head(name)
-        if not head:
-            continue
-        files = open_version(cat, name, allow_restricted=True).all_files  # only matching sample ids leave
-        rows = duckdb.connect().execute(
-            "SELECT sample_id FROM read_parquet(?) WHERE image_sha256 = ?", [files, sha]
-        ).fetchall()
-        out += [TraceMatch(r[0], name, "pixel-sha256") for r in rows]
+        if cat.head(name) and (allow_restricted or not cat.info(name).get("restricted")):
+            out.append(open_version(cat, name, allow_restricted=allow_restricted))
+    return out
+
+
+def by_pixel_hash(cat: Catalog, sha: str, allow_restricted: bool = False) -> list[TraceMatch]:
+    """Rows whose decoded pixels hash to ``sha`` (exact copies, any container); see ``searchable``."""
+    out = []
+    for version in searchable(cat, allow_restricted):
+        t = version.table(["sample_id", "image_sha256"], status="all")  # withheld copies left out without the flag
+        out += [TraceMatch(sid, version.name, "pixel-sha256")
+                for sid, h in zip(t["sample_id"].to_pylist(), t["image_sha256"].to_pylist()) if h == sha]
     return out
 
 
@@ -44,7 +53,8 @@ RERANK = 16  # CLIP candidates re-ranked by pixels
 THUMB = 16  # thumbnail side for the pixel comparison (the memorisation guard's)
 
 
-def by_embedding(cat: Catalog, query: np.ndarray, model_name: str, image=None) -> TraceMatch | None:
+def by_embedding(cat: Catalog, query: np.ndarray, model_name: str, image=None,
+                 allow_restricted: bool = False) -> TraceMatch | None:
     """Nearest row (any status) over every dataset embedded with ``model_name``.
 
     With ``image`` (the file's decoded pixels), the ``RERANK`` nearest rows
@@ -54,10 +64,8 @@ def by_embedding(cat: Catalog, query: np.ndarray, model_name: str, image=None) -
     """
     cands: list[tuple[float, str, str]] = []
     versions: dict = {}
-    for name in cat.names():
-        if not cat.head(name):
-            continue
-        version = open_version(cat, name, allow_restricted=True)  # embeddings and pixel distances; ids leave
+    for version in searchable(cat, allow_restricted):
+        name = version.name
         ids, emb, models = embeddings_of(version, status="all")
         if not ids or models != {model_name}:
             continue
@@ -100,7 +108,7 @@ def _pixel_distances(image, cands: list[tuple[float, str, str]], versions: dict)
     return copy_distances(standardise(image, THUMB), thumbs)
 
 
-def by_watermark(cat: Catalog, image) -> TraceMatch | None:
+def by_watermark(cat: Catalog, image, allow_restricted: bool = False) -> TraceMatch | None:
     """The row whose watermark payload the file carries, decoded at each marked size in the catalog.
 
     A resized copy is scaled back to the size its row was generated at
@@ -110,10 +118,9 @@ def by_watermark(cat: Catalog, image) -> TraceMatch | None:
     from synthgen.watermark import BITS, MAX_DISTANCE, distance, read
 
     groups: dict[tuple, list[tuple[str, str, str]]] = {}
-    for name in cat.names():
-        if not cat.head(name):
-            continue
-        t = open_version(cat, name, allow_restricted=True).table(  # only the matching sample id leaves
+    for version in searchable(cat, allow_restricted):
+        name = version.name
+        t = version.table(  # only the matching sample id leaves
             ["sample_id", "watermark", "watermark_method", "width", "height"], status="all", origin="synthetic")
         for r in t.to_pylist():
             if r["watermark"] and r["watermark_method"]:

@@ -64,9 +64,11 @@ from typing import Callable
 import faiss
 import numpy as np
 
+from catalog.access import sealed
 from catalog.manifest import Manifest, sha256_bytes
+from catalog.safe_paths import confined_relative
 from catalog.store import Catalog, CatalogError, atomic_write
-from catalog.version import DatasetVersion, _read, embeddings_of, open_version
+from catalog.version import DatasetVersion, embeddings_of, open_version, read_rows
 from synthgen.vector_set import VectorSet
 from synthgen.index import EXACT_INDEX_LIMIT, SegmentedVectorSet, build_index, describe
 from synthgen.records import KEPT
@@ -109,7 +111,8 @@ def index_path(cat: Catalog, name: str, version: int) -> Path:
 
 
 def version_index(
-    cat: Catalog, ref: str, model: str, reembed: Reembed | None = None, parent: VersionIndex | None = None
+    cat: Catalog, ref: str, model: str, reembed: Reembed | None = None, parent: VersionIndex | None = None,
+    allow_restricted: bool = False,
 ) -> VersionIndex:
     """The index of version ``ref`` ('name' or 'name@N') in ``model``'s embedding space.
 
@@ -120,8 +123,12 @@ def version_index(
     (CatalogError when it is None). ``parent`` is an index already in memory
     (e.g. of the version just before a commit), used instead of reading it
     back when the chain reaches it.
+
+    A restricted dataset's index is returned sealed (``catalog.access.Sealed``:
+    ``nearest`` answers, no vectors or ids) unless ``allow_restricted``.
     """
-    manifest = open_version(cat, ref).manifest
+    version = open_version(cat, ref)
+    manifest = version.manifest
     found = _known(cat, manifest, model, parent)
     todo: list[tuple[Manifest, Manifest | None]] = []
     while found is None:
@@ -133,7 +140,7 @@ def version_index(
         found = _known(cat, manifest, model, parent)
     for manifest, base in reversed(todo):
         found = _build(cat, manifest, base, model, reembed, found)
-    return found
+    return sealed(found, version.name, version.restricted, allow_restricted)
 
 
 def load_index(cat: Catalog, name: str, version: int, model: str) -> VersionIndex | None:
@@ -248,8 +255,9 @@ def _build(
     """Build, persist and return the index of ``manifest``: ``base_index`` + its new kept rows, compacted."""
     name = manifest.dataset
     new_shards = manifest.shards[len(base.shards) :] if base else manifest.shards
-    ids, emb = kept_embeddings(DatasetVersion(cat, manifest.model_copy(update={"shards": new_shards})),
-                                model, reembed)
+    # Inside the catalog: the vectors go into the index, which is handed out sealed when restricted.
+    ids, emb = kept_embeddings(DatasetVersion(cat, manifest.model_copy(update={"shards": new_shards}),
+                                              allow_restricted=True), model, reembed)
     parts = list(base_index.parts) if base_index else []
     records = list(base_index.records) if base_index else []
     if ids and parts and emb.shape[1] != parts[0].index.d:
@@ -279,7 +287,7 @@ def kept_embeddings(version: DatasetVersion, model: str, reembed: Reembed | None
             raise CatalogError(f"{version.ref}: kept rows are embedded with {sorted(models) or 'no model'}, "
                                f"not {model}; cannot index them without re-embedding")
         # re-embedded for the index only, so a restricted dataset needs no allow_restricted here
-        images = _read(version, ["image"], "kept", None)["image"].combine_chunks().field("bytes").to_pylist()
+        images = read_rows(version, ["image"], "kept", None)["image"].combine_chunks().field("bytes").to_pylist()
         emb = np.asarray(reembed(images), dtype=np.float32)
     return ids, emb
 
@@ -349,8 +357,8 @@ def _write_segment(cat: Catalog, name: str, ids: list[str], emb: np.ndarray) -> 
 
 def _read_segment(base: Path, record: dict, dim: int) -> VectorSet:
     """A segment from its files, after checking their sha256s (ValueError when they do not match)."""
-    data = (base / record["faiss"]).read_bytes()
-    ids_data = (base / record["ids"]).read_bytes()
+    data = confined_relative(base, record["faiss"], "index segment").read_bytes()
+    ids_data = confined_relative(base, record["ids"], "index segment ids").read_bytes()
     if sha256_bytes(data) != record["faiss_sha256"] or sha256_bytes(ids_data) != record["ids_sha256"]:
         raise ValueError(f"segment {record['faiss']} does not match its sha256")
     index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))

@@ -11,6 +11,8 @@ One implementation for every catalog: ``verify_storage`` reads through
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
@@ -18,12 +20,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import ValidationError
 
+from catalog.errors import IntegrityError
 from catalog.id_index import parse_ids_json, segment_shards
 from catalog.layout import manifest_key, version_dir_key
 from catalog.manifest import Manifest, sha256_bytes
 from catalog.schema import SCHEMA
 from catalog.storage import Storage
 from catalog.store import Catalog, CatalogError
+
+_SHARD_FILE = re.compile(r"shards/[0-9a-f]{64}\.parquet")
 
 
 @dataclass
@@ -33,6 +38,7 @@ class VerifyReport:
     dataset: str
     version: int
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what is not a problem but was seen (an unfinished commit)
     shards_checked: int = 0
     id_segments_checked: int = 0
     manifests_checked: int = 0
@@ -109,6 +115,10 @@ def _check_shard(storage: Storage, name: str, ref, report: VerifyReport, seen: s
     if claim in seen:
         return
     seen.add(claim)
+    if _SHARD_FILE.fullmatch(ref.file) is None:  # e.g. ../other-dataset/shards/<sha>.parquet: never read it
+        report.problems.append(f"{storage.where(name)}: a manifest lists shard {ref.file!r}, outside the "
+                               "dataset's shards/ folder")
+        return
     key = f"{name}/{ref.file}"
     report.shards_checked += 1
     if not _hash_problem(storage, key, ref.sha256, "shard", "manifest", report):
@@ -145,13 +155,27 @@ def check_manifest(data: bytes | None, name: str, v: int, previous_sha: str | No
 
 def check_head_seal(head: int, sealed: str | None, where, report: VerifyReport) -> None:
     """HEAD records the head manifest's sha256: it must be the hash the chain walk ended on."""
-    if head and sealed not in (None, report.head_sha256):
+    if head and sealed != report.head_sha256:
         report.problems.append(f"{where(head)}: hash does not match the one sealed in HEAD")
+
+
+def check_restricted(storage: Storage, name: str, manifests: list[Manifest], report: VerifyReport) -> None:
+    """dataset.json's restricted flag must not drop what a (hash-chained) manifest records."""
+    try:
+        info = json.loads(storage.read(f"{name}/dataset.json") or b"{}")
+    except ValueError:
+        report.problems.append(f"{storage.where(name + '/dataset.json')}: not valid JSON")
+        return
+    sealed = [m.version for m in manifests if m.restricted]
+    if sealed and not info.get("restricted"):
+        report.problems.append(f"{storage.where(name + '/dataset.json')}: says the dataset is not restricted, but "
+                               f"the manifest of version {sealed[-1]} records it as restricted (dataset.json was "
+                               "edited; readers keep it restricted)")
 
 
 def verify(cat: Catalog, name: str, version: int | None = None) -> VerifyReport:
     """Check versions 1..``version`` (default head) of a local dataset (``verify_storage`` on its folder)."""
-    cat.head(name)  # an unknown dataset or a bad name is an error, not a report
+    cat.info(name)  # an unknown dataset or a bad name is an error, not a report
     return verify_storage(cat.storage, name, version)
 
 
@@ -163,7 +187,10 @@ def verify_storage(storage: Storage, name: str, version: int | None = None) -> V
     segments are checked for versions up to ``version``. Every problem is
     reported, not just the first; every byte of those files is read.
     """
-    head, sealed = storage.head(name)
+    try:
+        head, sealed = storage.head(name)  # reads a few bytes; a malformed HEAD is a finding, not a hang
+    except IntegrityError as exc:
+        return VerifyReport(name, 0, problems=[str(exc)])
     if version is not None and not 1 <= version <= (head or 0):
         raise CatalogError(f"dataset {name!r} has no version {version} (head is {head or 'none'})")
     version = version or head
@@ -171,16 +198,33 @@ def verify_storage(storage: Storage, name: str, version: int | None = None) -> V
     seen: set[tuple] = set()
     seen_segments: set[str] = set()
     previous_sha: str | None = None
+    manifests: list[Manifest] = []
 
     def where(v: int) -> str:
         return storage.where(manifest_key(name, v))
 
     for v in range(1, head + 1):
-        m, previous_sha = check_manifest(storage.manifest_bytes(name, v), name, v, previous_sha, where, report)
+        data = storage.manifest_bytes(name, v)
+        if data is None:  # the chain cannot go on: one finding, not one per missing number up to HEAD
+            report.manifests_checked += 1
+            report.problems.append(f"{where(v)}: manifest missing" + (f" (and versions {v + 1}..{head}: HEAD names "
+                                                                     f"{head})" if v < head else ""))
+            previous_sha = None
+            break
+        m, previous_sha = check_manifest(data, name, v, previous_sha, where, report)
+        if m is not None:
+            manifests.append(m)
         if m is not None and v <= version:
             for ref in m.shards:
                 _check_shard(storage, name, ref, report, seen)
             _check_id_index(storage, name, m, previous_sha, report, seen_segments)
+    beyond = storage.beyond_head(name, head, sealed)
+    if beyond and storage.head(name) == (head, sealed):  # not a commit that landed while we walked
+        report.problems.append(beyond)
+    elif not beyond and storage.manifest_bytes(name, head + 1) is not None:
+        report.notes.append(f"{where(head + 1)}: written by a commit that has not moved HEAD (in progress, or "
+                            "killed: the next commit replaces it); not published")
+    check_restricted(storage, name, manifests, report)
     report.head_sha256 = previous_sha
     check_head_seal(head, sealed, where, report)
     return report

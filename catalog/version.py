@@ -15,7 +15,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from catalog.access import require_access
+from catalog.access import GUARD_COLUMNS, copies_of_restricted, require_access
+from catalog.errors import RestrictedError
 from catalog.manifest import Manifest
 from catalog.schema import SCHEMA
 from catalog.store import Catalog, CatalogError
@@ -66,9 +67,13 @@ def select_rows(parts: list[pa.Table], columns: Sequence[str] | None, status: St
 class DatasetVersion:
     """An immutable view of one version of one dataset.
 
-    Rows, images and shard paths of a restricted dataset are handed out only
-    when the version was opened with ``allow_restricted=True``; otherwise
-    they raise ``RestrictedError`` (see ``catalog.access``).
+    Rows, images, embeddings and shard paths of a restricted dataset are
+    handed out only when the version was opened with ``allow_restricted=True``;
+    otherwise they raise ``RestrictedError`` (see ``catalog.access``). The
+    same holds for a synthetic version's excluded rows that copy a
+    restricted dataset's images (blocked by the memorisation guard): without
+    the flag, ``table`` and ``images`` omit them and the paths of the shards
+    holding them are refused.
     """
 
     catalog: Catalog
@@ -89,10 +94,48 @@ class DatasetVersion:
 
     @property
     def restricted(self) -> bool:
-        return bool(self.catalog.info(self.name).get("restricted"))
+        """Whether the dataset is restricted (dataset.json's flag, or the one sealed in the manifest)."""
+        return bool(self.catalog.info(self.name).get("restricted") or self.manifest.restricted)
 
     def _require(self, what: str) -> None:
-        require_access(self.catalog.info(self.name), self.allow_restricted, what)
+        require_access({"name": self.name, "restricted": self.restricted}, self.allow_restricted, what)
+
+    def withheld_shards(self, paths: Sequence[str] | None = None) -> dict[str, list[str]]:
+        """Shard file -> ids of its rows that copy a restricted dataset; empty when allowed or none do.
+
+        Only shards with non-kept rows (among ``paths``, default all) are read
+        (sample id, status and guard evidence columns): kept rows passed the
+        memorisation guard.
+        """
+        if self.allow_restricted:
+            return {}
+        out = {}
+        for ref in self.manifest.shards:
+            if set(ref.rows_by_status) - {KEPT} or not ref.rows_by_status:
+                path = str(self.catalog.verified_shard(self.name, ref))
+                if paths is not None and path not in paths:
+                    continue
+                t = pq.read_table(path, columns=["sample_id", *GUARD_COLUMNS], schema=SCHEMA)
+                ids = t["sample_id"].filter(copies_of_restricted(self.catalog, t)).to_pylist()
+                if ids:
+                    out[path] = ids
+        return out
+
+    def check_shards_may_leave(self) -> None:
+        """``RestrictedError`` unless every shard of the version may be handed out whole (e.g. pushed)."""
+        self._require_shards(_shard_paths(self))
+
+    def _require_shards(self, paths: list[str]) -> list[str]:
+        """``paths``, unless one holds rows copying a restricted dataset and the flag was not given."""
+        self._require("shard files")
+        withheld = self.withheld_shards(paths)
+        held = [p for p in paths if p in withheld]
+        if held:
+            raise RestrictedError(
+                f"{self.ref}: {sum(len(withheld[p]) for p in held)} excluded rows are blocked copies of restricted "
+                "real data; the shards holding them need allow_restricted=True (--allow-restricted on the "
+                "command line), or read the kept rows only")
+        return paths
 
     @property
     def files(self) -> list[str]:
@@ -101,25 +144,21 @@ class DatasetVersion:
         Shards of versions written before the kept/excluded split hold every
         status: filter them on ``status = 'kept'`` (``table()`` does).
         """
-        self._require("shard files")
-        return _shard_paths(self, "train")
+        return self._require_shards(_shard_paths(self, "train"))
 
     @property
     def excluded_files(self) -> list[str]:
         """Absolute paths of the shards holding the dropped and blocked rows, with their evidence."""
-        self._require("shard files")
-        return _shard_paths(self, "excluded")
+        return self._require_shards(_shard_paths(self, "excluded"))
 
     @property
     def all_files(self) -> list[str]:
         """Every shard of the version, training and excluded, in manifest order."""
-        self._require("shard files")
-        return _shard_paths(self)
+        return self._require_shards(_shard_paths(self))
 
     def files_for(self, status: Status) -> list[str]:
         """The shards that can hold rows of ``status``: training ones for 'kept', else all."""
-        self._require("shard files")
-        return _paths_for(self, status)
+        return self._require_shards(_paths_for(self, status))
 
     def table(
         self,
@@ -127,18 +166,28 @@ class DatasetVersion:
         status: Status = "kept",
         origin: str | None = None,
     ) -> pa.Table:
-        """Rows as one Arrow table; by default only rows with status 'kept'."""
+        """Rows as one Arrow table; by default only rows with status 'kept'.
+
+        Without ``allow_restricted``, excluded rows that copy a restricted
+        dataset are left out (``withheld_shards``).
+        """
         self._require("rows")
-        return _read(self, columns, status, origin)
+        if status == KEPT or self.allow_restricted:
+            return read_rows(self, columns, status, origin)
+        cols = None if columns is None else sorted(set(columns) | set(GUARD_COLUMNS), key=SCHEMA.names.index)
+        t = read_rows(self, cols, status, origin)
+        t = t.filter(pc.invert(copies_of_restricted(self.catalog, t)))
+        return t.select(list(columns)) if columns else t
 
     def images(self, sample_ids: Sequence[str]) -> dict[str, bytes]:
         """Image bytes of the given rows (any status), without reading the rest of the image column."""
         import duckdb
 
         self._require("images")
+        withheld = {sid for ids in self.withheld_shards().values() for sid in ids}
         rows = duckdb.connect().execute(
             "SELECT sample_id, image.bytes FROM read_parquet(?) WHERE list_contains(?, sample_id)",
-            [self.all_files, list(sample_ids)],
+            [_shard_paths(self), [sid for sid in sample_ids if sid not in withheld]],
         ).fetchall()
         return dict(rows)
 
@@ -160,9 +209,9 @@ class DatasetVersion:
 
 
 def _shard_paths(version: DatasetVersion, role: str | None = None) -> list[str]:
-    """Paths of the version's shards of ``role`` (None: all), in manifest order."""
-    base = version.catalog.path(version.name)
-    return [str(base / s.file) for s in version.manifest.shards if role is None or s.role == role]
+    """Paths of the version's shards of ``role`` (None: all), in manifest order, each hash-checked on first use."""
+    cat = version.catalog
+    return [str(cat.verified_shard(version.name, s)) for s in version.manifest.shards if role is None or s.role == role]
 
 
 def _paths_for(version: DatasetVersion, status: Status) -> list[str]:
@@ -170,8 +219,8 @@ def _paths_for(version: DatasetVersion, status: Status) -> list[str]:
     return _shard_paths(version, "train" if status == KEPT else None)
 
 
-def _read(version: DatasetVersion, columns: Sequence[str] | None, status: Status, origin: str | None) -> pa.Table:
-    """The rows, without the access check: only for readers that never hand them out."""
+def read_rows(version: DatasetVersion, columns: Sequence[str] | None, status: Status, origin: str | None) -> pa.Table:
+    """The rows, without the access check: only for catalog code that never hands them out (cards, guards)."""
     cols = read_columns(columns)
     parts = [pq.read_table(f, columns=cols, schema=SCHEMA) for f in _paths_for(version, status)]
     return select_rows(parts, columns, status, origin)
@@ -205,12 +254,16 @@ def load(
 def embeddings_of(version: DatasetVersion, status: Status = "kept") -> tuple[list[str], "object", set[str]]:
     """(sample ids, (n, d) float32 embeddings, embedding model names) of a version.
 
-    Allowed on a restricted dataset without ``allow_restricted``: dedup and
-    the memorisation guard compare against embeddings, they never hand rows out.
+    Embeddings are derived from the images: a restricted dataset's (and a
+    synthetic version's rows that copy one) need a version opened with
+    ``allow_restricted=True``. Dedup and the memorisation guard use the
+    stored indexes (``catalog.vector_index``, ``catalog.guard``), which
+    answer nearest-neighbour queries without handing vectors out.
     """
     import numpy as np
 
-    t = _read(version, ["sample_id", "embedding", "embedding_model"], status, None)
+    version._require("embeddings")
+    t = version.table(["sample_id", "embedding", "embedding_model"], status)
     ids = t["sample_id"].to_pylist()
     models = set(t["embedding_model"].drop_null().to_pylist())
     emb_col = t["embedding"].combine_chunks()

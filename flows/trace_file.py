@@ -13,7 +13,7 @@ from typing import Callable
 
 from PIL import Image
 
-from catalog import audit as run_audit
+from catalog import RestrictedError, audit as run_audit
 from catalog.audit import AuditRecord, image_of
 from catalog.store import Catalog
 from catalog.trace import by_embedding, by_pixel_hash, by_watermark
@@ -30,12 +30,14 @@ class NoMatch(ValueError):
 
 
 def trace_file(cat: Catalog, path: Path, load_embedder: Callable[[], object], say: Say,
-               label: str | None = None) -> str:
+               label: str | None = None, allow_restricted: bool = False) -> str:
     """The sample id ``path``'s image came from; how it was matched is said through ``say``.
 
     ``load_embedder``: returns the CLIP embedder (with ``embed_images`` and
     ``name``); called only when the cheap ways to match have failed.
     ``label``: how the file is named in the lines (default: its path).
+    ``allow_restricted``: search restricted datasets too; without it they are
+    not searched at all, so a restricted match reads as a miss (no membership oracle).
     Raises ``ImageReadError`` for a file that is not an image, ``NoMatch``
     when nothing in the catalog matches.
     """
@@ -45,16 +47,16 @@ def trace_file(cat: Catalog, path: Path, load_embedder: Callable[[], object], sa
     except ImageReadError as exc:
         raise ImageReadError(f"{str(exc).replace(str(path), name)}; audit takes a sample id or an image file") from None
     sha = pixel_sha256(img)
-    found = credentials(name, data, img, sha, cat, say)
+    found = credentials(name, data, img, sha, cat, say, allow_restricted)
     if found:
         return found
-    mark = by_watermark(cat, img)
+    mark = by_watermark(cat, img, allow_restricted)
     if mark is not None:
         say(f"{name}: watermark payload -> {mark.sample_id} in {mark.dataset} "
             f"({round((1 - mark.similarity) * BITS)} of {BITS} bits off; confidence {mark.confidence})")
         return mark.sample_id
     meta = png_text(img)
-    exact = by_pixel_hash(cat, sha)
+    exact = by_pixel_hash(cat, sha, allow_restricted)
     if meta.get("sample_id") and (not exact or exact[0].sample_id == meta["sample_id"]):
         verified = "pixels match the catalog" if exact else "pixels do NOT match the catalog row"
         say(f"{name}: provenance chunk names sample {meta['sample_id']} ({verified})")
@@ -63,7 +65,7 @@ def trace_file(cat: Catalog, path: Path, load_embedder: Callable[[], object], sa
         say(f"{name}: exact pixel match (sha256) -> {exact[0].sample_id} in {exact[0].dataset}")
         return exact[0].sample_id
     emb = load_embedder()
-    match = by_embedding(cat, emb.embed_images([img])[0], emb.name, image=img)
+    match = by_embedding(cat, emb.embed_images([img])[0], emb.name, image=img, allow_restricted=allow_restricted)
     if match is None:
         raise NoMatch(f"{name}: no exact match and no dataset embedded with {emb.name}")
     margin = f", {match.margin:.3f} closer than the runner-up" if match.margin is not None else ""
@@ -75,7 +77,8 @@ def trace_file(cat: Catalog, path: Path, load_embedder: Callable[[], object], sa
     return match.sample_id
 
 
-def credentials(name: str, data: bytes, img, sha: str, cat: Catalog, say: Say) -> str | None:
+def credentials(name: str, data: bytes, img, sha: str, cat: Catalog, say: Say,
+                allow_restricted: bool = False) -> str | None:
     """Read and validate the file's C2PA manifest; the sample it names when valid and consistent with the catalog.
 
     A PNG's pixels must hash to the claim's ``image_sha256``. A JPEG's cannot
@@ -100,7 +103,10 @@ def credentials(name: str, data: bytes, img, sha: str, cat: Catalog, say: Say) -
     if lossy:
         say(f"  a lossy derivative ({describe_encoding(cred.claim)}) of the row's pixels; the signature binds "
             "this file, so it is unchanged since export")
-    records = run_audit(cat, sid, True) if sid else []  # only the id and hashes are compared; no row leaves
+    try:  # a claim naming a restricted row is checked only with the flag: the answer would reveal the row
+        records = run_audit(cat, sid, allow_restricted) if sid else []
+    except RestrictedError:
+        records = []
     rows = [r.row for r in records]
     mismatch = [] if rows else [f"no sample {sid!r} in the catalog"]
     if rows and rows[0].get("image_sha256") != cred.claim.get("image_sha256"):

@@ -25,7 +25,7 @@ def audit(
         _fail("audit needs a sample id or an image file, not an empty string")
     sample_id = target
     if Path(target).is_file():
-        sample_id = _trace(Path(target), embedder, quiet=as_json)
+        sample_id = _trace(Path(target), embedder, quiet=as_json, allow_restricted=allow_restricted)
     records = run_audit(_catalog(), sample_id, allow_restricted)
     # Exit 2 (bad input, like any unknown name); exit 1 stays for what an audit finds about a file.
     if not records and sample_id == target and Path(target).exists() and not Path(target).is_file():
@@ -41,8 +41,11 @@ def audit(
                      [*((k, v) for k, v in rec.row.items() if v is not None), ("shard", rec.shard)])
 
 
-def _trace(path: Path, embedder: str, quiet: bool = False) -> str:
-    """Find the sample an image file came from; print how it was matched (to stderr when ``quiet``)."""
+def _trace(path: Path, embedder: str, quiet: bool = False, allow_restricted: bool = False) -> str:
+    """Find the sample an image file came from; print how it was matched (to stderr when ``quiet``).
+
+    Restricted datasets are searched only with ``allow_restricted`` (``catalog.trace``).
+    """
     from flows.trace_file import NoMatch, trace_file
     from synthgen.model_check import check_embedder
     from synthgen.spec import EmbedderSpec
@@ -56,6 +59,7 @@ def _trace(path: Path, embedder: str, quiet: bool = False) -> str:
 
     console = err if quiet else out  # --json keeps stdout for the JSON document
     try:  # file names and ids are data: no markup, control characters and line breaks shown as escapes
-        return trace_file(_catalog(), path, load, lambda line: print_line(clean(line, one_line=True), console))
+        return trace_file(_catalog(), path, load, lambda line: print_line(clean(line, one_line=True), console),
+                          allow_restricted=allow_restricted)
     except NoMatch as exc:
         _fail(str(exc), code=1)

@@ -22,7 +22,7 @@ from catalog.schema import DECISION_COLUMNS, samples_from_table, write_decisions
 from catalog.vector_index import extended_parent, kept_embeddings
 from catalog.version import DatasetVersion
 from flows.job.decisions import DECISION_INPUTS, OrderedDecisions, add_kept, version_vectors
-from synthgen.dedup import VectorSet
+from synthgen.vector_set import VectorSet
 from synthgen.imaging import decode
 from synthgen.index import SegmentedVectorSet
 from synthgen.kept_so_far import KeptSoFar

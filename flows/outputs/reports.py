@@ -113,12 +113,21 @@ class ShardRuns:
 
 
 class RealPairs:
-    """Side by side, the run's closest samples to real data and their real partners."""
+    """Side by side, the run's closest samples to real data and their real partners.
+
+    Against a restricted real set, the blocked rows are left out: they are
+    copies of its images, and the image goes to MLflow. Only kept rows (which
+    passed the guard) are shown, without their real partners.
+    """
 
     def write(self, done: Finished) -> Logged:
         real = done.job.dedup.real_dataset
+        if not real:
+            return Logged()
         c = done.commit
-        pairs = write_real_pairs(done.catalog, c.dataset, c.version, c.files + c.excluded_files, real) if real else None
+        restricted = open_version(done.catalog, real).restricted
+        files = c.files if restricted else c.files + c.excluded_files
+        pairs = write_real_pairs(done.catalog, c.dataset, c.version, files, real)
         return Logged([pairs] if pairs else [])
 
 

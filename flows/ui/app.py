@@ -57,7 +57,7 @@ def create_app(config: UiConfig) -> FastAPI:
 
     app = FastAPI(title="synthgen", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.ui = UiState(config, cat, indexes, Thumbnails(config.cache / "thumbs", config.thumb_px),
-                           Finder(cat, config.embedder), templates())
+                           Finder(cat, config.embedder, config.allow_restricted), templates())
     app.include_router(router)
 
     @app.middleware("http")

@@ -24,8 +24,8 @@ SAFE_NAME = 64  # characters of an upload's own name kept in what the page says 
 class Finder:
     """Searches and traces for the app, holding its CLIP model once loaded."""
 
-    def __init__(self, cat: Catalog, embedder: str):
-        self.cat = cat
+    def __init__(self, cat: Catalog, embedder: str, allow_restricted: bool = False):
+        self.cat, self.allow_restricted = cat, allow_restricted
         self.spec = EmbedderSpec(model=embedder)
         self._embedder = None
         self._lock = threading.Lock()
@@ -56,5 +56,6 @@ class Finder:
         with tempfile.TemporaryDirectory(prefix="synthgen-ui-") as tmp:
             path = Path(tmp) / "upload"
             path.write_bytes(data)
-            sample_id = trace_file(self.cat, path, self.embedder, lines.append, label=name)
+            sample_id = trace_file(self.cat, path, self.embedder, lines.append, label=name,
+                                   allow_restricted=self.allow_restricted)
         return sample_id, lines

@@ -166,3 +166,13 @@ def test_several_datasets_come_back_in_shard_path_order(tmp_path, no_scan):
     recs = audit(cat, "s00012")
     assert [r.dataset for r in recs] == ["ds-2", "ds"]  # as the single DuckDB scan ordered them
     assert [r.shard for r in recs] == sorted(r.shard for r in recs)
+
+
+def test_audit_never_rewrites_an_id_list_that_does_not_check_out(tmp_path, scans):
+    """An id list that does not match its version is evidence for verify: audit scans instead of replacing it."""
+    cat = commits(Catalog(tmp_path), 2)
+    listed = id_index.ids_json_path(cat, "ds", 2)
+    listed.write_bytes(b'{"format": 1, "version": 2, "manifest_sha256": "0", "segments": []}')
+    before = listed.read_bytes()
+    assert as_tuples(audit(cat, "s00012")) == reference(cat, "s00012")
+    assert listed.read_bytes() == before and scans == ["ds"]

@@ -14,6 +14,7 @@ import pytest
 from catalog import Catalog, open_version, samples_to_table
 from catalog.dvc_io import IntegrityError
 from catalog.id_index import read_ids_json
+from catalog.layout import head_line
 from catalog.objectstore import ObjectStore, RemoteError
 from catalog.publish import ConflictError, _advance_head, pull, push
 from catalog.remote import RemoteCatalog, manifest_key, verify_remote
@@ -88,13 +89,14 @@ def test_store_primitives_are_conditional(shared):
     with pytest.raises(FileExistsError):
         store.put("ds/versions/000001.json", b"other", create=True)
     assert store.read("ds/versions/000001.json") == b"one" and store.read("ds/nothing") is None
-    assert store.swap("ds/HEAD", None, b"1 a\n")
-    assert not store.swap("ds/HEAD", None, b"1 b\n")  # must be absent: it is not
+    a, b, c, d = (head_line(v, x * 64) for v, x in ((1, "a"), (1, "b"), (2, "c"), (3, "d")))  # HEAD's real format
+    assert store.swap("ds/HEAD", None, a)
+    assert not store.swap("ds/HEAD", None, b)  # must be absent: it is not
     data, tag = store.read_tagged("ds/HEAD")
-    assert data == b"1 a\n" and store.swap("ds/HEAD", tag, b"2 c\n")
-    assert not store.swap("ds/HEAD", tag, b"3 d\n")  # stale tag: another writer moved it
-    _advance_head(store, "ds", 1, "a")  # never backwards
-    assert store.read("ds/HEAD") == b"2 c\n"
+    assert data == a and store.swap("ds/HEAD", tag, c)
+    assert not store.swap("ds/HEAD", tag, d)  # stale tag: another writer moved it
+    _advance_head(store, "ds", 1, "a" * 64)  # never backwards
+    assert store.read("ds/HEAD") == c
 
 
 def test_push_pull_round_trip_and_increments(shared, tmp_path):

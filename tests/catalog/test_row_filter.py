@@ -66,3 +66,17 @@ def test_a_filter_cannot_write_or_run_a_second_statement(files, tmp_path):
         with pytest.raises(CatalogError, match="one expression"):
             select_ids(files, where)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("where", [
+    "sample_id IN (SELECT content FROM read_text('.tmp/*'))",  # an oracle on the file's contents
+    "label = 7 AND (SELECT count(*) FROM read_text('.tmp/secret.txt')) > 0",
+    "sample_id IN (SELECT filename FROM glob('.tmp/*'))",
+])
+def test_a_filter_cannot_read_duckdb_s_default_temp_folder(files, tmp_path, monkeypatch, where):
+    """DuckDB keeps ``./.tmp`` open even with external access off: the sandbox gets a private one instead."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".tmp").mkdir()
+    (tmp_path / ".tmp" / "secret.txt").write_text("s01")
+    with pytest.raises(CatalogError, match="Permission|disabled"):
+        select_ids(files, where)

@@ -6,7 +6,7 @@ import fsspec
 import pytest
 
 from catalog import Catalog, open_version, samples_to_table
-from catalog.dvc_io import _table
+from catalog.dvc_io import read_verified_rows
 from catalog.layout import manifest_key
 from catalog.objectstore import ObjectStore
 from catalog.publish import push
@@ -51,7 +51,7 @@ def test_a_folder_a_bucket_and_a_memory_filesystem_read_alike(cat, memory_copy):
             assert storage.head("ds") == (2, cat.head_sha256("ds")) and storage.head("nope") == (0, None), where
             assert storage.manifest_bytes("ds", 1) == cat.manifest_path("ds", 1).read_bytes(), where
             assert storage.read(manifest_key("ds", 3)) is None, where
-            assert _table(storage, cat.manifest("ds"), None, "all", None).equals(expected), where
+            assert read_verified_rows(storage, cat.manifest("ds"), None, "all", None).equals(expected), where
             report = verify_storage(storage, "ds")
             assert report.ok and (report.manifests_checked, report.shards_checked) == (2, 2), where
             assert report.id_segments_checked == 2, where

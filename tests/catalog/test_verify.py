@@ -1,6 +1,8 @@
 import pytest
 
 from catalog import Catalog, samples_to_table
+from catalog.errors import IntegrityError
+from catalog.layout import head_line
 from catalog.verify import verify
 from tests.conftest import make_samples
 
@@ -111,7 +113,8 @@ def test_id_segments_are_checked_and_a_corrupt_one_is_named(chain):
 def test_a_known_hash_listed_under_a_missing_file_is_reported(chain):
     ref = chain.manifest("ds", 3).shards[0]
     chain.commit("ds", [ref.model_copy(update={"file": "shards/elsewhere.parquet"})], keep_parent_shards=False)
-    assert verify(chain, "ds").problems == [f"{chain.path('ds') / 'shards' / 'elsewhere.parquet'}: shard missing"]
+    assert verify(chain, "ds").problems == [f"{chain.path('ds')}: a manifest lists shard 'shards/elsewhere.parquet', "
+                                            "outside the dataset's shards/ folder"]
 
 
 def test_a_head_that_seals_another_hash_is_reported(chain):
@@ -124,3 +127,34 @@ def test_a_shard_with_the_right_hash_but_another_row_count_is_reported(chain):
     chain.commit("ds", [ref.model_copy(update={"rows": ref.rows + 1})], keep_parent_shards=False)
     shard = chain.path("ds") / ref.file
     assert verify(chain, "ds").problems == [f"{shard}: {ref.rows} rows, manifest says {ref.rows + 1}"]
+
+
+@pytest.mark.parametrize("back", [1, 2])
+def test_a_head_moved_back_over_published_versions_is_corrupt(chain, back):
+    head = chain.root / "ds" / "HEAD"
+    v = 3 - back
+    head.write_bytes(head_line(v, chain.manifest_sha256("ds", v)))  # an older HEAD line copied back
+    report = verify(Catalog(chain.root), "ds")
+    assert not report.ok and any("moved back" in p for p in report.problems), report.problems
+    with pytest.raises(IntegrityError, match="moved back"):
+        Catalog(chain.root).manifest("ds")
+    with pytest.raises(IntegrityError, match="moved back"):  # and the next commit deletes nothing
+        Catalog(chain.root).commit("ds", [])
+    assert (chain.root / "ds" / "versions" / "000003.json").exists()
+
+
+def test_an_unfinished_commit_past_head_is_a_note_and_the_next_commit_replaces_it(chain):
+    m = chain.manifest("ds")
+    pending = m.model_copy(update={"version": 4, "parent": 3, "parent_sha256": chain.head_sha256("ds")})
+    chain.manifest_path("ds", 4).write_bytes(pending.to_bytes())  # written, HEAD not moved (a killed commit)
+    report = verify(Catalog(chain.root), "ds")
+    assert report.ok and report.notes and "not published" in report.notes[0]
+    assert Catalog(chain.root).commit("ds", []).version == 4
+    assert [p.name[:6] for p in (chain.root / "ds" / "versions" / "unpublished").iterdir()] == ["000004"]  # kept
+
+
+@pytest.mark.parametrize("content", [b"", b"3\n", b"3 abc\n", b"3 " + b"0" * 64 + b" extra\n", b"999999999 " + b"0" * 64])
+def test_a_head_without_its_hash_or_malformed_is_corrupt(chain, content):
+    (chain.root / "ds" / "HEAD").write_bytes(content)
+    report = verify(Catalog(chain.root), "ds")
+    assert not report.ok and report.manifests_checked <= 4, report.problems  # a missing link ends the walk

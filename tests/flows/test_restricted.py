@@ -77,3 +77,29 @@ def test_cli_export_needs_allow_restricted_and_writes_nothing_without(data, tmp_
     r = cli(data, "export", "digits-real", str(dest))
     assert r.exit_code == 2 and "restricted" in r.output and not dest.exists()
     assert cli(data, "export", "digits-real", str(dest), "--allow-restricted").exit_code == 0 and dest.exists()
+
+
+def test_the_closest_pairs_report_leaves_out_blocked_copies_of_a_restricted_set(data):
+    """The report image goes to MLflow: against a restricted real set it shows no copy of its images."""
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from flows.outputs.reports import RealPairs
+    from synthgen.imaging import decode
+
+    cat = data["cat"]
+    v = open_version(cat, "digits-guarded", allow_restricted=True)  # the test reads the copies to look for them
+    rows = v.table(["image", "status"], status="all").to_pylist()
+    blocked = [np.asarray(decode(r["image"]["bytes"]).convert("L")) for r in rows if r["status"] == "blocked_real_copy"]
+    assert blocked
+    done = SimpleNamespace(catalog=cat, job=SimpleNamespace(dedup=SimpleNamespace(real_dataset="digits-real")),
+                           commit=SimpleNamespace(dataset=v.name, version=v.version, files=v.files,
+                                                  excluded_files=v.excluded_files))
+    logged = RealPairs().write(done)
+    for path in logged.artifacts:
+        sheet = np.asarray(Image.open(path).convert("L"))
+        cell = blocked[0].shape[0] * 4  # make_grid: scale 4, padding 2
+        tiles = [sheet[2 + y * (cell + 2): 2 + y * (cell + 2) + cell: 4, 2 + x * (cell + 2): 2 + x * (cell + 2) + cell: 4]
+                 for y in range((sheet.shape[0] - 2) // (cell + 2)) for x in range((sheet.shape[1] - 2) // (cell + 2))]
+        assert not any(np.array_equal(t, b) for t in tiles for b in blocked)
