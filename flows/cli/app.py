@@ -18,7 +18,7 @@ import typer
 from rich.markup import escape
 
 from flows.cli.common import (
-    GENERATE, INSPECT, JSON_HELP, _catalog, _fail, _paths, app, check_status, err, out,
+    GENERATE, INSPECT, JSON_HELP, open_catalog, fail, cli_paths, app, check_status, err, out,
     print_json,
 )
 from flows.cli.errors import EXIT_TERMINATED, INTERRUPTED, TERMINATED, Terminated, raise_on_sigterm
@@ -68,7 +68,7 @@ def _check_job(spec, skip_real: str | None = None) -> None:
 
     # Checking creates nothing: a data folder that does not exist yet reads as an empty catalog (`run --check`
     # of a new folder, or a run refused there, left an empty data folder behind).
-    cat = Catalog(_paths(resolve_only=True).catalog, create=False)
+    cat = Catalog(cli_paths(resolve_only=True).catalog, create=False)
     if skip_real and spec.dedup.real_dataset == skip_real and not cat.exists(skip_real):
         spec = spec.model_copy(update={"dedup": spec.dedup.model_copy(update={"real_dataset": None})})
     preflight(spec, cat, Settings().shard_pool)  # where the flow will sample: see generate_dataset
@@ -79,7 +79,7 @@ def _run_job(spec_path: Path, params: str | None = None, assignments: list[str] 
     """Run the job's flow; ``components``: a ``ComponentLoader`` already prefetching (the demo's)."""
     spec = _load_job(spec_path, params, assignments)  # validated before anything loads or is written
     _check_job(spec)
-    paths = _paths()
+    paths = cli_paths()
     from catalog import Catalog
     from flows.executors.base import ShardFailed
     from flows.generate import generate_dataset
@@ -103,9 +103,9 @@ def _run_job(spec_path: Path, params: str | None = None, assignments: list[str] 
         return generate_dataset(spec.model_dump(mode="json"), str(paths.root), components=components,
                                 progress=TerminalProgress(err))
     except ScheduleError as exc:  # e.g. shards sent to a work pool without a long-lived Prefect server
-        _fail(str(exc))
+        fail(str(exc))
     except ShardFailed as exc:
-        _fail(f"{exc}\nShards finished before it are staged; rerun the same command to resume from there.")
+        fail(f"{exc}\nShards finished before it are staged; rerun the same command to resume from there.")
 
 
 def _print_checked(spec) -> None:
@@ -196,13 +196,13 @@ def ingest(
 
     # A bad or taken name, then the source's layout, then the embedder: before any file is read, any model
     # loads, or a new data folder is created.
-    check_target(Catalog(_paths(resolve_only=True).catalog, create=False), name)
+    check_target(Catalog(cli_paths(resolve_only=True).catalog, create=False), name)
     source = open_source(folder)
     source.files()
     emb_spec = EmbedderSpec(model=embedder)
     check_embedder(emb_spec, "--embedder")
-    paths = _paths()
-    cat = _catalog()
+    paths = cli_paths()
+    cat = open_catalog()
 
     @functools.cache  # loads once the layout is known to be good
     def emb():
@@ -239,7 +239,7 @@ def demo(
         # diffusers imports) and the ingest; a failed check exits and Prefect stops it. Its files
         # go to the data folder's prefect/, never the catalog. Prefect's core is imported here
         # first, so the server's thread imports only the server's own modules.
-        paths = _paths()  # Prefect's environment (PREFECT_HOME in the data folder), before the server reads it
+        paths = cli_paths()  # Prefect's environment (PREFECT_HOME in the data folder), before the server reads it
         import flows.generate  # noqa: F401
         from flows.prefect_server import start_in_background
 
@@ -248,7 +248,7 @@ def demo(
     if check:
         _print_checked(spec)
         return
-    cat = _catalog()
+    cat = open_catalog()
     components = None
     if not cat.exists(DEMO_REAL) or cat.head(DEMO_REAL) is None:
         from flows.job.components import ComponentLoader
@@ -256,7 +256,7 @@ def demo(
 
         # The ingest runs mostly on one core (per-image preprocessing): the job's models and
         # MLflow's store load on the other, before the flow needs them (the guard after the ingest).
-        paths = _paths()
+        paths = cli_paths()
         components = ComponentLoader(spec, str(paths.catalog))
         components.prefetch(guard=False)
         warm_up(paths.tracking_uri, paths.artifact_root)
@@ -272,7 +272,7 @@ def demo(
 @app.command(rich_help_panel=INSPECT)
 def datasets(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """List datasets with origin, head version and row counts."""
-    cat = _catalog()
+    cat = open_catalog()
     rows = []
     for name in cat.names():
         info, head = cat.info(name), cat.head(name)
@@ -292,7 +292,7 @@ def versions(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """List a dataset's versions: time, parent, rows by status, job digest, runs."""
-    cat = _catalog()
+    cat = open_catalog()
     ms = cat.versions(name)
     if as_json:
         return print_json({"dataset": name, "origin": cat.info(name)["origin"], "versions": [
@@ -318,7 +318,7 @@ def load(
 
     check_status(status)
     cols = ["sample_id", "origin", "status", "label", "label_name", "prompt", "seed", "nn_similarity"]
-    v = open_version(_catalog(), ref, allow_restricted)
+    v = open_version(open_catalog(), ref, allow_restricted)
     table = v.table(cols, status)
     say(f"{v.ref}: {table.num_rows} rows ({status}); files:\n  " + "\n  ".join(v.files_for(status)))
     shown = table.slice(0, limit)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from flows.cli.common import AUDIT, JSON_HELP, _catalog, _fail, app, err, out, print_json
+from flows.cli.common import AUDIT, JSON_HELP, open_catalog, fail, app, err, out, print_json
 from flows.cli.output import clean, print_record
 from flows.cli.output import say as print_line
 
@@ -22,16 +22,16 @@ def audit(
     from catalog import audit as run_audit
 
     if not target.strip():  # Path("") is the current folder: say what is missing instead
-        _fail("audit needs a sample id or an image file, not an empty string")
+        fail("audit needs a sample id or an image file, not an empty string")
     sample_id = target
     if Path(target).is_file():
         sample_id = _trace(Path(target), embedder, quiet=as_json, allow_restricted=allow_restricted)
-    records = run_audit(_catalog(), sample_id, allow_restricted)
+    records = run_audit(open_catalog(), sample_id, allow_restricted)
     # Exit 2 (bad input, like any unknown name); exit 1 stays for what an audit finds about a file.
     if not records and sample_id == target and Path(target).exists() and not Path(target).is_file():
-        _fail(f"{target}: not a sample id nor a regular image file (a folder or a device)")
+        fail(f"{target}: not a sample id nor a regular image file (a folder or a device)")
     if not records:
-        _fail(f"no sample {sample_id!r} in any committed version (give a sample id or an image file)")
+        fail(f"no sample {sample_id!r} in any committed version (give a sample id or an image file)")
     if as_json:
         return print_json({"sample_id": sample_id, "records": [
             {"dataset": rec.dataset, "versions": rec.versions, "shard": rec.shard,
@@ -59,7 +59,7 @@ def _trace(path: Path, embedder: str, quiet: bool = False, allow_restricted: boo
 
     console = err if quiet else out  # --json keeps stdout for the JSON document
     try:  # file names and ids are data: no markup, control characters and line breaks shown as escapes
-        return trace_file(_catalog(), path, load, lambda line: print_line(clean(line, one_line=True), console),
+        return trace_file(open_catalog(), path, load, lambda line: print_line(clean(line, one_line=True), console),
                           allow_restricted=allow_restricted)
     except NoMatch as exc:
-        _fail(str(exc), code=1)
+        fail(str(exc), code=1)

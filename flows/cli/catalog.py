@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 
 from flows.cli.common import (
-    AUDIT, GENERATE, INSPECT, JSON_HELP, SHARE, _catalog, _fail, app, check_options, err, failing_on, interruptibly,
+    AUDIT, GENERATE, INSPECT, JSON_HELP, SHARE, open_catalog, fail, app, check_options, err, failing_on, interruptibly,
     out, print_json,
 )
 from flows.cli.output import print_rows, say, show
@@ -26,7 +26,7 @@ def verify(
     from catalog.verify import verify as run_verify
 
     name, version = parse_ref(ref)
-    report = run_verify(_catalog(), name, version)
+    report = run_verify(open_catalog(), name, version)
     result = {"dataset": name, "version": report.version, "ok": report.ok, "problems": report.problems,
               "manifests_checked": report.manifests_checked, "shards_checked": report.shards_checked,
               "head_sha256": report.head_sha256}
@@ -41,7 +41,7 @@ def verify(
     if regenerate:
         from flows.job.regenerate import regenerate_sample_check
 
-        regen = regenerate_sample_check(_catalog(), ref, regenerate)
+        regen = regenerate_sample_check(open_catalog(), ref, regenerate)
         result["regenerated"] = {
             "checked": regen.checked, "matched": regen.matched,
             "mismatches": [{"sample_id": m.sample_id, "fields": {k: [str(a), str(b)] for k, (a, b) in m.fields.items()},
@@ -74,7 +74,7 @@ def diff(a: str = typer.Argument(..., help="NAME@A"), b: str = typer.Argument(..
     from catalog import CatalogError
 
     with failing_on(CatalogError):
-        d = run_diff(_catalog(), a, b)
+        d = run_diff(open_catalog(), a, b)
     say(f"{d.a} -> {d.b}: +{len(d.added)} rows, -{len(d.removed)} rows")
     for sid in d.removed[:20]:
         say(f"  - {show(sid, True)}")
@@ -95,7 +95,7 @@ def takedown(
     from catalog.derive import takedown as run_takedown
 
     with failing_on(CatalogError):
-        m = run_takedown(_catalog(), name, where, reason)
+        m = run_takedown(open_catalog(), name, where, reason)
     say(f"{name}@{m.version}: {m.message}")
 
 
@@ -112,7 +112,7 @@ def mix(
     from catalog import CatalogError
     from catalog.derive import mix as run_mix
 
-    cat = _catalog()
+    cat = open_catalog()
     cat.path(name)  # a bad --name fails before any row is read
     with failing_on(CatalogError):
         m = run_mix(cat, synthetic, real, ratio, name, seed, allow_restricted)
@@ -132,7 +132,7 @@ def query(
     from catalog import CatalogError
     from catalog.query import connect, query_head
 
-    cat = _catalog()
+    cat = open_catalog()
     con = connect(cat, allow_restricted)
     try:
         with failing_on(CatalogError):
@@ -151,7 +151,7 @@ def card(ref: str = typer.Argument(..., help="NAME or NAME@VERSION."), write: bo
     """Print a version's dataset card (Markdown)."""
     from catalog.card import render_card, write_card
 
-    cat = _catalog()
+    cat = open_catalog()
     say(render_card(cat, ref))
     if write:
         say(f"wrote {write_card(cat, ref)}")
@@ -167,7 +167,7 @@ def dedup_report_cmd(
     from catalog.dedup_report import dedup_report
 
     given = output_file(png, "--png", ".png") if png is not None else None
-    cat = _catalog()
+    cat = open_catalog()
     v = open_version(cat, ref)
     target = given or cat.version_dir(v.name, v.version) / "dedup-histogram.png"
     target.parent.mkdir(parents=True, exist_ok=True)  # the version's own folder
@@ -200,7 +200,7 @@ def rededup_cmd(
     check_options(DedupSpec, {"threshold": threshold, "real_threshold": real_threshold,
                               "pixel_threshold": pixel_threshold, "min_clip_score": min_clip_score, "keep": keep})
     with failing_on(CatalogError):
-        m = rededup(_catalog(), name, threshold, real_threshold, pixel_threshold, min_clip_score, keep)
+        m = rededup(open_catalog(), name, threshold, real_threshold, pixel_threshold, min_clip_score, keep)
     say(f"{name}@{m.version}: {m.message}")
 
 
@@ -222,14 +222,14 @@ def search(
     from synthgen.spec import EmbedderSpec
 
     sheet_path = output_file(sheet, "--sheet", ".png") if sheet is not None else None  # before the search runs
-    v = open_version(_catalog(), ref, allow_restricted)
+    v = open_version(open_catalog(), ref, allow_restricted)
     emb_spec = EmbedderSpec(model=embedder)
     check_embedder(emb_spec, "--embedder")
     from synthgen.embedder import load_embedder  # torch: after the reference and the model are checked
 
     emb = load_embedder(emb_spec)
     if v.manifest.embedding_model and v.manifest.embedding_model != emb.name:
-        _fail(f"{v.ref} was embedded with {v.manifest.embedding_model}, not {emb.name}; pass --embedder")
+        fail(f"{v.ref} was embedded with {v.manifest.embedding_model}, not {emb.name}; pass --embedder")
     with failing_on(CatalogError):
         hits = run_search(v, emb.embed_texts([text])[0], k, where)
     for sid, sim in hits:

@@ -33,20 +33,20 @@ class _State:
     create: bool = False  # the invoked command is in STARTS_DATA_FOLDER
 
 
-def _paths(resolve_only: bool = False) -> Paths:
+def cli_paths(resolve_only: bool = False) -> Paths:
     """The data folder's paths, configured (``resolve_only``: only resolved, nothing created or configured)."""
     try:
         if resolve_only:
             return resolve_paths(_State.data_dir)
         return configure(_State.data_dir, create=_State.create)
     except DataFolderError as exc:  # empty, or missing for a command that only reads
-        _fail(str(exc))
+        fail(str(exc))
     except OSError as exc:  # a file, or a folder we may not write
-        _fail(f"--data-dir {exc.filename or _State.data_dir}: cannot hold the data folder ({exc.strerror or exc}); "
+        fail(f"--data-dir {exc.filename or _State.data_dir}: cannot hold the data folder ({exc.strerror or exc}); "
               f"give a writable folder (or set ${DATA_ENV})")
 
 
-def _fail(message: str, code: int = 2) -> None:
+def fail(message: str, code: int = 2) -> None:
     err.print(f"[bold red]error:[/] {escape(message)}")
     raise typer.Exit(code)
 
@@ -59,7 +59,7 @@ def failing_on(*errors: type[Exception]) -> Iterator[None]:
     except errors as exc:
         if debug_enabled():
             raise
-        _fail(str(exc))
+        fail(str(exc))
 
 
 T = TypeVar("T")
@@ -117,10 +117,10 @@ def main(
     _unwrapped_when_piped()
 
 
-def _catalog():
+def open_catalog():
     from catalog import Catalog
 
-    return Catalog(_paths().catalog)
+    return Catalog(cli_paths().catalog)
 
 
 def print_json(data) -> None:
@@ -137,7 +137,7 @@ def check_status(status: str) -> str:
     from synthgen.records import STATUSES
 
     if status != "all" and status not in STATUSES:
-        _fail(f"--status {status!r}: use 'all' or one of {', '.join(STATUSES)}")
+        fail(f"--status {status!r}: use 'all' or one of {', '.join(STATUSES)}")
     return status
 
 
@@ -155,4 +155,4 @@ def check_options(model: type, options: dict[str, object]) -> None:
     except ValidationError as exc:
         problems = [f"--{str(e['loc'][0]).replace('_', '-')} {given.get(str(e['loc'][0]))!r}: {e['msg']}"
                     for e in exc.errors() if e["loc"]]
-        _fail("; ".join(problems) or str(exc))
+        fail("; ".join(problems) or str(exc))

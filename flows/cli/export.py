@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from flows.cli.common import SHARE, _catalog, _fail, _paths, app, check_status
+from flows.cli.common import SHARE, open_catalog, fail, cli_paths, app, check_status
 from flows.cli.output import say
 from flows.cli.paths import output_file, output_folder
 
@@ -35,18 +35,18 @@ def export(
 
     check_status(status)
     if format not in ("auto", "jpeg", "hf"):
-        _fail(f"--format must be auto, jpeg or hf, not {format!r}")
+        fail(f"--format must be auto, jpeg or hf, not {format!r}")
     encoding = _encoding(format, quality)
     to_file = format == "auto" and Path(dest).suffix == ".parquet"
     if format == "jpeg" and Path(dest).suffix == ".parquet":
-        _fail(f"{dest}: --format jpeg writes image files into a folder, not a .parquet file")
+        fail(f"{dest}: --format jpeg writes image files into a folder, not a .parquet file")
     # Nothing existing is ever replaced or mixed into, whatever the format: an existing file may be someone's
     # data, a folder holding files an earlier export (there is no --overwrite).
     target = (output_file(dest, "export destination", replace=False) if to_file else
               output_folder(dest, "export destination", "give a folder for image files or a Hugging Face dataset, "
                                                             "or a new .parquet file", empty=True))
     identity = _identity() if credentials else None
-    v = open_version(_catalog(), ref, allow_restricted)  # a restricted dataset raises unless allowed (catalog.access)
+    v = open_version(open_catalog(), ref, allow_restricted)  # a restricted dataset raises unless allowed (catalog.access)
     if format == "hf":
         n = export_hf(v, target, status, identity=identity)
     elif to_file:
@@ -66,18 +66,18 @@ def _encoding(format: str, quality: int | None):
     from flows.outputs.export import ImageEncoding
 
     if quality is not None and format != "jpeg":
-        _fail("--quality applies to --format jpeg only (PNG and Parquet keep the catalog's lossless PNG bytes)")
+        fail("--quality applies to --format jpeg only (PNG and Parquet keep the catalog's lossless PNG bytes)")
     try:
         return ImageEncoding(format="jpeg", quality=quality) if format == "jpeg" else ImageEncoding()
     except ValidationError:
-        _fail(f"--quality must be between 1 and 95, not {quality}")
+        fail(f"--quality must be between 1 and 95, not {quality}")
 
 
 def _record_credentials(version, identity, dest: Path) -> None:
     """Tag the MLflow runs that made the version with the export's signing identity."""
     from flows.tracking import Tracker
 
-    paths = _paths()
+    paths = cli_paths()
     tracker = Tracker(paths.tracking_uri, paths.artifact_root)
     for run in version.manifest.runs:
         if run.mlflow_run_id:
@@ -92,6 +92,6 @@ def _identity():
 
     s = Settings()
     try:
-        return signing_identity(_paths().root, s.sign_cert, s.sign_key, s.sign_callback)
+        return signing_identity(cli_paths().root, s.sign_cert, s.sign_key, s.sign_callback)
     except CredentialsError as exc:
-        _fail(str(exc))
+        fail(str(exc))

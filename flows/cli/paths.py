@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flows.cli.common import _fail
+from flows.cli.common import fail
 
 
 def _file_in_the_way(path: Path) -> Path | None:
@@ -25,11 +25,11 @@ def _file_in_the_way(path: Path) -> Path | None:
 
 def _nonempty(value: str, what: str) -> Path:
     if not value.strip():
-        _fail(f"{what} is empty; give a path")
+        fail(f"{what} is empty; give a path")
     path = Path(value)
     blocker = _file_in_the_way(path)
     if blocker is not None:
-        _fail(f"{what} {path}: {blocker} is a file, not a folder")
+        fail(f"{what} {path}: {blocker} is a file, not a folder")
     return path
 
 
@@ -41,13 +41,13 @@ def output_file(value: str, what: str, suffix: str | None = None, replace: bool 
     """
     path = _nonempty(value, what)
     if suffix is not None and path.suffix.lower() != suffix:
-        _fail(f"{what} {path}: must be a {suffix} file")
+        fail(f"{what} {path}: must be a {suffix} file")
     if path.is_dir():
-        _fail(f"{what} {path}: is a folder; give a file path")
+        fail(f"{what} {path}: is a folder; give a file path")
     if not path.parent.is_dir():
-        _fail(f"{what} {path}: folder {path.parent} does not exist")
+        fail(f"{what} {path}: folder {path.parent} does not exist")
     if not replace and (path.exists() or path.is_symlink()):
-        _fail(f"{what} {path}: already exists; remove it or give a new file")
+        fail(f"{what} {path}: already exists; remove it or give a new file")
     return path
 
 
@@ -60,7 +60,7 @@ def output_folder(value: str, what: str, hint: str = "give a folder", empty: boo
     """
     path = _nonempty(value, what)
     if path.exists() and not path.is_dir():
-        _fail(f"{what} {path}: is a file; {hint}")
+        fail(f"{what} {path}: is a file; {hint}")
     if empty and path.is_dir() and any(path.iterdir()):
-        _fail(f"{what} {path}: already holds files (an earlier export?); give a new or empty folder")
+        fail(f"{what} {path}: already holds files (an earlier export?); give a new or empty folder")
     return path

@@ -6,7 +6,7 @@ import json
 
 import typer
 
-from flows.cli.common import INSPECT, _catalog, _fail, app, failing_on
+from flows.cli.common import INSPECT, open_catalog, fail, app, failing_on
 from flows.cli.output import print_rows, say
 
 
@@ -33,12 +33,12 @@ def quality(
     from synthgen.quality_report import side_by_side
 
     if len(refs) > 2:
-        _fail(f"give one version, or two to compare; got {len(refs)}")
+        fail(f"give one version, or two to compare; got {len(refs)}")
     try:
         cfg = QualityConfig(k=k, max_samples=max_samples, max_per_group=max_per_group, seed=seed)
     except ValidationError as exc:
-        _fail("; ".join(f"--{e['loc'][0].replace('_', '-')}: {e['msg']}" for e in exc.errors()))
-    cat = _catalog()
+        fail("; ".join(f"--{e['loc'][0].replace('_', '-')}: {e['msg']}" for e in exc.errors()))
+    cat = open_catalog()
     with failing_on(CatalogError):
         reports = [version_quality(cat, ref, real, cfg) for ref in refs]
     if len(reports) == 1:

@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 import typer
 from rich.markup import escape
 
-from flows.cli.common import SHARE, _catalog, _fail, app, check_status, err, failing_on, out
+from flows.cli.common import SHARE, open_catalog, fail, app, check_status, err, failing_on, out
 from flows.cli.output import print_rows, say
 from flows.cli.paths import output_file
 
@@ -30,21 +30,21 @@ def check_url(url: str) -> str:
     """A shared catalog URL: ``s3://BUCKET[/PREFIX]`` or a folder path; anything else is a clear error."""
     scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*):", url or "")
     if not url or not url.strip():
-        _fail("the shared catalog URL is empty; use s3://BUCKET/PREFIX or a folder path")
+        fail("the shared catalog URL is empty; use s3://BUCKET/PREFIX or a folder path")
     if scheme and not (len(scheme.group(1)) == 1 and url[1:3] in (":\\", ":/")):  # not a Windows drive
         if scheme.group(1).lower() == "file" and url.startswith("file://"):
             url = url[len("file://"):]
         elif scheme.group(1).lower() != "s3" or not url.startswith("s3://"):
-            _fail(f"{url}: unsupported URL; use s3://BUCKET/PREFIX or a folder path (publishing needs "
+            fail(f"{url}: unsupported URL; use s3://BUCKET/PREFIX or a folder path (publishing needs "
                   "S3's conditional writes)")
         else:
             bucket = url[len("s3://"):].split("/", 1)[0]
             if not _BUCKET.match(bucket):
-                _fail(f"{url}: {bucket!r} is not an S3 bucket name (3-63 lowercase letters, digits, '.', '-'); "
+                fail(f"{url}: {bucket!r} is not an S3 bucket name (3-63 lowercase letters, digits, '.', '-'); "
                       "use s3://BUCKET/PREFIX")
             return url
     if Path(url).expanduser().is_file():
-        _fail(f"{url} is a file; a shared catalog is a folder (or s3://BUCKET/PREFIX)")
+        fail(f"{url} is a file; a shared catalog is a folder (or s3://BUCKET/PREFIX)")
     return url
 
 
@@ -54,10 +54,10 @@ def _options(url: str, endpoint: str | None) -> dict | None:
     if not endpoint:
         return None
     if not url.startswith("s3://"):
-        _fail(f"--endpoint-url applies to s3:// URLs, not {url}")
+        fail(f"--endpoint-url applies to s3:// URLs, not {url}")
     parsed = urlparse(endpoint)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        _fail(f"--endpoint-url {endpoint!r}: expected http(s)://HOST[:PORT]")
+        fail(f"--endpoint-url {endpoint!r}: expected http(s)://HOST[:PORT]")
     return {"endpoint_url": endpoint}
 
 
@@ -83,7 +83,7 @@ def push(
     from catalog.publish import push as run_push
 
     with failing_on(CatalogError):
-        r = run_push(_catalog(), name, url, _options(url, endpoint_url), allow_restricted=allow_restricted)
+        r = run_push(open_catalog(), name, url, _options(url, endpoint_url), allow_restricted=allow_restricted)
     if r.versions:
         say(f"pushed {name}@{_span(r.versions)} to {r.url} ({r.objects} new objects); shared head is {r.head}")
     else:
@@ -101,7 +101,7 @@ def pull(
     from catalog.publish import pull as run_pull
 
     with failing_on(CatalogError):
-        r = run_pull(url, name, _catalog(), _options(url, endpoint_url))
+        r = run_pull(url, name, open_catalog(), _options(url, endpoint_url))
     if r.versions:
         say(f"pulled {name}@{_span(r.versions)} from {r.url} ({r.objects} objects fetched); local head is {r.head}")
     else:

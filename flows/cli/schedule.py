@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from flows.cli.common import JSON_HELP, SCHEDULE, _paths, app, failing_on, print_json
+from flows.cli.common import JSON_HELP, SCHEDULE, cli_paths, app, failing_on, print_json
 from flows.cli.output import print_rows, say
 
 
@@ -22,7 +22,7 @@ def status(
     from flows.dead_runs import HOST_TAG, PID_TAG, owner_is_gone
     from flows.tracking import EXPERIMENT, NOTE_TAG, Tracker
 
-    paths = _paths()
+    paths = cli_paths()
     tracker = Tracker(paths.tracking_uri, paths.artifact_root)
     runs = tracker.client.search_runs([tracker.experiment_id], max_results=limit, order_by=["attributes.start_time DESC"])
     rows = []
@@ -71,7 +71,7 @@ def schedule_cmd(
             check_cron(cron)
         job = load_spec(spec)
         check_job_models(job)  # from config files, before Prefect is asked anything
-        dep = schedule(job, str(_paths().root), cron, pool, name, shard_pool=shards_on)
+        dep = schedule(job, str(cli_paths().root), cron, pool, name, shard_pool=shards_on)
     say(f"scheduled {name or job.name} (deployment {dep}) on pool {pool!r}" + (f", cron {cron!r}" if cron else ""))
     say(f"start a worker where it should run:  prefect worker start --pool {pool}")
     if shards_on:

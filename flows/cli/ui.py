@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from flows.cli.common import INSPECT, _paths, app, err
+from flows.cli.common import INSPECT, cli_paths, app, err
 from flows.cli.errors import Terminated
 from flows.ui.config import DEFAULT_HOST, DEFAULT_PORT, UiConfig
 
@@ -23,7 +23,7 @@ def ui(
     from flows.settings import Settings
     from flows.ui.app import create_app
 
-    paths, settings = _paths(), Settings()
+    paths, settings = cli_paths(), Settings()
     config = UiConfig(catalog=paths.catalog, cache=paths.ui_cache, allow_restricted=allow_restricted,
                       mlflow_url=settings.mlflow_ui_url, prefect_url=settings.prefect_ui_url, embedder=embedder)
     if host not in ("127.0.0.1", "localhost", "::1"):
