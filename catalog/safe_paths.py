@@ -56,8 +56,8 @@ def confined(dest: str | Path, *parts: str) -> Path:
     symlink planted inside ``dest`` cannot lead a write out of it.
     """
     base = Path(dest)
-    if any("\0" in str(p) for p in (base, *parts)):
-        raise UnsafePathError(f"refusing a path with a NUL byte under {base}")
+    if "\0" in str(base):  # the parts are checked one by one below (a NUL is a control character)
+        raise UnsafePathError(f"refusing a destination with a NUL byte: {base!r}")
     path = base.joinpath(*(check_part(p) for p in parts))
     root = os.path.realpath(base)
     real = os.path.realpath(path)

@@ -25,8 +25,8 @@ from flows.cli.errors import EXIT_TERMINATED, INTERRUPTED, TERMINATED, Terminate
 from flows.cli.output import print_record, print_rows, say
 from flows.cli.paths import output_file
 
-REPO = Path(__file__).resolve().parent.parent
-DEMO_PACKAGED = Path(__file__).resolve().parent / "demo"  # package data: the demo runs from an installed wheel
+REPO = Path(__file__).resolve().parents[2]  # flows/cli/app.py -> the checkout
+DEMO_PACKAGED = Path(__file__).resolve().parents[1] / "demo"  # package data: the demo runs from an installed wheel
 DEMO_REAL = "digits-real"
 
 
