@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from flows.settings import Settings
 from synthgen.spec import JobSpec
 
 REPO = Path(__file__).resolve().parent.parent
@@ -75,8 +76,6 @@ def schedule(spec: JobSpec, data_dir: str, cron: str | None, pool: str, name: st
     ``shard_pool``: run the job's shards as flow runs on that pool
     (``flows.executors.prefect_pool``) instead of inside the job's own flow run.
     """
-    from flows.settings import Settings
-
     require_server()
     # The deployment carries the settings it was scheduled with, not the worker's environment.
     params = {"spec": spec.model_dump(mode="json"), "data_dir": data_dir, "settings": Settings().model_dump(mode="json")}

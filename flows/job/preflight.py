@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from catalog.errors import CatalogError
 from synthgen.device_check import check_devices
 from synthgen.model_check import check_job_models
 
@@ -23,8 +24,6 @@ def preflight(spec: JobSpec, catalog: Catalog, shard_pool: str | None = None) ->
     ``shard_pool``: the work pool whose workers sample (``Settings.shard_pool``); the generator's devices are
     theirs then, not this machine's, and only the embedder's device is checked here.
     """
-    from catalog import CatalogError
-
     if spec.dedup.real_dataset:
         info = catalog.info(spec.dedup.real_dataset)  # raises with the known names
         if info["origin"] != "real":
