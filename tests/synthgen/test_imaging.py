@@ -3,13 +3,20 @@
 import hashlib
 import os
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from synthgen.imaging import (
-    ImageReadError, ImageTooLarge, MAX_PIXELS, decode, pixel_sha256, read_image_file, read_regular_file,
+    MAX_PIXELS,
+    ImageReadError,
+    ImageTooLarge,
+    decode,
+    pixel_sha256,
+    read_image_file,
+    read_regular_file,
 )
 
 
@@ -49,3 +56,15 @@ def test_the_pixel_hash_of_a_large_image_hashed_in_strips_is_the_hash_of_all_its
     img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (3001, 2500, 3), dtype=np.uint8)).convert(mode)
     whole = hashlib.sha256(f"{img.mode}:{img.width}x{img.height}:".encode() + img.tobytes()).hexdigest()
     assert pixel_sha256(img) == whole
+
+
+def test_a_file_is_read_whole_whatever_its_reported_size(tmp_path):
+    data = bytes(range(256)) * 40
+    (tmp_path / "a.bin").write_bytes(data)
+    assert read_regular_file(tmp_path / "a.bin") == data
+    assert read_regular_file(tmp_path / "a.bin", max_bytes=len(data)) == data
+    # A file whose size says 0 but that has content (procfs) is read to its end, within the limit.
+    proc = Path("/proc/self/cmdline")
+    assert read_regular_file(proc) == proc.read_bytes()
+    with pytest.raises(ImageReadError, match="limit"):
+        read_regular_file(proc, max_bytes=2)
