@@ -106,8 +106,8 @@ class ClassCondition(_Strict):
 
     id: int = Field(ge=0)
     name: str = Field(min_length=1)
-    prompts: list[str] | None = Field(
-        None, min_length=1, description="this class's own prompt templates for a text-to-image model (slots: "
+    prompts: list[str] | None = Field(  # non-empty: checked with the rest of the program (Conditioning)
+        None, description="this class's own prompt templates for a text-to-image model (slots: "
         "{name} and the attributes); samples take them in turn, balanced. null: conditioning.prompt_template")
 
     @field_validator("name")
@@ -144,7 +144,7 @@ class Conditioning(_Strict):
         None, description="e.g. 'a photo of a {name}, {lighting}': {name} is the class name (or the prompt, in a "
         "prompt job); the other slots are attributes")
     attributes: dict[Annotated[str, Field(pattern=ATTRIBUTE_PATTERN)], list[str]] | None = Field(
-        None, min_length=1, description="attribute name -> its values; every template uses every attribute, "
+        None, description="attribute name -> its values; every template uses every attribute, "
         "and within each class or prompt each value's count differs by at most one")
 
     @model_validator(mode="after")
@@ -190,6 +190,13 @@ class Conditioning(_Strict):
 
     def _check_program(self) -> None:
         attrs = self.attributes or {}
+        if self.attributes is not None and not attrs:
+            raise ValueError("attributes is empty; give at least one attribute, or leave it out")
+        empty = [c.name for c in self.classes or [] if c.prompts is not None and not any(p.strip() for p in c.prompts)]
+        blank = [c.name for c in self.classes or [] if c.prompts and any(not p.strip() for p in c.prompts)]
+        if empty or blank:
+            raise ValueError(f"classes {', '.join(map(repr, empty or blank))}: prompts must be a non-empty list of "
+                             "non-empty templates")
         for name, values in attrs.items():
             if name == NAME_SLOT:
                 raise ValueError(f"attributes: {NAME_SLOT!r} is the class name's (or prompt's) slot; name the "
