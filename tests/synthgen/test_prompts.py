@@ -10,8 +10,8 @@ import pytest
 from synthgen.model_check import ModelCheckError, check_job_models
 from synthgen.plan import make_plan
 from synthgen.prompts import balanced_digits
-from synthgen.spec import SpecError, parse_spec
-from tests.conftest import small_job
+from synthgen.spec import SpecError, load_spec, parse_spec
+from tests.conftest import REPO, small_job
 
 LIGHTING, VIEW = ["dawn", "noon", "dusk"], ["front", "side", "back", "top"]
 
@@ -117,3 +117,9 @@ def test_a_program_on_a_class_conditional_model_is_a_clear_error_before_anything
 def test_empty_program_parts_are_named(conditioning, message):
     with pytest.raises(SpecError, match=message):
         parse_spec(program_job(**conditioning))
+
+
+def test_the_shipped_prompt_program_example_is_valid():
+    spec = load_spec(REPO / "jobs" / "pets-prompt-program.yaml")
+    assert spec.conditioning.kind == "text" and spec.conditioning.programmed
+    assert all(s.prompt_attributes and s.class_id is not None for s in make_plan(spec, 0, 30))
