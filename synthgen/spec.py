@@ -124,6 +124,16 @@ class ClassCondition(_Strict):
 ATTRIBUTE_PATTERN = r"^[a-z_][a-z0-9_]{0,31}$"
 
 
+class PromptExpansion(_Strict):
+    """What wrote a spec's extra templates (``synthgen.prompt_expansion``): a record, never re-run."""
+
+    model: str = Field(min_length=1, description="the local text-generation model folder, as given")
+    weights_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    per_template: int = Field(ge=1, le=64, description="continuations asked for per template")
+    max_new_tokens: int = Field(ge=1, le=512)
+    added: int = Field(ge=0, description="templates (or prompts) it added")
+
+
 class Conditioning(_Strict):
     """What to condition on: exactly one of ``classes`` or ``prompts``, and optionally a prompt program.
 
@@ -146,6 +156,8 @@ class Conditioning(_Strict):
     attributes: dict[Annotated[str, Field(pattern=ATTRIBUTE_PATTERN)], list[str]] | None = Field(
         None, description="attribute name -> its values; every template uses every attribute, "
         "and within each class or prompt each value's count differs by at most one")
+    prompt_expansion: PromptExpansion | None = Field(
+        None, description="written by `synthgen expand-prompts`: which text model wrote the extra templates")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "Conditioning":
@@ -361,7 +373,7 @@ class JobSpec(_Strict):
             if data["dedup"].get(name) is None:
                 del data["dedup"][name]
         cond = data["conditioning"]
-        for name in ("prompt_template", "attributes"):  # nor does a prompt program that is off
+        for name in ("prompt_template", "attributes", "prompt_expansion"):  # nor does a prompt program that is off
             if cond[name] is None:
                 del cond[name]
         for c in cond["classes"] or []:
