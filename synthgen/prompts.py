@@ -23,7 +23,7 @@ import hashlib
 import json
 import math
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 NAME_SLOT = "name"  # filled with the class name (class jobs) or the prompt (prompt jobs)
 TEMPLATE_AXIS = "\x00template"  # the template choice's own permutation key (no attribute can be named so)
@@ -92,14 +92,18 @@ class PromptProgram:
     conditions: dict[str, ConditionPrompts]  # condition key (the plan's) -> its templates
     attributes: dict[str, tuple[str, ...]]
     negative_prompt: str | None = None
+    # Each condition's axis permutations, made on first use (a plan slice touches few conditions of many).
+    _orders: dict[str, list[list[int]]] = field(default_factory=dict, repr=False, compare=False)
 
     def choose(self, condition_key: str, index: int) -> dict:
         """The ``Sample`` fields of sample ``index`` of a condition: prompt, template, attribute values."""
         cond = self.conditions[condition_key]
         names = sorted(self.attributes)  # sorted: the digest sorts keys, so order in the YAML must not matter
         axes = [(TEMPLATE_AXIS, len(cond.templates))] + [(a, len(self.attributes[a])) for a in names]
+        if condition_key not in self._orders:
+            self._orders[condition_key] = [_permutation(self.seed, condition_key, a, n) for a, n in axes]
         digits = balanced_digits(index, [n for _, n in axes])
-        picks = [_permutation(self.seed, condition_key, axis, n)[d] for (axis, n), d in zip(axes, digits)]
+        picks = [order[d] for order, d in zip(self._orders[condition_key], digits)]
         template = cond.templates[picks[0]]
         chosen = {a: self.attributes[a][p] for a, p in zip(names, picks[1:])}
         return {
