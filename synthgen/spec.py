@@ -191,7 +191,7 @@ class Conditioning(_Strict):
     def programmed(self) -> bool:
         """Whether prompts are written from templates (a prompt program is on)."""
         return (self.prompt_template is not None or self.attributes is not None
-                or any(c.prompts for c in self.classes or []))
+                or any(c.prompts is not None for c in self.classes or []))
 
     def templates(self) -> list[tuple[str, list[str]]]:
         """Each condition's name (class name, or prompt) and templates, in the conditions' order."""

@@ -117,6 +117,10 @@ def test_a_program_on_a_class_conditional_model_is_a_clear_error_before_anything
 def test_empty_program_parts_are_named(conditioning, message):
     with pytest.raises(SpecError, match=message):
         parse_spec(program_job(**conditioning))
+    plain = small_job()  # an empty list of a class's prompts is an error without a template too
+    plain["conditioning"]["classes"][0]["prompts"] = []
+    with pytest.raises(SpecError, match="non-empty list"):
+        parse_spec(plain)
 
 
 def test_the_shipped_prompt_program_example_is_valid():
