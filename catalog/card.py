@@ -38,7 +38,8 @@ def render_card(cat: Catalog, ref: str, grids: list[tuple[str, Path]] | None = N
     m, info = v.manifest, cat.info(v.name)
     # Only counts and quantiles leave, so a restricted dataset gets a card too (without sample images).
     t = read_rows(v, ["origin", "status", "label_name", "prompt", "model_id", "scheduler", "num_inference_steps",
-                  "guidance_scale", "embedding_model", "nn_similarity", "real_nn_similarity", "watermark_method"],
+                  "guidance_scale", "embedding_model", "nn_similarity", "real_nn_similarity", "watermark_method",
+                  "prompt_attributes", "clip_score"],
               "all", None)
     con = duckdb.connect()
     con.register("t", t)
@@ -56,6 +57,7 @@ def render_card(cat: Catalog, ref: str, grids: list[tuple[str, Path]] | None = N
         _table(q("SELECT coalesce(label_name, prompt), count(*) FILTER (status = 'kept'), count(*) FROM t "
                  "GROUP BY ALL ORDER BY ALL LIMIT 50"), ("class / prompt", "kept", "all")),
     ]
+    parts += _attribute_section(q)
     gens = q("SELECT model_id, scheduler, num_inference_steps, guidance_scale, embedding_model, count(*) "
              "FROM t WHERE origin = 'synthetic' GROUP BY ALL ORDER BY ALL")
     if gens:
@@ -93,6 +95,20 @@ def render_card(cat: Catalog, ref: str, grids: list[tuple[str, Path]] | None = N
         "table = v.table()        # Arrow, kept rows\nds = v.to_torch()        # (image, label, sample_id)\n```",
     ]
     return "\n".join(p for p in parts if p) + "\n"
+
+
+def _attribute_section(q) -> list[str]:
+    """Kept rows and their mean CLIP alignment per prompt-attribute value (a prompt program's breakdown)."""
+    rows = q("SELECT k, prompt_attributes->>k, count(*) FILTER (status = 'kept'), "
+             "round(avg(clip_score) FILTER (status = 'kept'), 4), count(*) "
+             "FROM t, unnest(json_keys(prompt_attributes)) AS a(k) WHERE prompt_attributes IS NOT NULL "
+             "GROUP BY ALL ORDER BY ALL LIMIT 200")
+    if not rows:
+        return []
+    return ["\n## Rows by prompt attribute\n",
+            "- each row's attribute values are in `prompt_attributes` (JSON text; in `synthgen query`: "
+            "`prompt_attributes->>'NAME'`); clip_score is against the prompt the row was drawn from\n",
+            _table(rows, ("attribute", "value", "kept", "mean clip_score (kept)", "all"))]
 
 
 def write_card(cat: Catalog, ref: str, quality: QualityReport | str | None = None) -> Path:

@@ -20,6 +20,7 @@ from typing import Any, Callable
 import numpy as np
 import pyarrow as pa
 
+from synthgen.prompts import attributes_json
 from synthgen.records import Sample
 from synthgen.rules import evidence_columns
 
@@ -68,6 +69,10 @@ COLUMNS: list[Column] = [
     _attr("label_name", _S, "class_name"),
     _attr("prompt", _S),
     _attr("negative_prompt", _S),
+    _attr("prompt_template", _S),  # the prompt program's template the prompt was written from (null: no program)
+    # its attribute values as JSON text ({"lighting":"dusk"}; DuckDB: prompt_attributes->>'lighting'): one string
+    # column whatever attributes a job has, so every shard of a catalog keeps one schema
+    Column("prompt_attributes", _S, lambda s: attributes_json(s.prompt_attributes)),
     _attr("image_sha256", _S),
     _attr("width", _I),
     _attr("height", _I),

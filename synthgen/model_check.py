@@ -146,8 +146,11 @@ def _num_classes(folder: Path, pipeline_class: str, field: str) -> int | None:
 
 
 def check_generator(spec: GeneratorSpec, kind: str, class_ids: list[int] | None = None,
-                    field: str = "generator.model") -> GeneratorInfo:
-    """Check the generator's folder, its kind against the conditioning, and the class ids' range."""
+                    field: str = "generator.model", program: bool = False) -> GeneratorInfo:
+    """Check the generator's folder, its kind against the conditioning, and the class ids' range.
+
+    ``program``: the job writes its prompts with a prompt program (so a class job needs a text model).
+    """
     folder = locate(spec.model, field)
     if spec.scheduler:
         if not _diffusers_has(spec.scheduler):
@@ -168,6 +171,10 @@ def check_generator(spec: GeneratorSpec, kind: str, class_ids: list[int] | None 
     _check_pipeline_class(pipeline_class, index, field)
     model_kind = "class" if pipeline_class in CLASS_PIPELINES else "text"
     if model_kind != kind:
+        if kind == "text" and program:
+            raise ModelCheckError(f"conditioning.prompt_template: {spec.model} is a class-conditional "
+                                  f"{pipeline_class}; prompt programs (prompt_template, attributes, a class's "
+                                  "prompts) need a text-to-image model")
         if kind == "text":
             raise ModelCheckError(f"conditioning.prompts: {spec.model} is a class-conditional {pipeline_class}; "
                                   "it takes conditioning.classes (ids), not prompts")
@@ -267,7 +274,7 @@ def check_embedder(spec: EmbedderSpec, field: str = "embedder.model") -> Path | 
 def check_job_models(spec: JobSpec) -> GeneratorInfo:
     """Every model check a job needs, from config files only (call before any service starts)."""
     ids = [c.id for c in spec.conditioning.classes or []]
-    info = check_generator(spec.generator, spec.conditioning.kind, ids)
+    info = check_generator(spec.generator, spec.conditioning.kind, ids, program=spec.conditioning.programmed)
     _check_watermark_size(spec, info)
     check_embedder(spec.embedder)
     return info

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from synthgen.prompts import ConditionPrompts, PromptProgram
 from synthgen.records import Sample
 from synthgen.spec import JobSpec
 
@@ -49,6 +50,17 @@ def _conditions(spec: JobSpec) -> list[tuple[str, dict]]:
     return [(f"prompt:{p}", {"prompt": p, "negative_prompt": cond.negative_prompt}) for p in cond.prompts or []]
 
 
+def prompt_program(spec: JobSpec) -> PromptProgram | None:
+    """The job's prompt program (``synthgen.prompts``), keyed like the plan's conditions; None when off."""
+    cond = spec.conditioning
+    if not cond.programmed:
+        return None
+    keys = [key for key, _ in _conditions(spec)]
+    by_key = {key: ConditionPrompts(name, tuple(ts)) for key, (name, ts) in zip(keys, cond.templates())}
+    attributes = {a: tuple(v) for a, v in (cond.attributes or {}).items()}
+    return PromptProgram(spec.seed, by_key, attributes, cond.negative_prompt)
+
+
 def make_plan(spec: JobSpec, start: int = 0, stop: int | None = None) -> list[Sample]:
     """Samples ``[start, stop)`` of a job in plan order.
 
@@ -57,6 +69,7 @@ def make_plan(spec: JobSpec, start: int = 0, stop: int | None = None) -> list[Sa
     """
     digest = spec.digest()
     conditions = _conditions(spec)
+    program = prompt_program(spec)
     stop = spec.total_images if stop is None else min(stop, spec.total_images)
     plan: list[Sample] = []
     for i in range(start, stop):
@@ -67,7 +80,7 @@ def make_plan(spec: JobSpec, start: int = 0, stop: int | None = None) -> list[Sa
                 origin="synthetic",
                 plan_index=i,
                 seed=derive_seed(spec.seed, key, index),
-                **fields,
+                **{**fields, **(program.choose(key, index) if program else {})},
             )
         )
     return plan

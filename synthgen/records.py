@@ -77,6 +77,8 @@ class Sample:
     class_name: str | None = None
     prompt: str | None = None
     negative_prompt: str | None = None
+    prompt_template: str | None = None  # the prompt program's template this prompt was written from
+    prompt_attributes: dict[str, str] | None = None  # its attribute values (``synthgen.prompts``)
     seed: int | None = None
     provenance: Provenance | None = None
     source_path: str | None = None  # real rows: the file it was ingested from

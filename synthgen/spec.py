@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from synthgen.path_names import component_problem
 from synthgen.png import DEFAULT_PNG_ENCODER, PngEncoder
+from synthgen.prompts import NAME_SLOT, fill, slot_names
 from synthgen.rules import RULES
 from synthgen.strict_yaml import load_yaml
 
@@ -105,6 +106,9 @@ class ClassCondition(_Strict):
 
     id: int = Field(ge=0)
     name: str = Field(min_length=1)
+    prompts: list[str] | None = Field(  # non-empty: checked with the rest of the program (Conditioning)
+        None, description="this class's own prompt templates for a text-to-image model (slots: "
+        "{name} and the attributes); samples take them in turn, balanced. null: conditioning.prompt_template")
 
     @field_validator("name")
     @classmethod
@@ -117,8 +121,28 @@ class ClassCondition(_Strict):
         return v
 
 
+ATTRIBUTE_PATTERN = r"^[a-z_][a-z0-9_]{0,31}$"
+
+
+class PromptExpansion(_Strict):
+    """What wrote a spec's extra templates (``synthgen.prompt_expansion``): a record, never re-run."""
+
+    model: str = Field(min_length=1, description="the local text-generation model folder, as given")
+    weights_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    per_template: int = Field(ge=1, le=64, description="continuations asked for per template")
+    max_new_tokens: int = Field(ge=1, le=512)
+    added: int = Field(ge=0, description="templates (or prompts) it added")
+
+
 class Conditioning(_Strict):
-    """What to condition on: exactly one of ``classes`` or ``prompts``."""
+    """What to condition on: exactly one of ``classes`` or ``prompts``, and optionally a prompt program.
+
+    A prompt program (``prompt_template``, ``attributes``, or a class's own
+    ``prompts``) writes each sample's prompt from a template, with its
+    attribute values chosen in a balanced, seed-derived order
+    (``synthgen.prompts``). Class jobs with a program need a text-to-image
+    model: the class id is the row's label, the prompt is what is drawn.
+    """
 
     classes: list[ClassCondition] | None = None
     prompts: list[str] | None = None
@@ -126,6 +150,14 @@ class Conditioning(_Strict):
     caption_template: str = Field(
         "a photo of a {name}", description="caption for a class, used for CLIP alignment scores"
     )
+    prompt_template: str | None = Field(
+        None, description="e.g. 'a photo of a {name}, {lighting}': {name} is the class name (or the prompt, in a "
+        "prompt job); the other slots are attributes")
+    attributes: dict[Annotated[str, Field(pattern=ATTRIBUTE_PATTERN)], list[str]] | None = Field(
+        None, description="attribute name -> its values; every template uses every attribute, "
+        "and within each class or prompt each value's count differs by at most one")
+    prompt_expansion: PromptExpansion | None = Field(
+        None, description="written by `synthgen expand-prompts`: which text model wrote the extra templates")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "Conditioning":
@@ -151,7 +183,60 @@ class Conditioning(_Strict):
         except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
             raise ValueError(f"caption_template {self.caption_template!r} does not format with just {{name}} "
                              f"({type(exc).__name__}: {exc}); write a literal brace as '{{{{' or '}}}}'") from None
+        if self.programmed:
+            self._check_program()
         return self
+
+    @property
+    def programmed(self) -> bool:
+        """Whether prompts are written from templates (a prompt program is on)."""
+        return (self.prompt_template is not None or self.attributes is not None
+                or any(c.prompts is not None for c in self.classes or []))
+
+    def templates(self) -> list[tuple[str, list[str]]]:
+        """Each condition's name (class name, or prompt) and templates, in the conditions' order."""
+        if self.classes is not None:
+            return [(c.name, c.prompts or ([self.prompt_template] if self.prompt_template else []))
+                    for c in self.classes]
+        return [(p, [self.prompt_template or p]) for p in self.prompts or []]
+
+    def _check_program(self) -> None:
+        attrs = self.attributes or {}
+        if self.attributes is not None and not attrs:
+            raise ValueError("attributes is empty; give at least one attribute, or leave it out")
+        empty = [c.name for c in self.classes or [] if c.prompts is not None and not any(p.strip() for p in c.prompts)]
+        blank = [c.name for c in self.classes or [] if c.prompts and any(not p.strip() for p in c.prompts)]
+        if empty or blank:
+            raise ValueError(f"classes {', '.join(map(repr, empty or blank))}: prompts must be a non-empty list of "
+                             "non-empty templates")
+        for name, values in attrs.items():
+            if name == NAME_SLOT:
+                raise ValueError(f"attributes: {NAME_SLOT!r} is the class name's (or prompt's) slot; name the "
+                                 "attribute otherwise")
+            if not values or any(not v.strip() for v in values):
+                raise ValueError(f"attributes.{name}: give a non-empty list of non-empty values")
+            if len(set(values)) != len(values):
+                raise ValueError(f"attributes.{name}: values must be unique")
+        if self.prompt_template is not None and NAME_SLOT not in _slots(self.prompt_template, "prompt_template"):
+            raise ValueError("prompt_template must contain '{name}' (the class name, or the prompt in a prompt job)")
+        missing = [n for n, ts in self.templates() if not ts]
+        if missing:
+            raise ValueError(f"classes {', '.join(map(repr, missing))} have no prompts and there is no "
+                             "prompt_template; give one, or prompts for every class")
+        # A prompt job's own prompts are its templates when there is no prompt_template: {name} means nothing there.
+        named = set() if self.prompts is not None and self.prompt_template is None else {NAME_SLOT}
+        for cond, templates in self.templates():
+            for t in templates:
+                slots = set(_slots(t, f"template {t!r}"))
+                unknown, unused = sorted(slots - set(attrs) - named), sorted(set(attrs) - slots)
+                if unknown:
+                    raise ValueError(f"template {t!r} (of {cond!r}) has slots {unknown} that are not attributes; "
+                                     f"attributes: {sorted(attrs) or 'none'}")
+                if unused:
+                    raise ValueError(f"template {t!r} (of {cond!r}) does not use attributes {unused}; every template "
+                                     "must use every attribute, so each row's recorded values are in its prompt")
+                if not fill(t, {NAME_SLOT: cond, **{a: "x" for a in attrs}}).strip():
+                    raise ValueError(f"template {t!r} (of {cond!r}) makes an empty prompt")
 
     def caption(self, class_name: str) -> str:
         """The text a class-conditioned sample is scored against."""
@@ -159,7 +244,15 @@ class Conditioning(_Strict):
 
     @property
     def kind(self) -> Literal["class", "text"]:
-        return "class" if self.classes is not None else "text"
+        """The kind of model the job needs: class-conditional, or text-to-image (prompts, or a prompt program)."""
+        return "class" if self.classes is not None and not self.programmed else "text"
+
+
+def _slots(template: str, what: str) -> list[str]:
+    try:
+        return slot_names(template)
+    except ValueError as exc:
+        raise ValueError(f"{what}: {exc}") from None
 
 
 class EmbedderSpec(_Strict):
@@ -279,6 +372,13 @@ class JobSpec(_Strict):
         for name in RULE_FIELDS:  # a rule that is off does not change the job's identity
             if data["dedup"].get(name) is None:
                 del data["dedup"][name]
+        cond = data["conditioning"]
+        for name in ("prompt_template", "attributes", "prompt_expansion"):  # nor does a prompt program that is off
+            if cond[name] is None:
+                del cond[name]
+        for c in cond["classes"] or []:
+            if c["prompts"] is None:
+                del c["prompts"]
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 

@@ -216,6 +216,7 @@ def search(
 ) -> None:
     """Nearest samples to a text by CLIP embedding, filtered by metadata."""
     from catalog import CatalogError, open_version
+    from catalog.search import by_attribute, hit_attributes
     from catalog.search import search as run_search
     from synthgen.imaging import decode, make_grid
     from synthgen.model_check import check_embedder
@@ -232,8 +233,13 @@ def search(
         fail(f"{v.ref} was embedded with {v.manifest.embedding_model}, not {emb.name}; pass --embedder")
     with failing_on(CatalogError):
         hits = run_search(v, emb.embed_texts([text])[0], k, where)
+    attributes = hit_attributes(v, hits) if hits else {}
     for sid, sim in hits:
-        say(f"{show(sid, True)}  {sim:.4f}")
+        values = " ".join(f"{a}={show(x)}" for a, x in sorted(attributes.get(sid, {}).items()))
+        say(f"{show(sid, True)}  {sim:.4f}" + (f"  {values}" if values else ""))
+    if attributes:  # a prompt program's rows: which attribute values the query finds, and how closely
+        print_rows("hits by prompt attribute", ("attribute", "value", "hits", "mean cosine"),
+                   [(a, x, n, f"{m:.4f}") for a, x, n, m in by_attribute(hits, attributes)])
     if sheet_path and hits:
         want = {sid for sid, _ in hits}
         rows = [r for r in v.table(["sample_id", "image"]).to_pylist() if r["sample_id"] in want]

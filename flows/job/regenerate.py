@@ -112,7 +112,8 @@ def _environment_diff(row: dict) -> str:
 
 
 def generator_for(row: dict) -> Generator:
-    kind = "class" if row["label"] is not None else "text"
+    # A labelled row with a prompt came from a prompt program: a text-to-image model drew its prompt.
+    kind = "class" if row["label"] is not None and row["prompt"] is None else "text"
     spec = GeneratorSpec(
         model=row["model_id"], steps=row["num_inference_steps"], guidance_scale=row["guidance_scale"],
         batch_size=row["batch_size"], dtype=row["dtype"], device=row["device"],
@@ -168,8 +169,8 @@ def _plan_fields(row: dict, specs: dict[str, JobSpec]) -> dict[str, tuple[object
     if spec is None or i is None or not 0 <= i < spec.total_images:
         return {}
     planned = make_plan(spec, i, i + 1)[0]
-    return {k: (row[k], want) for k, want in (("seed", planned.seed), ("sample_id", planned.sample_id))
-            if row[k] != want}
+    return {k: (row[k], want) for k, want in (("seed", planned.seed), ("sample_id", planned.sample_id),
+                                              ("prompt", planned.prompt)) if row[k] != want}
 
 
 def _check_group(gen: Generator, rows: list[dict], stored: dict[str, bytes], specs: dict[str, JobSpec],

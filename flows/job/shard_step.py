@@ -95,7 +95,11 @@ class ShardStep:
 
 
 def caption_of(spec: JobSpec) -> Callable[[Sample], str]:
-    """The text a sample's CLIP alignment score is taken against: its class caption, or its prompt."""
+    """The text a sample's CLIP alignment score is taken against: its class caption, or its prompt.
+
+    With a prompt program the prompt is what the model was asked to draw (class name and attribute
+    values), so that is what the image is scored against, also in a class job.
+    """
     cond = spec.conditioning
     if cond.kind == "class":
         return lambda s: cond.caption(s.class_name)

@@ -170,6 +170,11 @@ def test_a_spec_that_leaves_every_default_alone_is_valid():
 _COMPANIONS = {
     "generator.batch_size": lambda v: {"output": {"shard_size": v}},
     "output.shard_size": lambda v: {"generator": {"batch_size": 1}},
+    **{f"conditioning.prompt_expansion.{name}": lambda v: {"conditioning": {  # a whole record around the field
+        "classes": [{"id": 0, "name": "zero", "prompts": ["a {name}"]}],
+        "prompt_expansion": {"model": "lm", "weights_sha256": "0" * 64, "per_template": 1, "max_new_tokens": 1,
+                             "added": 0}}}
+       for name in ("model", "per_template", "max_new_tokens", "added")},
 }
 # A valid element for each constrained list field (a new one fails the collection below until added here).
 _LIST_ELEMENTS = {"generator.devices": "cpu"}
