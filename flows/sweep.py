@@ -43,12 +43,12 @@ def run_sweep(probes: list[Probe], rule: Rule, paths: Paths, out_dir: Path, per_
         "rule": rule.describe(), "classifier": classifier_name or "zero-shot"},
         {"synthgen.sweep": "parent", "synthgen.job_digest": job.digest()})
     try:
-        results = []
+        results, shared = [], {}  # the embedder and guard, loaded once for every probe
         for i, probe in enumerate(probes):
             child = tracker.child(probe.setting.label, probe.setting.assignments,
                                   {"synthgen.sweep": "probe", "synthgen.job_digest": probe.spec.digest()})
             try:
-                r = run_probe(probe, paths, catalog, classifier)
+                r = run_probe(probe, paths, catalog, classifier, shared)
                 child.log_metrics({k: v for k, v in r.measures.to_dict().items() if v is not None}
                                   | r.report.metrics())
                 child.log_artifact(write_card(catalog, r.ref, r.report))

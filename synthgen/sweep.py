@@ -88,6 +88,7 @@ def parse_grid(items: list[str]) -> list[Setting]:
 HIGHER_IS_BETTER = {
     "agreement": True, "precision": True, "recall": True, "coverage": True, "frechet": False,
     "diversity": True, "diversity_min": True, "tstr_ratio": True, "tstr": True, "images_per_s": True,
+    "denoiser_passes": False,
 }
 
 
@@ -106,9 +107,20 @@ class Measures:
     tstr_ratio: float | None  # linear probe: train on synthetic / train on real, tested on held-out real
     tstr: float | None
     images_per_s: float | None  # generated images over the seconds the sampler ran
+    denoiser_passes: int | None = None  # per image: a cost that does not depend on the machine (see ``denoiser_passes``)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def denoiser_passes(steps: int, guidance_scale: float) -> int:
+    """Denoiser evaluations per image: ``steps``, twice over with classifier-free guidance (scale > 1).
+
+    The sampling cost in units every machine shares (diffusers and the
+    embedded pipeline skip the unconditional pass at guidance <= 1), so a
+    budget can be a threshold that a loaded machine's timing cannot move.
+    """
+    return steps * (2 if guidance_scale > 1 else 1)
 
 
 def zero_shot_agreement(embeddings: np.ndarray, groups: list[str], text_embeddings: np.ndarray,
@@ -121,7 +133,7 @@ def zero_shot_agreement(embeddings: np.ndarray, groups: list[str], text_embeddin
 
 
 def measures(overall: SetScores, groups: list[SetScores], utility: UtilityScores | None, agreement: float | None,
-             images_per_s: float | None) -> Measures:
+             images_per_s: float | None, passes: int | None = None) -> Measures:
     """A setting's ``Measures`` from its quality scores (``synthgen.quality.score_groups`` or a report)."""
     div = [g.diversity_ratio for g in groups if g.diversity_ratio is not None]
     return Measures(
@@ -129,7 +141,7 @@ def measures(overall: SetScores, groups: list[SetScores], utility: UtilityScores
         coverage=overall.coverage, frechet=overall.frechet_distance,
         diversity=float(np.mean(div)) if div else None, diversity_min=float(np.min(div)) if div else None,
         tstr_ratio=utility.ratio if utility else None, tstr=utility.tstr if utility else None,
-        images_per_s=images_per_s)
+        images_per_s=images_per_s, denoiser_passes=passes)
 
 
 class Rule(BaseModel):

@@ -13,7 +13,7 @@ from flows.cli.paths import output_folder
 GRID_HELP = ("A field and its values: --grid generator.guidance_scale=1,1.5,2 (repeatable; every combination "
              "is a setting; values are YAML).")
 RULE_HELP = ("Threshold MEASURE=VALUE (repeatable). Measures: agreement, precision, recall, coverage, frechet, "
-             "diversity, diversity_min, tstr_ratio, tstr, images_per_s. Given any --min or --max, they replace "
+             "diversity, diversity_min, tstr_ratio, tstr, images_per_s, denoiser_passes. Given any --min or --max, they replace "
              "the defaults (agreement>=0.98, coverage>=0.8, diversity>=0.8).")
 
 

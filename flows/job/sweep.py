@@ -45,7 +45,7 @@ from flows.job.run import run_job
 from flows.settings import Paths
 from synthgen.quality_report import QualityReport
 from synthgen.spec import JobSpec, merge_overrides
-from synthgen.sweep import Measures, Setting, measures, zero_shot_agreement
+from synthgen.sweep import Measures, Setting, denoiser_passes, measures, zero_shot_agreement
 
 SCRATCH_SUFFIX = "-sweep"
 TIMING_FILE = "sweep-timing.json"  # in a probe version's folder: its sampling speed, for a later sweep reusing it
@@ -176,9 +176,36 @@ def agreement(report_ref: str, spec: JobSpec, catalog: Catalog, embed_texts, cla
     return zero_shot_agreement(emb, groups, embed_texts(captions), names)
 
 
-def run_probe(probe: Probe, paths: Paths, catalog: Catalog, classifier: Classifier | None = None) -> ProbeResult:
-    """Run (or reuse) one probe and measure it against the job's real set."""
-    setup = ComponentLoader(probe.spec, str(paths.catalog))
+class ProbeLoader(ComponentLoader):
+    """A probe's components: its own generator; the embedder and the pixel guard shared through ``shared``
+    by every probe whose spec sections they come from agree (a grid over sampler settings loads them once).
+    """
+
+    def __init__(self, spec: JobSpec, catalog_root: str, shared: dict | None = None):
+        super().__init__(spec, catalog_root)
+        self.shared = {} if shared is None else shared  # a worker process (unpickled) shares nothing
+
+    def _shared(self, key: tuple, load):
+        if key not in self.shared:
+            self.shared[key] = load()
+        return self.shared[key]
+
+    def embedder(self):
+        key = ("embedder", self.spec.embedder.model_dump_json())
+        return self._once("embedder", lambda: self._shared(key, super(ProbeLoader, self).embedder))
+
+    def guard(self):
+        key = ("guard", self.spec.embedder.model_dump_json(), self.spec.dedup.model_dump_json())
+        return self._once("guard", lambda: self._shared(key, super(ProbeLoader, self).guard))
+
+
+def run_probe(probe: Probe, paths: Paths, catalog: Catalog, classifier: Classifier | None = None,
+              shared: dict | None = None) -> ProbeResult:
+    """Run (or reuse) one probe and measure it against the job's real set.
+
+    ``shared``: models kept between the probes of one sweep (see ``ProbeLoader``).
+    """
+    setup = ProbeLoader(probe.spec, str(paths.catalog), shared)
     result = run_job(probe.spec, paths=paths, catalog=catalog, setup=setup)
     ref = f"{result.dataset}@{result.version}"
     timing = catalog.version_dir(result.dataset, result.version) / TIMING_FILE
@@ -197,5 +224,6 @@ def run_probe(probe: Probe, paths: Paths, catalog: Catalog, classifier: Classifi
     report = version_quality(catalog, ref)
     agree = agreement(ref, probe.spec, catalog, lambda texts: setup.embedder().embed_texts(texts), classifier)
     ips = generated / sampling_s if sampling_s else None
-    m = measures(report.overall, report.groups, report.utility, agree, ips)
+    g = probe.spec.generator
+    m = measures(report.overall, report.groups, report.utility, agree, ips, denoiser_passes(g.steps, g.guidance_scale))
     return ProbeResult(probe, ref, result.reused, m, report, sampling_s)

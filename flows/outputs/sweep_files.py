@@ -17,7 +17,7 @@ from flows.job.sweep import ProbeResult
 from synthgen.sweep import Rule
 
 COLUMNS = ("agreement", "precision", "recall", "coverage", "frechet", "diversity", "diversity_min", "tstr_ratio",
-           "tstr", "images_per_s")
+           "tstr", "images_per_s", "denoiser_passes")
 PLOTTED = ("agreement", "coverage", "diversity", "tstr_ratio", "frechet", "images_per_s")
 
 
@@ -61,7 +61,9 @@ class SweepOutcome:
 
 
 def _fmt(v) -> str:
-    return "-" if v is None else f"{v:.1f}" if isinstance(v, float) and v >= 10 else f"{v:.3f}"
+    if v is None or isinstance(v, int):
+        return "-" if v is None else str(v)
+    return f"{v:.1f}" if v >= 10 else f"{v:.3f}"
 
 
 def _write(path: Path, text: str | bytes) -> Path:
