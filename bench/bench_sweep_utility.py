@@ -45,6 +45,7 @@ from synthgen.quality import group_rng, sample_indices
 from synthgen.utility import split_real
 
 DEMO = REPO / "jobs" / "digits-demo.yaml"
+DEMO_GUIDANCE = ("1", "1.5", "2", "3")  # bench_quality_sweep.py's guidance values (its grid: these x 5, 10 steps)
 
 
 def ensure_real(data: Path) -> None:
@@ -128,12 +129,17 @@ def main() -> None:
     for r, a, b, c in zip(rows, probe_rank, pixel_rank, agree_rank):
         r |= {"rank_probe": a, "rank_pixel": b, "rank_agreement": c}
     rho = spearmanr([r["probe_tstr_ratio"] for r in rows], [r["pixel_tstr_ratio"] for r in rows])
+    demo = [r for r in rows if r["setting"].split(",")[0].split("=")[1] in DEMO_GUIDANCE]  # the demo's own grid
+    rho_demo = spearmanr([r["probe_tstr_ratio"] for r in demo], [r["pixel_tstr_ratio"] for r in demo])
+    rho_raw = spearmanr([r["probe_tstr"] for r in rows], [r["pixel_tstr"] for r in rows])
     rho_agree = spearmanr([r["probe_tstr_ratio"] for r in rows], [r["svc_agreement"] for r in rows])
     emit("sweep_utility",
          f"Linear probe (CLIP space) vs pixel-space SVC, TSTR / TRTR per sweep setting ({args.per_setting} images "
          f"per setting, {len(test)} held-out real digits): Spearman rho {rho.statistic:.3f} (p {rho.pvalue:.3g})",
          rows, {"spearman_probe_vs_pixel": rho.statistic, "p_probe_vs_pixel": rho.pvalue,
                 "spearman_probe_vs_svc_agreement": rho_agree.statistic,
+                "spearman_demo_grid": rho_demo.statistic, "p_demo_grid": rho_demo.pvalue, "demo_grid_settings": len(demo),
+                "spearman_tstr_unnormalised": rho_raw.statistic,
                 "exact_ranking_equal": probe_rank == pixel_rank, "test_rows": int(len(test)),
                 "sweep_chosen": sweep["chosen"], "rule": sweep["rule"]["text"], "sweep_s": sweep_s,
                 "wall_s": time.perf_counter() - t0, "command": " ".join(cmd[2:])},

@@ -18,7 +18,7 @@ from synthgen.sweep import Rule
 
 COLUMNS = ("agreement", "precision", "recall", "coverage", "frechet", "diversity", "diversity_min", "tstr_ratio",
            "tstr", "images_per_s", "denoiser_passes")
-PLOTTED = ("agreement", "coverage", "diversity", "tstr_ratio", "frechet", "images_per_s")
+PLOTTED = ("agreement", "recall", "coverage", "diversity", "tstr_ratio", "frechet", "images_per_s", "denoiser_passes")
 
 
 @dataclass
@@ -90,8 +90,8 @@ def write_plot(outcome: SweepOutcome, path: Path) -> Path:
     from matplotlib.figure import Figure  # no pyplot: no global state
 
     labels = [r.probe.setting.label for r in outcome.results]
-    fig = Figure(figsize=(max(8.0, 0.9 * len(labels) * 2), 6.0))
-    axes = fig.subplots(2, 3).ravel()
+    fig = Figure(figsize=(max(10.0, 0.9 * len(labels) * 2.5), 6.0))
+    axes = fig.subplots(2, 4).ravel()
     x = np.arange(len(labels))
     for ax, key in zip(axes, PLOTTED):
         vals = [getattr(r.measures, key) for r in outcome.results]
@@ -104,7 +104,7 @@ def write_plot(outcome: SweepOutcome, path: Path) -> Path:
         ax.set_title(key.replace("_", " "), fontsize=9)
         ax.set_xticks(x, labels, rotation=60, ha="right", fontsize=7)
         finite = [v for v in vals if v is not None]
-        if finite and key not in ("frechet", "images_per_s"):
+        if finite and key not in ("frechet", "images_per_s", "denoiser_passes"):
             ax.set_ylim(max(0.0, min(finite) - 0.05), max(1.0, max(finite)) + 0.02)
     fig.suptitle(f"{outcome.job}: {outcome.rule.describe()} (orange: chosen)", fontsize=9)
     fig.tight_layout()

@@ -1,6 +1,7 @@
 """`synthgen sweep`: probes as scratch datasets, the measures, the files, MLflow runs, and bad grids."""
 
 import json
+import shutil
 
 import pytest
 import yaml
@@ -18,11 +19,15 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory, real_digits_dir, embedder):
-    """One tiny sweep through the real CLI: 2 settings x 16 images of 2 classes against 200 real digits."""
+    """One tiny sweep through the real CLI: 2 settings x 16 images of 2 classes against 40 real digits."""
     root = tmp_path_factory.mktemp("sweep")
+    real = root / "real"
+    for name in ("zero", "one"):
+        shutil.copytree(real_digits_dir / name, real / name)
+    (real / "classes.txt").write_text("zero\none\n")
     data = root / "data"
     paths = configure(data)
-    ingest_folder(Catalog(paths.catalog), "digits-real", real_digits_dir, embedder.embed_images, embedder.name)
+    ingest_folder(Catalog(paths.catalog), "digits-real", real, embedder.embed_images, embedder.name)
     spec = root / "job.yaml"
     spec.write_text(yaml.safe_dump(small_job("digits-mine", per_class=50, classes=(0, 1))))
     proc = synthgen(data, "sweep", str(spec), "--grid", "generator.guidance_scale=1.5,2", "--per-setting", "16",
@@ -76,7 +81,7 @@ def test_mlflow_has_a_parent_run_and_a_child_run_per_setting(swept):
         a.path for a in client.list_artifacts(parent[0].info.run_id)}
 
 
-def test_a_sweep_run_again_reuses_its_probes_and_quality_shows_the_figure(swept):
+def test_quality_of_a_probe_shows_the_training_utility_figure(swept):
     r = runner.invoke(app, ["--data-dir", str(swept["data"]), "quality",
                             json.loads((swept["out"] / "sweep.json").read_text())["settings"][0]["version"]])
     assert r.exit_code == 0 and "| TSTR / TRTR | TSTR | TRTR |" in r.output
