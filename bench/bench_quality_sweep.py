@@ -73,13 +73,13 @@ def sample(scheduler: str, steps: int, guidance: float, per_class: int, batch: i
     t0 = time.perf_counter()
     images = np.concatenate([gen.generate(plan[i : i + batch]) for i in range(0, len(plan), batch)])
     secs = time.perf_counter() - t0
-    u8 = (np.clip(images[..., 0], 0, 1) * 255).round().astype(np.uint8)
+    u8 = images[..., 0]  # the generator hands back uint8 (quantised on the device), as the stored PNGs
     return u8, np.array([s.class_id for s in plan]), secs
 
 
 def pixel_diversity(u8: np.ndarray, labels: np.ndarray, ref_u8: np.ndarray, ref_labels: np.ndarray, cfg) -> float:
     """Mean over classes of the diversity ratio in 8x8 pixel space (0..16, the SVC's input)."""
-    px = lambda x: to_8x8(x[..., None] / 255.0)  # noqa: E731
+    px = lambda x: to_8x8(x[..., None])  # noqa: E731
     ratios = [score_set(px(u8[labels == c]), px(ref_u8[ref_labels == c]), cfg, group=str(c)).diversity_ratio
               for c in range(10)]
     return float(np.mean(ratios))
@@ -97,7 +97,7 @@ def row(name: str, u8, labels, clf, emb, ref, cfg, test, epochs: int) -> dict:
     names = [CLASS_NAMES[c] for c in labels]
     ref_names = [CLASS_NAMES[c] for c in ref_labels]
     overall, groups = score_groups(e, names, ref_emb, ref_names, cfg)
-    pred = clf.predict(to_8x8(u8[..., None] / 255.0))
+    pred = clf.predict(to_8x8(u8[..., None]))
     per = [float((pred[labels == c] == c).mean()) for c in range(10)]
     # The measures `synthgen sweep` reports, from the same library functions.
     m = measures(overall, groups, utility(e, names, ref_emb, ref_names, cfg), float((pred == labels).mean()), None)
