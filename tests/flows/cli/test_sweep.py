@@ -7,7 +7,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from catalog import Catalog, ingest_folder
+from catalog import Catalog, ingest_folder, open_version
 from flows.cli.app import app
 from flows.settings import configure
 from synthgen.spec import load_spec
@@ -103,3 +103,18 @@ def test_bad_grids_are_one_line_errors_before_anything_runs(swept, args, message
     assert r.exit_code == 2, r.output
     assert message in r.output and r.output.count("error:") == 1 and "Traceback" not in r.output
     assert set(cat.names()) == before
+
+
+def test_a_users_classifier_judges_the_kept_images(swept, tmp_path, monkeypatch):
+    from flows.job.sweep import agreement, load_classifier
+
+    (tmp_path / "my_judge.py").write_text(
+        "def first(names):\n    return lambda images: [names[0] if im.size == (16, 16) else '?' for im in images]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = load_spec(swept["spec"])
+    judge = load_classifier("my_judge:first", ["zero", "one"])
+    doc = json.loads((swept["out"] / "sweep.json").read_text())
+    cat = Catalog(swept["paths"].catalog)
+    ref = doc["settings"][0]["version"]
+    zeros = open_version(cat, ref).table(["label_name"])["label_name"].to_pylist()
+    assert agreement(ref, spec, cat, None, judge) == zeros.count("zero") / len(zeros)  # every image, as PIL
