@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from synthgen.quality import QualityConfig, group_rng, sample_indices
+from synthgen.quality import QualityConfig, group_rng, positions_by_group, sample_indices
 
 TEST_SHARE = 0.2  # of each real class held out for testing
 RIDGE_ALPHA = 1.0
@@ -60,37 +60,35 @@ class UtilityDraw:
     real_test: np.ndarray
 
 
-def _by_class(groups: list[str | None]) -> dict[str, np.ndarray]:
-    pos: dict[str, list[int]] = {}
-    for i, g in enumerate(groups):
-        if g is not None:
-            pos.setdefault(g, []).append(i)
-    return {g: np.array(p, np.int64) for g, p in pos.items()}
-
-
 def split_real(real_groups: list[str | None], seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(train, test) positions of the real rows: ``TEST_SHARE`` of each class held out, seeded per class."""
-    train, test = [], []
-    for name, pos in _by_class(real_groups).items():
+    return split_positions(positions_by_group(real_groups), len(real_groups), seed)
+
+
+def split_positions(by_class: dict[str, np.ndarray], rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``split_real`` from the rows of each class (``synthgen.quality.positions_by_group``)."""
+    is_test = np.zeros(rows, bool)
+    for name, pos in by_class.items():
         n_test = max(1, int(round(len(pos) * TEST_SHARE))) if len(pos) > 1 else 0  # a lone row trains
-        held = sample_indices(len(pos), n_test, group_rng(seed, f"{_SPLIT}:{name}")) if n_test else np.zeros(0, int)
-        mask = np.zeros(len(pos), bool)
-        mask[held] = True
-        test.append(pos[mask])
-        train.append(pos[~mask])
-    cat = lambda parts: np.sort(np.concatenate(parts)) if parts else np.zeros(0, np.int64)  # noqa: E731
-    return cat(train), cat(test)
+        if n_test:
+            is_test[pos[sample_indices(len(pos), n_test, group_rng(seed, f"{_SPLIT}:{name}"))]] = True
+    grouped = np.zeros(rows, bool)
+    for pos in by_class.values():
+        grouped[pos] = True
+    return np.flatnonzero(grouped & ~is_test), np.flatnonzero(is_test)
 
 
 def plan_utility(synthetic_groups: list[str | None], real_groups: list[str | None],
                  cfg: QualityConfig) -> UtilityDraw:
     """Which rows the probes train and test on (needs only each row's group)."""
-    shared = set(g for g in synthetic_groups if g is not None) & set(g for g in real_groups if g is not None)
-    classes = sorted(shared)
-    train, test = split_real(real_groups, cfg.seed)
-    keep = lambda idx, groups: idx[np.fromiter((groups[i] in shared for i in idx), bool, len(idx))]  # noqa: E731
-    syn = keep(np.arange(len(synthetic_groups)), synthetic_groups)
-    train, test = keep(train, real_groups), keep(test, real_groups)
+    syn_pos, real_pos = positions_by_group(synthetic_groups), positions_by_group(real_groups)
+    classes = sorted(set(syn_pos) & set(real_pos))
+    train, test = split_positions(real_pos, len(real_groups), cfg.seed)
+    in_shared = np.zeros(len(real_groups), bool)  # real rows of a class the synthetic set has too
+    for name in classes:
+        in_shared[real_pos[name]] = True
+    syn = np.sort(np.concatenate([syn_pos[name] for name in classes])) if classes else np.zeros(0, np.int64)
+    train, test = train[in_shared[train]], test[in_shared[test]]
     n = min(len(syn), len(train), cfg.max_samples)
     rng = group_rng(cfg.seed, _SPLIT)
     return UtilityDraw(classes, syn[sample_indices(len(syn), n, rng)], train[sample_indices(len(train), n, rng)],
