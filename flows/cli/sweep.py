@@ -42,14 +42,14 @@ def sweep(
     minimum: list[str] = typer.Option(None, "--min", help=RULE_HELP),
     maximum: list[str] = typer.Option(None, "--max", help="Upper threshold MEASURE=VALUE (repeatable), e.g. frechet=0.1."),
     best: str = typer.Option("tstr_ratio", "--best", help="Among settings meeting every threshold, the best of this "
-                                                          "measure (highest; lowest for frechet)."),
+                                                          "measure (highest; lowest for frechet and denoiser_passes)."),
     out_dir: str = typer.Option(None, "--out", help="Folder for sweep.json, sweep.md, sweep.png and chosen.yaml "
                                                     "(default: <data>/sweeps/<job name>)."),
     assignments: list[str] = typer.Option(None, "--set", help="Override a spec field first: --set seed=3 (repeatable)."),
     json_out: bool = typer.Option(False, "--json", help="Print the sweep as JSON (the content of sweep.json)."),
 ) -> None:
-    """Probe every setting of a grid as versions of a scratch dataset (<dataset>-sweep-<key>, one per setting); write the table, plot,
-    JSON and the chosen spec; log an MLflow parent run with a child run per setting."""
+    """Probe every setting of a grid, each as the version of its own scratch dataset (<dataset>-sweep-<key>), measure it
+    against the job's real set, pick one by a rule; write the table, plot, JSON and chosen spec; log MLflow runs."""
     from pydantic import ValidationError
 
     from catalog import CatalogError
