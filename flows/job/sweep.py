@@ -39,10 +39,12 @@ from catalog import Catalog
 from catalog.errors import CatalogError
 from catalog.quality import stored_embeddings, stored_groups, version_quality
 from catalog.version import open_version
-from flows.job.components import ComponentLoader
+from flows.job.components import ComponentLoader, load_guard, load_job_embedder
 from flows.job.preflight import preflight
 from flows.job.run import run_job
 from flows.settings import Paths
+from synthgen.embedder import Embedder
+from synthgen.memorisation import PixelGuard
 from synthgen.quality_report import QualityReport
 from synthgen.spec import JobSpec, merge_overrides
 from synthgen.sweep import Measures, Setting, denoiser_passes, measures, zero_shot_agreement
@@ -190,13 +192,13 @@ class ProbeLoader(ComponentLoader):
             self.shared[key] = load()
         return self.shared[key]
 
-    def embedder(self):
+    def embedder(self) -> Embedder:
         key = ("embedder", self.spec.embedder.model_dump_json())
-        return self._once("embedder", lambda: self._shared(key, super(ProbeLoader, self).embedder))
+        return self._once("embedder", lambda: self._shared(key, lambda: load_job_embedder(self.spec)))
 
-    def guard(self):
-        key = ("guard", self.spec.embedder.model_dump_json(), self.spec.dedup.model_dump_json())
-        return self._once("guard", lambda: self._shared(key, super(ProbeLoader, self).guard))
+    def guard(self) -> PixelGuard | None:
+        key = ("guard", self.spec.dedup.model_dump_json())  # the real set's head is fixed for the sweep
+        return self._once("guard", lambda: self._shared(key, lambda: load_guard(self.spec, Catalog(self.catalog_root))))
 
 
 def run_probe(probe: Probe, paths: Paths, catalog: Catalog, classifier: Classifier | None = None,
