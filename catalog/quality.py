@@ -19,6 +19,7 @@ from catalog.store import Catalog, CatalogError
 from catalog.version import DatasetVersion, read_rows, open_version, read_columns, select_rows
 from synthgen.quality import QualityConfig, plan_draws, score_draw
 from synthgen.quality_report import QualityReport
+from synthgen.utility import plan_utility, score_utility
 
 
 def stored_groups(version: DatasetVersion, origin: str | None = None) -> tuple[list[str | None], set[str]]:
@@ -88,7 +89,16 @@ def version_quality(cat: Catalog, ref: str, real: str | None = None, config: Qua
                     "(re-ingest it with the version's embedder)")
             real_ref, r, ref_groups = None, None, None
     draws = plan_draws(syn_groups, ref_groups, cfg)
-    syn_rows = _rows_of(v, [d.synthetic for d in draws], origin)
-    real_rows = _rows_of(r, [d.real for d in draws if d.real is not None], "real") if r is not None else None
+    # The training-utility probe's rows are read in the same pass as the scores' (one read per shard).
+    probe = plan_utility(syn_groups, ref_groups, cfg) if r is not None else None
+    extra_syn, extra_real = ([probe.synthetic], [probe.real_train, probe.real_test]) if probe else ([], [])
+    syn_rows = _rows_of(v, [d.synthetic for d in draws] + extra_syn, origin)
+    real_rows = (_rows_of(r, [d.real for d in draws if d.real is not None] + extra_real, "real")
+                 if r is not None else None)
     scores = [score_draw(d, syn_rows(d.synthetic), None if d.real is None else real_rows(d.real), cfg) for d in draws]
-    return QualityReport(v.ref, real_ref, model, cfg, scores[0], scores[1:], note)
+    utility = None
+    if probe is not None:
+        sy, ry = np.array(syn_groups, object), np.array(ref_groups, object)
+        utility = score_utility(probe, syn_rows(probe.synthetic), sy[probe.synthetic], real_rows(probe.real_train),
+                                ry[probe.real_train], real_rows(probe.real_test), ry[probe.real_test])
+    return QualityReport(v.ref, real_ref, model, cfg, scores[0], scores[1:], note, utility)

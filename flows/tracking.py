@@ -107,6 +107,14 @@ class Tracker:
             self.client.log_batch(self.run_id, params=flat[i : i + 100])
         return self.run_id
 
+    def child(self, name: str, params: dict, tags: dict[str, str] | None = None) -> "Tracker":
+        """A tracker for a new run nested under this one (MLflow's ``mlflow.parentRunId`` tag)."""
+        kid = Tracker.__new__(Tracker)
+        kid.client, kid.experiment_id, kid.artifact_root, kid.run_id = (
+            self.client, self.experiment_id, self.artifact_root, None)
+        kid.start_run(name, params, {"mlflow.parentRunId": self.run_id, **(tags or {})})
+        return kid
+
     def log_metrics(self, metrics: dict[str, float]) -> None:
         import time
 

@@ -23,6 +23,7 @@ import zlib
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 _CHUNK = 1024  # rows per distance block: 1024 x n float64
@@ -174,15 +175,15 @@ def draw(synthetic_rows: int, real_rows: int, cfg: QualityConfig, group: str | N
     return Draw(group, synthetic_rows, real_rows, syn, sample_indices(real_rows, n, rng) if real_rows else None)
 
 
-def _positions(groups: list[str | None]) -> dict[str, np.ndarray]:
+def positions_by_group(groups: list[str | None]) -> dict[str, np.ndarray]:
     """Row positions per group name, groups in order of first appearance (plan order); None rows left out."""
-    names = np.array(["" if g is None else g for g in groups], object)
-    if not len(names):
+    if not len(groups):
         return {}
-    uniq, first, inverse = np.unique(names, return_index=True, return_inverse=True)
-    order = np.argsort(inverse, kind="stable")  # one sort, not one scan per group
-    split = np.split(order, np.cumsum(np.bincount(inverse, minlength=len(uniq)))[:-1])
-    return {uniq[i]: split[i] for i in np.argsort(first) if uniq[i] != ""}
+    # Hashing, not sorting Python strings: ~0.1 s for a million rows where np.unique on objects took ~4 s.
+    codes, uniq = pd.factorize(np.array(["" if g is None else g for g in groups], object))
+    order = np.argsort(codes, kind="stable")  # one sort, not one scan per group
+    split = np.split(order, np.cumsum(np.bincount(codes, minlength=len(uniq)))[:-1])
+    return {str(uniq[i]): split[i] for i in range(len(uniq)) if uniq[i] != ""}
 
 
 def plan_draws(synthetic_groups: list[str | None], real_groups: list[str | None] | None,
@@ -190,9 +191,9 @@ def plan_draws(synthetic_groups: list[str | None], real_groups: list[str | None]
     """The overall draw, then one per synthetic class/prompt matched by name to the real rows."""
     n_real = 0 if real_groups is None else len(real_groups)
     draws = [draw(len(synthetic_groups), n_real, cfg)]
-    real_pos = _positions(real_groups) if real_groups is not None else {}
+    real_pos = positions_by_group(real_groups) if real_groups is not None else {}
     empty = np.zeros(0, np.int64)
-    for name, syn_pos in _positions(synthetic_groups).items():
+    for name, syn_pos in positions_by_group(synthetic_groups).items():
         ref_pos = real_pos.get(name, empty)
         d = draw(len(syn_pos), len(ref_pos), cfg, group=name)
         draws.append(Draw(name, d.synthetic_rows, d.real_rows, syn_pos[d.synthetic],

@@ -12,9 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from synthgen.quality import QualityConfig, SetScores
+from synthgen.utility import TEST_SHARE, UtilityScores
 
 SCORES = ("precision", "recall", "density", "coverage", "frechet_distance", "diversity_ratio",
           "nn_distance_synthetic", "nn_distance_real")
+# The training-utility figure's metrics: (metric name, UtilityScores field).
+UTILITY = (("tstr_ratio", "ratio"), ("tstr", "tstr"), ("trtr", "trtr"), ("utility_train_rows", "train_rows"),
+           ("utility_test_rows", "test_rows"))
 _PER_GROUP_METRICS = 100  # more classes/prompts than this: overall metrics only in MLflow
 
 
@@ -38,6 +42,7 @@ class QualityReport:
     overall: SetScores
     groups: list[SetScores] = field(default_factory=list)
     note: str = ""  # why a comparison is missing, when it is
+    utility: UtilityScores | None = None  # the linear probe's TSTR / TRTR (None: no reference)
 
     def metrics(self, prefix: str = "quality") -> dict[str, float]:
         """Flat MLflow metrics: ``quality.<score>`` and ``quality.<class>.<score>``."""
@@ -45,6 +50,8 @@ class QualityReport:
         out |= {f"{prefix}.k": self.config.k, f"{prefix}.seed": self.config.seed,
                 f"{prefix}.synthetic_sampled": self.overall.synthetic_sampled,
                 f"{prefix}.real_sampled": self.overall.real_sampled}
+        if self.utility is not None:
+            out |= {f"{prefix}.{name}": getattr(self.utility, key) for name, key in UTILITY}
         if len(self.groups) <= _PER_GROUP_METRICS:
             for g in self.groups:
                 out |= {f"{prefix}.{_metric_key(g.group)}.{s}": getattr(g, s)
@@ -55,7 +62,8 @@ class QualityReport:
         """Everything in the report, JSON-ready (``synthgen quality --json``)."""
         return {"ref": self.ref, "reference": self.reference, "embedding_model": self.embedding_model,
                 "config": self.config.model_dump(), "note": self.note, "overall": self.overall.to_dict(),
-                "groups": [g.to_dict() for g in self.groups]}
+                "groups": [g.to_dict() for g in self.groups],
+                "utility": None if self.utility is None else self.utility.to_dict()}
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2)
@@ -85,11 +93,26 @@ class QualityReport:
         rows = [("**all**",) + self._row(o, cols)] + [(g.group,) + self._row(g, cols) for g in self.groups[:max_rows]]
         lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
+        lines += self._utility_lines()
         if len(self.groups) > max_rows:
             lines.append(f"\n({len(self.groups) - max_rows} more classes or prompts in `synthgen quality {self.ref} --json`)")
         if plot:
             lines.append(f"\n![quality per class]({plot})")
         return "\n".join(lines) + "\n"
+
+    def _utility_lines(self) -> list[str]:
+        """The training-utility figure: a linear probe trained on synthetic, tested on held-out real."""
+        u = self.utility
+        if u is None:
+            return []
+        lines = ["", f"Training utility (linear probe in the space of `{self.embedding_model}`: a ridge classifier "
+                 f"trained on n = {u.train_rows} synthetic rows (TSTR) or as many real rows (TRTR), tested on "
+                 f"{u.test_rows} held-out real rows ({TEST_SHARE:.0%} of each class); {u.classes} classes):", "",
+                 "| TSTR / TRTR | TSTR | TRTR | n train | n test |", "|---|---|---|---|---|",
+                 f"| **{_fmt(u.ratio)}** | {_fmt(u.tstr)} | {_fmt(u.trtr)} | {u.train_rows} | {u.test_rows} |"]
+        if u.note:
+            lines.append(f"\n- not assessed: {u.note}")
+        return lines
 
     @staticmethod
     def _row(s: SetScores, cols: tuple[str, ...]) -> tuple[str, ...]:
@@ -133,4 +156,7 @@ def side_by_side(a: QualityReport, b: QualityReport) -> list[tuple[str, float | 
         for key in ("synthetic_rows",) + SCORES[:6]:
             va, vb = (getattr(sa, key) if sa else None), (getattr(sb, key) if sb else None)
             rows.append((f"{name}.{key}", va, vb, None if va is None or vb is None else vb - va))
+    for name, key in UTILITY[:3]:
+        va, vb = (getattr(u, key) if u else None for u in (a.utility, b.utility))
+        rows.append((f"all.{name}", va, vb, None if va is None or vb is None else vb - va))
     return rows

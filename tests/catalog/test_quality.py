@@ -7,6 +7,7 @@ from catalog import Catalog, CatalogError, open_version, samples_to_table
 from catalog.card import render_card, write_card
 from catalog.quality import stored_embeddings, version_quality
 from synthgen.quality import QualityConfig, score_groups
+from synthgen.utility import utility
 from tests.conftest import make_samples
 
 
@@ -37,6 +38,10 @@ def test_report_uses_stored_embeddings_of_both_sets(cat, cfg):
     overall, groups = score_groups(emb(syn), syn["label_name"].to_pylist(), emb(real), real["label_name"].to_pylist(),
                                    cfg)
     assert r.overall == overall and r.groups == groups  # reading only the drawn rows changes nothing
+    # The training-utility figure: the linear probe on the same stored embeddings, read in the same pass.
+    assert r.utility == utility(emb(syn), syn["label_name"].to_pylist(), emb(real), real["label_name"].to_pylist(), cfg)
+    assert r.utility.classes == 3 and r.utility.test_rows == 9 and r.utility.ratio is not None
+    assert r.metrics()["quality.tstr_ratio"] == r.utility.ratio
     assert [g.group for g in r.groups] == ["c0", "c1", "c2"] and r.groups[0].real_rows == 15
     assert r.overall.synthetic_sampled == min(30, cfg.max_samples) and r.groups[0].synthetic_sampled == min(10, cfg.max_per_group)
     assert r.overall.coverage is not None and r.overall.diversity_ratio is not None
@@ -76,6 +81,8 @@ def test_rows_without_embeddings_are_an_error(cat):
 def test_card_shows_the_report_table_and_plot(cat):
     text = render_card(cat, "synth@1")
     assert "## Quality against the real data" in text and "| **all** | 30 | 45 | 30 |" in text
+    u = version_quality(cat, "synth@1").utility
+    assert "Training utility (linear probe" in text and f"| **{u.ratio:.3f}** | {u.tstr:.3f} | {u.trtr:.3f} |" in text
     path = write_card(cat, "synth@1")
     assert (path.parent / "quality.png").is_file() and "![quality per class](quality.png)" in path.read_text()
 

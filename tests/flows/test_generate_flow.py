@@ -60,6 +60,10 @@ def test_mlflow_run_has_params_metrics_artifacts_and_datasets(demo_run):
     assert run.data.metrics["quality.k"] == 5 and "quality.seven.recall" in run.data.metrics
     card = (demo_run["catalog"].version_dir("digits-small", 1) / "card.md").read_text()
     assert "## Quality against the real data" in card and "reference: **digits-real@1**" in card
+    # The training-utility figure: in the card and in MLflow, from one report.
+    ratio = run.data.metrics["quality.tstr_ratio"]
+    assert "Training utility (linear probe" in card and f"| **{ratio:.3f}** |" in card
+    assert run.data.metrics["quality.utility_train_rows"] == run.data.metrics["kept"] and 0 < run.data.metrics["quality.tstr"] <= 1
     assert run.data.tags["prefect.flow_run_id"] == r["prefect_flow_run_id"]
     names = {a.path for a in client.list_artifacts(r["mlflow_run_id"])}
     assert {"grid.png", "job.yaml", "000001.json", "card.md", "closest-real-pairs.png", "grids", "quality.png"} <= names

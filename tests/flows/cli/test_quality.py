@@ -42,11 +42,13 @@ def test_one_version_as_json_equals_the_report(data):
     assert doc == json.loads(expected.dumps())
     assert doc["reference"] == "real@1" and doc["config"]["k"] == 3 and doc["config"]["seed"] == 4
     assert doc["groups"][0]["synthetic_sampled"] == 8  # 10 rows per class, sampled
+    assert doc["utility"]["ratio"] is not None and doc["utility"]["train_rows"] == 30
 
 
 def test_one_version_as_markdown(data):
     r = cli(data, "synth@1")
     assert r.exit_code == 0 and "| **all** | 30 | 45 | 30 |" in r.output and "k = 5" in r.output
+    assert "Training utility (linear probe" in r.output and "| TSTR / TRTR | TSTR | TRTR |" in r.output
 
 
 def test_two_versions_side_by_side_after_a_takedown(data):
@@ -56,7 +58,7 @@ def test_two_versions_side_by_side_after_a_takedown(data):
     assert rows["all.synthetic_rows"] == {"score": "all.synthetic_rows", "a": 30, "b": 20, "b_minus_a": -10}
     assert rows["c0.synthetic_rows"]["b"] is None  # the class taken down
     table = cli(data, "synth@1", "synth@2").output
-    assert "synth@1" in table and "synth@2" in table and "all.coverage" in table
+    assert "synth@1" in table and "synth@2" in table and "all.coverage" in table and "all.tstr_ratio" in table
 
 
 @pytest.mark.parametrize("args, message", [
