@@ -1,0 +1,108 @@
+"""``kept_per_condition``: the plan extends in rounds until each class has N kept rows or hit its cap,
+and a rerun, a killed-and-resumed run and two device workers commit the same version.
+
+One job (3 digit classes, 30 kept each, cap 35, a dedup threshold that drops rows) run four ways;
+the models are loaded once and handed to the in-process runs.
+"""
+
+from __future__ import annotations
+
+import pyarrow.compute as pc
+import pytest
+
+from catalog import Catalog
+from catalog.card import render_card
+from catalog.per_condition import condition_counts
+from catalog.version import open_version, read_rows
+from flows.executors.devices import DevicesExecutor
+from flows.job.components import ComponentLoader, Given
+from flows.job.run import data_paths, run_job
+from flows.job.staging import Staging
+from synthgen import failpoints
+from synthgen.failpoints import InjectedFailure
+from synthgen.spec import parse_spec
+from tests.conftest import small_job
+
+N, CAP = 30, 35
+COLUMNS = ["plan_index", "sample_id", "seed", "label", "image_sha256", "status"]
+
+
+def kept_job() -> dict:
+    spec = small_job("kept-digits", classes=(0, 1, 7), dedup={"real_dataset": None, "threshold": 0.9})
+    del spec["images_per_condition"]
+    spec.update(kept_per_condition=N, max_per_condition=CAP)
+    spec["generator"]["batch_size"] = 16
+    spec["output"]["shard_size"] = 32  # the first round (90) is shards 0-2; extension rounds follow
+    return spec
+
+
+def version_rows(data, result) -> list[tuple]:
+    v = open_version(Catalog(data_paths(data).catalog), f"{result.dataset}@{result.version}")
+    t = read_rows(v, COLUMNS, "all", None)
+    t = t.take(pc.sort_indices(t["plan_index"]))
+    return list(zip(*(t[c].to_pylist() for c in COLUMNS)))
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, monkeypatch_module):
+    job = parse_spec(kept_job())
+    root = tmp_path_factory.mktemp("kept")
+    parts = ComponentLoader(job, str(root / "unused"))()  # no real set: the components need no catalog
+    out = {"job": job}
+    for name in ("first", "rerun"):
+        out[name] = (root / name, run_job(job, root / name, setup=Given(parts)))
+    # killed in the second round: shard 3's final files are written, its decision record is not
+    failpoints._hits.clear()
+    monkeypatch_module.setenv(failpoints.ENV, "shard-files@4:raise")
+    with pytest.raises(InjectedFailure):
+        run_job(job, root / "resumed", setup=Given(parts))
+    monkeypatch_module.delenv(failpoints.ENV)
+    out["left"] = sorted(p.name for p in Staging.of(data_paths(root / "resumed"), job).root.glob("*.decided.json"))
+    out["resumed"] = (root / "resumed", run_job(job, root / "resumed", setup=Given(parts)))
+    devices = root / "devices"
+    out["devices"] = (devices, run_job(job, devices, executor=DevicesExecutor(["cpu", "cpu"]),
+                                       setup=ComponentLoader(job, str(data_paths(devices).catalog))))
+    return out
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as mp:
+        yield mp
+
+
+def test_every_class_has_exactly_n_kept_rows_or_hit_its_cap_and_says_so(runs):
+    data, result = runs["first"]
+    rows = version_rows(data, result)
+    assert any(r[5] != "kept" for r in rows), "the threshold must drop rows, or nothing is extended"
+    assert len(rows) > 3 * N and len(result.shards) > 3  # the plan went past its first round
+    assert [r[0] for r in rows] == list(range(len(rows)))  # plan indexes continue the sequence
+    counts = condition_counts(open_version(Catalog(data_paths(data).catalog), f"{result.dataset}@{result.version}"))
+    for c in counts.rows:
+        label = {"zero": 0, "one": 1, "seven": 7}[c.condition]
+        assert c.generated == sum(1 for r in rows if r[3] == label) <= CAP
+        assert c.kept == sum(1 for r in rows if r[3] == label and r[5] == "kept")
+        assert c.kept == N or (c.capped and c.generated == CAP and c.kept < N), c
+        assert c.capped == (c.kept < N)
+    assert counts.short == [] and counts.target == N and counts.cap == CAP
+    card = render_card(Catalog(data_paths(data).catalog), f"{result.dataset}@{result.version}")
+    assert "## Generated and kept per condition" in card
+    assert f"hit the cap: {', '.join(counts.capped) or 'none'}" in card
+    assert counts.metrics()["kept_per_condition_max"] == N
+
+
+def test_a_rerun_commits_the_same_version(runs):
+    assert version_rows(*runs["rerun"]) == version_rows(*runs["first"])
+
+
+def test_a_run_killed_in_an_extension_round_resumes_to_the_same_version(runs):
+    assert runs["left"] == ["shard-00000.decided.json", "shard-00001.decided.json", "shard-00002.decided.json"]
+    data, result = runs["resumed"]
+    assert [r.shard for r in result.shards if r.reused] == [0, 1, 2]  # the first round was not generated again
+    assert version_rows(data, result) == version_rows(*runs["first"])
+
+
+def test_two_device_workers_commit_the_same_version(runs):
+    data, result = runs["devices"]
+    assert version_rows(data, result) == version_rows(*runs["first"])
+    assert len({r.pid for r in result.shards}) <= 2  # kept across rounds: no worker started per round
