@@ -66,7 +66,8 @@ class ConditionCounts:
             if self.short:
                 head += f"; short (rechecked after the plan was complete): {', '.join(self.short)}"
         lines = ["| class / prompt | generated | kept | hit the cap |", "|---|---|---|---|"]
-        lines += [f"| {r.condition} | {r.generated} | {r.kept} | {'yes' if r.capped else ''} |" for r in self.rows]
+        cell = lambda text: text.replace("|", "\\|")  # noqa: E731 - a prompt may hold a table's separator
+        lines += [f"| {cell(r.condition)} | {r.generated} | {r.kept} | {'yes' if r.capped else ''} |" for r in self.rows]
         return "\n".join(["\n## Generated and kept per condition (this version's job)\n", head, "", *lines])
 
 
