@@ -43,18 +43,19 @@ class ConditionCounts:
         return [r.condition for r in self.rows if r.capped]
 
     @property
-    def short(self) -> list[str]:
-        """Conditions short of the kept count without hitting the cap (a recheck against a moved head dropped
-        rows after the plan was complete); empty for a fixed-count job."""
+    def missed(self) -> list[str]:
+        """Conditions whose kept count is not the target though they did not hit the cap: only when the head
+        moved during the job and the recheck (``flows.job.recheck``) changed decisions after the plan was
+        complete; empty for a fixed-count job."""
         if self.target is None:
             return []
-        return [r.condition for r in self.rows if r.kept < self.target and not r.capped]
+        return [r.condition for r in self.rows if r.kept != self.target and not r.capped]
 
     def metrics(self) -> dict[str, float]:
         """Figures for MLflow: the spread of kept rows per condition and how many conditions hit the cap."""
         kept = [r.kept for r in self.rows] or [0]
         return {"kept_per_condition_min": float(min(kept)), "kept_per_condition_max": float(max(kept)),
-                "conditions_capped": float(len(self.capped)), "conditions_short": float(len(self.short))}
+                "conditions_capped": float(len(self.capped)), "conditions_missed": float(len(self.missed))}
 
     def to_markdown(self) -> str:
         """A section for the card: the target, then one line per condition."""
@@ -63,8 +64,8 @@ class ConditionCounts:
         else:
             head = (f"- kept_per_condition: {self.target}, max_per_condition: {self.cap}; "
                     f"hit the cap: {', '.join(self.capped) or 'none'}")
-            if self.short:
-                head += f"; short (rechecked after the plan was complete): {', '.join(self.short)}"
+            if self.missed:
+                head += f"; not at the count (rechecked after the plan was complete): {', '.join(self.missed)}"
         lines = ["| class / prompt | generated | kept | hit the cap |", "|---|---|---|---|"]
         cell = lambda text: text.replace("|", "\\|")  # noqa: E731 - a prompt may hold a table's separator
         lines += [f"| {cell(r.condition)} | {r.generated} | {r.kept} | {'yes' if r.capped else ''} |" for r in self.rows]

@@ -192,7 +192,7 @@ def per_condition_summary(counts: ConditionCounts | None) -> dict | None:
     if counts is None or counts.target is None:
         return None
     return {"kept_per_condition": counts.target, "max_per_condition": counts.cap, "capped": counts.capped,
-            "short": counts.short, "conditions": {r.condition: {"generated": r.generated, "kept": r.kept}
+            "missed": counts.missed, "conditions": {r.condition: {"generated": r.generated, "kept": r.kept}
                                                   for r in counts.rows}}
 
 

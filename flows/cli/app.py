@@ -123,8 +123,8 @@ def per_condition_fields(p: dict) -> list[tuple[str, str]]:
     if p["capped"]:
         lines.append(("hit the cap", ", ".join(f"{n} ({conds[n]['kept']} kept of {conds[n]['generated']})"
                                                for n in p["capped"])))
-    if p["short"]:
-        lines.append(("short (rechecked after the plan was complete)", ", ".join(p["short"])))
+    if p["missed"]:
+        lines.append(("not at the count (rechecked after the plan was complete)", ", ".join(p["missed"])))
     return lines
 
 

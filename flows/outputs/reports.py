@@ -123,7 +123,7 @@ class PerCondition:
             return Logged()
         where = done.folder / "per-condition.json"
         where.write_text(json.dumps({"kept_per_condition": counts.target, "max_per_condition": counts.cap,
-                                     "capped": counts.capped, "short": counts.short,
+                                     "capped": counts.capped, "missed": counts.missed,
                                      "conditions": [asdict(r) for r in counts.rows]}, indent=1))
         return Logged([where], metrics=counts.metrics(),
                       tags={"synthgen.capped_conditions": ", ".join(counts.capped) or "none"})

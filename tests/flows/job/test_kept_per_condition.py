@@ -7,6 +7,8 @@ twice (two device workers; this process, killed in its second round and resumed)
 
 from __future__ import annotations
 
+import json
+
 import pyarrow.compute as pc
 import pytest
 
@@ -14,10 +16,13 @@ from catalog import Catalog
 from catalog.card import render_card
 from catalog.per_condition import condition_counts
 from catalog.version import open_version, read_rows
+from flows.cli.app import per_condition_fields
 from flows.executors.devices import DevicesExecutor
+from flows.generate import per_condition_summary
 from flows.job.components import ComponentLoader, Given
 from flows.job.run import data_paths, run_job
 from flows.job.staging import Staging
+from flows.outputs.reports import Finished, PerCondition
 from synthgen import failpoints
 from synthgen.failpoints import InjectedFailure
 from synthgen.spec import parse_spec
@@ -84,7 +89,7 @@ def test_every_class_has_exactly_n_kept_rows_or_hit_its_cap_and_says_so(runs):
         assert c.kept == sum(1 for r in rows if r[3] == label and r[5] == "kept")
         assert c.kept == N or (c.capped and c.generated == CAP and c.kept < N), c
         assert c.capped == (c.kept < N)
-    assert counts.short == [] and counts.target == N and counts.cap == CAP
+    assert counts.missed == [] and counts.target == N and counts.cap == CAP
     card = render_card(Catalog(data_paths(data).catalog), f"{result.dataset}@{result.version}")
     assert "## Generated and kept per condition" in card
     assert f"hit the cap: {', '.join(counts.capped) or 'none'}" in card
@@ -106,3 +111,18 @@ def test_device_workers_are_kept_across_rounds(runs):
 def test_a_rerun_is_answered_with_the_same_version(runs):
     (data, first), (_, again) = runs["resumed"], runs["rerun"]
     assert again.reused and again.version == first.version
+
+
+def test_the_summary_and_mlflow_report_each_condition_and_the_capped_ones(runs):
+    data, result = runs["devices"]
+    cat = Catalog(data_paths(data).catalog)
+    counts = condition_counts(open_version(cat, f"{result.dataset}@{result.version}"))
+    logged = PerCondition().write(Finished(cat, runs["job"], result.commit, {}, per_condition=counts))
+    written = json.loads(logged.artifacts[0].read_text())
+    assert written["capped"] == counts.capped and len(written["conditions"]) == 3
+    assert logged.metrics["conditions_capped"] == len(counts.capped)
+    assert logged.tags["synthgen.capped_conditions"] == (", ".join(counts.capped) or "none")
+    lines = dict(per_condition_fields(per_condition_summary(counts)))
+    reached = sum(1 for r in counts.rows if r.kept == N)
+    assert lines["kept per condition"].startswith(f"{N} in {reached} of 3 conditions")
+    assert ("hit the cap" in lines) == bool(counts.capped)
