@@ -113,7 +113,7 @@ def run_job(spec: SpecLike, data_dir: str | Path | None = None, *, paths: Paths 
     setup = setup or ComponentLoader(job, str(paths.catalog))
     executor = executor or LocalExecutor()
     decisions = OrderedDecisions(job, catalog, staging, setup.embedder())
-    step, shards, reports = ShardStep(job, runs), decisions.shards, []
+    step, shards, reports = ShardStep(job, runs), list(decisions.shards), []
     try:
         while shards:  # one pass per round of the plan (one round unless kept_per_condition extends it)
             work = todo(decisions, shards)
