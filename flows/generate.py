@@ -138,7 +138,7 @@ def choose_executor(job: JobSpec, paths: Paths, settings: Settings, shard_pool: 
         return PrefectPoolExecutor(shard_pool, str(paths.root), settings)
     devices = job_devices(job)
     if len(devices) > 1:  # several GPUs here: one worker process per device, no server
-        return DevicesExecutor(devices, retry)
+        return DevicesExecutor(devices, retry, keep_workers=True)  # across a job's rounds; run_job closes it
     return LocalExecutor(retry, submit=prefect_submit(settings), on_batch=on_batch)
 
 

@@ -69,8 +69,10 @@ class DevicesExecutor:
 
     devices: list[str]
     retry: Retry = field(default_factory=Retry)
-    # Workers kept after a map call that delivered every shard, for the next call with the same step and
-    # setup: the rounds of one job (``kept_per_condition``) then load their models once. ``close`` ends them.
+    # Keep the workers after a map call that delivered every shard, for the next call with the same step and
+    # setup: the rounds of one job (``kept_per_condition``) then load their models once. Whoever sets it
+    # calls ``close`` (``run_job`` does); off, every map call ends its workers, as before.
+    keep_workers: bool = False
     kept: tuple[ShardStep, Setup, list[Worker]] | None = field(default=None, init=False, repr=False)
 
     def close(self) -> None:
@@ -116,7 +118,7 @@ class DevicesExecutor:
                 delivered += 1  # before the yield: the consumer may close the iterator right after the last one
                 yield results.pop(shard.index)
         finally:
-            if delivered == len(shards) and all(w.shard is None for w in workers):
+            if self.keep_workers and delivered == len(shards) and all(w.shard is None for w in workers):
                 self.kept = (step, setup, workers)
             else:
                 stop(workers)

@@ -55,8 +55,10 @@ def runs(tmp_path_factory, monkeypatch_module):
     job = parse_spec(kept_job())
     root = tmp_path_factory.mktemp("kept")
     devices = root / "devices"
-    out = {"job": job, "devices": (devices, run_job(job, devices, executor=DevicesExecutor(["cpu", "cpu"]),
+    two = DevicesExecutor(["cpu", "cpu"], keep_workers=True)  # as `synthgen run` makes it: kept across rounds
+    out = {"job": job, "devices": (devices, run_job(job, devices, executor=two,
                                                     setup=ComponentLoader(job, str(data_paths(devices).catalog))))}
+    out["closed"] = two.kept is None
     parts = ComponentLoader(job, str(root / "unused"))()  # no real set: the components need no catalog
     # killed at the last shard of the last round: its final files are written, its decision record is not;
     # the resumed run must rebuild every round from the decided shards and reuse them all
@@ -109,10 +111,11 @@ def test_a_run_killed_in_an_extension_round_resumes_to_the_version_two_device_wo
 def test_device_workers_are_kept_across_rounds(runs):
     _, result = runs["devices"]
     assert len(result.shards) > 3 and len({r.pid for r in result.shards}) <= 2  # not two new workers per round
+    assert runs["closed"]  # and ended with the job
 
 
 def test_a_rerun_is_answered_with_the_same_version(runs):
-    (data, first), (_, again) = runs["resumed"], runs["rerun"]
+    (_, first), (_, again) = runs["resumed"], runs["rerun"]
     assert again.reused and again.version == first.version
 
 
