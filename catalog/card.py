@@ -8,6 +8,7 @@ import duckdb
 
 from catalog.grids import write_class_grids
 from catalog.numbers import shortest_text
+from catalog.per_condition import condition_counts
 from catalog.quality import version_quality
 from catalog.store import Catalog, CatalogError
 from catalog.version import DatasetVersion, read_rows, open_version
@@ -58,6 +59,9 @@ def render_card(cat: Catalog, ref: str, grids: list[tuple[str, Path]] | None = N
                  "GROUP BY ALL ORDER BY ALL LIMIT 50"), ("class / prompt", "kept", "all")),
     ]
     parts += _attribute_section(q)
+    counts = condition_counts(v)
+    if counts is not None and counts.target is not None:
+        parts.append(counts.to_markdown())
     gens = q("SELECT model_id, scheduler, num_inference_steps, guidance_scale, embedding_model, count(*) "
              "FROM t WHERE origin = 'synthetic' GROUP BY ALL ORDER BY ALL")
     if gens:

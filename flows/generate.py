@@ -20,6 +20,8 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from catalog import Catalog, RunRef
+from catalog.per_condition import ConditionCounts, condition_counts
+from catalog.version import open_version
 from flows.dead_runs import close_dead_runs, owner_tags
 from flows.executors.base import Executor, Retry, ShardFailed
 from flows.executors.devices import DevicesExecutor, job_devices
@@ -90,7 +92,7 @@ def generate_dataset(spec: dict, data_dir: str | None = None, shard_pool: str | 
         _close_dead_runs(tracker, job, runs)
         setup = components or ComponentLoader(job, str(paths.catalog))
         executor = choose_executor(job, paths, settings, shard_pool, progress.advance if progress else None)
-        get_run_logger().info(f"{job.name}: {job.total_images} images -> {job.output.dataset} ({describe(executor)})")
+        get_run_logger().info(f"{job.name}: {job.size_text} -> {job.output.dataset} ({describe(executor)})")
         if isinstance(executor, LocalExecutor) and not catalog.find_job(job.output.dataset, job.digest()):
             setup()  # the models, before the first shard (a committed spec loads nothing)
         startup_s = time.perf_counter() - t0
@@ -109,7 +111,8 @@ def generate_dataset(spec: dict, data_dir: str | None = None, shard_pool: str | 
         metrics |= {"startup_s": startup_s, "commit_s": result.commit_s}
         failpoint("finishing", "after the version commit, while logging to MLflow")
         records = executor.records if isinstance(executor, PrefectPoolExecutor) else []
-        done = Finished(catalog, job, result.commit, metrics, records, shard_pool)
+        per_condition = condition_counts(open_version(catalog, f"{result.dataset}@{result.version}"))
+        done = Finished(catalog, job, result.commit, metrics, records, shard_pool, per_condition)
         for logged in write_reports(done):  # grid, card, real pairs, histogram, metrics, ...: written, then logged
             logged.log_to(tracker)
         published = None
@@ -135,7 +138,7 @@ def choose_executor(job: JobSpec, paths: Paths, settings: Settings, shard_pool: 
         return PrefectPoolExecutor(shard_pool, str(paths.root), settings)
     devices = job_devices(job)
     if len(devices) > 1:  # several GPUs here: one worker process per device, no server
-        return DevicesExecutor(devices, retry)
+        return DevicesExecutor(devices, retry, keep_workers=True)  # across a job's rounds; run_job closes it
     return LocalExecutor(retry, submit=prefect_submit(settings), on_batch=on_batch)
 
 
@@ -167,6 +170,7 @@ def _result(done: Finished, result: JobResult, models: dict, runs: RunRef, track
         "version": c.version,
         "reused": c.reused,
         "counts": c.counts,
+        "per_condition": per_condition_summary(done.per_condition),
         "metrics": done.metrics,
         "models": models,
         "files": c.files,
@@ -181,6 +185,15 @@ def _result(done: Finished, result: JobResult, models: dict, runs: RunRef, track
         "shard_runs": done.shard_runs,
         "published": published,
     }
+
+
+def per_condition_summary(counts: ConditionCounts | None) -> dict | None:
+    """What a ``kept_per_condition`` job did per condition, for the summary (None for a fixed-count job)."""
+    if counts is None or counts.target is None:
+        return None
+    return {"kept_per_condition": counts.target, "max_per_condition": counts.cap, "capped": counts.capped,
+            "missed": counts.missed, "conditions": {r.condition: {"generated": r.generated, "kept": r.kept}
+                                                  for r in counts.rows}}
 
 
 def _markdown(r: dict) -> str:

@@ -325,11 +325,45 @@ class JobSpec(_Strict):
     description: str = ""
     generator: GeneratorSpec = GeneratorSpec()
     conditioning: Conditioning
-    images_per_condition: int = Field(ge=1, le=10_000_000)
+    images_per_condition: int | None = Field(None, ge=1, le=10_000_000, description="generate exactly this many "
+                                             "of each condition (or give kept_per_condition)")
+    kept_per_condition: int | None = Field(
+        None, ge=1, le=10_000_000, description="generate until each condition has this many kept rows (after dedup, "
+        "guard and quality rules), in deterministic rounds that ask for each condition's shortfall")
+    max_per_condition: int | None = Field(
+        None, ge=1, le=20_000_000, description="with kept_per_condition: at most this many generated per condition "
+        "(default twice kept_per_condition); a condition that reaches it short of its kept count is reported as capped")
     seed: int = Field(0, ge=0, lt=2**63)
     embedder: EmbedderSpec = EmbedderSpec()
     dedup: DedupSpec = DedupSpec()
     output: OutputSpec
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_cap(cls, data: object) -> object:
+        # The cap is filled in here, so the spec (and the manifest's copy of it) states it.
+        if isinstance(data, dict) and data.get("max_per_condition") is None:
+            kept = data.get("kept_per_condition")
+            if isinstance(kept, int) and not isinstance(kept, bool) and kept >= 1:
+                return {**data, "max_per_condition": min(2 * kept, 20_000_000)}
+        return data
+
+    @model_validator(mode="after")
+    def _one_count(self) -> "JobSpec":
+        if (self.images_per_condition is None) == (self.kept_per_condition is None):
+            raise ValueError("give exactly one of images_per_condition (a fixed count) or kept_per_condition "
+                             "(generate until each condition has that many kept rows)")
+        if self.kept_per_condition is None:
+            if self.max_per_condition is not None:
+                raise ValueError("max_per_condition caps kept_per_condition; with images_per_condition leave it out")
+            return self
+        if self.max_per_condition < self.kept_per_condition:
+            raise ValueError(f"max_per_condition ({self.max_per_condition}) must be at least kept_per_condition "
+                             f"({self.kept_per_condition})")
+        if self.dedup.keep != "first":
+            raise ValueError("kept_per_condition needs dedup.keep: first (keep: quality decides the whole job at "
+                             "the end, so kept counts are not known round by round)")
+        return self
 
     @model_validator(mode="after")
     def _whole_batches(self) -> "JobSpec":
@@ -353,9 +387,22 @@ class JobSpec(_Strict):
         return self
 
     @property
+    def per_condition(self) -> int:
+        """Samples of each condition in the plan's first round (``images_per_condition`` or ``kept_per_condition``)."""
+        return self.images_per_condition or self.kept_per_condition or 0
+
+    @property
     def total_images(self) -> int:
+        """Images in the plan's first round: all of them, unless ``kept_per_condition`` extends the plan."""
         items = self.conditioning.classes or self.conditioning.prompts or []
-        return len(items) * self.images_per_condition
+        return len(items) * self.per_condition
+
+    @property
+    def size_text(self) -> str:
+        """How many images the job makes, in words (for logs and the CLI)."""
+        if self.kept_per_condition is None:
+            return f"{self.total_images} images"
+        return f"{self.kept_per_condition} kept per condition (at most {self.max_per_condition} generated)"
 
     def digest(self) -> str:
         """sha256 of the canonical JSON form: identical specs share a digest."""
@@ -363,6 +410,9 @@ class JobSpec(_Strict):
 
     def canonical_json(self) -> str:
         data = self.model_dump(mode="json")
+        for count in ("images_per_condition", "kept_per_condition", "max_per_condition"):
+            if data[count] is None:  # the count not used: a fixed-count job keeps its identity
+                del data[count]
         for where in ("workers", "devices"):  # where the job runs, not what it makes
             del data["generator"][where]
         if not data["output"]["watermark"]["enabled"]:  # nor does a watermark that is off

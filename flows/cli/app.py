@@ -97,7 +97,7 @@ def _run_job(spec_path: Path, params: str | None = None, assignments: list[str] 
         components.prefetch()  # loads the models on the second core while Prefect's server starts
     warm_up(paths.tracking_uri, paths.artifact_root)  # and opens MLflow's store
     prefetch_plotting()  # and imports matplotlib for the reports
-    err.print(f"[bold]synthgen[/] {spec.name}: {spec.total_images} images -> {spec.output.dataset} (data: {paths.root})")
+    err.print(f"[bold]synthgen[/] {spec.name}: {spec.size_text} -> {spec.output.dataset} (data: {paths.root})")
     server.join()
     try:
         return generate_dataset(spec.model_dump(mode="json"), str(paths.root), components=components,
@@ -109,8 +109,23 @@ def _run_job(spec_path: Path, params: str | None = None, assignments: list[str] 
 
 
 def _print_checked(spec) -> None:
-    out.print(f"{spec.name}: valid ({spec.total_images} images -> {spec.output.dataset}; "
+    out.print(f"{spec.name}: valid ({spec.size_text} -> {spec.output.dataset}; "
               f"generator {spec.generator.model}, embedder {spec.embedder.model}; job digest {spec.digest()[:12]})")
+
+
+def per_condition_fields(p: dict) -> list[tuple[str, str]]:
+    """Summary lines of a ``kept_per_condition`` job: how many conditions reached the count, which hit the cap."""
+    conds, target = p["conditions"], p["kept_per_condition"]
+    reached = sum(1 for c in conds.values() if c["kept"] == target)
+    lines = [("kept per condition", f"{target} in {reached} of {len(conds)} conditions "
+                                    f"(generated per condition: {min(c['generated'] for c in conds.values())}"
+                                    f"-{max(c['generated'] for c in conds.values())}, cap {p['max_per_condition']})")]
+    if p["capped"]:
+        lines.append(("hit the cap", ", ".join(f"{n} ({conds[n]['kept']} kept of {conds[n]['generated']})"
+                                               for n in p["capped"])))
+    if p["missed"]:
+        lines.append(("not at the count (rechecked after the plan was complete)", ", ".join(p["missed"])))
+    return lines
 
 
 def print_summary(r: dict) -> None:
@@ -125,6 +140,8 @@ def print_summary(r: dict) -> None:
     ]
     if c.get("low_quality"):
         fields.append(("dropped: low quality (CLIP alignment or degenerate image)", c["low_quality"]))
+    if r.get("per_condition"):
+        fields += per_condition_fields(r["per_condition"])
     if not r["reused"]:
         fields.append(("throughput", f"{m['images_per_s']:.1f} images/s over {m['wall_s']:.1f} s "
                                      f"(start-up {m['startup_s']:.1f} s)"))

@@ -53,6 +53,7 @@ class TerminalProgress:
             self._done += n
             rate = self._done / max(time.perf_counter() - self._t0, 1e-9)
             self._bar.update(self._task, advance=n, rate=f"{rate:6.1f} img/s")
+            self.grow()
 
     def shard_done(self, images: int = 0) -> None:
         """Count one more shard finished; ``images`` of it not counted by ``advance`` (reused, or sampled elsewhere)."""
@@ -60,4 +61,12 @@ class TerminalProgress:
             if self._bar is None:
                 return
             self._shards[0] += 1
+            self._shards[1] = max(self._shards)
             self._bar.update(self._task, advance=images, shards=self.shard_text())
+            self.grow()
+
+    def grow(self) -> None:
+        """Raise the total to what is done: a ``kept_per_condition`` job's plan grows past its first round."""
+        task = self._bar.tasks[0] if self._bar and self._bar.tasks else None
+        if task is not None and task.total is not None and task.completed > task.total:
+            self._bar.update(self._task, total=task.completed)

@@ -25,6 +25,11 @@ class Executor(Protocol):
     (memory stays bounded: an executor runs only a few shards ahead of the one
     the driver waits for). A shard that fails for good raises ``ShardFailed``
     (or the interrupt that stopped it) from the iterator.
+
+    A job whose plan comes in rounds (``kept_per_condition``) calls ``map``
+    once per round with the same step and setup; an executor may keep its
+    workers between such calls, and then has a ``close()`` that ``run_job``
+    calls when the job's shards are done.
     """
 
     def map(self, step: ShardStep, shards: list[Shard], setup: Setup) -> Iterator[ShardResult]: ...

@@ -69,8 +69,31 @@ class DevicesExecutor:
 
     devices: list[str]
     retry: Retry = field(default_factory=Retry)
+    # Keep the workers after a map call that delivered every shard, for the next call with the same step and
+    # setup: the rounds of one job (``kept_per_condition``) then load their models once. Whoever sets it
+    # calls ``close`` (``run_job`` does); off, every map call ends its workers, as before.
+    keep_workers: bool = False
+    kept: tuple[ShardStep, Setup, list[Worker]] | None = field(default=None, init=False, repr=False)
+
+    def close(self) -> None:
+        """End the workers kept from the last map call, if any."""
+        if self.kept is not None:
+            stop(self.kept[2])
+            self.kept = None
+
+    def reuse(self, step: ShardStep, setup: Setup) -> list[Worker] | None:
+        """The kept workers, if they were started for ``step`` and ``setup`` and are all alive (else ended)."""
+        kept, self.kept = self.kept, None
+        if kept is not None and kept[0] is step and kept[1] is setup and all(w.process.is_alive() for w in kept[2]):
+            return kept[2]
+        if kept is not None:
+            stop(kept[2])
+        return None
 
     def map(self, step: ShardStep, shards: list[Shard], setup: Setup) -> Iterator[ShardResult]:
+        if not shards:  # nothing to run (a resumed round): no worker is started
+            self.close()
+            return
         ctx = multiprocessing.get_context("spawn")  # never fork a process that may hold CUDA or threads
         n = len(self.devices)
 
@@ -82,26 +105,23 @@ class DevicesExecutor:
             there.close()  # the worker's end lives in the worker: its death closes the pipe here
             return Worker(device, p, here)
 
-        workers = [start(d) for d in self.devices]
+        workers = self.reuse(step, setup) or [start(d) for d in self.devices]
         todo: deque[Shard] = deque(shards)
         attempts: dict[int, int] = {}
         results: dict[int, ShardResult] = {}
+        delivered = 0
         try:
             for pos, shard in enumerate(shards):
                 while shard.index not in results:
                     self._hand_out(workers, todo, results, limit=shards[min(len(shards) - 1, pos + AHEAD * n)].index)
                     self._collect(workers, todo, results, attempts, start)
+                delivered += 1  # before the yield: the consumer may close the iterator right after the last one
                 yield results.pop(shard.index)
         finally:
-            for w in workers:
-                try:
-                    w.conn.send(None)
-                except OSError:
-                    pass
-            for w in workers:
-                w.process.join(timeout=5)
-                if w.process.is_alive():
-                    w.process.kill()
+            if self.keep_workers and delivered == len(shards) and all(w.shard is None for w in workers):
+                self.kept = (step, setup, workers)
+            else:
+                stop(workers)
 
     @staticmethod
     def _hand_out(workers: list[Worker], todo: deque, results: dict, limit: int) -> None:
@@ -138,6 +158,19 @@ class DevicesExecutor:
         if attempts[shard.index] > self.retry.retries:
             raise failed(shard, error)
         todo.appendleft(shard)  # before later shards: the driver waits for it in plan order
+
+
+def stop(workers: list[Worker]) -> None:
+    """Tell each worker to end, then wait briefly for it (killed if it does not)."""
+    for w in workers:
+        try:
+            w.conn.send(None)
+        except OSError:
+            pass
+    for w in workers:
+        w.process.join(timeout=5)
+        if w.process.is_alive():
+            w.process.kill()
 
 
 def job_devices(spec: JobSpec) -> list[str]:

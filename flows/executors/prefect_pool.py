@@ -47,7 +47,7 @@ from flows.job.shard_step import ShardReport, ShardResult, ShardStep
 from flows.job.staging import Staging
 from flows.schedule import TAG, deploy, require_server
 from flows.settings import Settings, configure
-from synthgen.plan import Shard, make_shards
+from synthgen.plan import Shard, make_shards, shard_from_record, shard_record
 from synthgen.spec import parse_spec
 
 SHARD_FLOW = "synthgen-shard"
@@ -150,15 +150,17 @@ def device_slot() -> Iterator[dict]:
 
 @flow(name=SHARD_FLOW, log_prints=True)
 def generate_shard_flow(spec: dict, shard_index: int, data_dir: str, runs: dict,
-                        settings: Settings | None = None) -> dict:
+                        settings: Settings | None = None, plan_slice: dict | None = None) -> dict:
     """Stage one shard of a job on this worker while holding a GPU slot; the job's driver decides it.
 
     ``settings``: the job's (its retry policy); which GPUs this worker owns is the worker's own fact.
+    ``plan_slice``: the shard with its round (``synthgen.plan.shard_record``); without it, shard
+    ``shard_index`` of the plan's first round.
     """
     job = parse_spec(spec)
     settings = settings or Settings()
     paths = configure(data_dir, settings)
-    shard = make_shards(job.total_images, job.output.shard_size)[shard_index]
+    shard = shard_from_record(plan_slice) if plan_slice else make_shards(job.total_images, job.output.shard_size)[shard_index]
     pinned = [d for d in (job.generator.device, job.embedder.device) if d.startswith("cuda:") and d != "cuda:0"]
     if pinned and owned_gpus():
         raise ValueError(f"device {pinned[0]!r}: on a worker a shard sees only the GPU it holds, as cuda:0; "
@@ -212,7 +214,8 @@ class PrefectPoolExecutor:
             fr = run_deployment(
                 deployment_name(self.pool),
                 parameters={"spec": job.model_dump(mode="json"), "shard_index": s.index, "data_dir": self.data_dir,
-                            "runs": step.runs.model_dump(), "settings": self.settings.model_dump(mode="json")},
+                            "runs": step.runs.model_dump(), "settings": self.settings.model_dump(mode="json"),
+                            "plan_slice": shard_record(s)},
                 timeout=0,  # submit only; the loop below waits for all of them together
                 flow_run_name=f"{job.name}-{s.name}",
                 idempotency_key=f"{step.runs.prefect_flow_run_id}:{s.name}",

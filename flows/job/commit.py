@@ -54,7 +54,7 @@ def publish(job: OrderedDecisions, runs: list[RunRef]) -> CommitReport:
                 job_digest=spec.digest(),
                 runs=job_runs,
                 embedding_model=job.embedder.name,
-                message=f"{spec.name}: {spec.total_images} images",
+                message=f"{spec.name}: {spec.total_images if spec.kept_per_condition is None else job.generated} images",
                 prov={
                     "wasGeneratedBy": {"activity": "synthgen.generate", "job": spec.name,
                                        "runs": [r.model_dump() for r in job_runs]},

@@ -29,7 +29,7 @@ from synthgen.embedder import Embedder
 from synthgen.failpoints import failpoint
 from synthgen.imaging import decode
 from synthgen.kept_so_far import KeptSoFar
-from synthgen.plan import Shard, make_shards
+from synthgen.plan import Round, Shard, first_round, round_shards
 from synthgen.records import KEPT, Sample
 from synthgen.rules import build_rules, evidence_columns
 from synthgen.spec import JobSpec
@@ -63,7 +63,9 @@ class OrderedDecisions:
     def __init__(self, spec: JobSpec, catalog: Catalog, staging: Staging, embedder: Embedder):
         self.spec, self.catalog, self.name = spec, catalog, spec.output.dataset
         self.staging, self.embedder = staging, embedder
-        self.shards = make_shards(spec.total_images, spec.output.shard_size)
+        self.shards: list[Shard] = []  # every round's shards so far, in plan order (shard k at position k)
+        self.rounds: list[Round] = []
+        self.add_round(first_round(spec))
         self._basis: Basis | None = None
         self.earlier: VersionIndex | None = None
         self.real: VersionIndex | None = None
@@ -96,6 +98,34 @@ class OrderedDecisions:
         self._basis = self.basis.model_copy(update={"checked": head})
         self.staging.write_basis(self._basis)
         self.earlier = earlier
+
+    # -- the plan's rounds ------------------------------------------------------------
+    def add_round(self, rnd: Round) -> list[Shard]:
+        """Extend the job by round ``rnd`` (``synthgen.plan.next_round``); its shards, numbered on from the last."""
+        shards = round_shards(rnd, self.spec.output.shard_size, len(self.shards))
+        self.rounds.append(rnd)
+        self.shards += shards
+        return shards
+
+    @property
+    def generated(self) -> int:
+        """Samples in the plan's rounds so far."""
+        return sum(len(r) for r in self.rounds)
+
+    def tally(self) -> tuple[list[int], list[int]]:
+        """Samples generated and kept so far by condition position, over every round's decided shards."""
+        n = len(self.rounds[0].asks)
+        generated, kept = [0] * n, [0] * n
+        for rnd in self.rounds:
+            for c, _, count in rnd.asks:
+                generated[c] += count
+        for s in self.shards:
+            d = self.decided(s)
+            if d is None:
+                raise CatalogError(f"{self.name}: {s.name} is not decided yet; a round is counted once decided")
+            for c, k in d.kept_by_condition.items():
+                kept[c] += k
+        return generated, kept
 
     # -- reading decided shards -------------------------------------------------------
     def decided(self, shard: Shard) -> Decision | None:
@@ -181,9 +211,20 @@ class OrderedDecisions:
         refs = self.catalog.write_split(self.name, full, self.staging.shards_dir)
         failpoint("shard-files", f"{shard.name}: final shards written, decision record not yet")
         decision = Decision(shard=shard.index, refs=refs, counts=status_counts(r.rows_by_status for r in refs),
-                            runs=distinct_runs(full))
+                            runs=distinct_runs(full), kept_by_condition=self.kept_by_condition(shard, full))
         self.staging.write_decision(shard, decision)
         return decision
+
+    def kept_by_condition(self, shard: Shard, full: pa.Table) -> dict[int, int]:
+        """A decided shard's kept rows by condition position (its round says which plan index is which)."""
+        rnd = shard.round or first_round(self.spec)
+        which = rnd.entries(shard.start - rnd.start, shard.stop - rnd.start)
+        out: dict[int, int] = {}
+        for i, status in zip(full["plan_index"].to_pylist(), full["status"].to_pylist()):
+            if status == KEPT:
+                c = which[i - shard.start][0]
+                out[c] = out.get(c, 0) + 1
+        return out
 
     def decide_whole_job(self) -> None:
         """``keep: quality``: decide every staged shard in one pass over the whole job (it visits rows by score)."""

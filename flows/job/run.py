@@ -4,12 +4,16 @@ The stages, in order:
 
 1. the spec (a path, a dict or a ``JobSpec``) is validated; a spec committed
    before is answered from the catalog, with nothing loaded;
-2. the plan is cut into shards; shards an earlier (killed) run decided are
-   kept, shards a worker staged are read back;
+2. the plan's first round is cut into shards; shards an earlier (killed)
+   run decided are kept, shards a worker staged are read back;
 3. the executor maps the shard step over the rest and hands results back
    in plan order, and the driver's ordered consumer decides each as it
    arrives (``keep: quality``: all of them at the end);
-4. the version is published (rechecked against a head that moved) and the
+4. ``kept_per_condition``: once a round is decided, the next round asks the
+   conditions still short for their shortfall (``synthgen.plan.next_round``,
+   a pure function of the decisions) and goes through 2-3 again, until
+   every condition has its kept count or hit its cap;
+5. the version is published (rechecked against a head that moved) and the
    staging folder removed.
 
 The Prefect flow (``flows.generate``) wraps this with tracking and reports.
@@ -31,7 +35,7 @@ from flows.job.decisions import OrderedDecisions
 from flows.job.shard_step import ShardReport, ShardResult, ShardStep
 from flows.job.staging import Staging
 from flows.settings import Paths, resolve_data_dir
-from synthgen.plan import Shard, make_shards
+from synthgen.plan import Shard, next_round
 from synthgen.spec import JobSpec, load_spec, parse_spec
 
 SpecLike = JobSpec | dict | str | Path
@@ -109,23 +113,41 @@ def run_job(spec: SpecLike, data_dir: str | Path | None = None, *, paths: Paths 
     setup = setup or ComponentLoader(job, str(paths.catalog))
     executor = executor or LocalExecutor()
     decisions = OrderedDecisions(job, catalog, staging, setup.embedder())
-    shards = make_shards(job.total_images, job.output.shard_size)
-    work = todo(decisions, shards)
-    results = executor.map(ShardStep(job, runs), work, setup)
-    reports = []
+    step, shards, reports = ShardStep(job, runs), list(decisions.shards), []
     try:
-        for report in decide_in_order(decisions, shards, {s.index for s in work}, results):
-            reports.append(report)
-            if on_shard:
-                on_shard(report)
+        while shards:  # one pass per round of the plan (one round unless kept_per_condition extends it)
+            work = todo(decisions, shards)
+            results = executor.map(step, work, setup)
+            try:
+                for report in decide_in_order(decisions, shards, {s.index for s in work}, results):
+                    reports.append(report)
+                    if on_shard:
+                        on_shard(report)
+            finally:
+                results.close()  # a failed decision stops the shards still in flight
+            shards = extend(decisions)
     finally:
-        results.close()  # a failed decision stops the shards still in flight
+        if callable(getattr(executor, "close", None)):
+            executor.close()  # workers kept between rounds
     t_commit = time.perf_counter()
     if job.dedup.keep != "first":
         decisions.decide_whole_job()
     commit = publish(decisions, [runs])
     staging.remove()
     return JobResult(job, commit, reports, decisions.embedder.name, time.perf_counter() - t_commit)
+
+
+def extend(decisions: OrderedDecisions) -> list[Shard]:
+    """The plan's next round as shards, once every shard before it is decided; none when the plan is complete.
+
+    Only ``kept_per_condition`` jobs extend: the round depends on the kept
+    counts of the decided shards alone, so every run of the job (a rerun, a
+    resume, any executor) extends it the same way.
+    """
+    if decisions.spec.kept_per_condition is None:
+        return []
+    rnd = next_round(decisions.spec, decisions.rounds[-1], *decisions.tally())
+    return decisions.add_round(rnd) if rnd is not None else []
 
 
 def todo(decisions: OrderedDecisions, shards: list[Shard]) -> list[Shard]:

@@ -19,7 +19,7 @@ from flows.job.components import Components
 from flows.job.provenance import provenance_for
 from synthgen.engine import run_stages
 from synthgen.parallel import default_workers
-from synthgen.plan import Shard, make_plan
+from synthgen.plan import Shard, shard_plan
 from synthgen.records import Sample
 from synthgen.runtime import set_threads
 from synthgen.spec import JobSpec
@@ -72,7 +72,7 @@ class ShardStep:
         spec, gen, emb = self.spec, parts.generator, parts.embedder
         # OpenMP thread settings are per calling thread: set them where sampling runs.
         set_threads(spec.generator.threads)
-        samples = make_plan(spec, shard.start, shard.stop)
+        samples = shard_plan(spec, shard)
         # Workers that share the machine's cores (one per device) each take their part.
         workers = spec.generator.workers or max(1, default_workers(gen.device, spec.generator.threads) // parts.share)
         wm = spec.output.watermark

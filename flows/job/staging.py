@@ -48,6 +48,7 @@ class Decision(BaseModel):
     refs: list[ShardRef]  # its training shard, then its excluded shard (either may be absent)
     counts: dict[str, int]
     runs: list[RunRef]  # the (Prefect, MLflow) runs that generated its rows
+    kept_by_condition: dict[int, int] = {}  # kept rows by condition position: what the plan's next round asks from
 
 
 @dataclass(frozen=True)

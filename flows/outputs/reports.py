@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -21,6 +21,7 @@ import yaml
 from catalog import Catalog
 from catalog.card import quality_or_reason, write_card
 from catalog.dedup_report import dedup_report
+from catalog.per_condition import ConditionCounts
 from catalog.version import open_version
 from flows.job.commit import CommitReport
 from flows.outputs.images import write_grid, write_real_pairs
@@ -38,6 +39,7 @@ class Finished:
     metrics: dict[str, float]
     shard_runs: list[dict] = field(default_factory=list)
     shard_pool: str | None = None
+    per_condition: ConditionCounts | None = None  # generated / kept per condition (``catalog.per_condition``)
 
     @property
     def ref(self) -> str:
@@ -112,6 +114,21 @@ class ShardRuns:
         return Logged([where], tags={"synthgen.shard_pool": done.shard_pool})
 
 
+class PerCondition:
+    """Generated and kept rows per condition, and which conditions hit the cap (``kept_per_condition`` jobs)."""
+
+    def write(self, done: Finished) -> Logged:
+        counts = done.per_condition
+        if counts is None or counts.target is None:
+            return Logged()
+        where = done.folder / "per-condition.json"
+        where.write_text(json.dumps({"kept_per_condition": counts.target, "max_per_condition": counts.cap,
+                                     "capped": counts.capped, "missed": counts.missed,
+                                     "conditions": [asdict(r) for r in counts.rows]}, indent=1))
+        return Logged([where], metrics=counts.metrics(),
+                      tags={"synthgen.capped_conditions": ", ".join(counts.capped) or "none"})
+
+
 class RealPairs:
     """Side by side, the run's closest samples to real data and their real partners.
 
@@ -170,7 +187,8 @@ class Lineage:
 
 # Written side by side, each lane in its order: the card shows the real-pairs image, so it follows RealPairs.
 LANES: tuple[tuple[Report, ...], ...] = ((RealPairs(), Card()),
-                                         (Metrics(), Grid(), VersionFiles(), ShardRuns(), Histogram(), Lineage()))
+                                         (Metrics(), Grid(), VersionFiles(), ShardRuns(), PerCondition(), Histogram(),
+                                          Lineage()))
 REPORTS: tuple[Report, ...] = tuple(r for lane in LANES for r in lane)
 
 

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import yaml
 
@@ -175,6 +177,8 @@ _COMPANIONS = {
         "prompt_expansion": {"model": "lm", "weights_sha256": "0" * 64, "per_template": 1, "max_new_tokens": 1,
                              "added": 0}}}
        for name in ("model", "per_template", "max_new_tokens", "added")},
+    "kept_per_condition": lambda v: {"images_per_condition": None},  # None: the field is left out
+    "max_per_condition": lambda v: {"images_per_condition": None, "kept_per_condition": 1},
 }
 # A valid element for each constrained list field (a new one fails the collection below until added here).
 _LIST_ELEMENTS = {"generator.devices": "cpu"}
@@ -261,7 +265,10 @@ def test_every_bound_of_the_spec_is_covered():
 def test_each_bound_holds_at_its_edge_and_not_past_it(path, value, valid):
     spec = small_job()
     for key, over in _COMPANIONS.get(path, lambda v: {})(value).items():
-        spec[key] = {**spec.get(key, {}), **over}
+        if over is None:
+            del spec[key]
+        else:
+            spec[key] = {**spec.get(key, {}), **over} if isinstance(over, dict) else over
     _set(spec, path, value)
     if valid:
         parse_spec(spec)
@@ -291,3 +298,42 @@ def test_deeply_nested_yaml_is_a_clear_error(tmp_path):
         f"{x}: &{x} [{', '.join([f'*{p}'] * 10)}]\n" for p, x in zip("abcdefgh", "bcdefghi")))
     with pytest.raises(SpecError, match="expands to more than"):
         load_spec(bomb)
+
+
+def _kept(n=30, **over):
+    spec = small_job(**over)
+    del spec["images_per_condition"]
+    spec["kept_per_condition"] = n
+    return spec
+
+
+def test_a_spec_without_the_kept_count_keeps_its_digest():
+    # the demo's digest before kept_per_condition existed (main fb98f54): its committed versions stay its own
+    assert load_spec(DEMO_SPEC).digest() == "1cccb0a1bc7bf0758cd68323533b2d930733bb863c88697159ae2628cd8ee2a5"
+
+
+def test_kept_per_condition_states_its_cap_and_is_its_own_job():
+    spec = parse_spec(_kept(30))
+    assert spec.max_per_condition == 60 and spec.total_images == 90 and spec.images_per_condition is None
+    assert parse_spec({**_kept(30), "max_per_condition": 60}).digest() == spec.digest()  # the default, written out
+    assert parse_spec({**_kept(30), "max_per_condition": 61}).digest() != spec.digest()
+    assert parse_spec(small_job(per_class=30)).digest() != spec.digest()
+    assert "30 kept per condition (at most 60 generated)" == spec.size_text
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda s: s.update(images_per_condition=5), "exactly one of images_per_condition"),
+    (lambda s: s.pop("kept_per_condition"), "exactly one of images_per_condition"),
+    (lambda s: s.update(max_per_condition=29), "max_per_condition (29) must be at least kept_per_condition (30)"),
+    (lambda s: s["dedup"].update(keep="quality"), "kept_per_condition needs dedup.keep: first"),
+])
+def test_kept_per_condition_is_checked_against_the_other_count_fields(change, words):
+    spec = _kept(30)
+    change(spec)
+    with pytest.raises(SpecError, match=re.escape(words)):
+        parse_spec(spec)
+
+
+def test_max_per_condition_needs_kept_per_condition():
+    with pytest.raises(SpecError, match="max_per_condition caps kept_per_condition"):
+        parse_spec({**small_job(), "max_per_condition": 10})
