@@ -17,9 +17,10 @@ from catalog.errors import CatalogError
 from catalog.store import Catalog
 from catalog.version import open_version, read_rows
 from synthgen.init_images import WHOLE_SET, InitImages
-from synthgen.spec import InitImagesSpec, JobSpec
+from synthgen.spec import InitImagesSpec, JobSpec, SpecError
 
-__all__ = ["check_init_images", "derived_restricted", "init_version", "load_init_images", "needed_classes"]
+__all__ = ["check_init_images", "derived_restricted", "init_source", "init_version", "load_init_images",
+           "needed_classes"]
 
 
 def init_version(catalog: Catalog, init: InitImagesSpec) -> int:
@@ -71,6 +72,10 @@ def check_init_images(catalog: Catalog, spec: JobSpec) -> None:
     init = spec.conditioning.init_images
     if init is None:
         return
+    steps = spec.generator.steps
+    if int(steps * init.strength) < 1:  # diffusers' img2img refuses to denoise no step (it would return the real image)
+        raise SpecError(f"conditioning.init_images.strength {init.strength} with generator.steps {steps} denoises "
+                        f"int({steps} x {init.strength}) = 0 steps; raise the strength or the steps")
     ref = f"{init.name}@{init_version(catalog, init)}"
     counts = _class_counts(catalog, ref)
     empty = [c for c in needed_classes(spec) if not counts.get(c)]
@@ -107,3 +112,27 @@ def load_init_images(catalog: Catalog, spec: JobSpec) -> InitImages | None:
     mapping = init.classes or {}
     return InitImages(init.name, version, init.strength, {k: sorted(v) for k, v in pools.items()},
                       dict(zip(ids, images)), dict(mapping))
+
+
+def init_source(catalog: Catalog, row: dict, allow_restricted: bool = False) -> dict | None:
+    """The lineage of a row's init image (real-image guidance): its dataset, version, class and source path.
+
+    None for a row made from noise. The source file's path of a restricted real
+    set is shown only with ``allow_restricted`` (its id and class are in the row already).
+    """
+    sid, name, version = row.get("init_image_id"), row.get("init_dataset"), row.get("init_version")
+    if not sid or not name:
+        return None
+    out = {"dataset": name, "version": version, "sample_id": sid}
+    if not catalog.exists(name):
+        return out | {"found": False}
+    version_ = open_version(catalog, f"{name}@{version}", allow_restricted=True)
+    t = read_rows(version_, ["sample_id", "label_name", "source_path", "image_sha256"], "kept", None)
+    hit = t.filter(pc.equal(t["sample_id"], sid)).to_pylist()
+    if not hit:
+        return out | {"found": False}
+    found = {"found": True, "class": hit[0]["label_name"], "image_sha256": hit[0]["image_sha256"],
+             "source_path": hit[0]["source_path"]}
+    if catalog.info(name).get("restricted") and not allow_restricted:
+        found["source_path"] = "(withheld: restricted dataset; --allow-restricted shows it)"
+    return out | found

@@ -291,16 +291,6 @@ class JobSpec(_Strict):
                              "turn it off for small images")
         return self
 
-    @model_validator(mode="after")
-    def _init_steps(self) -> "JobSpec":
-        init = self.conditioning.init_images
-        # diffusers' img2img denoises int(steps * strength) steps and refuses none (it would return the real image).
-        if init is not None and int(self.generator.steps * init.strength) < 1:
-            raise ValueError(f"conditioning.init_images.strength {init.strength} with generator.steps "
-                             f"{self.generator.steps} denoises int({self.generator.steps} x {init.strength}) = 0 "
-                             "steps; raise the strength or the steps")
-        return self
-
     @property
     def total_images(self) -> int:
         items = self.conditioning.classes or self.conditioning.prompts or []

@@ -20,6 +20,7 @@ def audit(
 ) -> None:
     """Print a sample's whole lineage: provenance, versions, runs. Accepts an image file too."""
     from catalog import audit as run_audit
+    from catalog.init_source import init_source
 
     if not target.strip():  # Path("") is the current folder: say what is missing instead
         fail("audit needs a sample id or an image file, not an empty string")
@@ -32,13 +33,19 @@ def audit(
         fail(f"{target}: not a sample id nor a regular image file (a folder or a device)")
     if not records:
         fail(f"no sample {sample_id!r} in any committed version (give a sample id or an image file)")
+    cat = open_catalog()
+    sources = [init_source(cat, rec.row, allow_restricted) for rec in records]  # real-image guidance's lineage
     if as_json:
         return print_json({"sample_id": sample_id, "records": [
             {"dataset": rec.dataset, "versions": rec.versions, "shard": rec.shard,
-             "row": {k: v for k, v in rec.row.items() if k not in ("image", "embedding")}} for rec in records]})
-    for rec in records:
+             "row": {k: v for k, v in rec.row.items() if k not in ("image", "embedding")},
+             **({"init_source": src} if src else {})} for rec, src in zip(records, sources)]})
+    for rec, src in zip(records, sources):
         print_record(f"sample {sample_id} in {rec.dataset} (versions {', '.join(map(str, rec.versions))})",
                      [*((k, v) for k, v in rec.row.items() if v is not None), ("shard", rec.shard)])
+        if src:
+            print_record(f"init image {src['sample_id']} (the real image it started from)",
+                         [(k, v) for k, v in src.items() if v is not None])
 
 
 def _trace(path: Path, embedder: str, quiet: bool = False, allow_restricted: bool = False) -> str:

@@ -170,6 +170,7 @@ def test_a_spec_that_leaves_every_default_alone_is_valid():
 _COMPANIONS = {
     "generator.batch_size": lambda v: {"output": {"shard_size": v}},
     "output.shard_size": lambda v: {"generator": {"batch_size": 1}},
+    "conditioning.init_images.strength": lambda v: {"conditioning": {"init_images": {"dataset": "digits-real"}}},
 }
 # A valid element for each constrained list field (a new one fails the collection below until added here).
 _LIST_ELEMENTS = {"generator.devices": "cpu"}
