@@ -143,3 +143,10 @@ def test_bad_init_images_are_one_line_errors_before_anything_starts(data, change
     r = cli(data, "run", str(path), "--check")
     assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output, r.output
     assert not data["cat"].exists("bad-out")
+
+
+def test_guided_rows_regenerate_bit_for_bit_from_their_recorded_source(data):
+    from flows.job.regenerate import regenerate_sample_check
+
+    result = regenerate_sample_check(data["cat"], "digits-guided", 6)
+    assert result.checked == 6 and result.matched == 6, [str(m) for m in result.mismatches]
