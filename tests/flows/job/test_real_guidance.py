@@ -14,6 +14,7 @@ import yaml
 from typer.testing import CliRunner
 
 from catalog import Catalog, RestrictedError, ingest_folder, open_version
+from catalog.card import render_card
 from catalog.verify import verify
 from flows.cli.app import app
 from flows.job.run import run_job
@@ -122,6 +123,9 @@ def test_release_records_who_and_why_and_audit_shows_the_source(data):
     r = cli(data, "audit", kept, "--allow-restricted")
     assert source["source_path"] in r.output and source["label_name"] in r.output, r.output
     assert cli(data, "release", name, "--by", "x", "--reason", "y").exit_code == 2  # not restricted any more
+    card = render_card(cat, name, quality="not needed here")
+    assert "## Real-image guidance" in card and "| digits-real@1 | 0.25 | 9 | 9 |" in card, card
+    assert "released at version 2: by Ada (DPO)" in card and "reviewed: no identifiable faces" in card
 
 
 @pytest.mark.parametrize("change, message", [
