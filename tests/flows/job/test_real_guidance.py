@@ -24,8 +24,9 @@ from synthgen.records import KEPT, REAL_COPY, Sample
 from synthgen.rules.source_copy import SourceCopy
 from synthgen.spec import parse_spec
 from tests.conftest import small_job
+from tests.tiny_sd import build_tiny_sd
 
-COLUMNS = ["sample_id", "seed", "label_name", "status", "drop_reason", "init_image_id", "init_dataset", "init_version",
+COLUMNS = ["sample_id", "seed", "label_name", "prompt", "width", "status", "drop_reason", "init_image_id", "init_dataset", "init_version",
            "init_strength", "init_distance", "pixel_threshold"]
 
 
@@ -47,6 +48,15 @@ def data(tmp_path_factory, real_digits_dir, embedder):
     jobs = {"digits-guided": guided("digits-guided", 0.6, 8),  # 24 rows, 3 shards of 8
             # No real_dataset: only the source rule guards these, against their own sources.
             "digits-copies": guided("digits-copies", 0.25, 3, real_dataset=None)}
+    # A text-to-image model's img2img pipeline: tiny SD, one prompt mapped to a real class, one drawing from all.
+    prompts = ["a handwritten one", "any digit"]
+    sd = small_job(dataset="digits-sd", per_class=2, conditioning={
+        "classes": None, "prompts": prompts,
+        "init_images": {"dataset": "digits-real", "strength": 0.5, "classes": {prompts[0]: "one"}}})
+    sd["generator"] = {"model": str(build_tiny_sd(tmp_path_factory.mktemp("sd") / "sd")), "scheduler": "euler",
+                       "steps": 2, "height": 32, "width": 32, "batch_size": 4}
+    sd["output"]["shard_size"] = 4
+    jobs["digits-sd"] = sd
     for spec in jobs.values():
         run_job(parse_spec(spec), paths=paths)
     rows = {name: open_version(cat, name, allow_restricted=True).table(COLUMNS, status="all").to_pylist()
@@ -69,6 +79,13 @@ def test_every_row_starts_from_a_real_image_of_its_own_class_chosen_by_its_seed(
         assert (r["init_dataset"], r["init_version"]) == ("digits-real", 1)
         assert r["init_strength"] == pytest.approx(0.6) and r["init_distance"] > 0
     assert len({r["init_image_id"] for r in rows}) > 12  # different seeds, different sources
+
+
+def test_a_text_to_image_model_starts_prompts_from_their_mapped_class_or_the_whole_set(data):
+    rows, real = data["rows"]["digits-sd"], {r["sample_id"]: r["label_name"] for r in data["real"]}
+    assert len(rows) == 4 and all(r["width"] == 32 and r["init_image_id"] in real for r in rows)
+    assert {real[r["init_image_id"]] for r in rows if r["prompt"] == "a handwritten one"} == {"one"}
+    assert all(r["init_strength"] == 0.5 and r["init_version"] == 1 for r in rows)  # the head, recorded
 
 
 def test_rows_from_a_restricted_real_set_are_restricted(data):
