@@ -1,8 +1,10 @@
 import numpy as np
 import pytest
 
+from synthgen.digits import load_digits_uint8, upsample
 from synthgen.generators import GeneratorError, load_generator
 from synthgen.imaging import array_to_pil, encode_png
+from synthgen.memorisation import copy_distance, standardise
 from synthgen.plan import make_plan
 from synthgen.spec import GeneratorSpec, parse_spec
 from tests.conftest import small_job
@@ -111,8 +113,6 @@ def test_negative_prompt_reaches_the_pipeline(tiny_sd_dir):
 
 
 def _real_digits(n: int) -> list[np.ndarray]:
-    from synthgen.digits import load_digits_uint8, upsample
-
     images, _ = load_digits_uint8()
     return [a[..., None] for a in (upsample(images[:n], 16) * 255).round().astype(np.uint8)]
 
@@ -124,7 +124,6 @@ def test_img2img_from_real_images_keeps_samples_independent_of_their_batch(digit
     together = gen.generate(plan, init, strength=0.5)
     assert pngs(gen.generate(plan[2:3], init[2:3], strength=0.5)) == pngs(together)[2:3]
     assert not np.array_equal(together, gen.generate(plan, init[::-1], strength=0.5))  # the start matters
-    from synthgen.memorisation import copy_distance, standardise
 
     def dist(images):
         return np.mean([copy_distance(standardise(a[..., 0]), standardise(b[..., 0])) for a, b in zip(images, init)])

@@ -17,6 +17,7 @@ from catalog import Catalog, RestrictedError, ingest_folder, open_version
 from catalog.card import render_card
 from catalog.verify import verify
 from flows.cli.app import app
+from flows.job.regenerate import regenerate_sample_check
 from flows.job.run import run_job
 from flows.settings import Paths
 from synthgen.init_images import pick
@@ -167,7 +168,5 @@ def test_bad_init_images_are_one_line_errors_before_anything_starts(data, change
 
 
 def test_guided_rows_regenerate_bit_for_bit_from_their_recorded_source(data):
-    from flows.job.regenerate import regenerate_sample_check
-
     result = regenerate_sample_check(data["cat"], "digits-guided", 6)
     assert result.checked == 6 and result.matched == 6, [str(m) for m in result.mismatches]
