@@ -19,8 +19,9 @@ job (guard against digits-real, dedup). On the kept rows it reports:
 - for guided rows: the share naming a real source of their own class, the
   pixel distance to the source (median; the least of the kept rows), how many
   blocked rows were within the copy threshold of their source (pixel distance
-  <= dedup.pixel_threshold) and how many were blocked otherwise (CLIP cosine
-  >= real_threshold, or another real image within the pixel threshold);
+  <= dedup.pixel_threshold), and the others: by CLIP cosine >= real_threshold
+  to a real image (to their own source or not), or within the pixel threshold
+  of another real image. None is blocked for merely resembling its source;
 - precision, recall, coverage and the diversity ratio in the embedded CLIP's
   space (``synthgen.quality``, as the card) against A+B, per class averaged;
 - TSTR: a logistic-regression linear probe on the rows' stored CLIP
@@ -163,7 +164,7 @@ def main() -> None:
             secs = time.perf_counter() - t0
             t = open_version(cat, f"{result.dataset}@{result.version}").table(
                 ["image", "label", "label_name", "embedding", "status", "drop_reason", "init_image_id",
-                 "init_distance"], status="all").to_pylist()
+                 "init_distance", "real_nn_id", "real_nn_similarity", "real_threshold"], status="all").to_pylist()
             kept = [r for r in t if r["status"] == "kept"]
             images = np.stack([np.asarray(decode(r["image"]["bytes"])) for r in kept])
             r = scores(name, images, np.array([r["label"] for r in kept]),
@@ -178,7 +179,11 @@ def main() -> None:
                 r["source_own_class"] = round(float(np.mean([real_class[x["init_image_id"]] == x["label_name"]
                                                                for x in t])), 4)
                 r["blocked_near_source"] = sum(x["init_distance"] <= thr for x in blocked)  # copies of their source
-                r["blocked_other"] = len(blocked) - r["blocked_near_source"]  # CLIP, or another real image
+                other = [x for x in blocked if x["init_distance"] > thr]
+                clip = [x for x in other if x["real_nn_similarity"] >= x["real_threshold"] - 1e-6]
+                r["blocked_clip"] = len(clip)  # CLIP cosine >= real_threshold to a real image ...
+                r["blocked_clip_own_source"] = sum(x["real_nn_id"] == x["init_image_id"] for x in clip)  # ... its source
+                r["blocked_pixel_other"] = len(other) - len(clip)  # within the pixel threshold of another real image
                 r["source_dist_median"] = round(float(np.median(dist)), 3)
                 r["source_dist_min_kept"] = round(min(x["init_distance"] for x in kept), 3)
             rows.append(r)
