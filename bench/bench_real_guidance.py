@@ -182,7 +182,8 @@ def main() -> None:
                 other = [x for x in blocked if x["init_distance"] > thr]
                 clip = [x for x in other if x["real_nn_similarity"] >= x["real_threshold"] - 1e-6]
                 r["blocked_clip"] = len(clip)  # CLIP cosine >= real_threshold to a real image ...
-                r["blocked_clip_own_source"] = sum(x["real_nn_id"] == x["init_image_id"] for x in clip)  # ... its source
+                # ... of which to their own source
+                r["blocked_clip_own_source"] = sum(x["real_nn_id"] == x["init_image_id"] for x in clip)
                 r["blocked_pixel_other"] = len(other) - len(clip)  # within the pixel threshold of another real image
                 r["source_dist_median"] = round(float(np.median(dist)), 3)
                 r["source_dist_min_kept"] = round(min(x["init_distance"] for x in kept), 3)

@@ -73,7 +73,8 @@ def restricted_copy_test(open_names: list[str], col: Callable[[str], Any]) -> An
                pc.coalesce(pc.less_equal(col("real_pixel_distance"), col("pixel_threshold")), _FALSE)))
     guarded = pc.coalesce(pc.and_kleene(pc.and_kleene(pc.not_equal(col("status"), KEPT), closed), copy), _FALSE)
     init = col("init_dataset")
-    closed_init = pc.and_kleene(pc.is_valid(init), pc.invert(pc.is_in(init, value_set=pa.array(open_names, pa.string()))))
+    open_set = pa.array(open_names, pa.string())
+    closed_init = pc.and_kleene(pc.is_valid(init), pc.invert(pc.is_in(init, value_set=open_set)))
     from_source = pc.coalesce(pc.and_kleene(pc.equal(col("status"), REAL_COPY), closed_init), _FALSE)
     return pc.or_kleene(guarded, from_source)
 

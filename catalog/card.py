@@ -38,7 +38,8 @@ def _guidance(q, cat: Catalog, name: str) -> list[str]:
     if not rows:
         return []
     out = ["\n## Real-image guidance\n",
-           "- each row started from a real image of its class (`init_image_id`; `synthgen audit ID` shows its source)\n",
+           "- each row started from a real image of its class (`init_image_id`; `synthgen audit ID` shows "
+           "its source)\n",
            _table([(r[0], shortest_text(r[1]), r[2], r[3], f"{r[4]:.3f}", r[5]) for r in rows],
                   ("source", "strength", "rows", "distinct sources", "median pixel distance to source",
                    "blocked as copies of it"))]

@@ -66,7 +66,8 @@ class Generator:
         """The scheduler's config as canonical JSON (enough to rebuild it)."""
         return json.dumps(dict(self.pipe.scheduler.config), sort_keys=True, default=str)
 
-    def generate(self, samples: list[Sample], init: list[np.ndarray] | None = None, strength: float = 1.0) -> np.ndarray:
+    def generate(self, samples: list[Sample], init: list[np.ndarray] | None = None,
+                 strength: float = 1.0) -> np.ndarray:
         """Sample one batch; returns uint8 images (n, H, W, C) on the CPU, quantised on the device.
 
         ``init``: one real uint8 (H, W, C) image per sample to start from (image-to-image at ``strength``).
@@ -136,7 +137,8 @@ def _channels(arr: np.ndarray, channels: int) -> np.ndarray:
     if arr.shape[-1] == channels:
         return arr
     if channels == 1:
-        return np.round(arr.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))[..., None].astype(np.uint8)
+        grey = arr.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        return np.round(grey)[..., None].astype(np.uint8)
     return np.repeat(arr[..., :1], channels, axis=-1)
 
 
@@ -235,7 +237,8 @@ def load_generator(spec: GeneratorSpec, kind: Literal["class", "text"], class_id
         try:
             i2i = AutoPipelineForImage2Image.from_pipe(pipe)
         except (ValueError, KeyError) as exc:  # a model family with no image-to-image pipeline
-            raise GeneratorError(f"{spec.model}: no image-to-image pipeline for conditioning.init_images ({exc})") from None
+            raise GeneratorError(f"{spec.model}: no image-to-image pipeline for conditioning.init_images "
+                                 f"({exc})") from None
         i2i.set_progress_bar_config(disable=True)
     return Generator(
         pipe=pipe,

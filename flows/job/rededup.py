@@ -45,7 +45,8 @@ def rededup(
         head = open_version(cat, name, allow_restricted=True)  # re-decided rows stay in the dataset
         t = head.table(["sample_id", "job_digest", "plan_index", "embedding", "embedding_model", "real_dataset",
                         "real_threshold",
-                        "pixel_threshold", "real_pixel_distance", "real_pixel_nn_id", "clip_score", "init_image_id", "init_distance",
+                        "pixel_threshold", "real_pixel_distance", "real_pixel_nn_id", "clip_score",
+                        "init_image_id", "init_distance",
                         *evidence_columns()], status="all")
         ids, emb, models = embeddings_of(head, status="all")
         if len(models) > 1:

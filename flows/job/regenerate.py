@@ -38,9 +38,8 @@ _CONFIG_COLS = ["model_id", "model_weights_sha256", "scheduler", "scheduler_conf
                 "guidance_scale", "batch_size", "dtype", "device", "width", "height", "generator_options",
                 "init_dataset", "init_version", "init_strength"]
 ROW_COLUMNS = ["sample_id", "seed", "label", "label_name", "prompt", "negative_prompt", "image_sha256", "plan_index",
-               "init_image_id",
-             "job_digest", "torch_version", "diffusers_version", "code_commit", "watermark", "watermark_method",
-             *_CONFIG_COLS]
+             "init_image_id", "job_digest", "torch_version", "diffusers_version", "code_commit", "watermark",
+             "watermark_method", *_CONFIG_COLS]
 
 
 @dataclass
@@ -127,6 +126,8 @@ def generator_for(row: dict) -> Generator:
 
     sched_cls = getattr(diffusers, row["scheduler"])
     gen.pipe.scheduler = sched_cls.from_config(json.loads(row["scheduler_config"]))
+    if gen.img2img is not None:  # a text model's image-to-image pipeline samples guided rows: same scheduler
+        gen.img2img.scheduler = gen.pipe.scheduler
     return gen
 
 

@@ -27,8 +27,8 @@ from synthgen.spec import parse_spec
 from tests.conftest import small_job
 from tests.tiny_sd import build_tiny_sd
 
-COLUMNS = ["sample_id", "seed", "label_name", "prompt", "width", "status", "drop_reason", "init_image_id", "init_dataset", "init_version",
-           "init_strength", "init_distance", "pixel_threshold"]
+COLUMNS = ["sample_id", "seed", "label_name", "prompt", "width", "status", "drop_reason", "init_image_id",
+           "init_dataset", "init_version", "init_strength", "init_distance", "pixel_threshold"]
 
 
 def guided(dataset: str, strength: float, per_class: int, steps: int = 4, **dedup) -> dict:
