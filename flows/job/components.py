@@ -140,6 +140,7 @@ class ComponentLoader:
                 self.embedder()
                 if guard:
                     self.guard()
+                self.init_images()
             except Exception:  # noqa: BLE001 - the job loads again and reports the error
                 pass
 

@@ -13,13 +13,14 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from catalog import Catalog, RestrictedError, ingest_folder, open_version
+from catalog import Catalog, RestrictedError, audit, ingest_folder, open_version
 from catalog.card import render_card
 from catalog.verify import verify
 from flows.cli.app import app
 from flows.job.regenerate import regenerate_sample_check
 from flows.job.run import run_job
 from flows.settings import Paths
+from flows.ui.samples import evidence
 from synthgen.init_images import pick
 from synthgen.records import KEPT, REAL_COPY, Sample
 from synthgen.rules.source_copy import SourceCopy
@@ -141,6 +142,9 @@ def test_release_records_who_and_why_and_audit_shows_the_source(data):
     r = cli(data, "audit", kept, "--allow-restricted")
     assert source["source_path"] in r.output and source["label_name"] in r.output, r.output
     assert cli(data, "release", name, "--by", "x", "--reason", "y").exit_code == 2  # not restricted any more
+    shown = [e for e in evidence(cat, audit(cat, kept)[0], allow=False) if e.sample_id == source["sample_id"]]
+    assert [(e.title, e.dataset, e.restricted, e.decided) for e in shown] == [
+        ("init image it started from", "digits-real", True, False)]  # the web app's sample page
     card = render_card(cat, name, quality="not needed here")
     assert "## Real-image guidance" in card and "| digits-real@1 | 0.25 | 9 | 9 |" in card, card
     assert "released at version 2: by Ada (DPO)" in card and "reviewed: no identifiable faces" in card
