@@ -139,6 +139,7 @@ def test_release_records_who_and_why_and_audit_shows_the_source(data):
     r = cli(data, "audit", kept)
     assert r.exit_code == 0 and source["sample_id"] in r.output and "digits-real" in r.output, r.output
     assert source["source_path"] not in r.output and "withheld" in r.output  # the real set is still restricted
+    assert "Ada (DPO)" in r.output and "reviewed: no identifiable faces" in r.output  # who released it, why
     r = cli(data, "audit", kept, "--allow-restricted")
     assert source["source_path"] in r.output and source["label_name"] in r.output, r.output
     assert cli(data, "release", name, "--by", "x", "--reason", "y").exit_code == 2  # not restricted any more
