@@ -34,6 +34,7 @@ bench: install
 	$(PY) bench/bench_generator.py
 	$(PY) bench/bench_embedder.py
 	$(PY) bench/bench_quality_sweep.py
+	$(PY) bench/bench_real_guidance.py
 
 clean:
 	rm -rf synthgen-data

@@ -26,7 +26,7 @@ from synthgen.records import KEPT, REAL_COPY
 _FALSE = pa.scalar(False)
 # The columns ``copies_of_restricted`` reads: a row's status and its memorisation-guard evidence.
 GUARD_COLUMNS = ["status", "real_dataset", "real_threshold", "real_nn_similarity", "pixel_threshold",
-                 "real_pixel_distance"]
+                 "real_pixel_distance", "init_dataset"]
 
 __all__ = ["GUARD_COLUMNS", "RestrictedError", "copies_of_restricted", "require_access", "sealed"]
 
@@ -52,6 +52,9 @@ def copies_of_restricted(cat: Any, table: pa.Table) -> pa.ChunkedArray:
     is not an open one in ``cat`` (restricted, or absent: e.g. a pulled
     synthetic dataset whose real set stayed behind), and its evidence makes
     it a copy: blocked by the guard, or past the CLIP or pixel threshold.
+    A row started from a real image of such a dataset (real-image guidance)
+    and blocked counts too: it may copy its own source, even once its
+    dataset is released (``catalog.release``).
     ``table`` needs the ``GUARD_COLUMNS``.
     """
     if table.num_rows == 0:
@@ -68,7 +71,12 @@ def restricted_copy_test(open_names: list[str], col: Callable[[str], Any]) -> An
         pc.equal(col("status"), REAL_COPY),
         pc.or_kleene(pc.coalesce(pc.greater_equal(col("real_nn_similarity"), col("real_threshold")), _FALSE),
                pc.coalesce(pc.less_equal(col("real_pixel_distance"), col("pixel_threshold")), _FALSE)))
-    return pc.coalesce(pc.and_kleene(pc.and_kleene(pc.not_equal(col("status"), KEPT), closed), copy), _FALSE)
+    guarded = pc.coalesce(pc.and_kleene(pc.and_kleene(pc.not_equal(col("status"), KEPT), closed), copy), _FALSE)
+    init = col("init_dataset")
+    open_set = pa.array(open_names, pa.string())
+    closed_init = pc.and_kleene(pc.is_valid(init), pc.invert(pc.is_in(init, value_set=open_set)))
+    from_source = pc.coalesce(pc.and_kleene(pc.equal(col("status"), REAL_COPY), closed_init), _FALSE)
+    return pc.or_kleene(guarded, from_source)
 
 
 class Sealed:

@@ -7,6 +7,7 @@ from pathlib import Path
 import duckdb
 
 from catalog.grids import write_class_grids
+from catalog.manifest import release_record
 from catalog.numbers import shortest_text
 from catalog.per_condition import condition_counts
 from catalog.quality import version_quality
@@ -29,6 +30,25 @@ def quality_or_reason(cat: Catalog, ref: str) -> QualityReport | str:
         return str(exc)
 
 
+def _guidance(q, cat: Catalog, name: str) -> list[str]:
+    """The card's real-image guidance section: sources, strength, distances to the sources, and any release."""
+    rows = q("SELECT init_dataset || '@' || init_version, init_strength, count(*), count(DISTINCT init_image_id), "
+             "quantile_cont(init_distance, 0.5), count(*) FILTER (status = 'blocked_real_copy' AND "
+             "init_distance <= coalesce(pixel_threshold, 0.24)) FROM t WHERE init_dataset IS NOT NULL "
+             "GROUP BY ALL ORDER BY ALL")
+    if not rows:
+        return []
+    out = ["\n## Real-image guidance\n",
+           "- each row started from a real image of its class (`init_image_id`; `synthgen audit ID` shows "
+           "its source)\n",
+           _table([(r[0], shortest_text(r[1]), r[2], r[3], f"{r[4]:.3f}", r[5]) for r in rows],
+                  ("source", "strength", "rows", "distinct sources", "median pixel distance to source",
+                   "blocked as copies of it"))]
+    releases = [(m.version, release_record(m)) for m in cat.versions(name) if release_record(m)]
+    out += [f"- released at version {v}: by {r['by']} ({r['at']}): {r['reason']}" for v, r in releases]
+    return out
+
+
 def render_card(cat: Catalog, ref: str, grids: list[tuple[str, Path]] | None = None,
                 quality: QualityReport | str | None = None) -> str:
     """The card of a version as Markdown; ``grids`` are (label, image path) per class to show.
@@ -40,7 +60,8 @@ def render_card(cat: Catalog, ref: str, grids: list[tuple[str, Path]] | None = N
     # Only counts and quantiles leave, so a restricted dataset gets a card too (without sample images).
     t = read_rows(v, ["origin", "status", "label_name", "prompt", "model_id", "scheduler", "num_inference_steps",
                   "guidance_scale", "embedding_model", "nn_similarity", "real_nn_similarity", "watermark_method",
-                  "prompt_attributes", "clip_score"],
+                  "prompt_attributes", "clip_score", "init_dataset", "init_version", "init_strength",
+                  "init_image_id", "init_distance", "pixel_threshold"],
               "all", None)
     con = duckdb.connect()
     con.register("t", t)
@@ -74,6 +95,7 @@ def render_card(cat: Catalog, ref: str, grids: list[tuple[str, Path]] | None = N
                   f"- dropped as near-duplicates: {stats[0]}; blocked as near-copies of real data: {stats[1]}",
                   f"- nearest-neighbour cosine p50/p90/p99: {', '.join(f'{x:.4f}' for x in stats[2] or [])}",
                   f"- highest similarity to a real sample: {shortest_text(stats[3])}"]
+        parts += _guidance(q, cat, v.name)
         marks = q("SELECT coalesce(watermark_method, 'none'), count(*) FROM t WHERE origin = 'synthetic' "
                   "GROUP BY ALL ORDER BY ALL")
         parts += ["\n## Marking\n",

@@ -72,6 +72,12 @@ class Manifest(BaseModel):
         return (self.model_dump_json(indent=2) + "\n").encode()
 
 
+def release_record(m: Manifest) -> dict | None:
+    """Who released version ``m`` of a restricted dataset and why (``catalog.release``); None if it is not one."""
+    gen = m.prov.get("wasGeneratedBy") or {}
+    return gen if gen.get("activity") == "release" and not m.restricted else None
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

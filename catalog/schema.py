@@ -106,6 +106,11 @@ COLUMNS: list[Column] = [
     _attr("real_pixel_nn_id", _S),  # the pixel guard's closest real image, measured at generation
     _attr("real_pixel_distance", _F),
     _prov("pixel_threshold", _F),
+    _prov("init_dataset", _S),  # real-image guidance: the real dataset and version the sample started from,
+    _prov("init_version", _I),
+    _prov("init_strength", pa.float64()),  # how far that image was noised (float64: int(steps x strength) must not move),
+    _attr("init_image_id", _S),  # which of its rows,
+    _attr("init_distance", _F),  # and the guard's pixel distance to it (a near-copy of its source is blocked)
     _attr("drop_reason", _S, decision=True),
     Column("created_at", pa.timestamp("us", tz="UTC"), lambda s: s.created_at or datetime.now(timezone.utc)),
     *(_measure(n) for n in evidence_columns()),

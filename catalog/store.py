@@ -299,6 +299,7 @@ class Catalog(CatalogFiles):
         message: str = "",
         prov: dict | None = None,
         adopt_from: Path | None = None,
+        restricted: bool | None = None,
     ) -> Manifest:
         """Commit a new version = parent's shards (optionally) + ``new_shards``.
 
@@ -308,19 +309,20 @@ class Catalog(CatalogFiles):
         read it (compare-and-swap). ``adopt_from``: a folder holding new shards
         written with ``write_shard(folder=...)``; they are moved into
         ``shards/`` once the head is checked, just before the manifest.
+        ``restricted``: the flag to seal (default: the dataset's); only ``catalog.release`` lowers it.
         """
         with self.lock(name):
             if adopt_from is not None and (expected_parent == "any" or self.head(name) == expected_parent):
                 self.adopt_shards(name, new_shards, adopt_from)
             manifest = self._commit_locked(name, new_shards, expected_parent, keep_parent_shards, job, job_digest,
-                                           runs, embedding_model, message, prov)
+                                           runs, embedding_model, message, prov, restricted)
         # Outside the lock (unless the caller holds it): the version stands once HEAD moved, and
         # audit rebuilds a missing id list, so other writers need not wait for it.
         id_index.index_commit(self, manifest)
         return manifest
 
     def _commit_locked(self, name, new_shards, expected_parent, keep_parent_shards, job, job_digest, runs,
-                       embedding_model, message, prov) -> Manifest:
+                       embedding_model, message, prov, restricted=None) -> Manifest:
         info = self.info(name)
         head = self.head(name)
         if expected_parent != "any" and head != expected_parent:
@@ -339,7 +341,7 @@ class Catalog(CatalogFiles):
             origin=info["origin"],
             parent=head,
             parent_sha256=self.head_sha256(name) if head else None,
-            restricted=bool(info.get("restricted")),
+            restricted=bool(info.get("restricted")) if restricted is None else restricted,
             created_at=datetime.now(timezone.utc).isoformat(),
             shards=shards,
             added_shards=[s.sha256 for s in new_shards],

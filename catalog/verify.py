@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from catalog.errors import IntegrityError
 from catalog.id_index import parse_ids_json, segment_shards
 from catalog.layout import manifest_key, version_dir_key
-from catalog.manifest import Manifest, sha256_bytes
+from catalog.manifest import Manifest, release_record, sha256_bytes
 from catalog.schema import SCHEMA
 from catalog.storage import Storage
 from catalog.store import Catalog, CatalogError
@@ -166,7 +166,9 @@ def check_restricted(storage: Storage, name: str, manifests: list[Manifest], rep
     except ValueError:
         report.problems.append(f"{storage.where(name + '/dataset.json')}: not valid JSON")
         return
-    sealed = [m.version for m in manifests if m.restricted]
+    # A release (``catalog.release``: an open manifest recording who and why) lifts what came before it.
+    released = max((m.version for m in manifests if release_record(m)), default=0)
+    sealed = [m.version for m in manifests if m.restricted and m.version > released]
     if sealed and not info.get("restricted"):
         report.problems.append(f"{storage.where(name + '/dataset.json')}: says the dataset is not restricted, but "
                                f"the manifest of version {sealed[-1]} records it as restricted (dataset.json was "

@@ -47,6 +47,7 @@ class Generator:
     device: str
     dtype: torch.dtype
     options: dict = field(default_factory=dict)  # speed options as applied (``synthgen.accel``)
+    img2img: object | None = None  # text-to-image models: the image-to-image pipeline sharing ``pipe``'s modules
 
     @property
     def batch_size(self) -> int:
@@ -65,11 +66,17 @@ class Generator:
         """The scheduler's config as canonical JSON (enough to rebuild it)."""
         return json.dumps(dict(self.pipe.scheduler.config), sort_keys=True, default=str)
 
-    def generate(self, samples: list[Sample]) -> np.ndarray:
-        """Sample one batch; returns uint8 images (n, H, W, C) on the CPU, quantised on the device."""
+    def generate(self, samples: list[Sample], init: list[np.ndarray] | None = None,
+                 strength: float = 1.0) -> np.ndarray:
+        """Sample one batch; returns uint8 images (n, H, W, C) on the CPU, quantised on the device.
+
+        ``init``: one real uint8 (H, W, C) image per sample to start from (image-to-image at ``strength``).
+        """
         n = len(samples)
         if not 0 < n <= self.batch_size:
             raise ValueError(f"batch of {n} samples; expected 1..{self.batch_size}")
+        if init is not None and len(init) != n:
+            raise ValueError(f"{len(init)} init images for {n} samples")
         rows = list(samples) + [samples[-1]] * (self.batch_size - n)
         seeds = [s.seed for s in samples] + [_DUMMY_SEED + i for i in range(self.batch_size - n)]
         gens = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
@@ -80,17 +87,59 @@ class Generator:
             output_type="pt",  # stay on the device: quantise there, copy 1 byte per channel to the host
         )
         size = {k: v for k, v in (("height", self.spec.height), ("width", self.spec.width)) if v}
+        pipe = self.pipe
+        if init is not None:
+            images = list(init) + [init[-1]] * (self.batch_size - n)  # padding rows start from the last image
+            if self.kind == "class":
+                common.update(image=init_tensor(images, self.pipe.unet.config, self.spec), strength=strength)
+            else:
+                if self.img2img is None:
+                    raise GeneratorError("init images given, but the generator was loaded without img2img=True")
+                common.update(image=init_pil(images, self.pipe, self.spec), strength=strength)
+                pipe, size = self.img2img, {}  # img2img's output has the input image's size
         if self.kind == "class":
-            out = self.pipe(class_labels=[r.class_id for r in rows], **size, **common)
+            out = pipe(class_labels=[r.class_id for r in rows], **size, **common)
         else:
             negative = [r.negative_prompt or "" for r in rows]
-            out = self.pipe(
+            out = pipe(
                 prompt=[r.prompt for r in rows],
                 negative_prompt=negative if any(negative) else None,
                 **size,
                 **common,
             )
         return to_uint8(out.images[:n])
+
+
+def init_tensor(images: list[np.ndarray], unet_config, spec: GeneratorSpec) -> torch.Tensor:
+    """Real uint8 (H, W, C) images as the class model's input: (n, C, H, W) in [0, 1] at the sampled size."""
+    size = unet_config.sample_size
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    size = (spec.height or size[0], spec.width or size[1])
+    channels = unet_config.in_channels
+    x = torch.from_numpy(np.stack([_channels(a, channels) for a in images])).permute(0, 3, 1, 2).float() / 255.0
+    if tuple(x.shape[-2:]) != size:
+        x = torch.nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+    return x.clamp(0, 1)
+
+
+def init_pil(images: list[np.ndarray], pipe, spec: GeneratorSpec) -> list:
+    """Real uint8 images as RGB PIL images at the size a text-to-image model samples (the spec's, else its own)."""
+    from PIL import Image
+
+    default = int(pipe.unet.config.sample_size) * int(getattr(pipe, "vae_scale_factor", 8))
+    size = (spec.width or default, spec.height or default)
+    return [Image.fromarray(_channels(a, 3)).resize(size, Image.BICUBIC) for a in images]
+
+
+def _channels(arr: np.ndarray, channels: int) -> np.ndarray:
+    """A uint8 (H, W, C) image with ``channels`` channels (grey <-> RGB; alpha dropped)."""
+    arr = arr[..., None] if arr.ndim == 2 else arr[..., :3]
+    if arr.shape[-1] == channels:
+        return arr
+    if channels == 1:
+        grey = arr.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        return np.round(grey)[..., None].astype(np.uint8)
+    return np.repeat(arr[..., :1], channels, axis=-1)
 
 
 def to_uint8(images) -> np.ndarray:
@@ -151,8 +200,13 @@ def _model_folder(path: str) -> Path:
     return Path(snapshot_download(path, local_files_only=True))
 
 
-def load_generator(spec: GeneratorSpec, kind: Literal["class", "text"], class_ids: list[int] | None = None) -> Generator:
-    """Load the spec's model through ``from_pretrained`` and check it can serve the job."""
+def load_generator(spec: GeneratorSpec, kind: Literal["class", "text"], class_ids: list[int] | None = None,
+                   img2img: bool = False) -> Generator:
+    """Load the spec's model through ``from_pretrained`` and check it can serve the job.
+
+    ``img2img``: the job starts from real images; a text-to-image model then gets its
+    image-to-image pipeline too (``AutoPipelineForImage2Image.from_pipe``: same modules, no reload).
+    """
     path = resolve_model_path(spec.model)
     device = resolve_device(spec.device)
     dtype = torch_dtype(spec.dtype, device)
@@ -173,6 +227,19 @@ def load_generator(spec: GeneratorSpec, kind: Literal["class", "text"], class_id
     pipe = pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
     options = accel.apply(pipe, accel.resolve(spec, device))
+    i2i = None
+    if img2img and kind == "class" and class_name != "ClassConditionalPipeline":
+        raise GeneratorError(f"{spec.model}: a {class_name} has no image-to-image path for conditioning.init_images "
+                             "(the embedded ClassConditionalPipeline and text-to-image models have)")
+    if img2img and kind == "text":
+        from diffusers import AutoPipelineForImage2Image
+
+        try:
+            i2i = AutoPipelineForImage2Image.from_pipe(pipe)
+        except (ValueError, KeyError) as exc:  # a model family with no image-to-image pipeline
+            raise GeneratorError(f"{spec.model}: no image-to-image pipeline for conditioning.init_images "
+                                 f"({exc})") from None
+        i2i.set_progress_bar_config(disable=True)
     return Generator(
         pipe=pipe,
         kind=kind,
@@ -182,4 +249,5 @@ def load_generator(spec: GeneratorSpec, kind: Literal["class", "text"], class_id
         device=device,
         dtype=dtype,
         options=options,
+        img2img=i2i,
     )

@@ -64,6 +64,9 @@ class Provenance:
     png_encoder: str | None = None  # synthgen.png's encoder of those bytes (null on older rows: pillow)
     generator_options: str | None = None  # JSON: compile, channels_last, fuse_qkv, sdpa as applied
     watermark_method: str | None = None  # e.g. 'dwtDctSvd:72' when the run marked its images
+    init_dataset: str | None = None  # real-image guidance: the real dataset the samples start from
+    init_version: int | None = None  # ... at this version
+    init_strength: float | None = None  # ... noised this far (diffusers' img2img strength)
 
 
 @dataclass(slots=True)
@@ -82,6 +85,7 @@ class Sample:
     seed: int | None = None
     provenance: Provenance | None = None
     source_path: str | None = None  # real rows: the file it was ingested from
+    init_image_id: str | None = None  # real-image guidance: the real row this sample started from
     # filled by generation / ingest
     pixels: np.ndarray | None = None  # the generator's uint8 HWC array, until the batch's stages are done
     image: Image.Image | None = None
@@ -104,5 +108,6 @@ class Sample:
     real_nn_similarity: float | None = None
     real_pixel_nn_id: str | None = None  # closest real image in pixel space (memorisation guard)
     real_pixel_distance: float | None = None
+    init_distance: float | None = None  # pixel distance (the guard's) to its own init image
     # filled by the score stage: each rule's evidence columns (``synthgen.rules``), by column name
     measures: dict[str, float | None] = field(default_factory=dict)

@@ -25,6 +25,7 @@ from synthgen.strict_yaml import load_yaml
 EMBEDDED_GENERATOR = "embedded:digits"
 EMBEDDED_EMBEDDER = "embedded:digits-clip"
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+REF_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}(@[1-9][0-9]{0,8})?$"  # a dataset, optionally at a version
 
 # Friendly scheduler names -> diffusers classes (any diffusers class name works too).
 SCHEDULER_ALIASES = {
@@ -134,6 +135,27 @@ class PromptExpansion(_Strict):
     added: int = Field(ge=0, description="templates (or prompts) it added")
 
 
+class InitImagesSpec(_Strict):
+    """Real-image guidance (img2img): each sample starts from a real image of its class, noised to ``strength``."""
+
+    dataset: str = Field(pattern=REF_PATTERN, description="the real dataset, NAME or NAME@VERSION (pin the version: "
+                         "without it the head at load time is used, and recorded per row)")
+    strength: float = Field(gt=0.0, le=1.0, description="how far the real image is noised (diffusers' img2img "
+                            "strength): int(steps * strength) of the steps are denoised; 1 keeps nothing of it")
+    classes: dict[str, str] | None = Field(
+        None, description="prompts only: prompt -> the real class (label_name) its source images come from; "
+        "a prompt not listed draws from the whole real set. Class-conditioned jobs match the real rows by class name")
+
+    @property
+    def name(self) -> str:
+        return self.dataset.partition("@")[0]
+
+    @property
+    def version(self) -> int | None:
+        v = self.dataset.partition("@")[2]
+        return int(v) if v else None
+
+
 class Conditioning(_Strict):
     """What to condition on: exactly one of ``classes`` or ``prompts``, and optionally a prompt program.
 
@@ -158,6 +180,8 @@ class Conditioning(_Strict):
         "and within each class or prompt each value's count differs by at most one")
     prompt_expansion: PromptExpansion | None = Field(
         None, description="written by `synthgen expand-prompts`: which text model wrote the extra templates")
+    init_images: InitImagesSpec | None = Field(
+        None, description="start every sample from a real image of its class (img2img); null: from noise")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "Conditioning":
@@ -176,6 +200,14 @@ class Conditioning(_Strict):
                 raise ValueError(f"class names must be unique; given more than once: {', '.join(map(repr, twice))}")
         if self.prompts is not None and any(not p.strip() for p in self.prompts):
             raise ValueError("prompts must not be empty strings")
+        init = self.init_images
+        if init is not None and init.classes is not None:
+            if self.prompts is None:
+                raise ValueError("init_images.classes maps prompts to real classes; a class-conditioned job "
+                                 "matches its real rows by class name")
+            unknown = sorted(set(init.classes) - set(self.prompts))
+            if unknown:
+                raise ValueError(f"init_images.classes names prompts the job does not have: {unknown}")
         if "{name}" not in self.caption_template:
             raise ValueError("caption_template must contain '{name}'")
         try:  # formatted per sample later, inside the flow: a bad template must fail here instead
@@ -419,6 +451,8 @@ class JobSpec(_Strict):
             del data["output"]["watermark"]
         if data["output"]["png_encoder"] == "pillow":  # the encoder of jobs from before the field: same identity
             del data["output"]["png_encoder"]
+        if data["conditioning"]["init_images"] is None:  # jobs from noise keep the identity they had
+            del data["conditioning"]["init_images"]
         for name in RULE_FIELDS:  # a rule that is off does not change the job's identity
             if data["dedup"].get(name) is None:
                 del data["dedup"][name]

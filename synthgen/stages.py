@@ -20,6 +20,7 @@ import numpy as np
 from synthgen.embedder import Embedder
 from synthgen.generators import Generator
 from synthgen.imaging import DEFAULT_PNG_LEVEL, array_to_pil
+from synthgen.init_images import InitImages
 from synthgen.memorisation import PixelGuard
 from synthgen.parallel import encode_pool
 from synthgen.png import DEFAULT_PNG_ENCODER, GIL_FREE, PngEncoder, encode_pixels
@@ -35,13 +36,28 @@ class Stage(Protocol):
 
 @dataclass
 class Generate:
-    """Sample one batch with the generator (``Sample.pixels``)."""
+    """Sample one batch with the generator (``Sample.pixels``); with ``init``, each from its real image."""
 
     generator: Generator
+    init: InitImages | None = None
 
     def __call__(self, samples: list[Sample]) -> None:
-        for s, arr in zip(samples, self.generator.generate(samples)):
+        if self.init is None:
+            pixels = self.generator.generate(samples)
+        else:  # the real image is chosen from the seed here, in the plan's terms, not by an executor
+            pixels = self.generator.generate(samples, self.init.assign(samples), self.init.strength)
+        for s, arr in zip(samples, pixels):
             s.pixels = arr
+
+
+@dataclass
+class SourceDistance:
+    """Each sample's pixel distance to the real image it started from (``Sample.init_distance``)."""
+
+    init: InitImages
+
+    def __call__(self, samples: list[Sample]) -> None:
+        self.init.distances(samples)
 
 
 @dataclass
@@ -159,9 +175,11 @@ def shard_stages(
     workers: int = 1,
     watermark: Watermark | None = None,
     png_encoder: PngEncoder | None = None,
+    init: InitImages | None = None,
 ) -> list[Stage]:
-    """The stages of one shard, in order: generate, (watermark), encode, embed, guard, score.
+    """The stages of one shard, in order: generate, (watermark), encode, embed, guard, (source distance), score.
 
+    ``init``: real-image guidance (each sample starts from a real image of its class).
     ``workers``: how many post-processing workers the engine runs them on (sizes the encode pool).
     ``png_encoder``: by default the one the provenance records (so rows say what made their
     bytes), else ``synthgen.png.DEFAULT_PNG_ENCODER``.
@@ -169,9 +187,10 @@ def shard_stages(
     recorded = provenance.png_encoder if provenance is not None else None
     if png_encoder and recorded and png_encoder != recorded:
         raise ValueError(f"png_encoder {png_encoder!r} differs from the {recorded!r} the provenance records")
-    stages: list[Stage] = [Generate(generator), *([watermark] if watermark else [])]
+    stages: list[Stage] = [Generate(generator, init), *([watermark] if watermark else [])]
     stages.append(Encode(provenance, png_level, workers, png_encoder or recorded or DEFAULT_PNG_ENCODER))
     stages += [Embed(embedder)] if embedder is not None else []
     stages += [Guard(guard, str(getattr(generator, "device", "cpu")))] if guard is not None else []
+    stages += [SourceDistance(init)] if init is not None else []
     stages.append(Score(embedder, caption))
     return stages

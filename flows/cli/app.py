@@ -345,7 +345,7 @@ def load(
 # The other command modules register on `app` after this one's commands, so `--help` lists the
 # panels in the order a user meets them (generate, inspect, audit, share, schedule).
 from flows.cli import audit, export  # noqa: E402,F401 - audit and share commands, in this order
-from flows.cli import catalog, prompts, quality, remote, schedule, sweep  # noqa: E402,F401
+from flows.cli import catalog, prompts, quality, release, remote, schedule, sweep  # noqa: E402,F401
 from flows.cli import ui  # noqa: E402,F401 - the web app
 
 

@@ -20,6 +20,8 @@ def audit(
 ) -> None:
     """Print a sample's whole lineage: provenance, versions, runs. Accepts an image file too."""
     from catalog import audit as run_audit
+    from catalog.init_source import init_source
+    from catalog.manifest import release_record
 
     if not target.strip():  # Path("") is the current folder: say what is missing instead
         fail("audit needs a sample id or an image file, not an empty string")
@@ -32,13 +34,26 @@ def audit(
         fail(f"{target}: not a sample id nor a regular image file (a folder or a device)")
     if not records:
         fail(f"no sample {sample_id!r} in any committed version (give a sample id or an image file)")
+    cat = open_catalog()
+    sources = [init_source(cat, rec.row, allow_restricted) for rec in records]  # real-image guidance's lineage
+    # Who lifted a restriction on the versions holding the row, and why (catalog.release).
+    releases = [[{**release_record(m), "released_at_version": m.version} for m in cat.versions(rec.dataset)
+                 if m.version in rec.versions and release_record(m)] for rec in records]
     if as_json:
         return print_json({"sample_id": sample_id, "records": [
             {"dataset": rec.dataset, "versions": rec.versions, "shard": rec.shard,
-             "row": {k: v for k, v in rec.row.items() if k not in ("image", "embedding")}} for rec in records]})
-    for rec in records:
+             "row": {k: v for k, v in rec.row.items() if k not in ("image", "embedding")},
+             **({"init_source": src} if src else {}), **({"releases": rel} if rel else {})}
+            for rec, src, rel in zip(records, sources, releases)]})
+    for rec, src, rel in zip(records, sources, releases):
         print_record(f"sample {sample_id} in {rec.dataset} (versions {', '.join(map(str, rec.versions))})",
                      [*((k, v) for k, v in rec.row.items() if v is not None), ("shard", rec.shard)])
+        if src:
+            print_record(f"init image {src['sample_id']} (the real image it started from)",
+                         [(k, v) for k, v in src.items() if v is not None])
+        for r in rel:
+            print_record(f"released at {rec.dataset}@{r['released_at_version']} (the rows of version {r['version']})",
+                         [(k, r[k]) for k in ("by", "reason", "at", "sources")])
 
 
 def _trace(path: Path, embedder: str, quiet: bool = False, allow_restricted: bool = False) -> str:

@@ -14,8 +14,10 @@ from typing import Protocol
 
 from catalog import Catalog, open_version
 from catalog.guard import pixel_guard
+from catalog.init_source import load_init_images
 from synthgen.embedder import Embedder, load_embedder
 from synthgen.generators import Generator, load_generator
+from synthgen.init_images import InitImages
 from synthgen.memorisation import PixelGuard
 from synthgen.runtime import set_threads
 from synthgen.spec import JobSpec
@@ -34,6 +36,7 @@ class Components:
     embedder: Embedder
     guard: PixelGuard | None = None
     share: int = 1  # how many workers share this machine's cores (device workers: one per device)
+    init: InitImages | None = None  # real-image guidance: the real rows samples start from
 
 
 def load_job_generator(spec: JobSpec, device: str | None = None) -> Generator:
@@ -41,7 +44,8 @@ def load_job_generator(spec: JobSpec, device: str | None = None) -> Generator:
     gen_spec = spec.generator if device is None else spec.generator.model_copy(update={"device": device})
     set_threads(gen_spec.threads)
     with LOADING:
-        return load_generator(gen_spec, spec.conditioning.kind, [c.id for c in spec.conditioning.classes or []])
+        return load_generator(gen_spec, spec.conditioning.kind, [c.id for c in spec.conditioning.classes or []],
+                              img2img=spec.conditioning.init_images is not None)
 
 
 def load_job_embedder(spec: JobSpec) -> Embedder:
@@ -62,7 +66,7 @@ def load_components(spec: JobSpec, catalog: Catalog, device: str | None = None, 
                     embedder: Embedder | None = None) -> Components:
     """Load everything a shard step of ``spec`` needs (``embedder``: one already loaded, e.g. the driver's)."""
     return Components(load_job_generator(spec, device), embedder or load_job_embedder(spec),
-                      load_guard(spec, catalog), share)
+                      load_guard(spec, catalog), share, load_init_images(catalog, spec))
 
 
 def with_generator(parts: Components, generator: Generator) -> Components:
@@ -117,10 +121,14 @@ class ComponentLoader:
         """The pixel guard over the real set's head when first asked (after an ingest that makes it, say)."""
         return self._once("guard", lambda: load_guard(self.spec, Catalog(self.catalog_root)))
 
+    def init_images(self) -> InitImages | None:
+        """The real rows the job's samples start from (real-image guidance), or None."""
+        return self._once("init", lambda: load_init_images(Catalog(self.catalog_root), self.spec))
+
     def __call__(self, device: str | None = None, share: int = 1) -> Components:
         if device is not None or share != 1:  # a device worker: its own device, nothing kept here
             return load_components(self.spec, Catalog(self.catalog_root), device, share)
-        return Components(self.generator(), self.embedder(), self.guard())
+        return Components(self.generator(), self.embedder(), self.guard(), init=self.init_images())
 
     def prefetch(self, guard: bool = True) -> threading.Thread:
         """Load the models (and with ``guard`` the pixel guard) in a background thread; an error is raised
@@ -132,6 +140,7 @@ class ComponentLoader:
                 self.embedder()
                 if guard:
                     self.guard()
+                self.init_images()
             except Exception:  # noqa: BLE001 - the job loads again and reports the error
                 pass
 

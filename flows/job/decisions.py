@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from catalog import Catalog, CatalogError, ShardRef
+from catalog.init_source import derived_restricted
 from catalog.schema import SCHEMA, samples_from_table, samples_to_table, write_decisions
 from catalog.tally import distinct_runs, status_counts
 from catalog.vector_index import VersionIndex, version_index
@@ -35,7 +36,8 @@ from synthgen.rules import build_rules, evidence_columns
 from synthgen.spec import JobSpec
 
 # what the decision stage reads of each row (not the images)
-DECISION_INPUTS = ["sample_id", "embedding", "real_pixel_distance", "real_pixel_nn_id", "clip_score"]
+DECISION_INPUTS = ["sample_id", "embedding", "real_pixel_distance", "real_pixel_nn_id", "clip_score", "init_image_id",
+                   "init_distance"]
 
 
 def version_vectors(catalog: Catalog, ref: str, embedder: Embedder, parent: VersionIndex | None = None) -> VersionIndex:
@@ -80,7 +82,8 @@ class OrderedDecisions:
         if self._basis is None:
             basis = self.staging.read_basis()
             if basis is None:
-                self.catalog.create(self.name, "synthetic")
+                # rows made from restricted real images are restricted too: the dataset is created so
+                self.catalog.create(self.name, "synthetic", restricted=derived_restricted(self.catalog, self.spec))
                 head = self.catalog.head(self.name)
                 real = self.spec.dedup.real_dataset
                 if real and self.catalog.info(real)["origin"] != "real":

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from catalog.errors import CatalogError
+from catalog.init_source import check_init_images
 from synthgen.device_check import check_devices
 from synthgen.model_check import check_job_models
 
@@ -32,5 +33,6 @@ def preflight(spec: JobSpec, catalog: Catalog, shard_pool: str | None = None) ->
             raise CatalogError(f"dedup.real_dataset: {spec.dedup.real_dataset!r} has no versions yet")
     if catalog.exists(spec.output.dataset) and catalog.info(spec.output.dataset)["origin"] != "synthetic":
         raise CatalogError(f"output.dataset: {spec.output.dataset!r} is a real dataset")
+    check_init_images(catalog, spec)  # the real dataset, version and classes init images come from
     check_job_models(spec)  # config files only; deployments reach the flow without the CLI's checks
     check_devices(spec, generator_here=not shard_pool)

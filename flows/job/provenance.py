@@ -7,13 +7,15 @@ from synthgen import __version__
 from synthgen.accel import options_json
 from synthgen.embedder import Embedder
 from synthgen.generators import Generator
+from synthgen.init_images import InitImages
 from synthgen.records import Provenance
 from synthgen.runtime import code_commit, library_version
 from synthgen.spec import JobSpec
 
 
-def provenance_for(spec: JobSpec, gen: Generator, emb: Embedder, runs: RunRef) -> Provenance:
-    """The fields every sample of this run shares."""
+def provenance_for(spec: JobSpec, gen: Generator, emb: Embedder, runs: RunRef,
+                   init: InitImages | None = None) -> Provenance:
+    """The fields every sample of this run shares (``init``: the real rows it starts from, if any)."""
     return Provenance(
         job_name=spec.name,
         job_digest=spec.digest(),
@@ -43,4 +45,7 @@ def provenance_for(spec: JobSpec, gen: Generator, emb: Embedder, runs: RunRef) -
         generator_options=options_json(gen.options),
         watermark_method=(f"{spec.output.watermark.method}:{spec.output.watermark.strength}"
                           if spec.output.watermark.enabled else None),
+        init_dataset=init.dataset if init else None,
+        init_version=init.version if init else None,
+        init_strength=init.strength if init else None,
     )

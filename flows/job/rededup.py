@@ -46,6 +46,7 @@ def rededup(
         t = head.table(["sample_id", "job_digest", "plan_index", "embedding", "embedding_model", "real_dataset",
                         "real_threshold",
                         "pixel_threshold", "real_pixel_distance", "real_pixel_nn_id", "clip_score",
+                        "init_image_id", "init_distance",
                         *evidence_columns()], status="all")
         ids, emb, models = embeddings_of(head, status="all")
         if len(models) > 1:

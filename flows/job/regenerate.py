@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 
 import duckdb
+import numpy as np
 
 from catalog import Catalog, open_version
 from catalog.manifest import Manifest
@@ -34,10 +35,11 @@ from synthgen.runtime import code_commit, library_version, set_threads
 from synthgen.spec import GeneratorSpec, JobSpec
 
 _CONFIG_COLS = ["model_id", "model_weights_sha256", "scheduler", "scheduler_config", "num_inference_steps",
-                "guidance_scale", "batch_size", "dtype", "device", "width", "height", "generator_options"]
+                "guidance_scale", "batch_size", "dtype", "device", "width", "height", "generator_options",
+                "init_dataset", "init_version", "init_strength"]
 ROW_COLUMNS = ["sample_id", "seed", "label", "label_name", "prompt", "negative_prompt", "image_sha256", "plan_index",
-             "job_digest", "torch_version", "diffusers_version", "code_commit", "watermark", "watermark_method",
-             *_CONFIG_COLS]
+             "init_image_id", "job_digest", "torch_version", "diffusers_version", "code_commit", "watermark",
+             "watermark_method", *_CONFIG_COLS]
 
 
 @dataclass
@@ -120,19 +122,23 @@ def generator_for(row: dict) -> Generator:
         height=row["height"], width=row["width"],  # class models sample other sizes too (the digits UNet at 256 px)
         **accel.spec_fields(row.get("generator_options")),  # the same compile/layout/attention settings
     )
-    gen = load_generator(spec, kind)
+    gen = load_generator(spec, kind, img2img=row.get("init_dataset") is not None)
     import diffusers
 
     sched_cls = getattr(diffusers, row["scheduler"])
     gen.pipe.scheduler = sched_cls.from_config(json.loads(row["scheduler_config"]))
+    if gen.img2img is not None:  # a text model's image-to-image pipeline samples guided rows: same scheduler
+        gen.img2img.scheduler = gen.pipe.scheduler
     return gen
 
 
-def regenerate_hashes(gen: Generator, samples: list[Sample], marks: list[str | None] | None = None) -> list[str]:
+def regenerate_hashes(gen: Generator, samples: list[Sample], marks: list[str | None] | None = None,
+                      init: list[np.ndarray] | None = None, strength: float = 1.0) -> list[str]:
     """Pixel hashes of ``samples`` regenerated in batches of the generator's (padded) batch size.
 
     ``marks``: each sample's recorded ``watermark_method`` (``method:strength``, or None); a marked
     row's payload is re-applied the way the watermark stage did, so its pixels hash the same.
+    ``init``: each sample's recorded init image (real-image guidance), started from at ``strength``.
     """
     from synthgen import watermark
 
@@ -140,7 +146,9 @@ def regenerate_hashes(gen: Generator, samples: list[Sample], marks: list[str | N
     marks = marks or [None] * len(samples)
     for start in range(0, len(samples), gen.batch_size):
         batch = samples[start : start + gen.batch_size]
-        for s, mark, a in zip(batch, marks[start : start + gen.batch_size], gen.generate(batch)):
+        pixels = gen.generate(batch) if init is None else \
+            gen.generate(batch, init[start : start + gen.batch_size], strength)
+        for s, mark, a in zip(batch, marks[start : start + gen.batch_size], pixels):
             if mark:
                 method, strength = mark.rsplit(":", 1)
                 a = watermark.apply(a, watermark.payload(s.sample_id), method, int(strength))
@@ -173,12 +181,24 @@ def _plan_fields(row: dict, specs: dict[str, JobSpec]) -> dict[str, tuple[object
                                               ("prompt", planned.prompt)) if row[k] != want}
 
 
+def _init_images(cat: Catalog, rows: list[dict]) -> list[np.ndarray] | None:
+    """The recorded init images of a group's rows (one real dataset version), as the generate stage read them."""
+    first = rows[0]
+    if first["init_dataset"] is None:
+        return None
+    real = open_version(cat, f"{first['init_dataset']}@{first['init_version']}", allow_restricted=True)
+    data = real.images([r["init_image_id"] for r in rows])  # only hashes leave regenerate_sample_check
+    arrays = [np.asarray(decode(data[r["init_image_id"]])) for r in rows]
+    return [a[..., None] if a.ndim == 2 else a for a in arrays]
+
+
 def _check_group(gen: Generator, rows: list[dict], stored: dict[str, bytes], specs: dict[str, JobSpec],
-                 result: GroupResult) -> None:
+                 result: GroupResult, init: list[np.ndarray] | None = None) -> None:
     samples = [Sample(r["sample_id"], "synthetic", seed=r["seed"], class_id=r["label"], class_name=r["label_name"],
                       prompt=r["prompt"], negative_prompt=r["negative_prompt"]) for r in rows]
     marks = [r["watermark_method"] if r["watermark"] else None for r in rows]
-    for row, sha in zip(rows, regenerate_hashes(gen, samples, marks)):
+    strength = rows[0]["init_strength"] or 1.0
+    for row, sha in zip(rows, regenerate_hashes(gen, samples, marks, init, strength)):
         result.checked += 1
         fields = _plan_fields(row, specs)
         if sha != row["image_sha256"]:
@@ -224,6 +244,6 @@ def regenerate_sample_check(cat: Catalog, ref: str, n: int, seed: int = 0) -> Re
                 settings["model_weights_sha256"], gen.weights_sha256)}) for r in group]
             continue
         group.sort(key=lambda r: (r["plan_index"] is None, r["plan_index"], r["sample_id"]))
-        _check_group(gen, group, stored, specs, gres)
+        _check_group(gen, group, stored, specs, gres, _init_images(cat, group))
     result.elapsed_s = time.perf_counter() - t0
     return result

@@ -76,9 +76,9 @@ class ShardStep:
         # Workers that share the machine's cores (one per device) each take their part.
         workers = spec.generator.workers or max(1, default_workers(gen.device, spec.generator.threads) // parts.share)
         wm = spec.output.watermark
-        stages = shard_stages(gen, emb, provenance_for(spec, gen, emb, self.runs), caption_of(spec), parts.guard,
-                              spec.output.png_compress_level, workers,
-                              Watermark(wm.method, wm.strength) if wm.enabled else None)
+        stages = shard_stages(gen, emb, provenance_for(spec, gen, emb, self.runs, parts.init), caption_of(spec),
+                              parts.guard, spec.output.png_compress_level, workers,
+                              Watermark(wm.method, wm.strength) if wm.enabled else None, init=parts.init)
 
         def batch_done(n: int) -> None:
             if slot:

@@ -90,6 +90,10 @@ def evidence(cat: Catalog, rec: AuditRecord, allow: bool) -> list[Evidence]:
         out.append(Evidence("closest real image (pixels)", r["real_pixel_nn_id"], real or "", "pixel distance",
                             r.get("real_pixel_distance"), pixel_t,
                             r.get("status") == REAL_COPY and _under(r.get("real_pixel_distance"), pixel_t)))
+    if r.get("init_image_id"):  # real-image guidance: the real image it started from, and how far it moved
+        out.append(Evidence("init image it started from", r["init_image_id"], r.get("init_dataset") or "",
+                            "pixel distance", r.get("init_distance"), pixel_t,
+                            r.get("status") == REAL_COPY and _under(r.get("init_distance"), pixel_t)))
     for e in out:
         e.restricted = _is_restricted(cat, e.dataset, allow)
     return sorted(out, key=lambda e: not e.decided)

@@ -61,12 +61,19 @@ class ClassConditionalPipeline(DiffusionPipeline):
         return_dict: bool = True,
         height: int | None = None,
         width: int | None = None,
+        image: torch.Tensor | None = None,
+        strength: float = 1.0,
     ):
         """Denoise one image per entry of ``class_labels``.
 
         ``generator`` may be a list with one generator per image: each image's
         initial (and any per-step) noise then comes from its own generator, so
         it does not depend on what else is in the batch.
+
+        ``image`` (n, C, H, W in [0, 1]): image-to-image, as diffusers' img2img
+        pipelines do it: the images are noised to the timestep ``strength``
+        implies (the last ``int(steps * strength)`` steps are run) and denoised
+        from there with the class.
         """
         device = self._execution_device
         dtype = self.unet.dtype
@@ -75,6 +82,8 @@ class ClassConditionalPipeline(DiffusionPipeline):
         size = (size, size) if isinstance(size, int) else tuple(size)
         size = (height or size[0], width or size[1])  # a convolutional UNet samples larger images too
         shape = (batch, self.unet.config.in_channels, *size)
+        if image is not None:
+            shape = (batch, self.unet.config.in_channels, *image.shape[-2:])
         if latents is None:
             # Drawn on the CPU in float32 so noise is identical on every device.
             latents = randn_tensor(shape, generator=generator, device=torch.device("cpu"), dtype=torch.float32)
@@ -86,8 +95,15 @@ class ClassConditionalPipeline(DiffusionPipeline):
             labels_in = torch.cat([labels, null])
 
         self.scheduler.set_timesteps(num_inference_steps, device=device)
-        latents = latents * self.scheduler.init_noise_sigma
-        for t in self.progress_bar(self.scheduler.timesteps):
+        timesteps = self.scheduler.timesteps
+        if image is None:
+            latents = latents * self.scheduler.init_noise_sigma
+        else:
+            timesteps = self._img2img_timesteps(num_inference_steps, strength)
+            x0 = (image.to(device=device, dtype=torch.float32) * 2 - 1)
+            start = timesteps[:1].repeat(batch)
+            latents = self.scheduler.add_noise(x0, latents.float(), start).to(dtype)
+        for t in self.progress_bar(timesteps):
             model_in = torch.cat([latents, latents]) if use_cfg else latents
             model_in = self.scheduler.scale_model_input(model_in, t)
             eps = self.unet(model_in, t, class_labels=labels_in if use_cfg else labels).sample
@@ -107,6 +123,18 @@ class ClassConditionalPipeline(DiffusionPipeline):
         if not return_dict:
             return (out,)
         return ImagePipelineOutput(images=out)
+
+
+    def _img2img_timesteps(self, steps: int, strength: float) -> torch.Tensor:
+        """The last ``int(steps * strength)`` timesteps (diffusers' img2img ``get_timesteps``)."""
+        init = min(int(steps * strength), steps)
+        if init < 1:
+            raise ValueError(f"strength {strength} with {steps} steps denoises no step")
+        order = getattr(self.scheduler, "order", 1)
+        t_start = (steps - init) * order
+        if hasattr(self.scheduler, "set_begin_index"):
+            self.scheduler.set_begin_index(t_start)
+        return self.scheduler.timesteps[t_start:]
 
 
 def _accepts_generator(scheduler) -> bool:

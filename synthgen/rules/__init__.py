@@ -13,8 +13,9 @@ from synthgen.rules.base import Rule, Verdict
 from synthgen.rules.degenerate import Degenerate
 from synthgen.rules.pixel_copy import PixelRealCopy
 from synthgen.rules.real_copy import ClipRealCopy
+from synthgen.rules.source_copy import SourceCopy
 
-RULES: tuple[type[Rule], ...] = (ClipRealCopy, PixelRealCopy, LowAlignment, Degenerate)
+RULES: tuple[type[Rule], ...] = (ClipRealCopy, PixelRealCopy, SourceCopy, LowAlignment, Degenerate)
 
 
 def build_rules(dedup: Any) -> list[Rule]:

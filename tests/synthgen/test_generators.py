@@ -1,8 +1,10 @@
 import numpy as np
 import pytest
 
+from synthgen.digits import load_digits_uint8, upsample
 from synthgen.generators import GeneratorError, load_generator
 from synthgen.imaging import array_to_pil, encode_png
+from synthgen.memorisation import copy_distance, standardise
 from synthgen.plan import make_plan
 from synthgen.spec import GeneratorSpec, parse_spec
 from tests.conftest import small_job
@@ -108,3 +110,39 @@ def test_negative_prompt_reaches_the_pipeline(tiny_sd_dir):
     negative = make_plan(parse_spec(small_job(conditioning={**base, "negative_prompt": "blurry"})))[:1]
     assert plain[0].seed == negative[0].seed and negative[0].negative_prompt == "blurry"
     assert not np.array_equal(gen.generate(plain), gen.generate(negative))  # same seed, other negative prompt
+
+
+def _real_digits(n: int) -> list[np.ndarray]:
+    images, _ = load_digits_uint8()
+    return [a[..., None] for a in (upsample(images[:n], 16) * 255).round().astype(np.uint8)]
+
+
+def test_img2img_from_real_images_keeps_samples_independent_of_their_batch(digits_gen):
+    gen = digits_gen  # the class pipeline takes init images whether loaded for them or not
+    plan = make_plan(parse_spec(small_job(per_class=2)))[:6]
+    init = _real_digits(6)
+    together = gen.generate(plan, init, strength=0.5)
+    assert pngs(gen.generate(plan[2:3], init[2:3], strength=0.5)) == pngs(together)[2:3]
+    assert not np.array_equal(together, gen.generate(plan, init[::-1], strength=0.5))  # the start matters
+
+    def dist(images):
+        return np.mean([copy_distance(standardise(a[..., 0]), standardise(b[..., 0])) for a, b in zip(images, init)])
+
+    assert dist(gen.generate(plan, init, strength=0.25)) < dist(together) < dist(gen.generate(plan))
+
+
+def test_text_to_image_model_runs_its_img2img_pipeline(tiny_sd_dir):
+    spec = GeneratorSpec(model=str(tiny_sd_dir), scheduler="euler", steps=4, guidance_scale=5.0,
+                         height=32, width=32, batch_size=4)
+    gen = load_generator(spec, "text", img2img=True)
+    assert type(gen.img2img).__name__ == "StableDiffusionImg2ImgPipeline"
+    assert gen.img2img.unet is gen.pipe.unet  # from_pipe: the same modules, not a second copy
+    job = small_job(conditioning={"prompts": ["a red cube", "a blue ball"], "classes": None})
+    plan = make_plan(parse_spec(job))[:3]
+    init = _real_digits(3)  # grey 16 px: converted to RGB at the model's 32 px
+    images = gen.generate(plan, init, strength=0.5)
+    assert images.shape == (3, 32, 32, 3)
+    assert pngs(gen.generate([plan[1]], init[1:2], strength=0.5))[0] == pngs(images)[1]
+    assert not np.array_equal(images, gen.generate(plan))
+    with pytest.raises(GeneratorError, match="img2img"):
+        load_generator(spec, "text").generate(plan, init, strength=0.5)

@@ -179,6 +179,7 @@ _COMPANIONS = {
        for name in ("model", "per_template", "max_new_tokens", "added")},
     "kept_per_condition": lambda v: {"images_per_condition": None},  # None: the field is left out
     "max_per_condition": lambda v: {"images_per_condition": None, "kept_per_condition": 1},
+    "conditioning.init_images.strength": lambda v: {"conditioning": {"init_images": {"dataset": "digits-real"}}},
 }
 # A valid element for each constrained list field (a new one fails the collection below until added here).
 _LIST_ELEMENTS = {"generator.devices": "cpu"}

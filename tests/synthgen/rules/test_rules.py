@@ -7,15 +7,16 @@ from synthgen.rules import RULES, build_rules
 from synthgen.rules.alignment import LowAlignment
 from synthgen.rules.pixel_copy import PixelRealCopy
 from synthgen.rules.real_copy import ClipRealCopy
+from synthgen.rules.source_copy import SourceCopy
 from synthgen.spec import DedupSpec
 
 
 def test_each_rule_reads_its_own_field_and_a_null_turns_it_off():
     on = build_rules(DedupSpec(real_threshold=0.9, pixel_threshold=0.2, min_clip_score=0.1))
-    assert [type(r) for r in on[:3]] == [ClipRealCopy, PixelRealCopy, LowAlignment]
-    assert [r.limit for r in on[:3]] == [0.9, 0.2, 0.1]
+    assert [type(r) for r in on[:4]] == [ClipRealCopy, PixelRealCopy, SourceCopy, LowAlignment]
+    assert [r.limit for r in on[:4]] == [0.9, 0.2, 0.2, 0.1]  # a copy of its own init image: the pixel threshold
     off = build_rules(DedupSpec(pixel_threshold=None, min_clip_score=None))
-    assert PixelRealCopy not in map(type, off) and LowAlignment not in map(type, off)
+    assert not {PixelRealCopy, SourceCopy, LowAlignment} & set(map(type, off))
     assert all(r.reads in DedupSpec.model_fields for r in RULES)
 
 
