@@ -208,6 +208,10 @@ class Conditioning(_Strict):
             unknown = sorted(set(init.classes) - set(self.prompts))
             if unknown:
                 raise ValueError(f"init_images.classes names prompts the job does not have: {unknown}")
+            if self.programmed:  # a programmed prompt is the drawn text, so the mapping could not find it
+                raise ValueError("init_images.classes maps a prompt job's prompts to real classes, and a prompt "
+                                 "program rewrites every prompt; give a class job with the program instead (its "
+                                 "classes match real rows by name), or leave init_images.classes out")
         if "{name}" not in self.caption_template:
             raise ValueError("caption_template must contain '{name}'")
         try:  # formatted per sample later, inside the flow: a bad template must fail here instead

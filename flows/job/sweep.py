@@ -52,7 +52,7 @@ from synthgen.sweep import Measures, Setting, denoiser_passes, measures, zero_sh
 SCRATCH_SUFFIX = "-sweep"
 TIMING_FILE = "sweep-timing.json"  # in a probe version's folder: its sampling speed, for a later sweep reusing it
 # Fields a grid may not vary: the sweep sets them (probe size, scratch dataset).
-RESERVED = ("images_per_condition", "output.dataset")
+RESERVED = ("images_per_condition", "kept_per_condition", "max_per_condition", "output.dataset")
 
 # A user's classifier: called once with the class names (or prompts), returns a function from
 # images to one predicted name per image.
@@ -113,8 +113,9 @@ def plan_sweep(spec: JobSpec, settings: list[Setting], per_setting: int) -> list
     probes = []
     for s in settings:
         full = _validated(merge_overrides(base, s.overrides()), s.label)
-        probe = merge_overrides(full.model_dump(mode="json"), {
+        probe = merge_overrides(full.model_dump(mode="json"), {  # a probe is a fixed size, even for a kept count
             "images_per_condition": max(1, math.ceil(per_setting / conditions)),
+            "kept_per_condition": None, "max_per_condition": None,
             "output": {"dataset": scratch_dataset(spec)}})
         key = _validated(probe, s.label).digest()[:10]
         probe["output"]["dataset"] = scratch_dataset(spec, key)
