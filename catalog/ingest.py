@@ -220,8 +220,10 @@ def _ingest(catalog, name, source, files, plan, key, staging, embed, embedding_m
         shards: list[StagedShard] = []
         bad: list[dict] = []
         with ThreadPoolExecutor(workers, thread_name_prefix="ingest") as pool:
+            # A window of two batches: the decode threads fill the next batch while this thread embeds one
+            # (one batch left them idle for part of each forward: 0.68 -> 0.74 of cores x bare at 10k).
             run = _ShardRun(source, pool if workers > 1 else None, PixelBudget(), embed, embedding_model, batch, state,
-                            report, window=batch + 4 * workers)
+                            report, window=2 * batch + 4 * workers)
             for index, span in enumerate(plan):
                 shard = stage.staged(index)
                 if shard is not None:
