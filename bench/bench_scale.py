@@ -234,6 +234,9 @@ def real_files(folder: Path, n: int) -> Path:
     if done.exists():
         return folder
     for s in range(0, n, 100_000):
+        last = min(n, s + 100_000) - 1
+        if (folder / f"c{last % 10}" / f"{last:07d}.jpg").exists():  # a chunk an earlier, stopped run finished
+            continue
         thumbs = smooth_thumbs(min(n, s + 100_000) - s, seed=1 + s // 100_000)
         for j, t in enumerate(thumbs):
             i = s + j
