@@ -74,21 +74,29 @@ def interruptibly(work: Callable[[], T], interrupt: Callable[[], object]) -> T:
     ``interrupt`` (``DuckDBPyConnection.interrupt``) stops the work.
     """
     result: dict[str, object] = {}
+    # Our own flag, not ``Thread.is_alive``: a ``join`` that a KeyboardInterrupt cut short leaves the
+    # thread reported dead while it runs on (CPython 3.11).
+    done = threading.Event()
 
     def run() -> None:
         try:
             result["value"] = work()
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread as it is
             result["error"] = exc
+        finally:
+            done.set()
 
-    worker = threading.Thread(target=run, name="synthgen-interruptible", daemon=True)
-    worker.start()
+    threading.Thread(target=run, name="synthgen-interruptible", daemon=True).start()
     try:
-        while worker.is_alive():
-            worker.join(0.2)
+        while not done.wait(0.2):
+            pass
     except BaseException:
-        interrupt()
-        worker.join(5)  # the work stops at the interrupt; never wait long for it (a daemon thread)
+        # Again until the work ends: an interrupt that comes before the query starts is lost. Never wait
+        # long for it (a daemon thread).
+        for _ in range(50):
+            interrupt()
+            if done.wait(0.1):
+                break
         raise
     if "error" in result:
         raise result["error"]  # type: ignore[misc]

@@ -165,7 +165,10 @@ def test_ctrl_c_stops_a_long_query_at_once_with_exit_130_and_one_line(hostile):
     proc = subprocess.Popen(  # hours of work: a cross join of 10^12 rows
         [sys.executable, "-m", "flows.cli", "--data-dir", str(hostile["data"]), "query",
          "SELECT sum(hash(a.range * b.range)) FROM range(1000000) a, range(1000000) b"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        # As from a terminal: a test runner started in the background (CI, `make test &`) ignores SIGINT,
+        # and its children inherit that, so the Ctrl-C below would never arrive.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(6)  # started, and into the query
     assert proc.poll() is None
     proc.send_signal(signal.SIGINT)
