@@ -37,6 +37,8 @@ from flows.settings import DATA_ENV
 RECORDS = "temporary-servers"  # under PREFECT_HOME: <server pid>.json, {server: [pid, start time, cmdline], owner}
 SERVER_APP = "prefect.server.api.server:create_app"  # in the command line of Prefect's temporary server
 _started: threading.Thread | None = None  # one start per process: `demo` starts it early, then runs `run`'s path
+# Set once the server thread has defined Prefect's ORM classes (or decided not to start a server).
+_orm_defined = threading.Event()
 
 
 def start_in_background(prefect_home: Path) -> threading.Thread:
@@ -51,11 +53,15 @@ def start_in_background(prefect_home: Path) -> threading.Thread:
     records = Path(prefect_home) / RECORDS
 
     def start() -> None:
-        from prefect.settings import get_current_settings
+        try:
+            from prefect.settings import get_current_settings
 
-        if get_current_settings().api.url:
-            return
-        from prefect.server.api.server import SubprocessASGIServer
+            if get_current_settings().api.url:
+                return
+            import prefect.server.database.orm_models  # noqa: F401 - every ORM class, before MLflow maps its own
+            from prefect.server.api.server import SubprocessASGIServer
+        finally:
+            _orm_defined.set()
 
         stop_orphans(records)
         # Only this thread's mask: the main thread still takes the interrupt.
@@ -71,6 +77,18 @@ def start_in_background(prefect_home: Path) -> threading.Thread:
     _started = threading.Thread(target=start, name="synthgen-prefect-server", daemon=True)
     _started.start()
     return _started
+
+
+def server_orm_defined(timeout: float = 120) -> None:
+    """Wait until the server thread this process started (if any) has defined Prefect's ORM classes.
+
+    Opening MLflow's SQLite store configures every SQLAlchemy mapper in the
+    process; doing that while the server thread was still defining Prefect's
+    classes failed at random (``InvalidRequestError: ... 'Deployment' failed to
+    locate a name``). MLflow's warm-up waits on this first.
+    """
+    if _started is not None:
+        _orm_defined.wait(timeout)
 
 
 def process_identity(pid: int) -> list:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from flows.artifact_home import ARTIFACTS_TAG, IN_DATA_FOLDER, folder_artifact_root, follow_data_folder
@@ -33,16 +34,19 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, str]:
 _init_lock = threading.Lock()
 
 
-def warm_up(tracking_uri: str, artifact_root: str) -> threading.Thread:
+def warm_up(tracking_uri: str, artifact_root: str, after: Callable[[], object] | None = None) -> threading.Thread:
     """Import MLflow and open its store (creating SQLite tables) in a background thread.
 
     A first run in a fresh data folder spends ~6 s on MLflow's import and
     database migrations; the CLI starts this while Prefect's server starts.
+    ``after`` runs first in that thread (what the store must wait for).
     Errors are left for the flow's own ``Tracker`` to raise, in context.
     """
 
     def run() -> None:
         try:
+            if after is not None:
+                after()
             Tracker(tracking_uri, artifact_root)
         except Exception:  # noqa: BLE001 - raised again where the run starts
             pass

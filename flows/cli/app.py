@@ -86,7 +86,7 @@ def _run_job(spec_path: Path, params: str | None = None, assignments: list[str] 
     from flows.job.components import ComponentLoader
     from flows.cli.progress import TerminalProgress
     from flows.schedule import ScheduleError
-    from flows.prefect_server import start_in_background
+    from flows.prefect_server import server_orm_defined, start_in_background
     from flows.outputs.reports import prefetch_plotting
     from flows.tracking import warm_up
 
@@ -95,7 +95,7 @@ def _run_job(spec_path: Path, params: str | None = None, assignments: list[str] 
     # A committed spec loads nothing: the flow answers it from the catalog.
     if not Catalog(paths.catalog).find_job(spec.output.dataset, spec.digest()):
         components.prefetch()  # loads the models on the second core while Prefect's server starts
-    warm_up(paths.tracking_uri, paths.artifact_root)  # and opens MLflow's store
+    warm_up(paths.tracking_uri, paths.artifact_root, after=server_orm_defined)  # and opens MLflow's store
     prefetch_plotting()  # and imports matplotlib for the reports
     err.print(f"[bold]synthgen[/] {spec.name}: {spec.size_text} -> {spec.output.dataset} (data: {paths.root})")
     server.join()
@@ -269,6 +269,7 @@ def demo(
     components = None
     if not cat.exists(DEMO_REAL) or cat.head(DEMO_REAL) is None:
         from flows.job.components import ComponentLoader
+        from flows.prefect_server import server_orm_defined
         from flows.tracking import warm_up
 
         # The ingest runs mostly on one core (per-image preprocessing): the job's models and
@@ -276,7 +277,7 @@ def demo(
         paths = cli_paths()
         components = ComponentLoader(spec, str(paths.catalog))
         components.prefetch(guard=False)
-        warm_up(paths.tracking_uri, paths.artifact_root)
+        warm_up(paths.tracking_uri, paths.artifact_root, after=server_orm_defined)
         with tempfile.TemporaryDirectory() as tmp:
             folder = export_image_folder(Path(tmp) / "digits")
             (folder / "classes.txt").write_text("\n".join(CLASS_NAMES) + "\n")
