@@ -30,6 +30,8 @@ from catalog import Catalog, ingest_folder
 from catalog.verify import verify
 from tests.conftest import small_job
 
+pytestmark = pytest.mark.long  # minutes of work: started first (tests/conftest.py)
+
 SYNTHGEN = str(Path(sys.executable).with_name("synthgen"))
 DATASET = "digits-resume"
 SHARDS = 10

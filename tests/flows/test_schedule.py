@@ -15,6 +15,8 @@ import yaml
 from catalog import Catalog
 from tests.conftest import REPO, small_job
 
+pytestmark = pytest.mark.long  # minutes of work: started first (tests/conftest.py)
+
 BIN = Path(sys.executable).parent
 
 

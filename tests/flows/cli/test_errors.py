@@ -1,18 +1,19 @@
 """Bad input through the real CLI: one clear error, a non-zero exit, no traceback, the catalog untouched.
 
-Each case runs ``python -m flows.cli`` in a subprocess against its own copy
+Each case runs ``python -m flows.cli`` as its own process against its own copy
 of a small catalog (a real and a synthetic dataset, no models needed), and
 checks the exit code, that the message names the bad field, file or
 reference, that no traceback is printed, and that the catalog folder hashes
-the same before and after. The cases run a few at a time: most of each is
-Python start-up.
+the same before and after. The cases run a few at a time, each a fork of one
+interpreter that imported the CLI (``synthgen_runs``): most of a fresh
+process's time would be that import. The usage errors and ``--debug`` below
+run as fresh processes.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ import yaml
 
 from synthgen.runtime import EMBEDDED
 from tests.conftest import small_job
-from tests.flows.cli_process import assert_clean_error, seed_data, synthgen
+from tests.flows.cli_process import assert_clean_error, seed_data, synthgen, synthgen_runs
 from tests.tree_hash import tree_hash
 
 
@@ -257,17 +258,15 @@ def results(world, request) -> dict:
               if hasattr(item, "callspec") and "case" in item.callspec.params}
     specs = {name: job(world, name, **{k: _expand(v, files) for k, v in ch.items()}) for name, ch in JOBS.items()}
 
-    def one(case):
-        case_id, args = case[0], case[1]
+    cases = [c for c in CASES if c[0] in chosen]
+    runs, before = [], {}
+    for case_id, args, *_ in cases:
         data = world["root"] / f"data-{case_id}"
         shutil.copytree(world["seed"], data)
-        before = tree_hash(data / "catalog")
-        argv = [specs[a[1:]] if a.startswith("@") else _expand(a, files) for a in args]
-        proc = synthgen(data, *argv)
-        return case_id, (proc, tree_hash(data / "catalog") == before)
-
-    with ThreadPoolExecutor(3) as pool:
-        return dict(pool.map(one, [c for c in CASES if c[0] in chosen]))
+        before[case_id] = tree_hash(data / "catalog")
+        runs.append((data, [specs[a[1:]] if a.startswith("@") else _expand(a, files) for a in args]))
+    procs = synthgen_runs(runs)
+    return {c[0]: (proc, tree_hash(data / "catalog") == before[c[0]]) for c, (data, _), proc in zip(cases, runs, procs)}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])

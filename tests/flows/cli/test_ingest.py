@@ -17,6 +17,8 @@ from tests.conftest import REPO
 from tests.flows.cli_process import assert_clean_error, synthgen
 from tests.s3_server import moto_s3
 
+pytestmark = pytest.mark.long  # minutes of work: started first (tests/conftest.py)
+
 SHARD = "8"  # images per shard: the 60-image folder below makes 8 shards
 
 

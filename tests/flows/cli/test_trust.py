@@ -22,6 +22,8 @@ from catalog.layout import head_line
 from tests.conftest import make_samples
 from tests.flows.cli_process import assert_clean_error, seed_data, synthgen
 
+pytestmark = pytest.mark.long  # minutes of work: started first (tests/conftest.py)
+
 BLOCKED = "blocked_real_copy"
 
 

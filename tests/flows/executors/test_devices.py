@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pyarrow.parquet as pq
+import pytest
 
 from catalog import Catalog, RunRef
 from flows.executors.devices import DevicesExecutor, job_devices
@@ -13,6 +14,8 @@ from flows.settings import configure
 from synthgen.plan import make_shards
 from synthgen.spec import parse_spec
 from tests.conftest import small_job
+
+pytestmark = pytest.mark.long  # minutes of work: started first (tests/conftest.py)
 
 RUN_COLUMNS = ["prefect_flow_run_id", "mlflow_run_id", "created_at"]  # differ by run, by design
 DATASET = "digits-devices"

@@ -28,6 +28,8 @@ from catalog import Catalog, ingest_folder
 from tests.conftest import REPO, small_job
 from tests.flows.test_schedule import BIN, base_env, free_port, stop
 
+pytestmark = pytest.mark.long  # minutes of work: started first (tests/conftest.py)
+
 DATASET = "digits-scaleout"
 POOL = "gpu-test"
 RUN_COLUMNS = ["prefect_flow_run_id", "mlflow_run_id", "created_at"]  # differ by run, by design
