@@ -18,13 +18,13 @@ unexport PYTHONDONTWRITEBYTECODE
 
 install: $(VENV)/.installed
 
+# pip would compile the ~27,000 installed modules one at a time (75 s here); compileall uses every core.
+# A few files are for other Python versions and do not compile (pip skips them too): not an error.
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q --no-compile torch==$(TORCH_VERSION)
 	$(PY) -m pip install -q --no-compile -e '.[dev]'
-	# pip compiles the ~27,000 installed modules one at a time (75 s here); this uses every core. A few
-	# files are for other Python versions and do not compile (pip skips them too): not an error.
 	$(PY) -m compileall -q -j 0 $$($(PY) -c "import sysconfig; print(sysconfig.get_path('purelib'))") > /dev/null || true
 	touch $@
 

@@ -245,8 +245,11 @@ def test_killed_runs_are_marked_failed_by_the_run_that_resumed_them(seeded, scen
         return subprocess.run([SYNTHGEN, "--data-dir", str(scenarios["data"][f"kill-{point}"]), "status", "--json"],
                               env=seeded["env"], capture_output=True, text=True, timeout=120)
 
-    with ThreadPoolExecutor(3) as pool:  # six `synthgen status` processes: mostly start-up, so a few at once
-        statuses = dict(zip([p for p, _, _ in KILL_POINTS], pool.map(status, [p for p, _, _ in KILL_POINTS])))
+    # `synthgen status` for a run killed before its commit and for one killed after it (the same code shows
+    # every point's runs; the stores are checked for all six below).
+    shown_for = ("sampling@5", "finishing")
+    with ThreadPoolExecutor(2) as pool:
+        statuses = dict(zip(shown_for, pool.map(status, shown_for)))
     for point, _, _ in KILL_POINTS:
         data = scenarios["data"][f"kill-{point}"]
         resumed = json.loads((data / "result.json").read_text())
@@ -263,6 +266,8 @@ def test_killed_runs_are_marked_failed_by_the_run_that_resumed_them(seeded, scen
         assert state.is_crashed() and resumed["mlflow_run_id"] in state.message, (point, state)
         assert resumer.is_completed()
 
+        if point not in statuses:
+            continue
         shown = {r["mlflow_run_id"]: r for r in json.loads(statuses[point].stdout)["runs"]}
         assert shown[dead.info.run_id]["state"] == "FAILED" and "process died" in shown[dead.info.run_id]["note"]
         assert shown[resumed["mlflow_run_id"]]["state"] == "FINISHED"

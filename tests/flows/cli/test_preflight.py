@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import shutil
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import yaml
 
 from synthgen.runtime import EMBEDDED
 from tests.conftest import small_job
-from tests.flows.cli_process import assert_clean_error, synthgen
+from tests.flows.cli_process import assert_clean_error, synthgen_runs
 
 # (id, --set assignments or a spec-file tweak, names the message must contain)
 CASES = [
@@ -50,8 +49,8 @@ def results(tmp_path_factory) -> dict:
     dup = root / "dup.yaml"
     dup.write_text(spec.read_text() + "seed: 5\n")
 
-    def one(case):
-        case_id, change, _ = case
+    runs = []
+    for case_id, change, _ in CASES:
         data = root / f"data-{case_id}"
         data.mkdir()
         if change == "dup":
@@ -61,11 +60,10 @@ def results(tmp_path_factory) -> dict:
         else:
             sets = [a.replace("{bad}", str(bad)).replace("{random}", str(random)) for a in change]
             args = ["run", str(spec), *(x for a in sets for x in ("--set", a))]
-        proc = synthgen(data, *args)
-        return case_id, (proc, sorted(p.name for p in data.rglob("*") if p.is_file()))
-
-    with ThreadPoolExecutor(3) as pool:
-        return dict(pool.map(one, CASES))
+        runs.append((data, args))
+    procs = synthgen_runs(runs)  # each a process of its own, forked after the CLI's imports
+    return {case[0]: (proc, sorted(p.name for p in data.rglob("*") if p.is_file()))
+            for case, (data, _), proc in zip(CASES, runs, procs)}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
