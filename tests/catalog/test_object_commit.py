@@ -192,3 +192,23 @@ def test_the_same_dataset_keys_as_a_local_catalog(url, tmp_path):
     keys = cat.storage.keys("ds")
     assert {head_key("ds"), manifest_key("ds", 1), "ds/dataset.json"} <= keys
     assert {f"ds/{s.file}" for s in m.shards} <= keys
+
+
+def test_a_commit_that_loses_the_race_for_its_version_builds_on_the_winner(url, tmp_path):
+    a, b = at_url(url, tmp_path, "a"), at_url(url, tmp_path, "b")
+    a.create("ds", "synthetic")
+    a.commit("ds", a.write_split("ds", rows_from(0)))
+    theirs, mine = a.write_split("ds", rows_from(100)), b.write_split("ds", rows_from(200))
+    read_head = b.objects.head
+
+    def head_then_a_commits(name):  # a lands version 2 just after b read HEAD = 1 (a real interleaving)
+        got = read_head(name)
+        if not a.versions("ds")[1:]:
+            a.commit("ds", theirs, message="a")
+        return got
+
+    b.objects.head = head_then_a_commits
+    m = b.commit("ds", mine, message="b")
+    assert (m.version, m.parent) == (3, 2)  # b's version 2 lost the put-if-absent; it rebuilt on a's
+    assert [v.message for v in b.versions("ds")][1:] == ["a", "b"]
+    assert open_version(b, "ds").table().num_rows == 15 and verify(b, "ds").ok
