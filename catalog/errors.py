@@ -13,3 +13,11 @@ class IntegrityError(CatalogError):
 
 class RestrictedError(CatalogError):
     """A restricted dataset's rows (or anything derived from them) were asked for without ``allow_restricted``."""
+
+
+class HeadMoved(CatalogError):
+    """A commit's expected parent is no longer the head: another version landed first."""
+
+
+class ConflictError(CatalogError):
+    """The shared catalog's history and the local one differ (another publisher got there first)."""

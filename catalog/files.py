@@ -11,7 +11,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from catalog.errors import IntegrityError
+import fsspec
+
+from catalog.errors import CatalogError, IntegrityError
 from catalog.layout import SHARDS, manifest_key, version_dir_key
 from catalog.manifest import sha256_bytes
 from catalog.safe_paths import check_name, confined
@@ -19,11 +21,48 @@ from catalog.safe_paths import check_name, confined
 _SHARD_FILE = re.compile(r"shards/([0-9a-f]{64})\.parquet")
 
 
+def catalog_url(root: str | Path) -> str | None:
+    """The URL of a catalog root on another filesystem (``s3://bucket/prefix``); None for a folder here.
+
+    A ``file://`` URL is a folder here too: it is read and written as one.
+    """
+    if isinstance(root, Path) or fsspec.utils.get_protocol(str(root)) in ("file", "local"):
+        return None
+    return str(root).rstrip("/")
+
+
+def local_root(root: str | Path) -> Path:
+    """A folder root as a ``Path`` (``file://`` URLs unwrapped)."""
+    return Path(fsspec.utils.infer_storage_options(str(root))["path"]) if str(root).startswith("file:") else Path(root)
+
+
+def check_shard_entry(name: str, file: str, sha256: str) -> None:
+    """``IntegrityError`` unless a manifest's shard entry is exactly ``shards/<sha256>.parquet`` for its sha256."""
+    match = _SHARD_FILE.fullmatch(file) if isinstance(file, str) else None
+    if match is None or match.group(1) != sha256:
+        raise IntegrityError(f"{name}: manifest lists shard {file!r}, not a file named by its sha256 "
+                             f"inside {SHARDS}/; the catalog is CORRUPT (run synthgen verify {name})")
+
+
 class CatalogFiles:
-    """Paths under one catalog root on this machine."""
+    """Paths under one catalog root on this machine, or the URL of one elsewhere (then no local path exists)."""
 
     def __init__(self, root: str | Path):
-        self.root = Path(root)
+        self.url = catalog_url(root)
+        self._root = None if self.url else local_root(root)
+
+    @property
+    def root(self) -> Path:
+        """The catalog folder; ``CatalogError`` for a catalog at a URL, which has no folder on this machine."""
+        if self._root is None:
+            raise CatalogError(f"{self.url}: this needs the catalog's files in a folder on this machine, and this "
+                               "catalog is at a URL; pull the dataset into a local catalog first (synthgen pull)")
+        return self._root
+
+    @property
+    def location(self) -> str:
+        """The root as given: a URL or a folder path (for messages and listings)."""
+        return self.url or str(self._root)
 
     def path(self, name: str) -> Path:
         """The dataset's folder (``CatalogError`` for an invalid name)."""
@@ -43,10 +82,7 @@ class CatalogFiles:
         sha256, and the file must not lead out of the folder by a symlink:
         a manifest naming ``../other/shards/x.parquet`` reads nothing.
         """
-        match = _SHARD_FILE.fullmatch(file) if isinstance(file, str) else None
-        if match is None or match.group(1) != sha256:
-            raise IntegrityError(f"{name}: manifest lists shard {file!r}, not a file named by its sha256 "
-                                 f"inside {SHARDS}/; the catalog is CORRUPT (run synthgen verify {name})")
+        check_shard_entry(name, file, sha256)
         return confined(self.path(name) / SHARDS, f"{sha256}.parquet")
 
     def manifest_sha256(self, name: str, version: int) -> str:

@@ -35,9 +35,10 @@ import fsspec
 from filelock import FileLock
 from fsspec.implementations.local import LocalFileSystem
 
-from catalog.storage import Storage
+from catalog.atomic import TMP_PREFIX, atomic_write, temp_path
+from catalog.errors import CatalogError
 from catalog.safe_paths import confined_relative
-from catalog.store import TMP_PREFIX, CatalogError, atomic_write, temp_path
+from catalog.storage import Storage
 
 # Conditions S3 reports when a conditional write loses (412), or meets another in flight (409).
 _LOST = {"PreconditionFailed", "ConditionalRequestConflict"}

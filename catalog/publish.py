@@ -35,23 +35,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from catalog.dvc_io import IntegrityError, copy_verified
+from catalog.errors import ConflictError
 from catalog.access import require_access
 from catalog.manifest import Manifest, sha256_bytes
 from catalog.objectstore import ObjectStore
-from catalog.layout import head_key, head_line, manifest_key, parse_head, version_dir_key
+from catalog.layout import head_key, head_line, manifest_key, version_dir_key
 from catalog.remote import RemoteCatalog, missing_error, open_store
 from catalog.safe_paths import check_name, confined_relative
+from catalog.shared_head import advance_head, roll_forward
 from catalog.store import TMP_PREFIX, Catalog, CatalogError, atomic_write, temp_path
 from catalog.version import DatasetVersion
 from synthgen.failpoints import failpoint
 
-_CAS_TRIES = 20
 # A content-addressed file named in a manifest or a segment list: its folder, its sha256, an extension.
 _OBJECT_RE = re.compile(r"^(shards|ids|index)/([0-9a-f]{64})\.[a-z][a-z.]*$")
-
-
-class ConflictError(CatalogError):
-    """The shared catalog's history and the local one differ (another publisher got there first)."""
 
 
 @dataclass
@@ -94,43 +91,6 @@ def _local_derived(cat: Catalog, name: str, version: int) -> dict[str, Path]:
     folder = cat.version_dir(name, version)
     return {p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob("*"))
             if p.is_file() and not p.name.startswith(TMP_PREFIX)} if folder.is_dir() else {}
-
-
-def roll_forward(store: ObjectStore, name: str) -> tuple[int, int, str | None]:
-    """Move HEAD over committed manifests that extend it; (HEAD before, HEAD after, its sha256).
-
-    A manifest whose ``parent_sha256`` is the current head's hash was
-    created after everything it references (step 2 of the protocol), so it
-    is a committed version whose publisher died before moving HEAD.
-    """
-    before = None
-    for _ in range(_CAS_TRIES):
-        data, tag = store.read_tagged(head_key(name))
-        version, sha = parse_head(data)
-        before = version if before is None else before
-        target, target_sha = version, sha
-        while (nxt := store.read(manifest_key(name, target + 1))) is not None:
-            try:
-                m = Manifest.model_validate_json(nxt)
-            except ValueError:
-                break
-            if (m.dataset, m.version, m.parent, m.parent_sha256) != (name, target + 1, target or None, target_sha):
-                break
-            target, target_sha = target + 1, sha256_bytes(nxt)
-        if target == version or store.swap(head_key(name), tag, head_line(target, target_sha)):
-            return before, target, target_sha
-    raise ConflictError(f"{store.where(head_key(name))} kept moving under {_CAS_TRIES} tries; retry the push")
-
-
-def _advance_head(store: ObjectStore, name: str, version: int, sha: str) -> None:
-    """Move HEAD forward to ``version`` by compare-and-swap; never backwards over a newer head."""
-    for _ in range(_CAS_TRIES):
-        data, tag = store.read_tagged(head_key(name))
-        if parse_head(data)[0] >= version:
-            return  # someone (a helper rolling forward) already published it, or built on it
-        if store.swap(head_key(name), tag, head_line(version, sha)):
-            return
-    raise ConflictError(f"{store.where(head_key(name))} kept moving under {_CAS_TRIES} tries; retry the push")
 
 
 def _publish_dataset(cat: Catalog, store: ObjectStore, name: str) -> None:
@@ -211,7 +171,7 @@ def push(cat: Catalog, name: str, url: "str | ObjectStore", storage_options: dic
             result.objects += _publish_version(cat, store, name, version, present)
             result.versions.append(version)
         failpoint("push-manifests", f"{name}@{local}")
-        _advance_head(store, name, local, cat.manifest_sha256(name, local))
+        advance_head(store, name, local, cat.manifest_sha256(name, local))
         result.head = local
         return result
 

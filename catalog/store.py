@@ -14,6 +14,10 @@ Every file is written to a temporary name in the same folder, fsynced and
 renamed into place, and HEAD moves last, so a crash at any point leaves the
 catalog readable at its previous version. Temporary names start with '.tmp-'
 and are never read; ``cleanup_temp`` removes leftovers.
+
+The root may also be a URL (``Catalog("s3://bucket/prefix")``): the same
+layout, reads and commit order, with conditional writes in place of rename
+and the file lock (``catalog.object_commit``).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -34,13 +39,16 @@ import pyarrow.compute as pc
 from filelock import FileLock, Timeout
 
 from catalog.atomic import TMP_PREFIX, atomic_write, fsync_dir, temp_path, write_parquet_atomic, writer_is_gone
-from catalog.errors import CatalogError, IntegrityError
-from catalog.files import CatalogFiles
+from catalog.errors import CatalogError, HeadMoved, IntegrityError
+from catalog.files import CatalogFiles, check_shard_entry
 from catalog import id_index
-from catalog.layout import HEAD_MAX_BYTES, SHARDS, head_key, head_line, parse_head, shard_file
+from catalog.layout import HEAD_MAX_BYTES, SHARDS, head_key, head_line, manifest_key, parse_head, shard_file
 from catalog.manifest import Manifest, Role, RunRef, ShardRef, sha256_bytes, sha256_file
+from catalog.object_commit import ObjectWrites, default_cache
+from catalog.objectstore import ObjectStore
 from catalog.safe_paths import NAME_RE, check_name, confined, view_base
 from catalog.schema import SCHEMA
+from catalog.shared_head import CAS_TRIES
 from catalog.storage import Storage
 from synthgen.failpoints import failpoint
 from synthgen.records import KEPT
@@ -52,24 +60,33 @@ __all__ = ["NAME_RE", "TMP_PREFIX", "Catalog", "CatalogError", "HeadMoved", "Int
 _HEAD_TRIES = 20  # re-reads of a HEAD that moves under a reader before it gives up
 
 
-class HeadMoved(CatalogError):
-    """A commit's expected parent is no longer the head: another version landed first."""
-
-
 class Catalog(CatalogFiles):
-    """All datasets under one root folder.
+    """All datasets under one root: a folder, or a URL (``s3://bucket/prefix``).
 
     Reads go through ``storage`` (``catalog.storage``), the layer the shared
-    catalog, DVC reads, verify and audit read through too; writes stay local
-    files (temp + fsync + rename, under the dataset's file lock).
+    catalog, DVC reads, verify and audit read through too. In a folder, writes
+    are local files (temp + fsync + rename, under the dataset's file lock); at
+    a URL, ``objects`` makes them with conditional writes, and shards are read
+    from a local cache (``cache``, default ``object_commit.default_cache()``;
+    ``storage_options`` such as ``endpoint_url`` go to fsspec).
     """
 
     def __init__(self, root: str | Path, on_lock_held: Callable[[str, float], None] | None = None,
-                 create: bool = True):
+                 create: bool = True, cache: str | Path | None = None, storage_options: dict | None = None):
         super().__init__(root)
-        if create:  # create=False: only read (a missing folder reads as an empty catalog), e.g. checking a job
-            self.root.mkdir(parents=True, exist_ok=True)
-        self.storage = Storage.local(self.root)
+        self.objects: ObjectWrites | None = None
+        if self.url is not None:
+            store = ObjectStore(self.url, storage_options)
+            store.check()  # a missing bucket or no credentials is one clear error, before anything is read
+            self.storage: Storage = store
+            self.objects = ObjectWrites(store, Path(cache) if cache is not None else default_cache())
+        else:
+            if create:  # create=False: only read (a missing folder reads as an empty catalog), e.g. checking a job
+                self.root.mkdir(parents=True, exist_ok=True)
+            self.storage = Storage.local(self.root)
+        # At a URL no lock spans machines: (dataset, thread) -> the head seen when ``lock`` was entered,
+        # so a commit under it lands only on that head (``HeadMoved`` otherwise).
+        self._held_heads: dict[tuple[str, int], int | None] = {}
         # Called with (dataset, seconds) each time this process releases a dataset's lock it
         # had taken (not re-entries): how long writers were kept waiting (bench/bench_job.py).
         self.on_lock_held = on_lock_held
@@ -83,18 +100,18 @@ class Catalog(CatalogFiles):
 
     # -- datasets -----------------------------------------------------------
     def exists(self, name: str) -> bool:
-        return self.storage.read(f"{self.path(name).name}/dataset.json") is not None
+        return self.storage.read(f"{check_name(name)}/dataset.json") is not None
 
     def names(self) -> list[str]:
         return self.storage.names()
 
     def info(self, name: str) -> dict:
         """The dataset's own metadata (origin, restricted, description)."""
-        self.path(name)  # checks the name
+        check_name(name)
         info = self.storage.info(name)
         if info is None:
             known = ", ".join(self.names()) or "none"
-            raise CatalogError(f"no dataset {name!r} in {self.root} (known: {known})")
+            raise CatalogError(f"no dataset {name!r} in {self.location} (known: {known})")
         if not info.get("restricted") and self._head_says_restricted(name):
             # dataset.json lies outside the hash chain; the sealed head manifest's flag wins.
             info = {**info, "restricted": True}
@@ -147,7 +164,11 @@ class Catalog(CatalogFiles):
             "restricted": restricted,
             "created_at": datetime.now(timezone.utc).isoformat(),
         }
-        atomic_write(self.path(name) / "dataset.json", json.dumps(info, indent=2).encode())
+        data = json.dumps(info, indent=2).encode()
+        if self.objects is None:
+            atomic_write(self.path(name) / "dataset.json", data)
+        elif not self.objects.create_info(name, data):
+            return self.create(name, origin, description, restricted)  # created by another writer: check theirs
         return info
 
     # -- versions -----------------------------------------------------------
@@ -185,7 +206,7 @@ class Catalog(CatalogFiles):
         self.info(name)
         for _ in range(_HEAD_TRIES):
             raw = self.storage.read_prefix(head_key(name), HEAD_MAX_BYTES + 1)  # None: no HEAD yet
-            head, sealed = parse_head(raw, str(self.root / head_key(name)))
+            head, sealed = parse_head(raw, self.storage.where(head_key(name)))
             known = self._chains.get(name)
             if known is not None and known[0] == raw:
                 break
@@ -204,7 +225,7 @@ class Catalog(CatalogFiles):
         low = min(checked, default=head + 1)
         for v in range(low - 1, start - 1, -1):
             data = self.storage.manifest_bytes(name, v)
-            where = self.manifest_path(name, v)
+            where = self.storage.where(manifest_key(name, v))
             if data is None:
                 raise IntegrityError(f"{where}: manifest missing below HEAD; the catalog is CORRUPT "
                                      f"(run synthgen verify {name})")
@@ -232,7 +253,18 @@ class Catalog(CatalogFiles):
 
     @contextmanager
     def lock(self, name: str, timeout: float = 600) -> Iterator[None]:
-        """Exclusive commit lock for one dataset (safe across processes)."""
+        """Exclusive commit lock for one dataset (safe across processes).
+
+        At a URL nothing locks across machines, so the lock is optimistic: it
+        records the head when entered, and a commit under it lands only on
+        that head (``HeadMoved`` when another version landed meanwhile).
+        What a caller decided under the lock therefore never lands on a head
+        it did not see.
+        """
+        if self.objects is not None:
+            with self._optimistic_lock(name):
+                yield
+            return
         self.path(name).mkdir(parents=True, exist_ok=True)
         # One lock object per file and process (is_singleton), so holding it
         # while calling commit(), which takes it too, re-enters instead of
@@ -247,22 +279,38 @@ class Catalog(CatalogFiles):
                 if outer and self.on_lock_held is not None:
                     self.on_lock_held(name, time.perf_counter() - t0)
 
+    @contextmanager
+    def _optimistic_lock(self, name: str) -> Iterator[None]:
+        key = (check_name(name), threading.get_ident())
+        outer = key not in self._held_heads
+        if outer:  # re-entered: keep the head the outer lock saw
+            self._held_heads[key] = self.objects.head(name)[0] or None
+        try:
+            yield
+        finally:
+            if outer:
+                del self._held_heads[key]
+
     def write_shard(self, name: str, table: pa.Table, role: Role = "train", folder: Path | None = None) -> ShardRef:
         """Write rows as an immutable, content-addressed shard (``role``: see ``ShardRef``).
 
         Safe outside the lock: a shard no manifest lists is never read.
         ``folder``: write it there instead of the dataset's ``shards/`` (a job's
         own folder, so a killed job leaves the catalog untouched); ``commit``'s
-        ``adopt_from`` moves it in when the version is published.
+        ``adopt_from`` moves it in when the version is published. At a URL
+        without ``folder``, the shard is written here, uploaded and removed.
         """
         table = table.cast(SCHEMA) if table.schema != SCHEMA else table
-        shard_dir = folder if folder is not None else self.path(name) / SHARDS
+        upload = folder is None and self.objects is not None
+        shard_dir = self.objects.cache if upload else folder if folder is not None else self.path(name) / SHARDS
         shard_dir.mkdir(parents=True, exist_ok=True)
         tmp = temp_path(shard_dir / "shard.parquet")
         write_parquet_atomic(table, tmp)
         digest = sha256_file(tmp)
         final = shard_dir / f"{digest}.parquet"
-        if final.exists():
+        if upload:
+            self.objects.put_shard(name, tmp, digest)
+        elif final.exists():
             tmp.unlink()
         else:
             os.replace(tmp, final)
@@ -310,51 +358,31 @@ class Catalog(CatalogFiles):
         written with ``write_shard(folder=...)``; they are moved into
         ``shards/`` once the head is checked, just before the manifest.
         ``restricted``: the flag to seal (default: the dataset's); only ``catalog.release`` lowers it.
+        At a URL the same call commits with conditional writes (``_commit_at_url``).
         """
+        fields = dict(job=job, job_digest=job_digest, runs=runs or [], embedding_model=embedding_model,
+                      message=message, prov=prov or {})
+        if self.objects is not None:
+            return self._commit_at_url(name, new_shards, expected_parent, keep_parent_shards, fields, adopt_from,
+                                       restricted)
         with self.lock(name):
             if adopt_from is not None and (expected_parent == "any" or self.head(name) == expected_parent):
                 self.adopt_shards(name, new_shards, adopt_from)
-            manifest = self._commit_locked(name, new_shards, expected_parent, keep_parent_shards, job, job_digest,
-                                           runs, embedding_model, message, prov, restricted)
+            manifest = self._commit_locked(name, new_shards, expected_parent, keep_parent_shards, fields, restricted)
         # Outside the lock (unless the caller holds it): the version stands once HEAD moved, and
-        # audit rebuilds a missing id list, so other writers need not wait for it.
+        # audit rebuilds a missing id list, so other writers need not wait for it. (At a URL no id
+        # index is written yet: audit and verify accept a version without one.)
         id_index.index_commit(self, manifest)
         return manifest
 
-    def _commit_locked(self, name, new_shards, expected_parent, keep_parent_shards, job, job_digest, runs,
-                       embedding_model, message, prov, restricted=None) -> Manifest:
-        info = self.info(name)
+    def _commit_locked(self, name, new_shards, expected_parent, keep_parent_shards, fields, restricted) -> Manifest:
         head = self.head(name)
         if expected_parent != "any" and head != expected_parent:
             raise HeadMoved(f"{name}: head moved from {expected_parent} to {head} during this commit; retry")
-        parent = self.manifest(name, head) if head else None
-        shards = list(parent.shards) if (parent and keep_parent_shards) else []
-        shards += new_shards
-        counts: dict[str, int] = {}
-        for s in shards:
-            for k, v in s.rows_by_status.items():
-                counts[k] = counts.get(k, 0) + v
-        version = (head or 0) + 1
-        manifest = Manifest(
-            dataset=name,
-            version=version,
-            origin=info["origin"],
-            parent=head,
-            parent_sha256=self.head_sha256(name) if head else None,
-            restricted=bool(info.get("restricted")) if restricted is None else restricted,
-            created_at=datetime.now(timezone.utc).isoformat(),
-            shards=shards,
-            added_shards=[s.sha256 for s in new_shards],
-            rows=sum(s.rows for s in shards),
-            rows_by_status=counts,
-            job_digest=job_digest,
-            job=job,
-            runs=runs or [],
-            embedding_model=embedding_model,
-            message=message,
-            prov=prov or {},
-        )
+        manifest = self._next_manifest(name, head, self.head_sha256(name) if head else None, new_shards,
+                                       keep_parent_shards, fields, restricted)
         data = manifest.to_bytes()
+        version = manifest.version
         self.discard_unpublished(name, version)
         self.cleanup_stale(name)
         atomic_write(self.manifest_path(name, version), data, exclusive=True)
@@ -363,12 +391,74 @@ class Catalog(CatalogFiles):
         atomic_write(self.root / head_key(name), head_line(version, sha256_bytes(data)))
         return manifest
 
+    def _commit_at_url(self, name, new_shards, expected_parent, keep_parent_shards, fields, adopt_from,
+                       restricted) -> Manifest:
+        """``commit`` at a URL: the manifest created only if absent on the head just read, HEAD moved by CAS.
+
+        Under ``lock`` with ``expected_parent="any"``, the parent is the head
+        the lock saw. Without one, a commit that loses the race for a version
+        number reads the new head and builds on it, so two jobs committing at
+        once both land, in commit order, as they do in a folder.
+        """
+        key = (check_name(name), threading.get_ident())
+        if expected_parent == "any" and key in self._held_heads:
+            expected_parent = self._held_heads[key]
+        self.info(name)
+        for _ in range(CAS_TRIES):
+            head, sealed = self.objects.head(name)
+            head = head or None
+            if expected_parent != "any" and head != expected_parent:
+                raise HeadMoved(f"{name}: head moved from {expected_parent} to {head} during this commit; retry")
+            if adopt_from is not None:
+                self.adopt_shards(name, new_shards, adopt_from)
+            manifest = self._next_manifest(name, head, sealed, new_shards, keep_parent_shards, fields, restricted)
+            if self.objects.publish(name, manifest.version, manifest.to_bytes()):
+                if key in self._held_heads:  # a second commit under the same lock builds on this one
+                    self._held_heads[key] = manifest.version
+                return manifest
+        raise CatalogError(f"{name}: {CAS_TRIES} commits in a row lost to other writers at {self.location}; retry")
+
+    def _next_manifest(self, name, head, sealed, new_shards, keep_parent_shards, fields, restricted) -> Manifest:
+        """The manifest of the version after ``head`` (sealed by ``sealed``): the parent's shards if kept, plus the new."""
+        info = self.info(name)
+        parent = self.manifest(name, head) if head else None
+        shards = list(parent.shards) if (parent and keep_parent_shards) else []
+        shards += new_shards
+        counts: dict[str, int] = {}
+        for s in shards:
+            for k, v in s.rows_by_status.items():
+                counts[k] = counts.get(k, 0) + v
+        return Manifest(
+            dataset=name,
+            version=(head or 0) + 1,
+            origin=info["origin"],
+            parent=head,
+            parent_sha256=sealed if head else None,
+            restricted=bool(info.get("restricted")) if restricted is None else restricted,
+            created_at=datetime.now(timezone.utc).isoformat(),
+            shards=shards,
+            added_shards=[s.sha256 for s in new_shards],
+            rows=sum(s.rows for s in shards),
+            rows_by_status=counts,
+            **fields,
+        )
+
     def adopt_shards(self, name: str, refs: list[ShardRef], folder: Path) -> None:
         """Move shards written into ``folder`` into the dataset's ``shards/`` (renames; no byte is rewritten).
 
         Idempotent (a rerun after a kill finds some moved already). A folder on
         another file system is copied (temp name, fsync, rename) and then removed.
+        At a URL each is uploaded (unless there) and then removed.
         """
+        if self.objects is not None:
+            for ref in refs:
+                check_shard_entry(name, ref.file, ref.sha256)
+                src = confined(folder, f"{ref.sha256}.parquet")
+                if src.is_file():
+                    self.objects.put_shard(name, src, ref.sha256)
+                elif not self.objects.has_shard(name, ref.sha256):
+                    raise CatalogError(f"cannot commit {name}: shard {ref.file} is neither staged nor in the catalog")
+            return
         shard_dir = self.path(name) / SHARDS
         shard_dir.mkdir(parents=True, exist_ok=True)
         for ref in refs:
@@ -432,9 +522,14 @@ class Catalog(CatalogFiles):
         The path must be ``shards/<sha256>.parquet`` inside the dataset
         (``CatalogFiles.shard_path``); the bytes are hashed on first use in
         this process (and again if the file is replaced), so a substituted
-        shard (a valid Parquet file with other rows) is refused, not read.
+        shard (a valid Parquet file with other rows) is refused, not read. At a URL the path is the shard's copy in
+        the local cache, fetched (and hashed as it arrives) on first use.
         """
-        path = self.shard_path(name, file, sha256)
+        if self.objects is not None:
+            check_shard_entry(check_name(name), file, sha256)
+            path = self.objects.fetch(name, sha256)
+        else:
+            path = self.shard_path(name, file, sha256)
         try:
             st = os.stat(path)
         except FileNotFoundError:
@@ -461,7 +556,10 @@ class Catalog(CatalogFiles):
         are hashed against their manifest before they are indexed. Takes
         the dataset lock without waiting; False when it is busy, the folder
         cannot be written, or a shard does not verify (the caller then scans).
+        At a URL the id index is not kept (readers scan): always False.
         """
+        if self.objects is not None:
+            return False
         try:
             with self.lock(name, timeout=0):
                 for m in self.versions(name):
@@ -491,8 +589,10 @@ class Catalog(CatalogFiles):
 
         Safe while other processes write (a live writer's files are kept);
         commits call it, so a job killed mid-write leaves nothing behind
-        once the next commit of that dataset runs.
+        once the next commit of that dataset runs. At a URL no temp file is ever written: 0.
         """
+        if self.objects is not None:
+            return 0
         n = 0
         for tmp in self.path(name).rglob(f"{TMP_PREFIX}*"):
             if writer_is_gone(tmp, max_age_s):
@@ -501,7 +601,9 @@ class Catalog(CatalogFiles):
         return n
 
     def cleanup_temp(self) -> int:
-        """Remove every temporary file under the catalog (run it when no writer is active)."""
+        """Remove every temporary file under the catalog (run it when no writer is active); 0 at a URL."""
+        if self.objects is not None:
+            return 0
         n = 0
         for tmp in self.root.rglob(f"{TMP_PREFIX}*"):
             tmp.unlink(missing_ok=True)

@@ -17,7 +17,10 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from catalog.files import catalog_url, local_root
+
 DATA_ENV = "SYNTHGEN_DATA"
+CATALOG_ENV = "SYNTHGEN_CATALOG"
 ARTIFACT_ROOT_ENV = "SYNTHGEN_ARTIFACT_ROOT"
 DEFAULT_DATA = "synthgen-data"
 
@@ -50,6 +53,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SYNTHGEN_", frozen=True, extra="ignore", populate_by_name=True)
 
     data: Path | None = Field(None, description="the data folder ($SYNTHGEN_DATA); default ./synthgen-data")
+    catalog: str | None = Field(None, description="the catalog: a folder or s3://bucket/prefix ($SYNTHGEN_CATALOG); "
+                                "default <data folder>/catalog")
     publish_url: str | None = Field(None, description="shared catalog every job publishes to (s3://bucket/prefix or a path)")
     shard_pool: str | None = Field(None, description="work pool whose workers generate the shards; None: in-process")
     # Two retries after 2 s and 10 s: long enough for a transient error (a GPU out of
@@ -64,6 +69,15 @@ class Settings(BaseSettings):
     sign_cert: Path | None = Field(None, description="PEM certificate chain (leaf first) that signs content credentials")
     sign_key: Path | None = Field(None, description="PEM private key of sign_cert's leaf")
     sign_callback: str | None = Field(None, description="module:function signing bytes with a KMS/HSM (ES256)")
+
+    @field_validator("catalog", mode="before")
+    @classmethod
+    def _no_blank_catalog(cls, v):
+        # An empty $SYNTHGEN_CATALOG is a variable a script forgot to set, not "the default".
+        if isinstance(v, str) and not v.strip():
+            raise ValueError(f"${CATALOG_ENV} (or --catalog) is empty: name the catalog (a folder or "
+                             "s3://bucket/prefix), or leave it unset (then <data folder>/catalog)")
+        return v
 
     @field_validator("data", mode="before")
     @classmethod
@@ -82,7 +96,7 @@ class Settings(BaseSettings):
     def paths(self, data_dir: str | Path | None = None) -> "Paths":
         """The data folder's layout (``data_dir`` wins over ``data``), carrying the MLflow settings."""
         return Paths(resolve_data_dir(self.data if data_dir is None else data_dir), self.tracking_uri,
-                     self.artifact_root)
+                     self.artifact_root, self.catalog)
 
 
 @dataclass(frozen=True)
@@ -92,10 +106,24 @@ class Paths:
     root: Path
     tracking: str | None = None  # from Settings; None: $MLFLOW_TRACKING_URI, else SQLite in the folder
     artifacts: str | None = None  # from Settings; None: $SYNTHGEN_ARTIFACT_ROOT, else the folder
+    catalog_root: str | None = None  # from Settings; None: the folder's catalog/
 
     @property
-    def catalog(self) -> Path:
-        return self.root / "catalog"
+    def catalog(self) -> Path | str:
+        """The catalog's root: a URL (``s3://bucket/prefix``) as given, else a folder (default ``<root>/catalog``)."""
+        if self.catalog_root is None:
+            return self.root / "catalog"
+        return catalog_url(self.catalog_root) or local_root(self.catalog_root).expanduser().resolve()
+
+    @property
+    def catalog_is_url(self) -> bool:
+        """Whether the catalog lives at a URL (object storage), not in a folder here."""
+        return isinstance(self.catalog, str)
+
+    @property
+    def cache(self) -> Path:
+        """Verified local copies of shards read from a catalog at a URL (content-addressed; safe to delete)."""
+        return self.root / "cache"
 
     @property
     def staging(self) -> Path:
@@ -164,13 +192,18 @@ def configure(data_dir: str | Path | None = None, settings: Settings | None = No
     catalog yet (``DataFolderError``), so a mistyped path is named, not started.
     """
     paths = resolve_paths(data_dir, settings)
-    if not create and not paths.catalog.is_dir():
+    if not create and not paths.catalog_is_url and not paths.catalog.is_dir():
+        if paths.catalog_root is not None:
+            raise DataFolderError(f"catalog {paths.catalog} does not exist: check --catalog or ${CATALOG_ENV}")
         what = "holds no catalog/" if paths.root.is_dir() else "does not exist"
         raise DataFolderError(f"data folder {paths.root} {what}: check --data-dir or ${DATA_ENV}; "
                               "`synthgen ingest`, `run` or `demo` start a new one")
-    for p in (paths.catalog, paths.staging, paths.mlflow, paths.prefect_home):
+    local = [] if paths.catalog_is_url else [paths.catalog]
+    for p in (*local, paths.staging, paths.mlflow, paths.prefect_home):
         p.mkdir(parents=True, exist_ok=True)
     os.environ[DATA_ENV] = str(paths.root)
+    if paths.catalog_root is not None:  # child processes (device workers, a Prefect flow run) open the same one
+        os.environ[CATALOG_ENV] = str(paths.catalog)
     for key, value in _SERVICE_ENV.items():
         os.environ.setdefault(key, value)
     os.environ.setdefault("PREFECT_HOME", str(paths.prefect_home))

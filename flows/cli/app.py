@@ -298,8 +298,8 @@ def datasets(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> N
         rows.append({"name": name, "origin": info["origin"], "head": head, "rows": m.rows if m else 0,
                      "kept": m.rows_by_status.get("kept", 0) if m else 0, "restricted": bool(info.get("restricted"))})
     if as_json:
-        return print_json({"catalog": str(cat.root), "datasets": rows})
-    print_rows(f"datasets in {cat.root}", ("name", "origin", "head", "rows", "kept", "restricted"),
+        return print_json({"catalog": cat.location, "datasets": rows})
+    print_rows(f"datasets in {cat.location}", ("name", "origin", "head", "rows", "kept", "restricted"),
                [(r["name"], r["origin"], r["head"], r["rows"], r["kept"], "yes" if r["restricted"] else "")
                 for r in rows])
 

@@ -10,9 +10,10 @@ from typing import Callable, Iterator, Optional, TypeVar
 import typer
 from rich.markup import escape
 
+from catalog.files import catalog_url
 from flows.cli.errors import DEBUG_ENV, SynthgenGroup, debug_enabled
 from flows.cli.output import err, out
-from flows.settings import DATA_ENV, DataFolderError, Paths, configure, resolve_paths
+from flows.settings import CATALOG_ENV, DATA_ENV, DataFolderError, Paths, Settings, configure, resolve_paths
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Synthetic image datasets with provenance.",
                   cls=SynthgenGroup, pretty_exceptions_show_locals=False)
@@ -26,19 +27,27 @@ GENERATE, INSPECT, AUDIT, SHARE, SCHEDULE = "Generate", "Inspect and load", "Aud
 # The commands that may start a new data folder; every other one needs an existing one, so a
 # mistyped --data-dir is named instead of created (and a read leaves nothing behind).
 STARTS_DATA_FOLDER = frozenset({"run", "ingest", "demo", "pull", "schedule"})
+# The commands that work with a catalog at a URL (--catalog s3://...), checked against an S3 server. The
+# others still read or write the catalog's files in a folder (job staging, id and vector indexes, cards,
+# thumbnails, the web app's caches) and are refused before anything is read or written.
+WORKS_AT_URL = frozenset({"datasets", "versions", "load", "diff", "query", "quality", "dedup-report", "verify",
+                          "takedown", "export", "remote-versions", "remote-load", "remote-verify",
+                          "expand-prompts", "status", "schedules", "unschedule"})
 
 
 class _State:
     data_dir: Optional[str] = None
+    catalog: Optional[str] = None  # --catalog / $SYNTHGEN_CATALOG; None: the data folder's catalog/
     create: bool = False  # the invoked command is in STARTS_DATA_FOLDER
 
 
 def cli_paths(resolve_only: bool = False) -> Paths:
     """The data folder's paths, configured (``resolve_only``: only resolved, nothing created or configured)."""
+    settings = Settings(catalog=_State.catalog) if _State.catalog is not None else None
     try:
         if resolve_only:
-            return resolve_paths(_State.data_dir)
-        return configure(_State.data_dir, create=_State.create)
+            return resolve_paths(_State.data_dir, settings)
+        return configure(_State.data_dir, settings, create=_State.create)
     except DataFolderError as exc:  # empty, or missing for a command that only reads
         fail(str(exc))
     except OSError as exc:  # a file, or a folder we may not write
@@ -116,9 +125,23 @@ def main(
     data_dir: Optional[str] = typer.Option(
         None, "--data-dir", "-d", envvar=DATA_ENV, help="All state lives here (default ./synthgen-data)."
     ),
+    catalog: Optional[str] = typer.Option(
+        None, "--catalog", envvar=CATALOG_ENV,
+        help="The catalog: a folder or s3://bucket/prefix (default DATA_DIR/catalog; S3 endpoint from "
+             "$AWS_ENDPOINT_URL, credentials as for any AWS client).",
+    ),
     debug: bool = typer.Option(False, "--debug", help=f"Show tracebacks of expected errors too (or ${DEBUG_ENV}=1)."),
 ) -> None:
+    if catalog is not None and not catalog.strip():
+        fail(f"--catalog is empty: name the catalog (a folder or s3://bucket/prefix), or leave it out "
+             f"(then ${CATALOG_ENV}, else DATA_DIR/catalog)")
+    command = ctx.invoked_subcommand
+    if catalog is not None and catalog_url(catalog) and command not in WORKS_AT_URL:
+        fail(f"`synthgen {command}` does not work with a catalog at a URL yet ({catalog}): it needs the "
+             f"catalog's files in a folder. Use a local catalog (leave out --catalog and ${CATALOG_ENV}), or pull "
+             f"the dataset into one. At a URL: {', '.join(sorted(WORKS_AT_URL))}")
     _State.data_dir = data_dir
+    _State.catalog = catalog
     _State.create = ctx.invoked_subcommand in STARTS_DATA_FOLDER
     if debug:
         os.environ[DEBUG_ENV] = "1"
@@ -128,7 +151,8 @@ def main(
 def open_catalog():
     from catalog import Catalog
 
-    return Catalog(cli_paths().catalog)
+    paths = cli_paths()
+    return Catalog(paths.catalog, cache=paths.cache)
 
 
 def print_json(data) -> None:

@@ -16,7 +16,8 @@ from catalog.dvc_io import IntegrityError
 from catalog.id_index import read_ids_json
 from catalog.layout import head_line
 from catalog.objectstore import ObjectStore, RemoteError
-from catalog.publish import ConflictError, _advance_head, pull, push
+from catalog.publish import ConflictError, pull, push
+from catalog.shared_head import advance_head
 from catalog.remote import RemoteCatalog, manifest_key, verify_remote
 from catalog.verify import verify
 from synthgen import failpoints
@@ -95,7 +96,7 @@ def test_store_primitives_are_conditional(shared):
     data, tag = store.read_tagged("ds/HEAD")
     assert data == a and store.swap("ds/HEAD", tag, c)
     assert not store.swap("ds/HEAD", tag, d)  # stale tag: another writer moved it
-    _advance_head(store, "ds", 1, "a" * 64)  # never backwards
+    advance_head(store, "ds", 1, "a" * 64)  # never backwards
     assert store.read("ds/HEAD") == c
 
 

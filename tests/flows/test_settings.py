@@ -1,3 +1,5 @@
+import pytest
+
 from flows.settings import Settings
 
 
@@ -57,3 +59,22 @@ def test_configure_for_a_reader_refuses_a_folder_without_a_catalog_and_creates_n
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["file", "plain"]
     paths = configure(tmp_path / "new")  # a writer starts it
     assert configure(tmp_path / "new", create=False) == paths
+
+
+def test_the_catalog_is_the_data_folders_unless_named(tmp_path, monkeypatch):
+    from pydantic import ValidationError
+
+    from flows.settings import CATALOG_ENV
+
+    monkeypatch.delenv(CATALOG_ENV, raising=False)
+    assert Settings().paths(tmp_path).catalog == tmp_path / "catalog"
+    at_url = Settings(catalog="s3://team/catalog/").paths(tmp_path)
+    assert at_url.catalog == "s3://team/catalog" and at_url.catalog_is_url
+    assert at_url.cache == tmp_path / "cache"
+    monkeypatch.setenv(CATALOG_ENV, str(tmp_path / "elsewhere"))
+    assert Settings().paths(tmp_path).catalog == tmp_path / "elsewhere"
+    monkeypatch.setenv(CATALOG_ENV, "file://" + str(tmp_path / "shared"))
+    assert Settings().paths(tmp_path).catalog == tmp_path / "shared"
+    monkeypatch.setenv(CATALOG_ENV, " ")
+    with pytest.raises(ValidationError, match="SYNTHGEN_CATALOG"):
+        Settings()

@@ -1,0 +1,76 @@
+"""``--catalog URL`` / ``$SYNTHGEN_CATALOG``: the commands that read and write a catalog on an S3 server (moto).
+
+Real processes, as a user runs them; the server's endpoint comes from
+``$AWS_ENDPOINT_URL`` as for any AWS client.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from catalog import Catalog, samples_to_table
+from tests.conftest import make_samples
+from tests.flows.cli_process import assert_clean_error, synthgen
+from tests.s3_server import moto_s3
+
+
+@pytest.fixture(scope="module")
+def s3():
+    with moto_s3() as server:
+        yield server
+
+
+@pytest.fixture
+def url(s3, tmp_path):
+    """A catalog in a new bucket holding `ds` at version 2 (5 + 5 kept rows)."""
+    url = f"s3://{s3.bucket()}/team/catalog"
+    cat = Catalog(url, cache=tmp_path / "seed-cache")
+    cat.create("ds", "synthetic")
+    for start in (0, 100):
+        rows = make_samples(6, start=start)
+        rows[0].status = "dropped_duplicate"
+        cat.commit("ds", cat.write_split("ds", samples_to_table(rows)))
+    return url
+
+
+def aws_env() -> dict:
+    """The moto server's endpoint and dummy credentials (set by ``moto_s3``) for a child process."""
+    return {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
+
+
+def test_reading_verifying_and_taking_down_at_a_url(url, tmp_path):
+    data = tmp_path / "data"
+    listed = synthgen(data, "--catalog", url, "datasets", "--json", env=aws_env())
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == {"catalog": url, "datasets": [
+        {"name": "ds", "origin": "synthetic", "head": 2, "rows": 12, "kept": 10, "restricted": False}]}
+    # The same catalog named by the environment instead of the option.
+    env = {**aws_env(), "SYNTHGEN_CATALOG": url}
+    loaded = synthgen(data, "load", "ds@2", env=env)
+    assert loaded.returncode == 0 and "ds@2: 10 rows (kept)" in loaded.stdout, loaded.stderr
+    assert str(data / "cache") in loaded.stdout  # rows are read from verified local copies
+    gone = synthgen(data, "takedown", "ds", "--where", "sample_id = 's00101'", "--reason", "test", env=env)
+    assert gone.returncode == 0, gone.stderr
+    checked = synthgen(data, "verify", "ds", "--json", env=env)
+    assert checked.returncode == 0, checked.stderr
+    report = json.loads(checked.stdout)
+    assert report["ok"] and report["version"] == 3 and report["manifests_checked"] == 3
+    assert not (data / "catalog").exists()  # nothing of the catalog in the data folder
+
+
+def test_commands_that_need_a_local_catalog_are_refused_before_anything_is_written(url, tmp_path):
+    data = tmp_path / "data"
+    for args in (["card", "ds"], ["audit", "s00001"], ["ingest", str(tmp_path), "--name", "real"]):
+        proc = synthgen(data, "--catalog", url, *args, env=aws_env())
+        assert_clean_error(proc, [f"`synthgen {args[0]}` does not work with a catalog at a URL", url])
+    assert not data.exists()
+
+
+def test_an_unreachable_bucket_or_an_empty_value_is_one_clear_error(s3, tmp_path):
+    data = tmp_path / "data"
+    assert_clean_error(synthgen(data, "--catalog", "s3://no-such-bucket/c", "datasets", env=aws_env()),
+                       ["bucket 'no-such-bucket' does not exist"])
+    assert_clean_error(synthgen(data, "--catalog", " ", "datasets", env=aws_env()), ["--catalog is empty"])
