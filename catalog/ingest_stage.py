@@ -39,6 +39,7 @@ from synthgen.records import KEPT
 FORMAT = "ingest-1"  # part of the key: a change to how rows are made must not reuse older staged shards
 GROUP_ROWS = 4096  # Parquet row group: as the catalog's other shards
 GROUP_BYTES = 64 << 20  # ... or fewer rows of large files: what a row group holds in memory while it is written
+THUMB_PART_ROWS = 16_384  # staged thumbnails handed to the guard at a time: 16 MB, whatever the shard's size
 
 
 def plan_shards(files: list[SourceFile], max_rows: int, max_bytes: int) -> list[range]:
@@ -115,9 +116,13 @@ class Stage:
     def thumbs_path(self, ref: ShardRef) -> Path:
         return self.folder / f"{ref.sha256}.thumbs.f32"
 
-    def thumbs(self, ref: ShardRef) -> np.ndarray:
-        """A staged shard's thumbnails (read, not mapped: freed once used, so they never add up in memory)."""
-        return np.fromfile(self.thumbs_path(ref), np.float32).reshape(-1, THUMB, THUMB)
+    def thumbs(self, ref: ShardRef, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """A staged shard's thumbnails, rows ``start`` to ``stop`` (read, not mapped: freed once used, so they
+        never add up in memory)."""
+        stop = ref.rows if stop is None else min(stop, ref.rows)
+        with open(self.thumbs_path(ref), "rb") as f:
+            f.seek(start * THUMB * THUMB * 4)
+            return np.fromfile(f, np.float32, count=max(0, stop - start) * THUMB * THUMB).reshape(-1, THUMB, THUMB)
 
     def sample_ids(self, ref: ShardRef) -> list[str]:
         return pq.read_table(self.parquet(ref), columns=["sample_id"])["sample_id"].to_pylist()
@@ -203,8 +208,11 @@ class ShardWriter:
         self._thumbs_tmp.unlink(missing_ok=True)
 
 
-def staged_in_order(stage: Stage, shards: list[StagedShard]) -> Iterator[tuple[list[str], np.ndarray]]:
-    """(sample ids, thumbnails) of each staged shard with rows, in order."""
+def staged_in_order(stage: Stage, shards: list[StagedShard],
+                    rows: int = THUMB_PART_ROWS) -> Iterator[tuple[list[str], np.ndarray]]:
+    """(sample ids, thumbnails) of the staged shards' rows, in order, ``rows`` at a time (a part never spans shards)."""
     for s in shards:
         if s.ref is not None:
-            yield stage.sample_ids(s.ref), stage.thumbs(s.ref)
+            ids = stage.sample_ids(s.ref)
+            for start in range(0, len(ids), rows):
+                yield ids[start : start + rows], stage.thumbs(s.ref, start, start + rows)

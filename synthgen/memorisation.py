@@ -79,6 +79,7 @@ def copy_distance(a: np.ndarray, b: np.ndarray, max_shift: int = 1, tiles: int =
 
 THUMB = 16  # guard resolution: small enough to be fast, large enough for digits and thumbnails
 _POOL = 2  # candidate descriptors average 2x2 blocks of the thumbnail
+DESCRIPTOR_DIM = (THUMB // _POOL) ** 2  # the width of a ``descriptors`` row
 _MIN_QUERIES_PER_THREAD = 64  # below this a thread costs more than it saves
 
 
