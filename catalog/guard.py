@@ -140,7 +140,7 @@ def _write_parts(tmp: dict[str, Path], rows: int, parts: Iterable[tuple[list[str
             thumbs = np.ascontiguousarray(thumbs, np.float32)
             if len(thumbs) != len(part_ids):
                 raise ValueError(f"{len(part_ids)} ids for {len(thumbs)} thumbnails")
-            thumbs_f.write(memoryview(thumbs).cast("B"))
+            thumbs_f.write(thumbs.data)  # the array's own bytes: no copy
             # json.dumps(ids) written a part at a time: the same bytes
             ids_f.write(((", " if count and part_ids else "") + ", ".join(map(json.dumps, part_ids))).encode())
             count += len(part_ids)
