@@ -133,7 +133,7 @@ def test_a_store_built_over_another_descriptor_is_rebuilt(real):
 def test_a_guard_stored_part_by_part_has_the_files_of_one_written_whole(real, tmp_path):
     from catalog.guard import store_guard, write_guard_files
 
-    cat, v = real
+    _, v = real
     folder = guard_dir(v)
     stored = load_guard(v)
     ids, thumbs = list(stored.ids), np.array(stored.thumbs)
