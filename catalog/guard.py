@@ -37,8 +37,9 @@ from catalog.manifest import sha256_bytes, sha256_file
 from catalog.version import DatasetVersion, read_rows
 from synthgen.imaging import decode
 from synthgen.memorisation import (
-    DESCRIPTOR, THUMB, PixelGuard, build_descriptor_index, build_thumb_index, descriptors, standardise,
+    DESCRIPTOR, DESCRIPTOR_DIM, THUMB, PixelGuard, build_descriptor_index, build_thumb_index, descriptors, standardise,
 )
+from synthgen.row_file import RowFile
 
 _BATCH = 4096  # rows decoded at a time while building: memory stays flat in the real set's size
 FILES = ("thumbs.npy", "ids.json", "index.faiss")
@@ -100,38 +101,51 @@ def write_guard_files(folder: Path, ids: list[str], thumbs: np.ndarray, index, m
 def store_guard(version: DatasetVersion, rows: int, parts: Iterable[tuple[list[str], np.ndarray]]) -> None:
     """Store ``version``'s guard from thumbnails computed at ingest, without decoding a row again.
 
-    ``parts``: (sample ids, their standardised thumbnails) of the kept rows in row order, part by part
-    (one shard each), ``rows`` in all. Each part is appended to ``thumbs.npy`` and reduced to its
-    descriptors (a quarter of its size) before the next is read, so memory never holds the whole
-    thumbnail array; the index is built from the descriptors. The files equal what ``build_guard`` writes.
+    ``parts``: (sample ids, their standardised thumbnails) of the kept rows in row order, part by part,
+    ``rows`` in all. Each part is appended to ``thumbs.npy`` and its ids to ``ids.json`` before the
+    next is read, and the index is built from the written thumbnails (``synthgen.row_file.RowFile``:
+    descriptors of a training sample, then of the rows chunk by chunk), so memory holds one part and
+    the index, never every row's thumbnails, descriptors or ids (at 1M rows: 1 GB, 256 MB and
+    ~100 MB), and nothing is written but the guard's files. The files equal what ``build_guard`` writes.
     """
     folder = guard_dir(version)
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(folder / "thumbs.npy")
-    ids: list[str] = []
-    descs = []
+    tmp = {name: temp_path(folder / name) for name in FILES}
     try:
-        with open(tmp, "wb") as f:
-            np.lib.format.write_array_header_1_0(f, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
-                                                     "fortran_order": False, "shape": (rows, THUMB, THUMB)})
-            for part_ids, thumbs in parts:
-                thumbs = np.ascontiguousarray(thumbs, np.float32)
-                f.write(thumbs.tobytes())
-                descs.append(descriptors(thumbs))
-                ids += part_ids
-        if len(ids) != rows or sum(len(d) for d in descs) != rows:
-            raise ValueError(f"guard of {version.ref}: {rows} rows but {len(ids)} ids")
-        replace_synced(tmp, folder / "thumbs.npy")
+        header, count = _write_parts(tmp, rows, parts)
+        if count != rows:
+            raise ValueError(f"guard of {version.ref}: {rows} rows but {count} ids")
+        index = build_descriptor_index(RowFile(tmp["thumbs.npy"], THUMB * THUMB, offset=header, transform=descriptors,
+                                               dim=DESCRIPTOR_DIM))
+        faiss.write_index(index, str(tmp["index.faiss"]))  # the bytes serialize_index gives, without a copy in memory
+        del index
+        files = {name: (sha256_file(tmp[name]), tmp[name].stat().st_size) for name in FILES}
+        for name in FILES:
+            replace_synced(tmp[name], folder / name)
     finally:
-        tmp.unlink(missing_ok=True)
-    index = build_descriptor_index(np.concatenate(descs))
-    del descs
-    blobs = {"ids.json": json.dumps(ids).encode(), "index.faiss": faiss.serialize_index(index).tobytes()}
-    for name, data in blobs.items():
-        atomic_write(folder / name, data)
-    files = {name: (sha256_bytes(d), len(d)) for name, d in blobs.items()}
-    files["thumbs.npy"] = (sha256_file(folder / "thumbs.npy"), (folder / "thumbs.npy").stat().st_size)
+        for path in tmp.values():
+            path.unlink(missing_ok=True)
     _write_meta(folder, rows, _manifest_sha(version), files)
+
+
+def _write_parts(tmp: dict[str, Path], rows: int, parts: Iterable[tuple[list[str], np.ndarray]]) -> tuple[int, int]:
+    """Stream ``parts`` into the temp thumbnails and ids files: (the .npy header's bytes, rows written)."""
+    count = 0
+    with open(tmp["thumbs.npy"], "wb") as thumbs_f, open(tmp["ids.json"], "wb") as ids_f:
+        np.lib.format.write_array_header_1_0(thumbs_f, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
+                                                        "fortran_order": False, "shape": (rows, THUMB, THUMB)})
+        header = thumbs_f.tell()
+        ids_f.write(b"[")
+        for part_ids, thumbs in parts:
+            thumbs = np.ascontiguousarray(thumbs, np.float32)
+            if len(thumbs) != len(part_ids):
+                raise ValueError(f"{len(part_ids)} ids for {len(thumbs)} thumbnails")
+            thumbs_f.write(thumbs.data)  # the array's own bytes: no copy
+            # json.dumps(ids) written a part at a time: the same bytes
+            ids_f.write(((", " if count and part_ids else "") + ", ".join(map(json.dumps, part_ids))).encode())
+            count += len(part_ids)
+        ids_f.write(b"]")
+    return header, count
 
 
 def _write_meta(folder: Path, rows: int, manifest_sha: str, files: dict[str, tuple[str, int]]) -> None:

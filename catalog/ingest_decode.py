@@ -23,7 +23,7 @@ from PIL import Image
 
 from catalog.ingest_source import Source, SourceFile
 from synthgen.imaging import ImageReadError, naming, open_image, pixel_sha256
-from synthgen.memorisation import THUMB, standardise
+from synthgen.memorisation import THUMB, grey
 
 EMBED_SIDE = 512  # the embedder's copy of a larger image is resized so its shorter side is this
 PIXEL_BUDGET = 384 << 20  # bytes of decoded pixels in flight across workers (an image larger runs alone)
@@ -65,7 +65,7 @@ class Decoded:
     sha256: str = ""
     width: int = 0
     height: int = 0
-    thumb: np.ndarray | None = None  # (THUMB, THUMB) float32, the pixel guard's standardised thumbnail
+    thumb: np.ndarray | None = None  # (THUMB, THUMB) uint8 grey: the pixel guard's thumbnail before it is standardised
     for_embedder: Any = None  # ``EmbedSteps.prepare`` of the image (shorter side at most EMBED_SIDE)
 
 
@@ -101,7 +101,7 @@ def decode_file(source: Source, f: SourceFile, budget: PixelBudget, embed: Embed
             # Decoded bytes plus the conversions below (grey for the thumbnail, RGB for the embedder).
             with budget.hold(img.width * img.height * (len(img.getbands()) + 4)):
                 img.load()
-                out = Decoded(f, data, None, pixel_sha256(img), img.width, img.height, standardise(img, THUMB))
+                out = Decoded(f, data, None, pixel_sha256(img), img.width, img.height, grey(img, THUMB))
                 if embed is not None:
                     out.for_embedder = embed.prepare(embedder_copy(img))
                 return out

@@ -6,7 +6,7 @@ source, its classes, every file's path, size and change marker, the embedder, th
     <staging>/<dataset>/<key>/.lock                 held while an ingest runs here
     <staging>/<dataset>/<key>/shard-000003.json     shard 3 is finished (written last: it names the files below)
     <staging>/<dataset>/<key>/<sha256>.parquet      its rows, content-addressed (moved into the catalog on commit)
-    <staging>/<dataset>/<key>/<sha256>.thumbs.f32   its rows' pixel-guard thumbnails, row for row (raw float32)
+    <staging>/<dataset>/<key>/<sha256>.thumbs.u8    its rows' pixel-guard thumbnails, row for row, grey (raw uint8)
 
 A shard covers a fixed range of the file list (``plan_shards``), and its rows are a function of those
 files alone, so a shard finished before a kill is the shard an uninterrupted ingest writes. Nothing
@@ -33,12 +33,13 @@ from catalog.layout import shard_file
 from catalog.manifest import ShardRef, sha256_file
 from catalog.schema import SCHEMA
 from synthgen.failpoints import failpoint
-from synthgen.memorisation import THUMB
+from synthgen.memorisation import THUMB, standardise_many
 from synthgen.records import KEPT
 
-FORMAT = "ingest-1"  # part of the key: a change to how rows are made must not reuse older staged shards
+FORMAT = "ingest-2"  # part of the key: a change to how rows are made must not reuse older staged shards
 GROUP_ROWS = 4096  # Parquet row group: as the catalog's other shards
 GROUP_BYTES = 64 << 20  # ... or fewer rows of large files: what a row group holds in memory while it is written
+THUMB_PART_ROWS = 16_384  # staged thumbnails handed to the guard at a time (16 MB standardised), whatever the shard's size
 
 
 def plan_shards(files: list[SourceFile], max_rows: int, max_bytes: int) -> list[range]:
@@ -113,11 +114,16 @@ class Stage:
         return staged if staged.is_file() else self.dataset_dir / ref.file
 
     def thumbs_path(self, ref: ShardRef) -> Path:
-        return self.folder / f"{ref.sha256}.thumbs.f32"
+        return self.folder / f"{ref.sha256}.thumbs.u8"
 
-    def thumbs(self, ref: ShardRef) -> np.ndarray:
-        """A staged shard's thumbnails (read, not mapped: freed once used, so they never add up in memory)."""
-        return np.fromfile(self.thumbs_path(ref), np.float32).reshape(-1, THUMB, THUMB)
+    def thumbs(self, ref: ShardRef, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """A staged shard's standardised thumbnails, rows ``start`` to ``stop`` (read, not mapped: freed once
+        used, so they never add up in memory)."""
+        stop = ref.rows if stop is None else min(stop, ref.rows)
+        with open(self.thumbs_path(ref), "rb") as f:
+            f.seek(start * THUMB * THUMB)
+            greys = np.fromfile(f, np.uint8, count=max(0, stop - start) * THUMB * THUMB).reshape(-1, THUMB, THUMB)
+        return standardise_many(greys)
 
     def sample_ids(self, ref: ShardRef) -> list[str]:
         return pq.read_table(self.parquet(ref), columns=["sample_id"])["sample_id"].to_pylist()
@@ -153,17 +159,19 @@ class ShardWriter:
         self._writer: pq.ParquetWriter | None = None
         self._pending: list[pa.Table] = []
         self._pending_bytes = 0
-        self._thumbs_tmp = temp_path(stage.folder / "shard.thumbs.f32")
-        self._thumbs = None  # written as they come: a shard's thumbnails are 1 KB per image
+        self._thumbs_tmp = temp_path(stage.folder / "shard.thumbs.u8")
+        # Written as they come, grey and not yet standardised: 256 bytes per image instead of the guard's
+        # 1 KB (at 64 px, as much as the JPEG), standardised in batches when the guard is stored.
+        self._thumbs = None
         self.rows = 0
 
     def add(self, table: pa.Table, thumbs: np.ndarray, nbytes: int) -> None:
-        """Append rows (catalog schema) and their thumbnails."""
+        """Append rows (catalog schema) and their grey thumbnails (n, THUMB, THUMB) uint8."""
         self._pending.append(table)
         self._pending_bytes += nbytes
         if self._thumbs is None:
             self._thumbs = open(self._thumbs_tmp, "wb")
-        self._thumbs.write(np.ascontiguousarray(thumbs, np.float32).tobytes())
+        self._thumbs.write(np.ascontiguousarray(thumbs, np.uint8).data)
         self.rows += table.num_rows
         if sum(t.num_rows for t in self._pending) >= GROUP_ROWS or self._pending_bytes >= GROUP_BYTES:
             self._flush()
@@ -203,8 +211,11 @@ class ShardWriter:
         self._thumbs_tmp.unlink(missing_ok=True)
 
 
-def staged_in_order(stage: Stage, shards: list[StagedShard]) -> Iterator[tuple[list[str], np.ndarray]]:
-    """(sample ids, thumbnails) of each staged shard with rows, in order."""
+def staged_in_order(stage: Stage, shards: list[StagedShard],
+                    rows: int = THUMB_PART_ROWS) -> Iterator[tuple[list[str], np.ndarray]]:
+    """(sample ids, thumbnails) of the staged shards' rows, in order, ``rows`` at a time (a part never spans shards)."""
     for s in shards:
         if s.ref is not None:
-            yield stage.sample_ids(s.ref), stage.thumbs(s.ref)
+            ids = stage.sample_ids(s.ref)
+            for start in range(0, len(ids), rows):
+                yield ids[start : start + rows], stage.thumbs(s.ref, start, start + rows)

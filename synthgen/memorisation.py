@@ -27,15 +27,24 @@ from synthgen.runtime import map_threads
 
 def standardise(img: Image.Image | np.ndarray, size: int | None = None) -> np.ndarray:
     """Grayscale float image with zero mean and unit standard deviation."""
-    if isinstance(img, Image.Image):
-        g = img.convert("L")
-        if size and g.size != (size, size):
-            g = g.resize((size, size), Image.BILINEAR)
-        arr = np.asarray(g, dtype=np.float32)
-    else:
-        arr = np.asarray(img, dtype=np.float32)
+    arr = np.asarray(grey(img, size) if isinstance(img, Image.Image) else img, dtype=np.float32)
     arr = arr - arr.mean()
     return arr / (arr.std() + 1e-6)
+
+
+def grey(img: Image.Image, size: int | None = None) -> np.ndarray:
+    """``img`` in grayscale (uint8), resized (bilinear) to ``size`` x ``size``: what ``standardise`` standardises."""
+    g = img.convert("L")
+    if size and g.size != (size, size):
+        g = g.resize((size, size), Image.BILINEAR)
+    return np.asarray(g)
+
+
+def standardise_many(greys: np.ndarray) -> np.ndarray:
+    """``standardise`` of each (H, W) image in a stack (n, H, W), bit for bit, in a few array operations."""
+    x = np.asarray(greys, dtype=np.float32)
+    x = x - x.mean(axis=(-2, -1), keepdims=True)
+    return x / (x.std(axis=(-2, -1), keepdims=True) + 1e-6)
 
 
 def _standardise_batch(x: np.ndarray) -> np.ndarray:
@@ -79,6 +88,7 @@ def copy_distance(a: np.ndarray, b: np.ndarray, max_shift: int = 1, tiles: int =
 
 THUMB = 16  # guard resolution: small enough to be fast, large enough for digits and thumbnails
 _POOL = 2  # candidate descriptors average 2x2 blocks of the thumbnail
+DESCRIPTOR_DIM = (THUMB // _POOL) ** 2  # the width of a ``descriptors`` row
 _MIN_QUERIES_PER_THREAD = 64  # below this a thread costs more than it saves
 
 

@@ -128,3 +128,21 @@ def test_a_store_built_over_another_descriptor_is_rebuilt(real):
     assert load_guard(v) is None
     pixel_guard(v)
     assert json.loads(meta_path.read_text())["descriptor"] == meta["descriptor"] and load_guard(v) is not None
+
+
+def test_a_guard_stored_part_by_part_has_the_files_of_one_written_whole(real, tmp_path):
+    from catalog.guard import store_guard, write_guard_files
+
+    _, v = real
+    folder = guard_dir(v)
+    stored = load_guard(v)
+    ids, thumbs = list(stored.ids), np.array(stored.thumbs)
+    cuts = [0, 7, 7, 30, len(ids)]  # uneven parts, one of them empty
+    store_guard(v, len(ids), [(ids[a:b], thumbs[a:b]) for a, b in zip(cuts, cuts[1:])])
+    by_parts = {f: (folder / f).read_bytes() for f in FILES}
+    whole = tmp_path / "whole"
+    write_guard_files(whole, ids, thumbs, build_thumb_index(thumbs), "unused")
+    assert by_parts == {f: (whole / f).read_bytes() for f in FILES}
+    with pytest.raises(ValueError, match="rows"):
+        store_guard(v, len(ids) + 1, [(ids, thumbs)])
+    assert {f: (folder / f).read_bytes() for f in FILES} == by_parts  # a failed store leaves the stored one
