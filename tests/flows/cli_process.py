@@ -30,9 +30,13 @@ FORKING_RUNNER = r"""
 import json, os, sys, traceback
 from pathlib import Path
 
+import importlib
+
 import flows.cli.app as cli
 
 runs, jobs, out = json.loads(Path(sys.argv[1]).read_text()), int(sys.argv[2]), sys.argv[3]
+for name in sys.argv[4:]:  # libraries every run would import (no service's: those read the run's environment)
+    importlib.import_module(name)
 main = str(Path(cli.__file__).with_name("__main__.py"))  # sys.argv[0] under `python -m flows.cli`
 
 
@@ -65,12 +69,18 @@ Path(out).write_text(json.dumps(codes))
 """
 
 
-def synthgen_runs(runs: list[tuple[Path, list[str]]], jobs: int = 3, timeout: float = 600) -> list[
-        subprocess.CompletedProcess]:
+# What checking a job's models imports (torch, diffusers, transformers, sentence-transformers): none of it
+# starts a thread or reads the environment a run sets (Prefect and MLflow do, so they are never preloaded).
+MODEL_LIBRARIES = ("torch", "diffusers.pipelines.pipeline_utils", "transformers", "sentence_transformers")
+
+
+def synthgen_runs(runs: list[tuple[Path, list[str]]], jobs: int = 3, timeout: float = 600,
+                  preload: tuple[str, ...] = ()) -> list[subprocess.CompletedProcess]:
     """``synthgen --data-dir DATA ARGS...`` for each ``(data, args)``, ``jobs`` at a time, as ``synthgen`` runs one.
 
     For many short runs (bad input that fails before any service starts): each is a fork of one
     interpreter that already imported the CLI, so it behaves as its own process from the command on.
+    ``preload``: modules that interpreter imports too (``MODEL_LIBRARIES`` for runs that check models).
     Commands that start services or worker processes should use ``synthgen``.
     """
     base = _base_env()
@@ -81,7 +91,7 @@ def synthgen_runs(runs: list[tuple[Path, list[str]]], jobs: int = 3, timeout: fl
                 for i, (data, args) in enumerate(runs)]
         (folder / "runs.json").write_text(json.dumps(spec))
         runner = subprocess.run([sys.executable, "-c", FORKING_RUNNER, str(folder / "runs.json"), str(jobs),
-                                 str(folder / "codes.json")], capture_output=True, text=True, cwd=folder,
+                                 str(folder / "codes.json"), *preload], capture_output=True, text=True, cwd=folder,
                                 env=base, timeout=timeout)
         assert runner.returncode == 0, runner.stderr[-3000:]
         codes = json.loads((folder / "codes.json").read_text())

@@ -21,7 +21,7 @@ import yaml
 
 from synthgen.runtime import EMBEDDED
 from tests.conftest import small_job
-from tests.flows.cli_process import assert_clean_error, seed_data, synthgen, synthgen_runs
+from tests.flows.cli_process import MODEL_LIBRARIES, assert_clean_error, seed_data, synthgen, synthgen_runs
 from tests.tree_hash import tree_hash
 
 
@@ -265,7 +265,7 @@ def results(world, request) -> dict:
         shutil.copytree(world["seed"], data)
         before[case_id] = tree_hash(data / "catalog")
         runs.append((data, [specs[a[1:]] if a.startswith("@") else _expand(a, files) for a in args]))
-    procs = synthgen_runs(runs)
+    procs = synthgen_runs(runs, preload=MODEL_LIBRARIES)
     return {c[0]: (proc, tree_hash(data / "catalog") == before[c[0]]) for c, (data, _), proc in zip(cases, runs, procs)}
 
 

@@ -16,7 +16,7 @@ import yaml
 
 from synthgen.runtime import EMBEDDED
 from tests.conftest import small_job
-from tests.flows.cli_process import assert_clean_error, synthgen_runs
+from tests.flows.cli_process import MODEL_LIBRARIES, assert_clean_error, synthgen_runs
 
 # (id, --set assignments or a spec-file tweak, names the message must contain)
 CASES = [
@@ -61,7 +61,7 @@ def results(tmp_path_factory) -> dict:
             sets = [a.replace("{bad}", str(bad)).replace("{random}", str(random)) for a in change]
             args = ["run", str(spec), *(x for a in sets for x in ("--set", a))]
         runs.append((data, args))
-    procs = synthgen_runs(runs)  # each a process of its own, forked after the CLI's imports
+    procs = synthgen_runs(runs, preload=MODEL_LIBRARIES)  # each its own process, forked after the imports
     return {case[0]: (proc, sorted(p.name for p in data.rglob("*") if p.is_file()))
             for case, (data, _), proc in zip(CASES, runs, procs)}
 
