@@ -97,7 +97,7 @@ def _cover(cat: Catalog, name: str, lists: list[list[dict]], shards) -> list[tup
     for entries in reversed(lists):
         for e in entries:
             try:
-                seg = open_segment(confined_relative(cat.path(name), e["file"], "id segment"))
+                seg = open_segment(confined_relative(cat.derived_path(name), e["file"], "id segment"))
             except CatalogError:
                 return None  # an entry naming a file outside the dataset: not an index to trust
             if seg is None:

@@ -117,7 +117,7 @@ def render_card(cat: Catalog, ref: str, grids: list[tuple[str, Path]] | None = N
     parts += [
         "\n## Load it\n",
         "```python\nfrom catalog import Catalog, open_version\n"
-        f"v = open_version(Catalog('{cat.root}'), '{v.ref}')\n"
+        f"v = open_version(Catalog('{cat.location}'), '{v.ref}')\n"
         "table = v.table()        # Arrow, kept rows\nds = v.to_torch()        # (image, label, sample_id)\n```",
     ]
     return "\n".join(p for p in parts if p) + "\n"

@@ -47,9 +47,12 @@ def check_shard_entry(name: str, file: str, sha256: str) -> None:
 class CatalogFiles:
     """Paths under one catalog root on this machine, or the URL of one elsewhere (then no local path exists)."""
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, derived: Path | None = None):
         self.url = catalog_url(root)
         self._root = None if self.url else local_root(root)
+        # Files derived from versions (indexes, guards, grids, cards) live beside the datasets in a folder;
+        # a catalog at a URL keeps them in a folder of this machine (``derived``), rebuilt where missing.
+        self._derived = None if self.url is None else Path(derived) if derived is not None else None
 
     @property
     def root(self) -> Path:
@@ -68,12 +71,29 @@ class CatalogFiles:
         """The dataset's folder (``CatalogError`` for an invalid name)."""
         return self.root / check_name(name)
 
+    @property
+    def derived_root(self) -> Path:
+        """Where files derived from versions live: the catalog folder, or this machine's folder for a URL's."""
+        if self.url is None:
+            return self.root
+        if self._derived is None:
+            raise CatalogError(f"{self.url}: no local folder was given for the files derived from its versions")
+        return self._derived
+
+    def derived_path(self, name: str) -> Path:
+        """The dataset's folder of derived files (its index and id segments): ``path(name)`` for a folder catalog."""
+        return self.derived_root / check_name(name)
+
+    def where(self, key: str) -> str:
+        """Where the catalog keeps ``key`` (``catalog.layout``), for reports: a URL or a local path."""
+        return f"{self.url}/{key}" if self.url else str(self.root / key)
+
     def manifest_path(self, name: str, version: int) -> Path:
         return self.root / manifest_key(check_name(name), version)
 
     def version_dir(self, name: str, version: int) -> Path:
-        """Folder for files derived from a version (grid, card)."""
-        return self.root / version_dir_key(check_name(name), version)
+        """Folder for files derived from a version (grid, card, indexes): under ``derived_root``."""
+        return self.derived_root / version_dir_key(check_name(name), version)
 
     def shard_path(self, name: str, file: str, sha256: str) -> Path:
         """A manifest's shard entry as a path inside the dataset's ``shards/``; ``IntegrityError`` otherwise.

@@ -180,7 +180,7 @@ def build_segment(cat: CatalogFiles, name: str, refs: list[ShardRef]) -> dict:
     pq.write_table(table, buf, row_group_size=SEGMENT_ROWS, compression="zstd", use_dictionary=["shard"])
     data = buf.getvalue().to_pybytes()
     digest = sha256_bytes(data)
-    path = cat.path(name) / "ids" / f"{digest}.parquet"
+    path = cat.derived_path(name) / "ids" / f"{digest}.parquet"
     if not path.is_file():
         atomic_write(path, data)
     return {"file": f"ids/{digest}.parquet", "sha256": digest, "rows": table.num_rows}
@@ -193,7 +193,7 @@ def index_version(cat: CatalogFiles, manifest: Manifest) -> list[dict]:
     parent = read_ids_json(cat, name, manifest.parent, manifest.parent_sha256) if manifest.parent else None
     segments, covered = [], set()
     for entry in parent or []:
-        seg = open_segment(confined_relative(cat.path(name), entry["file"], "id segment"))
+        seg = open_segment(confined_relative(cat.derived_path(name), entry["file"], "id segment"))
         # A parent segment is reusable only if every shard it indexes is still in this version.
         if seg is not None and set(seg.shards) <= wanted.keys():
             segments.append(entry)

@@ -18,6 +18,9 @@ import re
 from catalog.errors import IntegrityError
 
 SHARDS = "shards"  # a dataset's folder of row files
+# Jobs' staging at a catalog on object storage: what workers leave for the job's driver. Dataset names
+# start with a letter or digit, so this prefix never meets a dataset.
+STAGING = "_staging"
 
 
 def head_key(name: str) -> str:
@@ -33,6 +36,11 @@ def manifest_key(name: str, version: int) -> str:
 def version_dir_key(name: str, version: int) -> str:
     """The key prefix of a version's derived files (``name/versions/000003``)."""
     return f"{name}/versions/{version:06d}"
+
+
+def staging_key(name: str, job: str) -> str:
+    """The key prefix of a job's staging at a catalog on object storage (``_staging/name/<job digest>``)."""
+    return f"{STAGING}/{name}/{job}"
 
 
 def shard_file(digest: str) -> str:

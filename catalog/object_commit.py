@@ -40,6 +40,14 @@ def default_cache() -> Path:
     return Path(base) / "synthgen" / "shards"
 
 
+def default_derived(url: str, cache: Path) -> Path:
+    """This machine's folder for the files derived from versions of the catalog at ``url``: beside ``cache``.
+
+    One folder per URL (named by its digest), so two catalogs never share an index.
+    """
+    return Path(cache).parent / "derived" / sha256_bytes(url.encode())[:16]
+
+
 class ObjectWrites:
     """The write primitives of a catalog at a URL, and its local read cache. Keys as in ``catalog.layout``."""
 
@@ -95,6 +103,11 @@ class ObjectWrites:
         # HEAD moves last: until here, readers still see the previous version.
         advance_head(self.store, name, version, sha256_bytes(data))
         return True
+
+    def evict(self, digests: list[str]) -> None:
+        """Remove the cached copies of these shards (a job's own, once its reports are written)."""
+        for digest in digests:
+            (self.cache / f"{digest}.parquet").unlink(missing_ok=True)
 
     def fetch(self, name: str, digest: str) -> Path:
         """The shard named ``digest`` as a local file in the cache, fetched once and hashed as it arrives.

@@ -40,11 +40,11 @@ from filelock import FileLock, Timeout
 
 from catalog.atomic import TMP_PREFIX, atomic_write, fsync_dir, temp_path, write_parquet_atomic, writer_is_gone
 from catalog.errors import CatalogError, HeadMoved, IntegrityError
-from catalog.files import CatalogFiles, check_shard_entry
+from catalog.files import CatalogFiles, catalog_url, check_shard_entry
 from catalog import id_index
 from catalog.layout import HEAD_MAX_BYTES, SHARDS, head_key, head_line, manifest_key, parse_head, shard_file
 from catalog.manifest import Manifest, Role, RunRef, ShardRef, sha256_bytes, sha256_file
-from catalog.object_commit import ObjectWrites, default_cache
+from catalog.object_commit import ObjectWrites, default_cache, default_derived
 from catalog.objectstore import ObjectStore
 from catalog.safe_paths import NAME_RE, check_name, confined, view_base
 from catalog.schema import SCHEMA
@@ -68,12 +68,19 @@ class Catalog(CatalogFiles):
     are local files (temp + fsync + rename, under the dataset's file lock); at
     a URL, ``objects`` makes them with conditional writes, and shards are read
     from a local cache (``cache``, default ``object_commit.default_cache()``;
-    ``storage_options`` such as ``endpoint_url`` go to fsspec).
+    ``storage_options`` such as ``endpoint_url`` go to fsspec), and the files
+    derived from its versions (vector and id indexes, guards, grids) are kept
+    in a folder of this machine (``derived``, default beside the cache), each
+    checked against its version when read and rebuilt where missing.
     """
 
     def __init__(self, root: str | Path, on_lock_held: Callable[[str, float], None] | None = None,
-                 create: bool = True, cache: str | Path | None = None, storage_options: dict | None = None):
-        super().__init__(root)
+                 create: bool = True, cache: str | Path | None = None, storage_options: dict | None = None,
+                 derived: str | Path | None = None):
+        url = catalog_url(root)
+        if url is not None and derived is None:
+            derived = default_derived(url, Path(cache) if cache is not None else default_cache())
+        super().__init__(root, Path(derived) if derived is not None else None)
         self.objects: ObjectWrites | None = None
         if self.url is not None:
             store = ObjectStore(self.url, storage_options)
@@ -99,6 +106,13 @@ class Catalog(CatalogFiles):
         self._hashed: set[tuple] = set()
 
     # -- datasets -----------------------------------------------------------
+    def manifest_sha256(self, name: str, version: int) -> str:
+        """The sha256 of version ``version``'s manifest bytes, as stored (FileNotFoundError when missing)."""
+        data = self.storage.manifest_bytes(check_name(name), version)
+        if data is None:
+            raise FileNotFoundError(self.where(manifest_key(name, version)))
+        return sha256_bytes(data)
+
     def exists(self, name: str) -> bool:
         return self.storage.read(f"{check_name(name)}/dataset.json") is not None
 

@@ -160,7 +160,7 @@ def load_index(cat: Catalog, name: str, version: int, model: str) -> VersionInde
         kept = manifest.rows_by_status.get(KEPT, 0) if manifest.rows_by_status else meta["rows"]
         if meta["rows"] != kept:
             raise ValueError(f"lists {meta['rows']} rows, the version keeps {kept}")
-        parts = [_read_segment(cat.path(name), rec, meta["dim"]) for rec in meta["segments"]]
+        parts = [_read_segment(cat.derived_path(name), rec, meta["dim"]) for rec in meta["segments"]]
         if sum(int(p.index.ntotal) for p in parts) != meta["rows"]:
             raise ValueError("segments do not add up to its rows")
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
@@ -348,7 +348,7 @@ def _write_segment(cat: Catalog, name: str, ids: list[str], emb: np.ndarray) -> 
         rel = f"index/{digest}.{ext}"
         # Same name, same bytes: replacing is safe for concurrent readers, and
         # it repairs a corrupted copy of this segment.
-        atomic_write(cat.path(name) / rel, data)
+        atomic_write(cat.derived_path(name) / rel, data)
         record[key], record[f"{key}_sha256"] = rel, digest
     choice = describe(index)
     record.update(rows=len(ids), kind=choice.kind, nlist=choice.nlist, nprobe=choice.nprobe)

@@ -21,6 +21,7 @@ from prefect.runtime import flow_run
 
 from catalog import Catalog, RunRef
 from catalog.per_condition import ConditionCounts, condition_counts
+from catalog.storage import Storage
 from catalog.version import open_version
 from flows.dead_runs import close_dead_runs, owner_tags
 from flows.executors.base import Executor, Retry, ShardFailed
@@ -78,7 +79,7 @@ def generate_dataset(spec: dict, data_dir: str | None = None, shard_pool: str | 
     job = parse_spec(spec)  # validated again: deployments pass raw dicts
     settings = settings or Settings()  # the edge: nothing below reads the environment
     paths = configure(data_dir, settings)
-    catalog = Catalog(paths.catalog)
+    catalog = Catalog(paths.catalog, cache=paths.cache)
     shard_pool = shard_pool or settings.shard_pool
     preflight(job, catalog, shard_pool)
     if shard_pool:
@@ -91,7 +92,8 @@ def generate_dataset(spec: dict, data_dir: str | None = None, shard_pool: str | 
     try:
         _close_dead_runs(tracker, job, runs)
         setup = components or ComponentLoader(job, str(paths.catalog))
-        executor = choose_executor(job, paths, settings, shard_pool, progress.advance if progress else None)
+        executor = choose_executor(job, paths, settings, shard_pool, progress.advance if progress else None,
+                                   store=catalog.storage if catalog.url else None)
         get_run_logger().info(f"{job.name}: {job.size_text} -> {job.output.dataset} ({describe(executor)})")
         if isinstance(executor, LocalExecutor) and not catalog.find_job(job.output.dataset, job.digest()):
             setup()  # the models, before the first shard (a committed spec loads nothing)
@@ -115,6 +117,8 @@ def generate_dataset(spec: dict, data_dir: str | None = None, shard_pool: str | 
         done = Finished(catalog, job, result.commit, metrics, records, shard_pool, per_condition)
         for logged in write_reports(done):  # grid, card, real pairs, histogram, metrics, ...: written, then logged
             logged.log_to(tracker)
+        if catalog.objects is not None:  # at a URL the reports read the new shards through the cache: not kept here
+            catalog.objects.evict(catalog.manifest(result.dataset, result.version).added_shards)
         published = None
         if settings.publish_url:  # last: the version's card, grids and indexes are written by now
             published = publish_task(paths, result.dataset, settings.publish_url)
@@ -131,11 +135,14 @@ def generate_dataset(spec: dict, data_dir: str | None = None, shard_pool: str | 
 
 
 def choose_executor(job: JobSpec, paths: Paths, settings: Settings, shard_pool: str | None,
-                    on_batch=None) -> Executor:
-    """Where the shards run: a work pool's workers, one process per device here, or this process."""
+                    on_batch=None, store: Storage | None = None) -> Executor:
+    """Where the shards run: a work pool's workers, one process per device here, or this process.
+
+    ``store``: the catalog's storage when it is at a URL (pool workers then stage their shards on it).
+    """
     retry = Retry(settings.shard_retries, tuple(settings.retry_delays))
     if shard_pool:
-        return PrefectPoolExecutor(shard_pool, str(paths.root), settings)
+        return PrefectPoolExecutor(shard_pool, str(paths.root), settings, store=store)
     devices = job_devices(job)
     if len(devices) > 1:  # several GPUs here: one worker process per device, no server
         return DevicesExecutor(devices, retry, keep_workers=True)  # across a job's rounds; run_job closes it

@@ -1,6 +1,6 @@
 """Scheduled jobs: Prefect deployments of the generation flow on a work pool.
 
-A schedule is a deployment of ``flows/generate.py:generate_dataset`` whose
+A schedule is a deployment of ``flows.generate.generate_dataset`` whose
 parameters are the job spec (as a dict) and the data folder, with a cron
 schedule, on a work pool served by ``prefect worker start --pool NAME``
 processes (one per GPU machine). Cron schedules never fire on the temporary
@@ -11,18 +11,14 @@ pointing at a long-lived ``prefect server start``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
-import io
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 from flows.settings import Settings
 from synthgen.spec import JobSpec
 
-REPO = Path(__file__).resolve().parent.parent
-ENTRYPOINT = "flows/generate.py:generate_dataset"
+ENTRYPOINT = "flows.generate.generate_dataset"  # a module path: workers import it from their installed synthgen
 TAG = "synthgen"
 
 
@@ -86,24 +82,27 @@ def schedule(spec: JobSpec, data_dir: str, cron: str | None, pool: str, name: st
 
 def deploy(entrypoint: str, name: str, pool: str, parameters: dict | None = None, tags: list[str] | None = None,
            cron: str | None = None) -> str:
-    """Register (or update) a deployment of a flow in this checkout on ``pool`` (created if missing)."""
-    from prefect import flow
+    """Register (or update) a deployment of the flow at ``entrypoint`` on ``pool`` (created if missing).
+
+    ``entrypoint`` is a module path (``flows.generate.generate_dataset``): a worker imports the flow from
+    the synthgen it has installed (a wheel, an image), with no checkout, pull step or shared path.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import DeploymentScheduleCreate
+    from prefect.client.schemas.schedules import CronSchedule
+    from prefect.utilities.callables import parameter_schema
+    from prefect.utilities.importtools import import_object
 
     ensure_pool(pool)
-    # The checkout itself is the source: workers run the code at this same path (no build, no push).
-    deployable = flow.from_source(source=str(REPO), entrypoint=entrypoint)
-    with contextlib.redirect_stdout(io.StringIO()):  # Prefect prints a table; a job's output is ours
-        deployment_id = deployable.deploy(
-            name=name,
-            work_pool_name=pool,
-            cron=cron,
-            parameters=parameters or {},
-            tags=tags or [],
-            build=False,
-            push=False,
-            print_next_steps=False,
-            ignore_warnings=True,
-        )
+    flow = import_object(entrypoint)
+    schedules = [DeploymentScheduleCreate(schedule=CronSchedule(cron=cron))] if cron else []
+    with get_client(sync_client=True) as client:
+        flow_id = client.create_flow_from_name(flow.name)
+        # Creating a deployment that exists (same flow, same name) updates it, schedules included.
+        deployment_id = client.create_deployment(
+            flow_id, name, entrypoint=entrypoint, work_pool_name=pool, parameters=parameters or {},
+            tags=tags or [], schedules=schedules, pull_steps=[], parameter_openapi_schema=parameter_schema(flow).model_dump(),
+            enforce_parameter_schema=False)
     return str(deployment_id)
 
 

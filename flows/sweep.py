@@ -35,7 +35,7 @@ def run_sweep(probes: list[Probe], rule: Rule, paths: Paths, out_dir: Path, per_
               classifier: Classifier | None = None, classifier_name: str | None = None,
               on_probe: Callable[[int, ProbeResult], None] | None = None) -> SweepOutcome:
     """Run every probe under one MLflow parent run, choose a setting by ``rule``, write the files."""
-    catalog = Catalog(paths.catalog)
+    catalog = Catalog(paths.catalog, cache=paths.cache)
     job = probes[0].full
     tracker = Tracker(paths.tracking_uri, paths.artifact_root)
     tracker.start_run(f"{job.name}-sweep", {

@@ -115,11 +115,24 @@ def library_version(name: str) -> str:
         return "unknown"
 
 
+BUILT_FROM = Path(__file__).parent / "commit.txt"  # written by a package build (the Dockerfile): the commit built
+
+
 @lru_cache(maxsize=1)
 def code_commit() -> str | None:
-    """The git commit of the synthgen checkout, with '-dirty' if it has local changes."""
+    """The git commit of the synthgen checkout, with '-dirty' if it has local changes.
+
+    An installed package (a wheel, an image) is no checkout: its commit is the one its build recorded in
+    ``synthgen/commit.txt``, else unknown (None). A package installed inside some other checkout (a
+    ``.venv`` in a repository) must not report that repository's commit, so git is asked only when
+    synthgen's own folder is the top of the checkout.
+    """
     root = Path(__file__).resolve().parent.parent
     try:
+        top = subprocess.run(["git", "-C", str(root), "rev-parse", "--show-toplevel"], capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+        if not top or Path(top).resolve() != root:
+            return (BUILT_FROM.read_text().strip() or None) if BUILT_FROM.is_file() else None
         sha = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
         ).stdout.strip()

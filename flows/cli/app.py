@@ -145,7 +145,7 @@ def print_summary(r: dict) -> None:
     if not r["reused"]:
         fields.append(("throughput", f"{m['images_per_s']:.1f} images/s over {m['wall_s']:.1f} s "
                                      f"(start-up {m['startup_s']:.1f} s)"))
-    folder = str(Path(r["files"][0]).parent) if r["files"] else "-"
+    folder = r["files"][0].rsplit("/", 1)[0] if r["files"] else "-"  # a folder, or a URL's prefix
     excluded = f" + {len(r['excluded_files'])} of excluded rows" if r.get("excluded_files") else ""
     fields += [
         ("dataset", f"{r['dataset']} version {r['version']}"),

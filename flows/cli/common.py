@@ -27,10 +27,12 @@ GENERATE, INSPECT, AUDIT, SHARE, SCHEDULE = "Generate", "Inspect and load", "Aud
 # The commands that may start a new data folder; every other one needs an existing one, so a
 # mistyped --data-dir is named instead of created (and a read leaves nothing behind).
 STARTS_DATA_FOLDER = frozenset({"run", "ingest", "demo", "pull", "schedule"})
-# The commands that work with a catalog at a URL (--catalog s3://...), checked against an S3 server. The
-# others still read or write the catalog's files in a folder (job staging, id and vector indexes, cards,
-# thumbnails, the web app's caches) and are refused before anything is read or written.
-WORKS_AT_URL = frozenset({"datasets", "versions", "load", "diff", "query", "quality", "dedup-report", "verify",
+# The commands that work with a catalog at a URL (--catalog s3://...), checked against an S3 server. A job
+# (`run`) keeps what is derived from versions (vector indexes, guards, grids) in the data folder, and its
+# work pool's workers stage shards on the store. The others still read or write the catalog's files in a
+# folder (id indexes, cards, thumbnails, the web app's caches, ingest staging) and are refused before
+# anything is read or written.
+WORKS_AT_URL = frozenset({"run", "datasets", "versions", "load", "diff", "query", "quality", "dedup-report", "verify",
                           "takedown", "export", "remote-versions", "remote-load", "remote-verify",
                           "expand-prompts", "status", "schedules", "unschedule"})
 

@@ -26,6 +26,7 @@ import socket
 import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Iterator
 
 from prefect import flow, get_run_logger
@@ -39,8 +40,9 @@ from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.runtime import flow_run
 
-from catalog import RunRef
+from catalog import Catalog, RunRef
 from catalog.schema import samples_to_table
+from catalog.storage import Storage
 from flows.executors.base import Retry, ShardFailed, with_retries
 from flows.job.components import ComponentLoader, Setup
 from flows.job.shard_step import ShardReport, ShardResult, ShardStep
@@ -51,10 +53,12 @@ from synthgen.plan import Shard, make_shards, shard_from_record, shard_record
 from synthgen.spec import parse_spec
 
 SHARD_FLOW = "synthgen-shard"
-ENTRYPOINT = "flows/executors/prefect_pool.py:generate_shard_flow"
+ENTRYPOINT = "flows.executors.prefect_pool.generate_shard_flow"  # a module path: no checkout on the workers
 GPUS_ENV = "SYNTHGEN_GPUS"  # "0,1": the GPUs this worker owns
 HOST_ENV = "SYNTHGEN_HOST"  # the host part of slot names (containers on one machine must share it)
 POLL_S = 2.0
+# Where the worker's synthgen is installed (recorded per shard: a fleet with mixed installs shows which ran it).
+INSTALLED_AT = Path(__file__).resolve().parents[2]
 
 
 # -- on the worker -------------------------------------------------------------
@@ -149,7 +153,7 @@ def device_slot() -> Iterator[dict]:
 
 
 @flow(name=SHARD_FLOW, log_prints=True)
-def generate_shard_flow(spec: dict, shard_index: int, data_dir: str, runs: dict,
+def generate_shard_flow(spec: dict, shard_index: int, data_dir: str | None, runs: dict,
                         settings: Settings | None = None, plan_slice: dict | None = None) -> dict:
     """Stage one shard of a job on this worker while holding a GPU slot; the job's driver decides it.
 
@@ -159,13 +163,14 @@ def generate_shard_flow(spec: dict, shard_index: int, data_dir: str, runs: dict,
     """
     job = parse_spec(spec)
     settings = settings or Settings()
-    paths = configure(data_dir, settings)
+    paths = configure(data_dir, settings)  # at a URL: this worker's own data folder ($SYNTHGEN_DATA, else ./)
     shard = shard_from_record(plan_slice) if plan_slice else make_shards(job.total_images, job.output.shard_size)[shard_index]
     pinned = [d for d in (job.generator.device, job.embedder.device) if d.startswith("cuda:") and d != "cuda:0"]
     if pinned and owned_gpus():
         raise ValueError(f"device {pinned[0]!r}: on a worker a shard sees only the GPU it holds, as cuda:0; "
                          "use device 'cuda' or 'auto' in the spec")
-    staging = Staging.of(paths, job)
+    store = Catalog(paths.catalog, cache=paths.cache).storage if paths.catalog_is_url else None
+    staging = Staging.of(paths, job, store)
     step = ShardStep(job, RunRef(**runs))
     with device_slot() as slot:
         held_from = time.time()
@@ -174,7 +179,7 @@ def generate_shard_flow(spec: dict, shard_index: int, data_dir: str, runs: dict,
                               Retry(settings.shard_retries, tuple(settings.retry_delays)))
         staging.stage(shard, samples_to_table(result.samples))
         record = {**asdict(result.report), **slot, "held_from": held_from, "held_until": time.time(),
-                  "pid": os.getpid(), "flow_run_id": str(flow_run.id)}
+                  "pid": os.getpid(), "flow_run_id": str(flow_run.id), "installed_at": str(INSTALLED_AT)}
     get_run_logger().info(f"{shard.name}: {result.report.rows} rows on {slot['slot']}")
     staging.write_run_record(shard, record)
     return record
@@ -186,18 +191,24 @@ def deployment_name(pool: str) -> str:
 
 
 def deploy_shard_flow(pool: str) -> str:
-    """(Re)register the shard flow on ``pool`` from this checkout (workers need it at the same path)."""
+    """(Re)register the shard flow on ``pool``; workers import it from the synthgen they have installed."""
     require_server()
     return deploy(ENTRYPOINT, pool, pool, tags=[TAG, "shard"])
 
 
 @dataclass
 class PrefectPoolExecutor:
-    """Shards as flow runs on the work pool ``pool``; the data folder must be one every worker reaches."""
+    """Shards as flow runs on the work pool ``pool``.
+
+    With the catalog in a folder, ``data_dir`` must be one every worker reaches (the same path on each).
+    With the catalog at a URL (``store``: its storage), workers stage shards on that store and use their own
+    data folders: no path is shared.
+    """
 
     pool: str
     data_dir: str
     settings: Settings = field(default_factory=Settings)
+    store: Storage | None = None
     records: list[dict] = field(default_factory=list)  # what each shard run recorded (host, GPU slot, times)
 
     def map(self, step: ShardStep, shards: list[Shard], setup: Setup) -> Iterator[ShardResult]:
@@ -209,12 +220,15 @@ class PrefectPoolExecutor:
         log = get_run_logger()
         deploy_shard_flow(self.pool)
         job = step.spec
+        # At a URL a worker keeps its own data folder: neither the path nor the setting travels.
+        data_dir, settings = ((None, self.settings.model_copy(update={"data": None})) if self.store is not None
+                              else (self.data_dir, self.settings))
         submitted: dict[str, Shard] = {}
         for s in shards:
             fr = run_deployment(
                 deployment_name(self.pool),
-                parameters={"spec": job.model_dump(mode="json"), "shard_index": s.index, "data_dir": self.data_dir,
-                            "runs": step.runs.model_dump(), "settings": self.settings.model_dump(mode="json"),
+                parameters={"spec": job.model_dump(mode="json"), "shard_index": s.index, "data_dir": data_dir,
+                            "runs": step.runs.model_dump(), "settings": settings.model_dump(mode="json"),
                             "plan_slice": shard_record(s)},
                 timeout=0,  # submit only; the loop below waits for all of them together
                 flow_run_name=f"{job.name}-{s.name}",
@@ -223,7 +237,7 @@ class PrefectPoolExecutor:
             )
             submitted[str(fr.id)] = s
         log.info(f"{job.name}: {len(submitted)} shard runs on pool {self.pool!r}")
-        staging = Staging.of(self.settings.paths(self.data_dir), job)
+        staging = Staging.of(self.settings.paths(self.data_dir), job, self.store)
         by_shard = {s.index: run_id for run_id, s in submitted.items()}
         states: dict = {}
         for s in shards:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from catalog import Catalog, Manifest, RunRef
+from catalog.layout import manifest_key
 from catalog.store import HeadMoved
 from catalog.tally import distinct_runs, status_counts
 from flows.job.decisions import OrderedDecisions, version_vectors
@@ -84,8 +85,8 @@ def commit_report(catalog: Catalog, m: Manifest, reused: bool) -> CommitReport:
         version=m.version,
         reused=reused,
         counts=status_counts(s.rows_by_status for s in added),
-        files=[str(catalog.path(m.dataset) / s.file) for s in added if s.role == "train"],
-        excluded_files=[str(catalog.path(m.dataset) / s.file) for s in added if s.role == "excluded"],
-        manifest_path=str(catalog.manifest_path(m.dataset, m.version)),
+        files=[catalog.where(f"{m.dataset}/{s.file}") for s in added if s.role == "train"],
+        excluded_files=[catalog.where(f"{m.dataset}/{s.file}") for s in added if s.role == "excluded"],
+        manifest_path=catalog.where(manifest_key(m.dataset, m.version)),
         manifest_sha256=catalog.manifest_sha256(m.dataset, m.version),
     )

@@ -141,11 +141,11 @@ class OrderedDecisions:
         was cut short had moved them in already.
         """
         cols = sorted(set(columns) | {"plan_index"}, key=SCHEMA.names.index) if columns else None
-        here, there = self.staging.shards_dir, self.catalog.path(self.name)
+        here = self.staging.shards_dir
 
         def located(ref: ShardRef):
             waiting = here / ref.file.rsplit("/", 1)[-1]
-            return waiting if waiting.is_file() else there / ref.file
+            return waiting if waiting.is_file() else self.catalog.verified_shard(self.name, ref)
 
         parts = [pq.read_table(located(r), columns=cols, schema=SCHEMA) for r in decision.refs]
         t = pa.concat_tables(parts) if parts else SCHEMA.empty_table().select(cols or SCHEMA.names)

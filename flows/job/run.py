@@ -103,8 +103,8 @@ def run_job(spec: SpecLike, data_dir: str | Path | None = None, *, paths: Paths 
     """
     job = as_spec(spec)
     paths = paths or data_paths(data_dir)
-    catalog = catalog or Catalog(paths.catalog)
-    staging = Staging.of(paths, job)
+    catalog = catalog or Catalog(paths.catalog, cache=paths.cache)
+    staging = Staging.of(paths, job, catalog.storage if catalog.url else None)
     done = catalog.find_job(job.output.dataset, job.digest())
     if done is not None:  # this exact spec is committed: nothing to load or generate
         staging.remove()

@@ -10,24 +10,29 @@ A job's staging folder (keyed by spec digest, so a rerun finds it) holds::
                               for a whole-job decision (``keep: quality``); the driver decides it
     shard-00003.run.json      what a work pool's shard run recorded (host, GPU slot, times)
 
+The last two are the job's shard drop (``flows.job.shard_drop``): in this
+folder, or, with the catalog on object storage, under the store's
+``_staging/<dataset>/<job>/`` prefix, where workers on other machines
+leave them. Decisions stay with the driver.
+
 Every file is written atomically, and a decision record only after its
 shards, so a kill leaves a whole decision or none.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from pydantic import BaseModel
 
 from catalog import RunRef, ShardRef
-from catalog.atomic import atomic_write, write_parquet_atomic
-from catalog.schema import SCHEMA
+from catalog.atomic import atomic_write
+from catalog.layout import staging_key
+from catalog.storage import Storage
+from flows.job.shard_drop import FolderDrop, ShardDrop, StoreDrop
 from flows.settings import Paths
 from synthgen.plan import Shard
 from synthgen.spec import JobSpec
@@ -53,28 +58,31 @@ class Decision(BaseModel):
 
 @dataclass(frozen=True)
 class Staging:
-    """Paths and records of one job's staging folder."""
+    """Paths and records of one job's staging folder, and its shard drop (default: the folder itself)."""
 
     root: Path
+    drop: ShardDrop | None = None
 
     @classmethod
-    def of(cls, paths: Paths, spec: JobSpec) -> "Staging":
-        """The staging folder of ``spec``'s job under the data folder ``paths``."""
-        return cls(paths.staging / spec.output.dataset / spec.digest()[:24])
+    def of(cls, paths: Paths, spec: JobSpec, store: Storage | None = None) -> "Staging":
+        """The staging of ``spec``'s job under the data folder ``paths``; ``store``: the catalog's store when
+        the catalog is at a URL (the shard drop is then on it)."""
+        job = spec.digest()[:24]
+        drop = StoreDrop(store.files, staging_key(spec.output.dataset, job)) if store is not None else None
+        return cls(paths.staging / spec.output.dataset / job, drop)
+
+    @property
+    def shards_drop(self) -> ShardDrop:
+        """Where undecided shards and run records are left."""
+        return self.drop or FolderDrop(self.root)
 
     @property
     def shards_dir(self) -> Path:
         """Decided shards waiting for the publish (moved into the catalog by ``Catalog.commit``)."""
         return self.root / "shards"
 
-    def staged_path(self, shard: Shard) -> Path:
-        return self.root / f"{shard.name}.parquet"
-
     def decision_path(self, shard: Shard) -> Path:
         return self.root / f"{shard.name}.decided.json"
-
-    def run_record_path(self, shard: Shard) -> Path:
-        return self.root / f"{shard.name}.run.json"
 
     # -- records -------------------------------------------------------------------
     def read_basis(self) -> Basis | None:
@@ -92,25 +100,25 @@ class Staging:
         atomic_write(self.decision_path(shard), decision.model_dump_json().encode())
 
     def read_run_record(self, shard: Shard) -> dict | None:
-        p = self.run_record_path(shard)
-        return json.loads(p.read_text()) if p.is_file() else None
+        return self.shards_drop.record(shard.name)
 
     def write_run_record(self, shard: Shard, record: dict) -> None:
-        atomic_write(self.run_record_path(shard), json.dumps(record).encode())
+        self.shards_drop.put_record(shard.name, record)
 
     # -- undecided shards ------------------------------------------------------------
     def stage(self, shard: Shard, table: pa.Table) -> None:
-        """Write a shard's full rows undecided (atomically: a kill leaves all of it or nothing)."""
-        write_parquet_atomic(table, self.staged_path(shard))
+        """Leave a shard's full rows undecided (whole or not at all)."""
+        self.shards_drop.put_rows(shard.name, table)
 
     def staged_rows(self, shard: Shard) -> int | None:
         """Rows of the shard staged undecided, or None."""
-        p = self.staged_path(shard)
-        return pq.read_metadata(p).num_rows if p.is_file() else None
+        return self.shards_drop.rows(shard.name)
 
     def read_staged(self, shard: Shard, columns: list[str] | None = None) -> pa.Table:
-        return pq.read_table(self.staged_path(shard), columns=columns, schema=None if columns else SCHEMA)
+        return self.shards_drop.read(shard.name, columns)
 
     def remove(self) -> None:
-        """Drop the folder (after the commit: everything in it is in the catalog now)."""
+        """Drop the folder and the shard drop (after the commit: everything in them is in the catalog now)."""
+        if self.drop is not None:
+            self.drop.remove()
         shutil.rmtree(self.root, ignore_errors=True)

@@ -21,6 +21,7 @@ import yaml
 from catalog import Catalog
 from catalog.card import quality_or_reason, write_card
 from catalog.dedup_report import dedup_report
+from catalog.layout import manifest_key
 from catalog.per_condition import ConditionCounts
 from catalog.version import open_version
 from flows.job.commit import CommitReport
@@ -86,12 +87,23 @@ class Metrics:
         return Logged(metrics=done.metrics)
 
 
+def shard_files(done: Finished, roles: tuple[str, ...] = ("train",)) -> list[str]:
+    """The version's added shards of ``roles`` as local files to read (at a URL: verified copies in the cache)."""
+    c, cat = done.commit, done.catalog
+    if cat.url is None:
+        return [f for role in roles for f in (c.files if role == "train" else c.excluded_files)]
+    m = cat.manifest(c.dataset, c.version)
+    added = set(m.added_shards)
+    return [str(cat.verified_shard(c.dataset, s)) for role in roles for s in m.shards
+            if s.sha256 in added and s.role == role]
+
+
 class Grid:
     """A contact sheet of kept samples, one row per class or prompt."""
 
     def write(self, done: Finished) -> Logged:
         c = done.commit
-        return Logged([write_grid(done.catalog, c.dataset, c.version, c.files)])
+        return Logged([write_grid(done.catalog, c.dataset, c.version, shard_files(done))])
 
 
 class VersionFiles:
@@ -100,7 +112,11 @@ class VersionFiles:
     def write(self, done: Finished) -> Logged:
         spec_file = done.folder / "job.yaml"
         spec_file.write_text(yaml.safe_dump(done.job.model_dump(mode="json"), sort_keys=False))
-        return Logged([Path(done.commit.manifest_path), spec_file])
+        manifest = Path(done.commit.manifest_path)
+        if done.catalog.url is not None:  # logged from a copy of the stored bytes, beside the spec
+            manifest = done.folder / Path(done.commit.manifest_path).name
+            manifest.write_bytes(done.catalog.storage.manifest_bytes(done.commit.dataset, done.commit.version))
+        return Logged([manifest, spec_file])
 
 
 class ShardRuns:
@@ -143,7 +159,7 @@ class RealPairs:
             return Logged()
         c = done.commit
         restricted = open_version(done.catalog, real).restricted
-        files = c.files if restricted else c.files + c.excluded_files
+        files = shard_files(done, ("train",) if restricted else ("train", "excluded"))
         pairs = write_real_pairs(done.catalog, c.dataset, c.version, files, real)
         return Logged([pairs] if pairs else [])
 
@@ -181,7 +197,7 @@ class Lineage:
         datasets = [(done.ref, c.manifest_sha256, c.manifest_path, "output")]
         if real:
             v = cat.head(real)
-            datasets.append((f"{real}@{v}", cat.manifest_sha256(real, v), str(cat.manifest_path(real, v)), "reference"))
+            datasets.append((f"{real}@{v}", cat.manifest_sha256(real, v), cat.where(manifest_key(real, v)), "reference"))
         return Logged(datasets=datasets, tags={"synthgen.dataset": done.ref, "synthgen.reused_version": str(c.reused)})
 
 

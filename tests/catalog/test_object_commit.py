@@ -171,9 +171,11 @@ def test_features_that_need_local_files_say_so(url, tmp_path):
     cat.create("ds", "synthetic")
     assert cat.location == url
     with pytest.raises(CatalogError, match="catalog is at a URL"):
-        cat.version_dir("ds", 1)
-    with pytest.raises(CatalogError, match="catalog is at a URL"):
         cat.path("ds")
+    # Files derived from versions (indexes, guards, grids) are this machine's, beside its cache, one folder per URL.
+    derived = cat.version_dir("ds", 1)
+    assert derived.is_relative_to(tmp_path) and derived.parts[-3:] == ("ds", "versions", "000001")
+    assert Catalog(url + "2", cache=tmp_path / "cache").version_dir("ds", 1) != derived
     assert cat.cleanup_temp() == 0 and cat.ensure_index("ds") is False
 
 

@@ -1,16 +1,21 @@
-"""Scale-out for real: `prefect server start`, two workers on one pool, `mlflow server`, all on loopback.
+"""Scale-out for real: `prefect server start`, two workers on one pool, `mlflow server`, an S3 server, on loopback.
 
 The two workers stand in for two machines with two GPUs each
 (``SYNTHGEN_GPUS=0,1`` and ``=2,3``, ``--limit 2``; the models run on the
-CPU), each shard on a GPU slot of its own while it runs. One job runs distributed (its shards as
-flow runs on the pool) and the same job runs in a single process in another
-data folder, both logging to the MLflow tracking server; the two committed
-versions must hold the same rows and the same dedup decisions.
+CPU), each shard on a GPU slot of its own while it runs. Like machines, they
+share no path with the coordinator or each other: each starts in its own
+empty folder with its own ``HOME``, ``TMPDIR`` and data folder, and runs
+synthgen from a wheel installed there (not this checkout). One job runs
+distributed with its catalog on the S3 server (its shards as flow runs on
+the pool, staged on the store) and the same job runs in a single process with
+a local catalog, both logging to the MLflow tracking server; the two
+committed versions must hold the same rows and the same dedup decisions.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -25,14 +30,18 @@ import pytest
 import yaml
 
 from catalog import Catalog, ingest_folder
+from catalog.publish import push
 from tests.conftest import REPO, small_job
 from tests.flows.test_schedule import BIN, base_env, free_port, stop
+from tests.s3_server import moto_s3
 
 pytestmark = pytest.mark.long  # minutes of work: started first (tests/conftest.py)
 
 DATASET = "digits-scaleout"
 POOL = "gpu-test"
-RUN_COLUMNS = ["prefect_flow_run_id", "mlflow_run_id", "created_at"]  # differ by run, by design
+# Differ by run, by design; code_commit names the installation that ran: this checkout's commit for the
+# single-process run, none for the workers' wheel (built without a recorded commit).
+RUN_COLUMNS = ["prefect_flow_run_id", "mlflow_run_id", "created_at", "code_commit"]
 HOST = socket.gethostname()
 WORKER_GPUS = ("0,1", "2,3")
 
@@ -46,10 +55,35 @@ def job_spec() -> dict:
     return spec
 
 
-def start(args: list[str], env: dict, log: Path) -> subprocess.Popen:
+def start(args: list[str], env: dict, log: Path, cwd: Path = REPO) -> subprocess.Popen:
     """A service in its own process group (stopped with everything it spawned), logging to ``log``."""
     with open(log, "wb") as f:
-        return subprocess.Popen(args, env=env, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(args, env=env, cwd=cwd, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def install_wheel(tmp: Path) -> Path:
+    """Build synthgen's wheel from a copy of the working tree and install it (no deps: they are this venv's)
+    into a folder of its own; returns the folder, for a worker's ``PYTHONPATH``."""
+    src = tmp / "src"
+    for part in ("synthgen", "catalog", "flows"):
+        shutil.copytree(REPO / part, src / part, ignore=shutil.ignore_patterns("__pycache__"))
+    for part in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / part, src / part)
+    pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp / "wheel"), str(src)],
+                   check=True, capture_output=True, timeout=300)
+    site = tmp / "site"
+    subprocess.run([*pip, "install", "--no-deps", "--no-compile", "--target", str(site),
+                    *map(str, (tmp / "wheel").glob("synthgen-*.whl"))], check=True, capture_output=True, timeout=300)
+    return site
+
+
+def worker_env(env: dict, home: Path, site: Path) -> dict:
+    """A worker machine's environment: its own HOME, TMPDIR and data folder, synthgen from the installed wheel."""
+    for d in ("home", "tmp", "data"):
+        (home / d).mkdir(parents=True, exist_ok=True)
+    return {**env, "HOME": str(home / "home"), "TMPDIR": str(home / "tmp"), "SYNTHGEN_DATA": str(home / "data"),
+            "PYTHONPATH": str(site), "XDG_CACHE_HOME": str(home / "home" / ".cache")}
 
 
 def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 180) -> None:
@@ -64,7 +98,13 @@ def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 1
 
 
 @pytest.fixture(scope="module")
-def cluster(real_digits_dir, embedder, tmp_path_factory):
+def s3():
+    with moto_s3() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def cluster(real_digits_dir, embedder, tmp_path_factory, s3):
     """Prefect server + MLflow server + two workers on one pool; a seed data folder with the real digits."""
     tmp = tmp_path_factory.mktemp("scaleout")
     env = base_env(tmp)
@@ -81,28 +121,39 @@ def cluster(real_digits_dir, embedder, tmp_path_factory):
                             "--port", str(mlflow_port), "--workers", "1"], env, tmp / "mlflow-server.log"))
         seed = tmp / "seed"  # ingest while the servers start
         ingest_folder(Catalog(seed / "catalog"), "digits-real", real_digits_dir, embedder.embed_images, embedder.name)
+        url = f"s3://{s3.bucket()}/team/catalog"  # the distributed job's catalog, holding the same real set
+        push(Catalog(seed / "catalog"), "digits-real", url)
+        site = install_wheel(tmp / "wheel")
         job = tmp / "job.yaml"
         job.write_text(yaml.safe_dump(job_spec()))
+        env.update({k: v for k, v in os.environ.items() if k.startswith("AWS_")})  # the S3 server, dummy keys
         env["PREFECT_API_URL"] = f"http://127.0.0.1:{prefect_port}/api"
         env["MLFLOW_TRACKING_URI"] = f"http://127.0.0.1:{mlflow_port}"
         wait_healthy(env["PREFECT_API_URL"] + "/health", procs[0], tmp / "prefect-server.log")
         wait_healthy(env["MLFLOW_TRACKING_URI"] + "/health", procs[1], tmp / "mlflow-server.log")
         for gpus in WORKER_GPUS:  # one worker per "GPU machine", one shard per GPU at a time
+            home = tmp / f"machine-{gpus.replace(',', '')}"
             procs.append(start([str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--type", "process",
                                 "--limit", "2", "--name", f"worker-gpus-{gpus}"],
-                               {**env, "SYNTHGEN_GPUS": gpus}, tmp / f"worker-{gpus}.log"))
-        yield {"tmp": tmp, "env": env, "seed": seed, "job": job}
+                               {**worker_env(env, home, site), "SYNTHGEN_GPUS": gpus}, tmp / f"worker-{gpus}.log",
+                               cwd=home))
+        yield {"tmp": tmp, "env": env, "seed": seed, "job": job, "url": url, "site": site}
     finally:
         for proc in reversed(procs):
             stop(proc)
 
 
-def synthgen_run(cluster: dict, name: str, extra_env: dict) -> tuple[subprocess.CompletedProcess, Path]:
-    """``synthgen run`` of the job in a fresh copy of the seed data folder."""
+def synthgen_run(cluster: dict, name: str, extra_env: dict, catalog: str | None = None
+                 ) -> tuple[subprocess.CompletedProcess, Path]:
+    """``synthgen run`` of the job in a fresh copy of the seed data folder, or (``catalog``) in an empty
+    data folder against that catalog."""
     data = cluster["tmp"] / name
-    shutil.copytree(cluster["seed"], data)
-    cmd = [str(BIN / "synthgen"), "--data-dir", str(data), "run", str(cluster["job"]), "--json",
-           str(data / "result.json")]
+    if catalog:
+        data.mkdir()
+    else:
+        shutil.copytree(cluster["seed"], data)
+    cmd = [str(BIN / "synthgen"), "--data-dir", str(data), *(["--catalog", catalog] if catalog else []),
+           "run", str(cluster["job"]), "--json", str(data / "result.json")]
     proc = subprocess.run(cmd, env={**cluster["env"], **extra_env}, capture_output=True, text=True, timeout=400)
     (cluster["tmp"] / f"{name}.log").write_text(proc.stderr)
     return proc, data
@@ -112,7 +163,7 @@ def synthgen_run(cluster: dict, name: str, extra_env: dict) -> tuple[subprocess.
 def jobs(cluster) -> dict:
     """The same job twice, at the same time: on the pool's workers, and in one process."""
     with ThreadPoolExecutor(2) as pool:
-        dist = pool.submit(synthgen_run, cluster, "distributed", {"SYNTHGEN_SHARD_POOL": POOL})
+        dist = pool.submit(synthgen_run, cluster, "distributed", {"SYNTHGEN_SHARD_POOL": POOL}, cluster["url"])
         single = pool.submit(synthgen_run, cluster, "single", {})
         out = {}
         for name, fut in (("distributed", dist), ("single", single)):
@@ -123,11 +174,10 @@ def jobs(cluster) -> dict:
     return out
 
 
-def version_rows(data: Path) -> tuple[list[list[str]], list]:
+def version_rows(cat: Catalog) -> tuple[list[list[str]], list]:
     """The committed version's shard layout (sample ids) and rows minus the per-run columns."""
-    cat = Catalog(data / "catalog")
     m = cat.manifest(DATASET)
-    tables = [pq.read_table(cat.path(DATASET) / s.file) for s in m.shards]
+    tables = [pq.read_table(cat.verified_shard(DATASET, s)) for s in m.shards]
     return [t["sample_id"].to_pylist() for t in tables], [t.drop_columns(RUN_COLUMNS) for t in tables]
 
 
@@ -141,12 +191,14 @@ def test_two_workers_make_the_single_process_dataset(cluster, jobs):
     assert dist["version"] == single["version"] == 1 and not dist["reused"]
     assert dist["counts"] == single["counts"] and sum(dist["counts"].values()) == 12
     assert dist["counts"]["dropped_duplicate"] and dist["counts"]["blocked_real_copy"]  # decisions to compare
-    layout, tables = version_rows(jobs["distributed"]["data"])
-    single_layout, single_tables = version_rows(jobs["single"]["data"])
+    at_url = Catalog(cluster["url"], cache=cluster["tmp"] / "reader-cache")
+    layout, tables = version_rows(at_url)
+    single_layout, single_tables = version_rows(Catalog(jobs["single"]["data"] / "catalog"))
     # 4 plan shards, each a training shard plus (when it dropped or blocked rows) an excluded one
     assert layout == single_layout and len(tables) >= 4 and sum(t.num_rows for t in tables) == 12
     for mine, theirs in zip(tables, single_tables):
-        assert mine.equals(theirs)  # images, seeds, provenance, dedup decisions: identical
+        # images, seeds, provenance, dedup decisions: identical
+        assert [c for c in mine.column_names if not mine[c].equals(theirs[c])] == [], (mine.to_pylist()[0], theirs.to_pylist()[0])
 
     # Every shard ran as its own flow run, holding the slot of a GPU its worker owns.
     runs = dist["shard_runs"]
@@ -159,14 +211,29 @@ def test_two_workers_make_the_single_process_dataset(cluster, jobs):
             if a is not b and a["slot"] == b["slot"]:
                 assert a["held_until"] <= b["held_from"] or b["held_until"] <= a["held_from"], (a, b)
     assert len({r["flow_run_id"] for r in runs}) == 4 and single["shard_runs"] == []
+    assert {r["installed_at"] for r in runs} == {str(cluster["site"])}  # the wheel, not this checkout
     assert dist["metrics"]["generated_this_run"] == 12 and "workers of pool" in dist["models"]["generator"]
     for gpu in {r["gpu"] for r in runs}:
         limit = read_limit(cluster, f"gpu-{HOST}-{gpu}")
         assert limit["limit"] == 1 and limit["active_slots"] == 0  # created with one slot, released after use
     # The rows name the job's own flow run, wherever their shard ran.
-    cat = Catalog(jobs["distributed"]["data"] / "catalog")
-    ids = {pq.read_table(cat.path(DATASET) / s.file)["prefect_flow_run_id"][0].as_py() for s in cat.manifest(DATASET).shards}
-    assert ids == {dist["prefect_flow_run_id"]}
+    raw = [pq.read_table(at_url.verified_shard(DATASET, s)) for s in at_url.manifest(DATASET).shards]
+    assert {t["prefect_flow_run_id"][0].as_py() for t in raw} == {dist["prefect_flow_run_id"]}
+    assert {t["code_commit"][0].as_py() for t in raw} == {None}
+    assert dist["files"][0].startswith(cluster["url"] + f"/{DATASET}/shards/")
+
+    # No shared path: the job's shards went from the workers to the store and from there into the catalog.
+    shard_files = {s.file.rsplit("/", 1)[1] for s in at_url.manifest(DATASET).shards}
+    coordinator = jobs["distributed"]["data"]
+    assert not shard_files & {p.name for p in coordinator.rglob("*.parquet")}
+    assert not list((coordinator / "staging").rglob("*.parquet")) and not (coordinator / "catalog").exists()
+    assert not [k for k in at_url.storage.files.find("_staging")]  # the store's staging is gone after the commit
+    machines = sorted(cluster["tmp"].glob("machine-*"))
+    assert len(machines) == 2 and not any(shard_files & {p.name for p in m.rglob("*.parquet")} for m in machines)
+    checked = subprocess.run([str(BIN / "synthgen"), "--data-dir", str(coordinator), "--catalog", cluster["url"],
+                              "verify", DATASET, "--json"], env=cluster["env"], capture_output=True, text=True,
+                             timeout=120)
+    assert checked.returncode == 0 and json.loads(checked.stdout)["ok"], checked.stdout + checked.stderr[-2000:]
 
 
 # Runs in a subprocess against the test's server: one worker owning GPUs 0 and 1, then a second on GPU 0 only.
