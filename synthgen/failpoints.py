@@ -1,9 +1,11 @@
 """Named failure points for crash and retry tests (off unless an env var names one).
 
-``SYNTHGEN_FAILPOINT="<name>[@<n>][:kill|:raise|:raise-always|:interrupt|:terminate]"`` makes the
+``SYNTHGEN_FAILPOINT="<name>[@<n>][:kill|:kill-once|:raise|:raise-always|:interrupt|:terminate]"`` makes the
 ``n``-th time the process passes ``failpoint(name)`` (default the first)
 either SIGKILL the process (``kill``, the default: nothing gets to clean
-up, exactly like a machine losing power), raise ``InjectedFailure`` once
+up, exactly like a machine losing power; ``kill-once``: only the first
+process of all those given the same ``$SYNTHGEN_FAILPOINT_ONCE`` file, which
+it creates: one machine of a fleet dies once), raise ``InjectedFailure`` once
 (``raise``: a transient error), raise on that hit and every later one
 (``raise-always``: a shard that keeps failing), or send a signal and
 hold the thread that hit it for ``INTERRUPT_HOLD_S`` before it goes on:
@@ -25,6 +27,7 @@ import time
 from collections import Counter
 
 ENV = "SYNTHGEN_FAILPOINT"
+ONCE_ENV = "SYNTHGEN_FAILPOINT_ONCE"  # kill-once: the marker file that the killed process creates
 
 # Where the pipeline can be stopped, in the order a job passes them.
 POINTS = (
@@ -75,12 +78,25 @@ def failpoint(name: str, detail: str = "") -> None:
         hit = _hits[name]
     if hit == nth and action == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
+    if hit == nth and action == "kill-once":
+        if _first_of_all(os.environ[ONCE_ENV]):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return
     if action in ("interrupt", "terminate"):
         if hit == nth:
             _signal(action)
         return
     if hit == nth or (hit > nth and action == "raise-always"):
         raise InjectedFailure(f"injected failure at {name} (hit {hit}){': ' + detail if detail else ''}")
+
+
+def _first_of_all(marker: str) -> bool:
+    """Create ``marker``; False when another process did first."""
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        return True
+    except FileExistsError:
+        return False
 
 
 def _signal(action: str) -> None:

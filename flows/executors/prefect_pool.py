@@ -214,8 +214,11 @@ class PrefectPoolExecutor:
     def map(self, step: ShardStep, shards: list[Shard], setup: Setup) -> Iterator[ShardResult]:
         """Submit every shard, then hand each back (staged, ``samples=None``) in plan order as its run completes.
 
-        A shard whose run did not complete raises ``ShardFailed`` naming it;
-        the shards that did stay staged for a rerun.
+        A shard whose run ends without completing (its process killed, its
+        machine's worker stopped: Crashed, Failed, Cancelled) is submitted
+        again, up to ``settings.shard_retries`` times, to whichever worker
+        takes it; after that it raises ``ShardFailed`` naming it. The shards
+        that did complete stay staged for a rerun.
         """
         log = get_run_logger()
         deploy_shard_flow(self.pool)
@@ -223,40 +226,72 @@ class PrefectPoolExecutor:
         # At a URL a worker keeps its own data folder: neither the path nor the setting travels.
         data_dir, settings = ((None, self.settings.model_copy(update={"data": None})) if self.store is not None
                               else (self.data_dir, self.settings))
-        submitted: dict[str, Shard] = {}
-        for s in shards:
+        runs = ShardRuns()
+
+        def submit(s: Shard) -> None:
+            attempt = runs.attempts.get(s.index, -1) + 1
+            again = f"-retry-{attempt}" if attempt else ""
             fr = run_deployment(
                 deployment_name(self.pool),
                 parameters={"spec": job.model_dump(mode="json"), "shard_index": s.index, "data_dir": data_dir,
                             "runs": step.runs.model_dump(), "settings": settings.model_dump(mode="json"),
                             "plan_slice": shard_record(s)},
                 timeout=0,  # submit only; the loop below waits for all of them together
-                flow_run_name=f"{job.name}-{s.name}",
-                idempotency_key=f"{step.runs.prefect_flow_run_id}:{s.name}",
+                flow_run_name=f"{job.name}-{s.name}{again}",
+                idempotency_key=f"{step.runs.prefect_flow_run_id}:{s.name}{again}",
                 tags=[TAG, f"dataset:{job.output.dataset}"],
             )
-            submitted[str(fr.id)] = s
-        log.info(f"{job.name}: {len(submitted)} shard runs on pool {self.pool!r}")
-        staging = Staging.of(self.settings.paths(self.data_dir), job, self.store)
-        by_shard = {s.index: run_id for run_id, s in submitted.items()}
-        states: dict = {}
+            runs.add(str(fr.id), s, attempt)
+
         for s in shards:
-            while by_shard[s.index] not in states:
-                states.update(poll_flow_runs([i for i in submitted if i not in states], log))
-            state = states[by_shard[s.index]]
+            submit(s)
+        log.info(f"{job.name}: {len(shards)} shard runs on pool {self.pool!r}")
+        staging = Staging.of(self.settings.paths(self.data_dir), job, self.store)
+
+        def poll() -> None:
+            for run_id, state in poll_flow_runs(runs.waiting(), log).items():
+                runs.states[run_id] = state
+                s = runs.shard_of[run_id]
+                if runs.current[s.index] == run_id and not (state and state.is_completed()) \
+                        and runs.attempts[s.index] < self.settings.shard_retries:
+                    log.warning(f"{s.name}: flow run {run_id} ended {state.type.value if state else 'deleted'}; "
+                                f"submitted again ({runs.attempts[s.index] + 1} of {self.settings.shard_retries})")
+                    submit(s)
+
+        for s in shards:
+            while runs.current[s.index] not in runs.states:
+                poll()
+            state = runs.states[runs.current[s.index]]
             if state is None or not state.is_completed():
-                raise ShardFailed(f"shard run(s) on pool {self.pool!r} failed: "
-                                  + "; ".join(failures(submitted, self.wait_all(submitted, states, log))))
+                while runs.waiting():  # a failure is reported with all the others that failed
+                    poll()
+                raise ShardFailed(f"shard run(s) on pool {self.pool!r} failed: " + "; ".join(runs.failures()))
             record = staging.read_run_record(s)
             self.records.append(record)
             yield ShardResult(ShardReport(record["shard"], record["rows"], False, record["sampling_s"],
                                           record["wall_s"], record["pid"], record.get("device")))
 
-    def wait_all(self, submitted: dict[str, Shard], states: dict, log) -> dict:
-        """Every submitted run's last state (a failure is reported with all the others that failed)."""
-        while len(states) < len(submitted):
-            states.update(poll_flow_runs([i for i in submitted if i not in states], log))
-        return states
+
+@dataclass
+class ShardRuns:
+    """A job's shard flow runs: each shard's latest run and attempt, and every run's final state once over."""
+
+    shard_of: dict[str, Shard] = field(default_factory=dict)  # run id -> shard
+    current: dict[int, str] = field(default_factory=dict)  # shard index -> its latest run id
+    attempts: dict[int, int] = field(default_factory=dict)  # shard index -> retries submitted
+    states: dict = field(default_factory=dict)  # run id -> final state (None: deleted)
+
+    def add(self, run_id: str, shard: Shard, attempt: int) -> None:
+        self.shard_of[run_id], self.current[shard.index], self.attempts[shard.index] = shard, run_id, attempt
+
+    def waiting(self) -> list[str]:
+        """Runs not over yet."""
+        return [i for i in self.shard_of if i not in self.states]
+
+    def failures(self) -> list[str]:
+        """One line per shard whose latest run did not complete, in plan order."""
+        latest = {run_id: self.shard_of[run_id] for run_id in self.current.values()}
+        return failures(latest, self.states)
 
 
 def failures(submitted: dict[str, Shard], states: dict) -> list[str]:

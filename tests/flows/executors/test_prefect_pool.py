@@ -133,10 +133,12 @@ def cluster(real_digits_dir, embedder, tmp_path_factory, s3):
         wait_healthy(env["MLFLOW_TRACKING_URI"] + "/health", procs[1], tmp / "mlflow-server.log")
         for gpus in WORKER_GPUS:  # one worker per "GPU machine", one shard per GPU at a time
             home = tmp / f"machine-{gpus.replace(',', '')}"
+            # One shard process, on whichever machine samples first, is SIGKILLed at its first batch (once).
+            died = {"SYNTHGEN_FAILPOINT": "sampling:kill-once", "SYNTHGEN_FAILPOINT_ONCE": str(tmp / "a-shard-died")}
             procs.append(start([str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--type", "process",
                                 "--limit", "2", "--name", f"worker-gpus-{gpus}"],
-                               {**worker_env(env, home, site), "SYNTHGEN_GPUS": gpus}, tmp / f"worker-{gpus}.log",
-                               cwd=home))
+                               {**worker_env(env, home, site), "SYNTHGEN_GPUS": gpus, **died},
+                               tmp / f"worker-{gpus}.log", cwd=home))
         yield {"tmp": tmp, "env": env, "seed": seed, "job": job, "url": url, "site": site}
     finally:
         for proc in reversed(procs):
@@ -181,6 +183,14 @@ def version_rows(cat: Catalog) -> tuple[list[list[str]], list]:
     return [t["sample_id"].to_pylist() for t in tables], [t.drop_columns(RUN_COLUMNS) for t in tables]
 
 
+def flow_runs(cluster: dict, state: str) -> list[dict]:
+    """The server's flow runs in ``state`` (a StateType), as {name, flow_run_id}."""
+    body = json.dumps({"flow_runs": {"state": {"type": {"any_": [state]}}}}).encode()
+    req = urllib.request.Request(f"{cluster['env']['PREFECT_API_URL']}/flow_runs/filter", body,
+                                 {"Content-Type": "application/json"})
+    return [{"name": r["name"], "flow_run_id": r["id"]} for r in json.loads(urllib.request.urlopen(req, timeout=10).read())]
+
+
 def read_limit(cluster: dict, name: str) -> dict:
     url = f"{cluster['env']['PREFECT_API_URL']}/v2/concurrency_limits/{name}"
     return json.loads(urllib.request.urlopen(url, timeout=10).read())
@@ -211,6 +221,12 @@ def test_two_workers_make_the_single_process_dataset(cluster, jobs):
             if a is not b and a["slot"] == b["slot"]:
                 assert a["held_until"] <= b["held_from"] or b["held_until"] <= a["held_from"], (a, b)
     assert len({r["flow_run_id"] for r in runs}) == 4 and single["shard_runs"] == []
+    # The shard whose process was killed crashed, was submitted again, and its second run made its rows.
+    assert (cluster["tmp"] / "a-shard-died").exists()
+    crashed = flow_runs(cluster, "CRASHED")
+    assert len(crashed) == 1 and crashed[0]["name"].startswith(f"{DATASET}-job-shard-"), crashed
+    retried = {r["flow_run_id"] for r in flow_runs(cluster, "COMPLETED") if r["name"].endswith("-retry-1")}
+    assert len(retried) == 1 and retried <= {r["flow_run_id"] for r in runs}
     assert {r["installed_at"] for r in runs} == {str(cluster["site"])}  # the wheel, not this checkout
     assert dist["metrics"]["generated_this_run"] == 12 and "workers of pool" in dist["models"]["generator"]
     for gpu in {r["gpu"] for r in runs}:
@@ -297,7 +313,8 @@ except ShardFailed as exc:
 def test_a_failed_shard_run_is_named(cluster, jobs):
     data = cluster["tmp"] / "failing"
     proc = subprocess.run([sys.executable, "-c", FAIL_SCRIPT, str(cluster["job"]), str(data), POOL],
-                          env=cluster["env"], cwd=REPO, capture_output=True, text=True, timeout=300)
+                          env={**cluster["env"], "SYNTHGEN_SHARD_RETRIES": "0"}, cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
     assert "SHARD FAILED:" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-3000:]
     message = proc.stdout.split("SHARD FAILED:", 1)[1]
     assert f"on pool {POOL!r} failed: shard-00099 (plan [0:3)) flow run" in message and "FAILED" in message

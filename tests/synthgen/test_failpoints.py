@@ -1,0 +1,21 @@
+"""Failpoints: ``kill-once`` SIGKILLs only the first of the processes that share its marker file."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+from tests.conftest import REPO
+
+SCRIPT = "from synthgen.failpoints import failpoint; failpoint('sampling'); failpoint('sampling'); print('went on')"
+
+
+def test_kill_once_kills_the_first_process_only(tmp_path):
+    env = {**os.environ, "SYNTHGEN_FAILPOINT": "sampling:kill-once", "SYNTHGEN_FAILPOINT_ONCE": str(tmp_path / "died")}
+    runs = [subprocess.run([sys.executable, "-c", SCRIPT], env=env, cwd=REPO, capture_output=True, text=True,
+                           timeout=60) for _ in range(2)]
+    assert runs[0].returncode == -signal.SIGKILL and not runs[0].stdout
+    assert runs[1].returncode == 0 and runs[1].stdout.strip() == "went on"
+    assert (tmp_path / "died").exists()
