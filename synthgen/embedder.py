@@ -15,7 +15,8 @@ import torch
 from PIL import Image
 
 from synthgen.preprocess import ClipPreprocess, to_batch
-from synthgen.runtime import resolve_device, resolve_model_path, weights_sha256
+from synthgen.model_files import resolve_model_path, weights_sha256
+from synthgen.runtime import resolve_device
 from synthgen.spec import EmbedderSpec
 
 

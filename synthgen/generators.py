@@ -24,7 +24,8 @@ import torch
 
 from synthgen import accel
 from synthgen.records import Sample
-from synthgen.runtime import resolve_device, resolve_model_path, torch_dtype, weights_sha256
+from synthgen.model_files import resolve_model_path, weights_sha256
+from synthgen.runtime import resolve_device, torch_dtype
 from synthgen.spec import GeneratorSpec
 
 CLASS_PIPELINES = {"ClassConditionalPipeline", "DiTPipeline"}

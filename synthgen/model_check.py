@@ -22,6 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from synthgen.model_config import config_type_problem, size_rules
+from synthgen.model_files import EMBEDDED, fetch_model, is_model_url
 from synthgen.runtime import library_version
 from synthgen.spec import EmbedderSpec, GeneratorSpec, JobSpec
 from synthgen.weights_header import safetensors_problem
@@ -55,13 +56,17 @@ def _looks_like_path(model: str) -> bool:
 
 
 def locate(model: str, field: str, hub_prefixes: tuple[str, ...] = ()) -> Path | None:
-    """The local folder holding ``model`` (embedded name, folder or cached hub id); None: download it online."""
-    from synthgen.runtime import EMBEDDED
-
+    """The local folder holding ``model`` (embedded name, folder, cached hub id, or a URL's folder, fetched
+    into the model cache); None: download it online."""
     if model.startswith("embedded:"):
         if model not in EMBEDDED:
             raise ModelCheckError(f"{field}: unknown embedded model {model!r}; known: {', '.join(sorted(EMBEDDED))}")
         return EMBEDDED[model]
+    if is_model_url(model):
+        try:
+            return fetch_model(model)
+        except (OSError, ValueError, ImportError) as exc:  # missing folder, no access, unknown protocol
+            raise ModelCheckError(f"{field}: {model}: cannot fetch the model folder ({exc})") from None
     if _looks_like_path(model):
         path = Path(model).expanduser()
         if not path.is_dir():

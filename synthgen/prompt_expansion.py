@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from synthgen.prompts import NAME_SLOT, fill
-from synthgen.runtime import weights_sha256
+from synthgen.model_files import weights_sha256
 from synthgen.spec import JobSpec, PromptExpansion, parse_spec
 
 MAX_CHARS = 120  # of one continuation: a phrase, not a paragraph

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
@@ -13,22 +12,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
-# torch is imported inside the functions that use it: the model checks read EMBEDDED before any model
-# loads, and a command failing on bad input should not pay torch's ~1.3 s import.
-ASSETS = Path(__file__).parent / "assets"
-EMBEDDED = {
-    "embedded:digits": ASSETS / "digits-ddpm",
-    "embedded:digits-clip": ASSETS / "digits-clip",
-}
-
-
-def resolve_model_path(model: str) -> str:
-    """Map 'embedded:*' names to the shipped folders; other names pass through."""
-    if model.startswith("embedded:"):
-        if model not in EMBEDDED:
-            raise ValueError(f"unknown embedded model {model!r}; known: {sorted(EMBEDDED)}")
-        return str(EMBEDDED[model])
-    return model
+# torch is imported inside the functions that use it: a command failing on bad input should not pay
+# torch's ~1.3 s import. (Model folders and their hash: synthgen.model_files.)
 
 
 def resolve_device(device: str) -> str:
@@ -147,20 +132,3 @@ def code_commit() -> str | None:
         return None
 
 
-def weights_sha256(folder: str | Path) -> str:
-    """One sha256 over every weight and config file of a model folder.
-
-    Covers file names and contents, so a changed weight, a swapped component
-    or a changed config all change the hash.
-    """
-    folder = Path(folder)
-    h = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        rel = path.relative_to(folder).as_posix()
-        if path.suffix not in {".safetensors", ".bin", ".json", ".txt", ".model"} or rel.startswith("."):
-            continue
-        h.update(rel.encode() + b"\0")
-        with path.open("rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()

@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from synthgen.model_check import ModelCheckError, check_embedder, check_generator, check_job_models
-from synthgen.runtime import EMBEDDED
+from synthgen.model_files import EMBEDDED
 from synthgen.spec import EmbedderSpec, GeneratorSpec, parse_spec
 from tests.conftest import small_job
 from tests.tiny_clip import build_tiny_clip

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from synthgen.runtime import EMBEDDED
+from synthgen.model_files import EMBEDDED
 from tests.conftest import small_job
 from tests.flows.cli_process import MODEL_LIBRARIES, assert_clean_error, seed_data, synthgen, synthgen_runs
 from tests.tree_hash import tree_hash

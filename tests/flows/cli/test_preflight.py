@@ -14,7 +14,7 @@ import shutil
 import pytest
 import yaml
 
-from synthgen.runtime import EMBEDDED
+from synthgen.model_files import EMBEDDED
 from tests.conftest import small_job
 from tests.flows.cli_process import MODEL_LIBRARIES, assert_clean_error, synthgen_runs
 
