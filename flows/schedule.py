@@ -66,15 +66,20 @@ def check_cron(cron: str) -> None:
 
 
 def schedule(spec: JobSpec, data_dir: str, cron: str | None, pool: str, name: str | None = None,
-             shard_pool: str | None = None) -> str:
+             shard_pool: str | None = None, catalog_url: str | None = None) -> str:
     """Register (or update) a deployment of the job; returns its id.
 
     ``shard_pool``: run the job's shards as flow runs on that pool
     (``flows.executors.prefect_pool``) instead of inside the job's own flow run.
+    ``catalog_url``: the job's catalog is on object storage; the worker that runs
+    the job then uses its own data folder (no path of this machine travels).
     """
     require_server()
     # The deployment carries the settings it was scheduled with, not the worker's environment.
-    params = {"spec": spec.model_dump(mode="json"), "data_dir": data_dir, "settings": Settings().model_dump(mode="json")}
+    settings = Settings()
+    if catalog_url:
+        settings, data_dir = settings.model_copy(update={"catalog": catalog_url, "data": None}), None
+    params = {"spec": spec.model_dump(mode="json"), "data_dir": data_dir, "settings": settings.model_dump(mode="json")}
     if shard_pool:
         params["shard_pool"] = shard_pool
     return deploy(ENTRYPOINT, name or spec.name, pool, params, [TAG, f"dataset:{spec.output.dataset}"], cron)

@@ -71,7 +71,9 @@ def schedule_cmd(
             check_cron(cron)
         job = load_spec(spec)
         check_job_models(job)  # from config files, before Prefect is asked anything
-        dep = schedule(job, str(cli_paths().root), cron, pool, name, shard_pool=shards_on)
+        paths = cli_paths()
+        dep = schedule(job, str(paths.root), cron, pool, name, shard_pool=shards_on,
+                       catalog_url=paths.catalog if paths.catalog_is_url else None)
     say(f"scheduled {name or job.name} (deployment {dep}) on pool {pool!r}" + (f", cron {cron!r}" if cron else ""))
     say(f"start a worker where it should run:  prefect worker start --pool {pool}")
     if shards_on:

@@ -356,3 +356,13 @@ def test_a_schedule_can_send_its_shards_to_the_pool(cluster):
     url = f"{cluster['env']['PREFECT_API_URL']}/deployments/name/synthgen-generate/nightly-dist"
     dep = json.loads(urllib.request.urlopen(url, timeout=10).read())
     assert dep["work_pool_name"] == "cpu-test" and dep["parameters"]["shard_pool"] == POOL
+    assert dep["entrypoint"] == "flows.generate.generate_dataset" and not dep["pull_steps"]  # from the installed package
+    # With the catalog on the store, the worker that runs the job keeps its own data folder.
+    at_url = subprocess.run([str(BIN / "synthgen"), "--data-dir", str(cluster["tmp"] / "nightly"), "--catalog",
+                             cluster["url"], "schedule", str(cluster["job"]), "--pool", "cpu-test", "--shards-on", POOL,
+                             "--name", "nightly-s3"], env=cluster["env"], cwd=REPO, capture_output=True, text=True,
+                            timeout=180)
+    assert at_url.returncode == 0, at_url.stderr[-3000:]
+    dep = json.loads(urllib.request.urlopen(url.replace("nightly-dist", "nightly-s3"), timeout=10).read())
+    assert dep["parameters"]["data_dir"] is None and dep["parameters"]["settings"]["catalog"] == cluster["url"]
+    assert dep["parameters"]["settings"]["data"] is None
