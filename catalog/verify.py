@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from catalog.errors import IntegrityError
 from catalog.id_index import parse_ids_json, segment_shards
+from catalog.gc import unnamed_shards
 from catalog.layout import manifest_key, version_dir_key
 from catalog.manifest import Manifest, release_record, sha256_bytes
 from catalog.schema import SCHEMA
@@ -227,6 +228,10 @@ def verify_storage(storage: Storage, name: str, version: int | None = None) -> V
         report.notes.append(f"{where(head + 1)}: written by a commit that has not moved HEAD (in progress, or "
                             "killed: the next commit replaces it); not published")
     check_restricted(storage, name, manifests, report)
+    unnamed = unnamed_shards(storage, name)
+    if unnamed:
+        report.notes.append(f"{len(unnamed)} shard file(s) that no manifest names (left by a commit that died before "
+                            f"its manifest; never read): `synthgen gc {name}` removes them")
     report.head_sha256 = previous_sha
     check_head_seal(head, sealed, where, report)
     return report

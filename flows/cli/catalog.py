@@ -16,6 +16,29 @@ from flows.cli.paths import output_file
 
 
 @app.command(rich_help_panel=AUDIT)
+def gc(
+    name: str = typer.Argument(..., help="Dataset name."),
+    older_than: float = typer.Option(24.0, "--older-than", min=0, help="Hours: keep younger files (a commit in "
+                                     "progress elsewhere has written its shards but not yet its manifest)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List what would be removed; remove nothing."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Remove shard files that no manifest names (left by commits that died before their manifest)."""
+    from catalog.gc import collect_garbage
+
+    cat = open_catalog()
+    cat.info(name)  # an unknown dataset is an error, not an empty collection
+    found = collect_garbage(cat.storage, name, older_than * 3600, dry_run)
+    if as_json:
+        print_json({"dataset": name, "named": found.named, "unnamed": found.unnamed, "removed": found.removed,
+                    "kept_young": found.kept_young, "dry_run": dry_run})
+        return
+    verb = "would remove" if dry_run else "removed"
+    out.print(f"{name}: {found.named} shard file(s) named by manifests; {verb} {len(found.removed)} that none "
+              f"names; kept {len(found.kept_young)} younger than {older_than:g} h")
+
+
+@app.command(rich_help_panel=AUDIT)
 def verify(
     ref: str = typer.Argument(..., help="NAME or NAME@VERSION."),
     regenerate: int = typer.Option(0, min=0, help="Also regenerate N synthetic samples and compare pixel hashes."),
@@ -28,11 +51,13 @@ def verify(
     name, version = parse_ref(ref)
     report = run_verify(open_catalog(), name, version)
     result = {"dataset": name, "version": report.version, "ok": report.ok, "problems": report.problems,
-              "manifests_checked": report.manifests_checked, "shards_checked": report.shards_checked,
-              "head_sha256": report.head_sha256}
+              "notes": report.notes, "manifests_checked": report.manifests_checked,
+              "shards_checked": report.shards_checked, "head_sha256": report.head_sha256}
     if not as_json:
         for problem in report.problems:
             err.print(f"[red]FAIL[/] {escape(problem)}")
+        for note in report.notes:
+            err.print(f"note: {escape(note)}")
         out.print(
             f"{name}@{report.version}: {report.manifests_checked} manifests, {report.shards_checked} shards checked; "
             f"head manifest sha256 {report.head_sha256}; " + ("[green]OK[/]" if report.ok else "[red]CORRUPT[/]")

@@ -74,3 +74,12 @@ def test_an_unreachable_bucket_or_an_empty_value_is_one_clear_error(s3, tmp_path
     assert_clean_error(synthgen(data, "--catalog", "s3://no-such-bucket/c", "datasets", env=aws_env()),
                        ["bucket 'no-such-bucket' does not exist"])
     assert_clean_error(synthgen(data, "--catalog", " ", "datasets", env=aws_env()), ["--catalog is empty"])
+
+
+def test_gc_removes_shard_objects_no_manifest_names(url, tmp_path):
+    cat = Catalog(url, cache=tmp_path / "writer-cache")
+    lost = cat.write_shard("ds", samples_to_table(make_samples(2, start=500)))  # uploaded; its commit died
+    gone = synthgen(tmp_path / "data", "--catalog", url, "gc", "ds", "--older-than", "0", "--json", env=aws_env())
+    assert gone.returncode == 0, gone.stderr
+    assert json.loads(gone.stdout)["removed"] == [f"ds/{lost.file}"]
+    assert not cat.storage.files.exists(f"ds/{lost.file}") and cat.versions("ds")[-1].version == 2

@@ -1,0 +1,68 @@
+"""Shard files no manifest names, and their removal (``synthgen gc``).
+
+A commit writes its shards before its manifest. One that loses a race for a
+version number builds on the new head and re-uses the shards it wrote, but
+a writer killed between its uploads and its manifest (or a job abandoned
+after it) leaves shard files that no manifest names. They are never read
+(readers follow manifests, and a shard is named by its content, so nothing
+can mistake one for another), only stored: ``verify`` notes them and
+``collect_garbage`` removes those older than a grace period, so a commit in
+progress elsewhere, whose manifest is not written yet, keeps its shards.
+
+Works on any catalog root (a folder or a URL) through ``Storage.files``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from catalog.layout import SHARDS
+from catalog.storage import Storage
+
+GRACE_S = 24 * 3600  # longer than any commit takes between its first upload and its manifest
+
+
+@dataclass
+class Garbage:
+    """What a collection found (and, unless a dry run, removed)."""
+
+    dataset: str
+    named: int = 0  # shard files some manifest names
+    unnamed: list[str] = field(default_factory=list)  # keys no manifest names
+    removed: list[str] = field(default_factory=list)
+    kept_young: list[str] = field(default_factory=list)  # unnamed, but younger than the grace period
+
+
+def named_shards(storage: Storage, name: str) -> set[str]:
+    """Every shard key any manifest of ``name`` names, those past HEAD (a commit in progress) included."""
+    named: set[str] = set()
+    for key in storage.glob(f"{name}/versions/*.json"):
+        data = storage.read(key)
+        if data is None:
+            continue
+        named.update(f"{name}/{s['file']}" for s in json.loads(data).get("shards", []))
+    return named
+
+
+def unnamed_shards(storage: Storage, name: str) -> list[str]:
+    """Shard keys under ``name/shards/`` that no manifest names, sorted."""
+    return sorted(set(storage.glob(f"{name}/{SHARDS}/*.parquet")) - named_shards(storage, name))
+
+
+def collect_garbage(storage: Storage, name: str, older_than_s: float = GRACE_S, dry_run: bool = False) -> Garbage:
+    """Remove ``name``'s unnamed shard files older than ``older_than_s`` (``dry_run``: only list them)."""
+    found = Garbage(name, len(named_shards(storage, name)), unnamed_shards(storage, name))
+    now = time.time()
+    for key in found.unnamed:
+        modified = storage.files.modified(key)
+        age = now - (modified.timestamp() if isinstance(modified, datetime) else float(modified))
+        if age < older_than_s:
+            found.kept_young.append(key)
+            continue
+        if not dry_run:
+            storage.files.rm_file(key)
+        found.removed.append(key)
+    return found
