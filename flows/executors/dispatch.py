@@ -1,9 +1,9 @@
-"""The driver's side of executors whose workers each run one shard at a time: what to hand out next, retries,
+"""The driver's side of executors that hand shards to worker processes: what to hand out next, retries,
 and the results back in plan order.
 
-``devices`` (a process per device) and ``ray_cluster`` (an actor per worker)
-share it; each says how a shard reaches a worker and how to wait for one to
-end. The driver hands out shards only up to ``AHEAD`` per worker beyond the
+``devices`` (a process per device, one shard at a time) and ``ray_cluster``
+(an actor per worker, two at a time) share it; each says how a shard reaches
+a worker and how to wait for one to end. The driver hands out shards only up to ``AHEAD`` per worker beyond the
 one it waits for, so it holds a bounded number of shards' rows however far
 ahead the workers get.
 """

@@ -2,7 +2,8 @@
 
 ``RayExecutor(address)`` connects to a running cluster (``ray start --head``
 on one machine, ``ray start --address <head>`` on each worker machine), starts
-one actor per worker and hands each actor one shard at a time. An actor
+one actor per worker and hands each actor two shards at a time (the second
+samples while the first finishes, as in ``flows.executors.local``). An actor
 builds its components once (the executor's ``Setup``, pickled: it loads its
 own models) and runs the same shard step as every executor; the samples come
 back to the driver through the object store, and the driver decides them in
@@ -14,9 +15,9 @@ Actors: with a CUDA or ``auto`` generator and GPUs in the cluster, one actor
 per GPU (``num_gpus=1``: Ray pins the actor to its GPU, seen as ``cuda``);
 otherwise one CPU actor per node that offers a CPU. ``workers`` overrides the
 count. An actor that dies (its process killed, its node lost) is replaced by
-a new one, wherever the cluster has room, and its shard is tried again under
-the job's ``Retry`` policy, as a shard that raised is; a shard failing for
-good raises ``ShardFailed`` naming it.
+a new one, wherever the cluster has room, and its shards are tried again
+under the job's ``Retry`` policy, as a shard that raised is; a shard failing
+for good raises ``ShardFailed`` naming it.
 
 ``ray`` is an optional extra, imported only here and only when a job uses it.
 """
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -32,6 +34,8 @@ from typing import Any, Iterator
 
 from flows.executors.base import Retry
 from flows.executors.dispatch import Dispatch
+from flows.executors.local import IN_FLIGHT
+from flows.executors.sampler_turn import SamplerTurn
 from flows.executors.ray_address import INSTALL, RayClusterError
 from flows.job.components import Components, Setup
 from flows.job.shard_step import ShardResult, ShardStep
@@ -59,23 +63,39 @@ class SetupFailed(RuntimeError):
 
 
 class ShardWorker:
-    """The body of one Ray actor: builds the components on its first shard, then runs each shard it is given."""
+    """The body of one Ray actor: builds the components on its first shard, then runs the shards it is given.
+
+    Two calls run at once (a threaded actor, ``IN_FLIGHT``), as in
+    ``flows.executors.local``: each takes the actor's sampler turn for its
+    sampling only, so the next shard samples while this one finishes.
+    """
 
     def __init__(self, setup: Setup, step: ShardStep, device: str | None, gpus: bool):
         self.setup, self.step, self.device, self.gpus = setup, step, device, gpus
         self.parts: Components | None = None
+        self.loading, self.sampler = threading.Lock(), threading.Lock()
+
+    def components(self) -> Components:
+        """The components, built by the first call (the other waits for them)."""
+        with self.loading:
+            if self.parts is None:
+                try:
+                    self.parts = self.setup(self.device, share=gpus_on_this_node() if self.gpus else 1)
+                except Exception as exc:  # noqa: BLE001 - named to the driver, which stops the job
+                    raise SetupFailed(f"a Ray actor could not load the job's components:\n"
+                                      f"{traceback.format_exc(limit=5)}") from exc
+            return self.parts
 
     def run(self, shard: Shard, delay: float = 0.0) -> ShardResult:
         """One shard's samples (after ``delay`` seconds: a retry's backoff)."""
-        if self.parts is None:
-            try:
-                self.parts = self.setup(self.device, share=gpus_on_this_node() if self.gpus else 1)
-            except Exception as exc:  # noqa: BLE001 - named to the driver, which stops the job
-                raise SetupFailed(f"a Ray actor could not load the job's components:\n"
-                                  f"{traceback.format_exc(limit=5)}") from exc
+        parts = self.components()
         if delay:
             time.sleep(delay)
-        return self.step(shard, self.parts)
+        turn = SamplerTurn(self.sampler)
+        try:
+            return self.step(shard, parts, None, turn)
+        finally:
+            turn.give_back()  # also when the shard failed while it held the sampler
 
 
 def gpus_on_this_node() -> int:
@@ -101,11 +121,10 @@ def actor_device(spec: JobSpec, gpus: bool) -> str | None:
 
 @dataclass
 class Slot:
-    """One actor, the shard it runs, and that call's result reference."""
+    """One actor and the shards it runs, by their calls' result references."""
 
     actor: Any
-    shard: Shard | None = None
-    ref: Any = None
+    calls: dict[Any, Shard] = field(default_factory=dict)
 
 
 @dataclass
@@ -159,8 +178,8 @@ class RayExecutor:
         device = actor_device(step.spec, gpus)
         env = self.env if self.env is not None else {k: os.environ[k] for k in WORKER_ENV if k in os.environ}
         remote = ray.remote(ShardWorker).options(
-            num_cpus=1, num_gpus=1 if gpus else 0, max_restarts=0, max_task_retries=0, scheduling_strategy="SPREAD",
-            runtime_env={"env_vars": env} if env else None)
+            num_cpus=1, num_gpus=1 if gpus else 0, max_restarts=0, max_task_retries=0, max_concurrency=IN_FLIGHT,
+            scheduling_strategy="SPREAD", runtime_env={"env_vars": env} if env else None)
 
         def start() -> Slot:
             return Slot(remote.remote(setup, step, device, gpus))
@@ -177,7 +196,7 @@ class RayExecutor:
         try:
             yield from dispatch.in_plan_order(turn)
         finally:
-            if self.keep_workers and dispatch.all_delivered and all(s.shard is None for s in slots):
+            if self.keep_workers and dispatch.all_delivered and not any(s.calls for s in slots):
                 self.kept = (step, setup, slots)
             else:
                 stop(slots)
@@ -196,20 +215,22 @@ class RayExecutor:
     def _hand_out(self, slots: list[Slot], dispatch: Dispatch, limit: int) -> None:
         """Give idle actors the next shards, up to plan index ``limit`` (retried shards first, after their backoff)."""
         for s in slots:
-            if s.shard is None and (shard := dispatch.next(limit)) is not None:
+            while len(s.calls) < IN_FLIGHT and (shard := dispatch.next(limit)) is not None:
                 tries = dispatch.tries(shard)
-                s.shard, s.ref = shard, s.actor.run.remote(shard, self.retry.delay(tries) if tries else 0.0)
+                s.calls[s.actor.run.remote(shard, self.retry.delay(tries) if tries else 0.0)] = shard
 
 
 def collect(ray: Any, slots: list[Slot], dispatch: Dispatch, start) -> None:
     """Wait a while for a shard to end; file its result, or retry it (on a new actor when its actor is gone)."""
-    busy = {s.ref: s for s in slots if s.shard is not None}
+    busy = {ref: s for s in slots for ref in s.calls}
     if not busy:
         return
     done, _ = ray.wait(list(busy), num_returns=1, timeout=POLL_S)
     for ref in done:
         s = busy[ref]
-        shard, s.shard, s.ref = s.shard, None, None
+        if ref not in s.calls:  # its actor died with another call: already retried
+            continue
+        shard = s.calls.pop(ref)
         try:
             dispatch.done(shard, ray.get(ref))
         except SetupFailed:
@@ -219,7 +240,10 @@ def collect(ray: Any, slots: list[Slot], dispatch: Dispatch, start) -> None:
         except ray.exceptions.RayError as exc:  # the actor (or its node) is gone: a new one takes its place
             stop([s])
             slots[slots.index(s)] = start()
-            dispatch.failed(shard, f"its Ray actor died ({type(exc).__name__})")
+            lost = [shard, *s.calls.values()]  # its other call died with it
+            s.calls.clear()
+            for gone in sorted(lost, key=lambda x: x.index, reverse=True):  # the earliest ends up first in line
+                dispatch.failed(gone, f"its Ray actor died ({type(exc).__name__})")
 
 
 def stop(slots: list[Slot]) -> None:

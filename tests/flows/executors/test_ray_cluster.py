@@ -90,8 +90,10 @@ def cluster(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ray")
     temp_dir = Path(tempfile.mkdtemp(prefix="sgray-"))  # short: Ray's socket paths must fit in 107 bytes
     env = base_env(tmp)
-    # The actors import this checkout (as the CLI below does); the retries come at once.
-    env.update(PYTHONPATH=str(REPO), RAY_USAGE_STATS_ENABLED="0", SYNTHGEN_RETRY_DELAYS="0", HF_HUB_OFFLINE="1")
+    # The actors import this checkout (as the CLI below does); the retries come at once. Token auth off, said
+    # outright: a token a local ray.init() once left in ~/.ray would otherwise turn it on for some processes only.
+    env.update(PYTHONPATH=str(REPO), RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled",
+               SYNTHGEN_RETRY_DELAYS="0", HF_HUB_OFFLINE="1")
     port = free_port()
     sessions: list[int] = []
     try:
