@@ -1,4 +1,5 @@
-"""Choosing the Ray engine, and refusing a bad address or ray missing before anything starts (no cluster here)."""
+"""Choosing the Ray engine, refusing a bad address or ray missing before anything starts, an actor's device and
+load failure (no cluster here: tests/flows/executors/test_ray_cluster.py starts one)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import pytest
 import yaml
 
 from flows.executors.ray_address import RayClusterError, check_address, check_engine, host_port
-from flows.executors.ray_cluster import RayExecutor, import_ray
+from flows.executors.ray_cluster import RayExecutor, SetupFailed, ShardWorker, actor_device, import_ray
 from flows.generate import choose_executor, describe
 from flows.settings import Paths, Settings
+from synthgen.plan import Shard
 from synthgen.spec import parse_spec
 from tests.conftest import small_job
 from tests.flows.cli_process import assert_clean_error, synthgen
@@ -75,3 +77,25 @@ def test_run_refuses_a_dead_address_before_anything_is_written(tmp_path):
     proc = synthgen(tmp_path / "data", "run", str(spec), env={"SYNTHGEN_RAY_ADDRESS": address})
     assert_clean_error(proc, ["SYNTHGEN_RAY_ADDRESS", f"nothing answers at {address}", "ray start --head"])
     assert not (tmp_path / "data").exists()  # no data folder, no MLflow or Prefect database
+
+
+@pytest.mark.parametrize("device, gpus, expected", [
+    ("auto", True, "cuda"), ("cuda", True, "cuda"), ("auto", False, "cpu"), ("cpu", False, None),
+])
+def test_an_actor_loads_on_the_device_ray_gives_it(device, gpus, expected):
+    spec = parse_spec(small_job(generator={"device": device}))
+    assert actor_device(spec, gpus) == expected  # None: the spec's own (cpu)
+
+
+@pytest.mark.parametrize("device, gpus, message", [("cuda:1", True, "sees only the GPU"), ("cuda", False, "no GPU")])
+def test_a_device_no_actor_can_have_is_refused(device, gpus, message):
+    with pytest.raises(RayClusterError, match=message):
+        actor_device(parse_spec(small_job(generator={"device": device})), gpus)
+
+
+def test_an_actor_that_cannot_load_its_components_says_so():
+    def setup(device=None, share=1):
+        raise OSError("model folder missing")
+
+    with pytest.raises(SetupFailed, match="could not load the job's components(.|\n)*model folder missing"):
+        ShardWorker(setup, None, None, False).run(Shard(0, 0, 3))
