@@ -28,6 +28,7 @@ from flows.executors.base import Executor, Retry, ShardFailed
 from flows.executors.devices import DevicesExecutor, job_devices
 from flows.executors.local import LocalExecutor
 from flows.executors.prefect_pool import PrefectPoolExecutor
+from flows.executors.ray_cluster import RayExecutor
 from flows.job.components import ComponentLoader, Setup
 from flows.job.run import JobResult, run_job
 from flows.job.preflight import preflight
@@ -81,7 +82,7 @@ def generate_dataset(spec: dict, data_dir: str | None = None, shard_pool: str | 
     paths = configure(data_dir, settings)
     catalog = Catalog(paths.catalog, cache=paths.cache)
     shard_pool = shard_pool or settings.shard_pool
-    preflight(job, catalog, shard_pool)
+    preflight(job, catalog, shard_pool, settings.ray_address)  # both set: refused here, before anything starts
     if shard_pool:
         require_server()  # workers cannot reach the temporary server of a plain run
     tracker = Tracker(paths.tracking_uri, paths.artifact_root)
@@ -136,13 +137,16 @@ def generate_dataset(spec: dict, data_dir: str | None = None, shard_pool: str | 
 
 def choose_executor(job: JobSpec, paths: Paths, settings: Settings, shard_pool: str | None,
                     on_batch=None, store: Storage | None = None) -> Executor:
-    """Where the shards run: a work pool's workers, one process per device here, or this process.
+    """Where the shards run: a work pool's workers, a Ray cluster's actors, one process per device here, or this
+    process (a pool and a Ray cluster both named is refused by ``preflight``).
 
     ``store``: the catalog's storage when it is at a URL (pool workers then stage their shards on it).
     """
     retry = Retry(settings.shard_retries, tuple(settings.retry_delays))
     if shard_pool:
         return PrefectPoolExecutor(shard_pool, str(paths.root), settings, store=store)
+    if settings.ray_address:  # actors kept across a job's rounds; run_job closes them
+        return RayExecutor(settings.ray_address, retry, settings.ray_workers, keep_workers=True)
     devices = job_devices(job)
     if len(devices) > 1:  # several GPUs here: one worker process per device, no server
         return DevicesExecutor(devices, retry, keep_workers=True)  # across a job's rounds; run_job closes it
@@ -153,6 +157,8 @@ def describe(executor: Executor) -> str:
     """Where the shards run, for the log."""
     if isinstance(executor, PrefectPoolExecutor):
         return f"shards on the workers of pool {executor.pool!r}"
+    if isinstance(executor, RayExecutor):
+        return f"shards on the actors of the Ray cluster at {executor.address}"
     if isinstance(executor, DevicesExecutor):
         return f"shards on {len(executor.devices)} device workers: {', '.join(executor.devices)}"
     return "shards in this process"

@@ -31,6 +31,7 @@ _SERVICE_ENV = {
     "PREFECT_UI_ENABLED": "false",
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "DVC_NO_ANALYTICS": "1",
+    "RAY_USAGE_STATS_ENABLED": "0",
     "DO_NOT_TRACK": "1",
     "HF_HUB_DISABLE_TELEMETRY": "1",
     "TOKENIZERS_PARALLELISM": "false",
@@ -57,6 +58,10 @@ class Settings(BaseSettings):
                                 "default <data folder>/catalog")
     publish_url: str | None = Field(None, description="shared catalog every job publishes to (s3://bucket/prefix or a path)")
     shard_pool: str | None = Field(None, description="work pool whose workers generate the shards; None: in-process")
+    ray_address: str | None = Field(None, description="Ray cluster whose actors generate the shards (host:port of its "
+                                    "head, or ray://host:port); None: in-process. Not together with shard_pool")
+    ray_workers: int | None = Field(None, ge=1, description="Ray actors to start; None: one per GPU of the cluster, "
+                                    "else one per node with a CPU")
     # Two retries after 2 s and 10 s: long enough for a transient error (a GPU out of
     # memory next to another job, a storage hiccup) to clear, short enough not to stall a nightly run.
     shard_retries: int = Field(2, ge=0, description="how often a failed shard is retried")

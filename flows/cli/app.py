@@ -71,7 +71,8 @@ def _check_job(spec, skip_real: str | None = None) -> None:
     cat = Catalog(cli_paths(resolve_only=True).catalog, create=False)
     if skip_real and spec.dedup.real_dataset == skip_real and not cat.exists(skip_real):
         spec = spec.model_copy(update={"dedup": spec.dedup.model_copy(update={"real_dataset": None})})
-    preflight(spec, cat, Settings().shard_pool)  # where the flow will sample: see generate_dataset
+    settings = Settings()
+    preflight(spec, cat, settings.shard_pool, settings.ray_address)  # where the flow will sample: see generate_dataset
 
 
 def _run_job(spec_path: Path, params: str | None = None, assignments: list[str] | None = None,

@@ -38,7 +38,7 @@ _OWN = (
     ("catalog.store", "CatalogError"), ("catalog.ingest", "IngestError"), ("synthgen.spec", "SpecError"),
     ("synthgen.generators", "GeneratorError"), ("synthgen.imaging", "ImageReadError"),
     ("synthgen.model_check", "ModelCheckError"), ("flows.schedule", "ScheduleError"),
-    ("catalog.safe_paths", "UnsafePathError"),
+    ("catalog.safe_paths", "UnsafePathError"), ("flows.executors.ray_address", "RayClusterError"),
 )
 
 

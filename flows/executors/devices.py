@@ -16,18 +16,17 @@ from __future__ import annotations
 import multiprocessing
 import os
 import traceback
-from collections import deque
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Iterator
 
-from flows.executors.base import Retry, failed
+from flows.executors.base import Retry
+from flows.executors.dispatch import Dispatch
 from flows.job.components import Setup
 from flows.job.shard_step import ShardResult, ShardStep
 from synthgen.plan import Shard
 from synthgen.spec import JobSpec
 
-AHEAD = 2  # shards run per worker beyond the one the driver waits for: bounds the driver's memory
 POLL_S = 1.0
 
 
@@ -106,32 +105,30 @@ class DevicesExecutor:
             return Worker(device, p, here)
 
         workers = self.reuse(step, setup) or [start(d) for d in self.devices]
-        todo: deque[Shard] = deque(shards)
-        attempts: dict[int, int] = {}
-        results: dict[int, ShardResult] = {}
-        delivered = 0
+        dispatch = Dispatch(shards, n, self.retry)
+
+        def turn(limit: int) -> None:
+            self._hand_out(workers, dispatch, limit)
+            self._collect(workers, dispatch, start)
+
         try:
-            for pos, shard in enumerate(shards):
-                while shard.index not in results:
-                    self._hand_out(workers, todo, results, limit=shards[min(len(shards) - 1, pos + AHEAD * n)].index)
-                    self._collect(workers, todo, results, attempts, start)
-                delivered += 1  # before the yield: the consumer may close the iterator right after the last one
-                yield results.pop(shard.index)
+            yield from dispatch.in_plan_order(turn)
         finally:
-            if self.keep_workers and delivered == len(shards) and all(w.shard is None for w in workers):
+            if self.keep_workers and dispatch.all_delivered and all(w.shard is None for w in workers):
                 self.kept = (step, setup, workers)
             else:
                 stop(workers)
 
     @staticmethod
-    def _hand_out(workers: list[Worker], todo: deque, results: dict, limit: int) -> None:
+    def _hand_out(workers: list[Worker], dispatch: Dispatch, limit: int) -> None:
         """Give idle workers the next shards, up to plan index ``limit`` (retried shards first)."""
         for w in workers:
-            if w.shard is None and todo and todo[0].index <= limit and w.process.is_alive():
-                w.shard = todo.popleft()
+            if w.shard is None and w.process.is_alive() and (shard := dispatch.next(limit)) is not None:
+                w.shard = shard
                 w.conn.send(w.shard)
 
-    def _collect(self, workers: list[Worker], todo: deque, results: dict, attempts: dict, start) -> None:
+    @staticmethod
+    def _collect(workers: list[Worker], dispatch: Dispatch, start) -> None:
         """Wait for a message or a death; file results, retry failed or lost shards, replace dead workers."""
         ready = set(wait([w.conn for w in workers] + [w.process.sentinel for w in workers], timeout=POLL_S))
         for i, w in enumerate(workers):
@@ -143,21 +140,16 @@ class DevicesExecutor:
                 if kind == "setup":
                     raise RuntimeError(f"device worker {w.device} could not load the job's components:\n{value}")
                 if kind == "done":
-                    results[index], w.shard = value, None
+                    dispatch.done(w.shard, value)
+                    w.shard = None
                 elif kind == "error":
-                    self._retry(w.shard, value, attempts, todo)
+                    dispatch.failed(w.shard, value)
                     w.shard = None
             if not w.process.is_alive():
                 w.process.join()
                 if w.shard is not None:
-                    self._retry(w.shard, f"its worker process died (exit {w.process.exitcode})", attempts, todo)
+                    dispatch.failed(w.shard, f"its worker process died (exit {w.process.exitcode})")
                 workers[i] = start(w.device)
-
-    def _retry(self, shard: Shard, error: str, attempts: dict, todo: deque) -> None:
-        attempts[shard.index] = attempts.get(shard.index, 0) + 1
-        if attempts[shard.index] > self.retry.retries:
-            raise failed(shard, error)
-        todo.appendleft(shard)  # before later shards: the driver waits for it in plan order
 
 
 def stop(workers: list[Worker]) -> None:
