@@ -38,11 +38,15 @@ import json
 import logging
 import os
 import resource
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
+import urllib.request
+import uuid
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Callable, ContextManager, Iterator
 
@@ -54,9 +58,13 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from prefect import flow  # noqa: E402
+
 from bench.bench_job import parquet_bytes  # noqa: E402
 from bench.bench_overlap import SimulatedGPU, job  # noqa: E402
 from bench.bench_throughput import photo_like  # noqa: E402
+from flows.executors.prefect_pool import SHARD_FLOW, PrefectPoolExecutor, stage_shard  # noqa: E402
+from flows.settings import Settings  # noqa: E402
 
 WORKERS = (1, 2)
 GOALS = {"efficiency": 0.9, "bytes_ratio": 1.1}
@@ -81,7 +89,7 @@ class SimulatedSetup:
 
 
 @contextmanager
-def ray_engine(workers: int) -> Iterator[object]:
+def ray_engine(workers: int, data_dir: Path) -> Iterator[object]:
     """A local Ray cluster with one CPU per worker, and a ``RayExecutor`` with that many actors."""
     import ray
 
@@ -95,7 +103,70 @@ def ray_engine(workers: int) -> Iterator[object]:
         ray.shutdown()
 
 
-ENGINES: dict[str, Callable[[int], ContextManager[object]]] = {"ray": ray_engine}
+POOL = "bench-gpu"
+SIMULATED_SHARD_FLOW = "bench.bench_scaleout.simulated_shard_flow"
+
+
+@flow(name=SHARD_FLOW, log_prints=True)
+def simulated_shard_flow(spec: dict, shard_index: int, data_dir: str | None, runs: dict, settings: Settings | None = None,
+                         plan_slice: dict | None = None) -> dict:
+    """The work pool's shard flow with a simulated GPU (its rate and image size from the worker's environment)."""
+    img_s, px = float(os.environ["BENCH_GPU_IMG_S"]), int(os.environ["BENCH_PX"])
+    return stage_shard(spec, shard_index, data_dir, runs, settings, plan_slice,
+                       lambda job_spec, root: SimulatedSetup(job_spec, root, img_s, px))
+
+
+@contextmanager
+def pool_services(workers: int, args: argparse.Namespace, log_dir: Path) -> Iterator[dict]:
+    """In the parent: ``prefect server start`` and ``workers`` process workers, each a machine of its own
+    (its own ``SYNTHGEN_HOST``, so its own slot), one shard at a time; the child's environment."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(log_dir / "prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_API_URL=f"http://127.0.0.1:{port}/api",
+               PYTHONPATH=str(REPO), BENCH_GPU_IMG_S=str(args.gpu_img_s), BENCH_PX=str(args.px),
+               SYNTHGEN_RETRY_DELAYS="0")
+    bin_dir = Path(sys.executable).parent
+    procs = [subprocess.Popen([str(bin_dir / "prefect"), "server", "start", "--host", "127.0.0.1", "--port",
+                               str(port), "--no-ui"], env=env, stdout=open(log_dir / "server.log", "wb"),
+                              stderr=subprocess.STDOUT, start_new_session=True)]
+    try:
+        deadline = time.time() + 180
+        while True:
+            try:
+                urllib.request.urlopen(env["PREFECT_API_URL"] + "/health", timeout=2)
+                break
+            except OSError:
+                if time.time() > deadline or procs[0].poll() is not None:
+                    raise RuntimeError((log_dir / "server.log").read_text()[-3000:]) from None
+                time.sleep(0.5)
+        for i in range(workers):
+            procs.append(subprocess.Popen(
+                [str(bin_dir / "prefect"), "worker", "start", "--pool", POOL, "--type", "process", "--limit", "1",
+                 "--name", f"machine-{i}"], env={**env, "SYNTHGEN_HOST": f"bench-machine-{i}"}, cwd=REPO,
+                stdout=open(log_dir / f"worker-{i}.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True))
+        yield env
+    finally:
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+
+
+@contextmanager
+def pool_engine(workers: int, data_dir: Path) -> Iterator[object]:
+    """In the child: a ``PrefectPoolExecutor`` on the parent's pool, deploying the simulated-GPU shard flow."""
+    yield PrefectPoolExecutor(POOL, str(data_dir), Settings(), entrypoint=SIMULATED_SHARD_FLOW)
+
+
+# Per engine: the executor in the child (workers, data folder), and what the parent starts around the child.
+ENGINES: dict[str, Callable[[int, Path], ContextManager[object]]] = {"ray": ray_engine, "pool": pool_engine}
+SERVICES: dict[str, Callable[[int, argparse.Namespace, Path], ContextManager[dict]]] = {"pool": pool_services}
 
 
 def child(engine: str, workers: int, models: Path, args: argparse.Namespace) -> dict:
@@ -107,7 +178,7 @@ def child(engine: str, workers: int, models: Path, args: argparse.Namespace) -> 
 
     n = args.shards * args.shard_size
     spec = parse_spec(job(models / "sd", models / "clip", args.px, n, args.shard_size, args.batch))
-    with tempfile.TemporaryDirectory() as tmp, ENGINES[engine](workers) as executor:
+    with tempfile.TemporaryDirectory() as tmp, ENGINES[engine](workers, Path(tmp)) as executor:
         paths = configure(tmp)
         catalog = Catalog(paths.catalog)
         setup = SimulatedSetup(spec, str(paths.catalog), args.gpu_img_s, args.px)
@@ -120,8 +191,16 @@ def child(engine: str, workers: int, models: Path, args: argparse.Namespace) -> 
             written.update(parquet_bytes(folders))  # staged or job files a later step moves or removes
 
         t0 = time.perf_counter()
-        result = run_job(spec, paths=paths, executor=executor, setup=setup, catalog=catalog,
-                         runs=RunRef(prefect_flow_run_id="bench-scaleout", mlflow_run_id=None), on_shard=on_shard)
+        runs = RunRef(prefect_flow_run_id=f"bench-scaleout-{uuid.uuid4()}", mlflow_run_id=None)
+
+        def go():
+            return run_job(spec, paths=paths, executor=executor, setup=setup, catalog=catalog, runs=runs,
+                           on_shard=on_shard)
+
+        if engine == "pool":  # the pool executor submits flow runs from within the job's own flow run
+            result = flow(name="bench-scaleout")(go)()
+        else:
+            result = go()
         written.update(parquet_bytes(folders))
         m = catalog.manifest(spec.output.dataset, result.version)
         final = sum((catalog.path(spec.output.dataset) / s.file).stat().st_size for s in m.shards if s.rows)
@@ -161,7 +240,10 @@ def main() -> None:
         build_tiny_clip(models / "clip", 224, 32)
         for workers in WORKERS:
             cmd = [sys.executable, __file__, *sys.argv[1:], "--child", str(workers), "--models", str(models)]
-            proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+            logs = models / f"services-{workers}"
+            logs.mkdir()
+            with SERVICES.get(args.engine, lambda *_: nullcontext(dict(os.environ)))(workers, args, logs) as env:
+                proc = subprocess.run(cmd, capture_output=True, text=True, env={**env, "PYTHONPATH": str(REPO)})
             if proc.returncode:
                 sys.exit(f"{args.engine} with {workers} worker(s) failed:\n{proc.stderr[-3000:]}")
             rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))

@@ -27,7 +27,7 @@ import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from prefect import flow, get_run_logger
 from prefect.client.orchestration import get_client
@@ -50,7 +50,7 @@ from flows.job.staging import Staging
 from flows.schedule import TAG, deploy, require_server
 from flows.settings import Settings, configure
 from synthgen.plan import Shard, make_shards, shard_from_record, shard_record
-from synthgen.spec import parse_spec
+from synthgen.spec import JobSpec, parse_spec
 
 SHARD_FLOW = "synthgen-shard"
 ENTRYPOINT = "flows.executors.prefect_pool.generate_shard_flow"  # a module path: no checkout on the workers
@@ -152,6 +152,10 @@ def device_slot() -> Iterator[dict]:
             time.sleep(POLL_S)
 
 
+# Builds a worker's components from the job and its catalog root (default: the models the spec names).
+SetupFactory = Callable[[JobSpec, str], Setup]
+
+
 @flow(name=SHARD_FLOW, log_prints=True)
 def generate_shard_flow(spec: dict, shard_index: int, data_dir: str | None, runs: dict,
                         settings: Settings | None = None, plan_slice: dict | None = None) -> dict:
@@ -161,6 +165,12 @@ def generate_shard_flow(spec: dict, shard_index: int, data_dir: str | None, runs
     ``plan_slice``: the shard with its round (``synthgen.plan.shard_record``); without it, shard
     ``shard_index`` of the plan's first round.
     """
+    return stage_shard(spec, shard_index, data_dir, runs, settings, plan_slice)
+
+
+def stage_shard(spec: dict, shard_index: int, data_dir: str | None, runs: dict, settings: Settings | None = None,
+                plan_slice: dict | None = None, setup_of: SetupFactory = ComponentLoader) -> dict:
+    """The shard flow's body; ``setup_of`` builds the components (a benchmark's flow passes a simulated GPU)."""
     job = parse_spec(spec)
     settings = settings or Settings()
     paths = configure(data_dir, settings)  # at a URL: this worker's own data folder ($SYNTHGEN_DATA, else ./)
@@ -174,7 +184,7 @@ def generate_shard_flow(spec: dict, shard_index: int, data_dir: str | None, runs
     step = ShardStep(job, RunRef(**runs))
     with device_slot() as slot:
         held_from = time.time()
-        parts = ComponentLoader(job, str(paths.catalog))()
+        parts = setup_of(job, str(paths.catalog))()
         result = with_retries(lambda: step(shard, parts), shard,
                               Retry(settings.shard_retries, tuple(settings.retry_delays)))
         staging.stage(shard, samples_to_table(result.samples))
@@ -190,10 +200,10 @@ def deployment_name(pool: str) -> str:
     return f"{SHARD_FLOW}/{pool}"
 
 
-def deploy_shard_flow(pool: str) -> str:
+def deploy_shard_flow(pool: str, entrypoint: str = ENTRYPOINT) -> str:
     """(Re)register the shard flow on ``pool``; workers import it from the synthgen they have installed."""
     require_server()
-    return deploy(ENTRYPOINT, pool, pool, tags=[TAG, "shard"])
+    return deploy(entrypoint, pool, pool, tags=[TAG, "shard"])
 
 
 @dataclass
@@ -209,6 +219,7 @@ class PrefectPoolExecutor:
     data_dir: str
     settings: Settings = field(default_factory=Settings)
     store: Storage | None = None
+    entrypoint: str = ENTRYPOINT  # the shard flow's module path (a benchmark deploys one with a simulated GPU)
     records: list[dict] = field(default_factory=list)  # what each shard run recorded (host, GPU slot, times)
 
     def map(self, step: ShardStep, shards: list[Shard], setup: Setup) -> Iterator[ShardResult]:
@@ -221,7 +232,7 @@ class PrefectPoolExecutor:
         that did complete stay staged for a rerun.
         """
         log = get_run_logger()
-        deploy_shard_flow(self.pool)
+        deploy_shard_flow(self.pool, self.entrypoint)
         job = step.spec
         # At a URL a worker keeps its own data folder: neither the path nor the setting travels.
         data_dir, settings = ((None, self.settings.model_copy(update={"data": None})) if self.store is not None
