@@ -146,16 +146,25 @@ def seed_data(root: Path) -> tuple[Path, Path]:
 
 
 # The forking runner's child, as a server: one interpreter imports the CLI (and ``preload``), then forks one child
-# per command it reads on stdin, in turn, and answers with the child's pid, then its exit status. For a module
-# whose commands depend on each other (each reads what the one before wrote), one at a time, as ``synthgen`` runs.
+# per command it reads on stdin, in turn, and answers with its exit status ("timeout" when it ran past its
+# ``timeout`` and was killed). For a module whose commands depend on each other (each reads what the one before
+# wrote), one at a time, as ``synthgen`` runs them.
 FORK_SERVER = _FORKED_CHILD + r"""
+import time
+
 preload(sys.argv[1:])
 for line in sys.stdin:
+    run = json.loads(line)
     pid = os.fork()
     if pid == 0:
-        child(json.loads(line))
-    print(pid, flush=True)
-    print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
+        child(run)
+    deadline = time.monotonic() + run["timeout"]
+    while not (ended := os.waitpid(pid, os.WNOHANG))[0] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if not ended[0]:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    print(os.waitstatus_to_exitcode(ended[1]) if ended[0] else "timeout", flush=True)
 """
 
 
@@ -173,22 +182,17 @@ class ForkedCli:
 
     def __call__(self, data: Path, *args: str, cwd: Path | None = None, timeout: float = 300,
                  env: dict | None = None) -> subprocess.CompletedProcess:
-        import selectors
-
         self.count += 1
         out, err = self.folder / f"{self.count}.out", self.folder / f"{self.count}.err"
         run = {"cwd": str(cwd or data.parent), "env": {**_base_env(), **(env or {})},
-               "args": ["--data-dir", str(data), *args], "stdout": str(out), "stderr": str(err)}
+               "args": ["--data-dir", str(data), *args], "stdout": str(out), "stderr": str(err), "timeout": timeout}
         self.server.stdin.write(json.dumps(run) + "\n")
         self.server.stdin.flush()
-        pid = int(self.server.stdout.readline())
-        with selectors.DefaultSelector() as sel:
-            sel.register(self.server.stdout, selectors.EVENT_READ)
-            if not sel.select(timeout):
-                os.kill(pid, 9)
-                self.server.stdout.readline()
-                raise subprocess.TimeoutExpired(["synthgen", *run["args"]], timeout)
-        code = int(self.server.stdout.readline())
+        code = self.server.stdout.readline().strip()
+        assert code, f"the forking interpreter ended (exit {self.server.poll()})"
+        if code == "timeout":
+            raise subprocess.TimeoutExpired(["synthgen", *run["args"]], timeout)
+        code = int(code)
         proc = subprocess.CompletedProcess(["synthgen", *run["args"]], code, out.read_text(), err.read_text())
         out.unlink()
         err.unlink()
