@@ -65,6 +65,22 @@ def _parse(value: str) -> tuple[str, int, str]:
     return name, int(nth or 1), action or "kill"
 
 
+def after_reused(value: str, reused: int) -> str:
+    """``value`` for a run that resumes ``reused`` shards an earlier run finished, to stop at the same place.
+
+    A point passed once per shard (or batch, or file) a run works on counts only the shards that run
+    works on: ``shard-files@7`` (the 7th shard of the plan) is ``shard-files@3`` in a run that reuses
+    4. A point given without ``@n`` is unchanged (the first hit, whatever was reused).
+    """
+    target, sep, action = value.partition(":")
+    name, at, nth = target.partition("@")
+    if not at:
+        return value
+    if int(nth) <= reused:
+        raise ValueError(f"{value!r}: the place it names is in the {reused} reused shard(s)")
+    return f"{name}@{int(nth) - reused}{sep}{action}"
+
+
 def failpoint(name: str, detail: str = "") -> None:
     """Stop here if ``$SYNTHGEN_FAILPOINT`` names this point and its hit count is reached."""
     value = os.environ.get(ENV)

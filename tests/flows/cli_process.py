@@ -26,7 +26,7 @@ def synthgen(data: Path, *args: str, cwd: Path | None = None, timeout: float = 3
 # One interpreter imports what ``python -m flows.cli`` imports before a command runs, then forks one child per
 # run: each child is that process from there on (its own argv, environment, folder, stdin, stdout, stderr and
 # exit status), minus the 0.8 s of start-up every one of a hundred runs would otherwise repeat.
-FORKING_RUNNER = r"""
+_FORKED_CHILD = r"""
 import json, os, sys, traceback
 from pathlib import Path
 
@@ -34,10 +34,12 @@ import importlib
 
 import flows.cli.app as cli
 
-runs, jobs, out = json.loads(Path(sys.argv[1]).read_text()), int(sys.argv[2]), sys.argv[3]
-for name in sys.argv[4:]:  # libraries every run would import (no service's: those read the run's environment)
-    importlib.import_module(name)
 main = str(Path(cli.__file__).with_name("__main__.py"))  # sys.argv[0] under `python -m flows.cli`
+
+
+def preload(names):  # libraries every run would import (no service's: those read the run's environment)
+    for name in names:
+        importlib.import_module(name)
 
 
 def child(run):
@@ -53,8 +55,10 @@ def child(run):
     except BaseException:
         traceback.print_exc()
     os._exit(70)
-
-
+"""
+FORKING_RUNNER = _FORKED_CHILD + r"""
+runs, jobs, out = json.loads(Path(sys.argv[1]).read_text()), int(sys.argv[2]), sys.argv[3]
+preload(sys.argv[4:])
 pending, live, codes = list(enumerate(runs)), {}, {}
 while pending or live:
     while pending and len(live) < jobs:
@@ -139,3 +143,62 @@ def seed_data(root: Path) -> tuple[Path, Path]:
     cat.commit("synth", [cat.write_shard("synth", samples_to_table(make_samples(6), embedding_model="m"))],
                embedding_model="m")
     return data, good
+
+
+# The forking runner's child, as a server: one interpreter imports the CLI (and ``preload``), then forks one child
+# per command it reads on stdin, in turn, and answers with its exit status ("timeout" when it ran past its
+# ``timeout`` and was killed). For a module whose commands depend on each other (each reads what the one before
+# wrote), one at a time, as ``synthgen`` runs them.
+FORK_SERVER = _FORKED_CHILD + r"""
+import time
+
+preload(sys.argv[1:])
+for line in sys.stdin:
+    run = json.loads(line)
+    pid = os.fork()
+    if pid == 0:
+        child(run)
+    deadline = time.monotonic() + run["timeout"]
+    while not (ended := os.waitpid(pid, os.WNOHANG))[0] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if not ended[0]:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    print(os.waitstatus_to_exitcode(ended[1]) if ended[0] else "timeout", flush=True)
+"""
+
+
+class ForkedCli:
+    """``synthgen(data, *args, cwd=, timeout=, env=)`` as ``synthgen`` above, each command a fork of one interpreter
+    that imported the CLI (and ``preload``): its own process from the command on (argv, environment, folder, stdin,
+    stdout, stderr, exit status), minus the start-up. Only for commands that start no service, worker or server and
+    are not signalled: those stay ``synthgen``'s fresh processes. ``close()`` ends the interpreter."""
+
+    def __init__(self, preload: tuple[str, ...] = ()):
+        self.folder = Path(tempfile.mkdtemp(prefix="synthgen-forked-"))
+        self.server = subprocess.Popen([sys.executable, "-c", FORK_SERVER, *preload], stdin=subprocess.PIPE,
+                                       stdout=subprocess.PIPE, text=True, cwd=self.folder, env=_base_env())
+        self.count = 0
+
+    def __call__(self, data: Path, *args: str, cwd: Path | None = None, timeout: float = 300,
+                 env: dict | None = None) -> subprocess.CompletedProcess:
+        self.count += 1
+        out, err = self.folder / f"{self.count}.out", self.folder / f"{self.count}.err"
+        run = {"cwd": str(cwd or data.parent), "env": {**_base_env(), **(env or {})},
+               "args": ["--data-dir", str(data), *args], "stdout": str(out), "stderr": str(err), "timeout": timeout}
+        self.server.stdin.write(json.dumps(run) + "\n")
+        self.server.stdin.flush()
+        code = self.server.stdout.readline().strip()
+        assert code, f"the forking interpreter ended (exit {self.server.poll()})"
+        if code == "timeout":
+            raise subprocess.TimeoutExpired(["synthgen", *run["args"]], timeout)
+        code = int(code)
+        proc = subprocess.CompletedProcess(["synthgen", *run["args"]], code, out.read_text(), err.read_text())
+        out.unlink()
+        err.unlink()
+        return proc
+
+    def close(self) -> None:
+        self.server.stdin.close()
+        assert self.server.wait(timeout=60) == 0
+        shutil.rmtree(self.folder, ignore_errors=True)

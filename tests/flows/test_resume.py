@@ -1,10 +1,13 @@
-"""Crash-safe resume: whole jobs killed with SIGKILL at five points, then rerun.
+"""Crash-safe resume: a job killed with SIGKILL at six points, one after another, then run to the end.
 
 Each job runs as a user runs it (`synthgen run` in a subprocess, against the
 session's Prefect test server, MLflow on SQLite in its data folder). A
 failpoint (synthgen/failpoints.py) makes the process SIGKILL itself at a
-chosen point; nothing gets to clean up. The same command then runs again
-without it. It must finish, redo at most the interrupted shard, and commit a
+chosen point; nothing gets to clean up. The same command then runs again:
+in one data folder, each run resumes what the run before it left and is
+itself killed at the next point, in the order a job passes them, until a
+last run without a failpoint. Every run must reuse every shard staged before
+it (redo at most the interrupted shard), and the last one must commit a
 version whose rows equal an uninterrupted run's, byte for byte, except the
 three columns that record which run made a row (a resumed job's rows
 truthfully name the killed run that generated them).
@@ -28,6 +31,7 @@ import yaml
 
 from catalog import Catalog, ingest_folder
 from catalog.verify import verify
+from synthgen.failpoints import after_reused
 from tests.conftest import small_job
 
 pytestmark = pytest.mark.long  # minutes of work: started first (tests/conftest.py)
@@ -67,11 +71,19 @@ def seeded(prefect_server, real_digits_dir, embedder, tmp_path_factory) -> dict:
 
 
 def run_job(seeded: dict, run: tuple[Path, str | None, dict]) -> subprocess.CompletedProcess:
-    """``synthgen run JOB --json result.json`` in one (data folder, failpoint, extra env)."""
+    """``synthgen run JOB --json result.json`` in one (data folder, failpoint, extra env); ``.pid``: its process."""
     data, failpoint, extra = run
     env = {**seeded["env"], **extra, **({"SYNTHGEN_FAILPOINT": failpoint} if failpoint else {})}
     cmd = [SYNTHGEN, "--data-dir", str(data), "run", str(seeded["job"]), "--json", str(data / "result.json")]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    with subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=600)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    done = subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
+    done.pid = proc.pid  # the MLflow run it started is tagged with it (flows.dead_runs.owner_tags)
+    return done
 
 
 def fresh(seeded: dict, name: str) -> Path:
@@ -84,6 +96,11 @@ def fresh(seeded: dict, name: str) -> Path:
 def staged(data: Path) -> list[Path]:
     """What a run left of each finished shard: its decision record, or its rows staged undecided."""
     return sorted([*(data / "staging").rglob("shard-*.parquet"), *(data / "staging").rglob("shard-*.decided.json")])
+
+
+def fingerprints(data: Path) -> dict[str, tuple[int, int, bytes]]:
+    """Each staged file's (inode, mtime, bytes): a file a later run rewrote, even with the same bytes, differs."""
+    return {f.name: (f.stat().st_ino, f.stat().st_mtime_ns, f.read_bytes()) for f in staged(data)}
 
 
 def finished(f: Path) -> tuple[str, int]:
@@ -102,10 +119,13 @@ def version_rows(data: Path):
     return m, [t.drop_columns(RUN_COLUMNS) for t in tables], layout
 
 
-# (failpoint, shards staged when it fires, catalog version visible after the kill)
+# (failpoint, shards staged when it fires, catalog version visible after the kill), in the order one job's
+# runs are killed: each run resumes the previous one's staging. "@n" names the n-th shard of the plan; a run
+# passes `sampling` and `shard-files` once per shard it generates (one batch each), and a resumed run generates
+# only the shards not staged (`synthgen.failpoints.after_reused`).
 KILL_POINTS = [
-    ("sampling@5", {3, 4}, None),     # inside shard 4, after its batch sampled (shard 3's tail may still run)
-    ("parquet-write@1", {0}, None),   # shard 0 decided, its first final shard under its temp name
+    ("parquet-write@1", {0}, None),   # fresh: shard 0 decided, its first final shard under its temp name
+    ("sampling@5", {3, 4}, None),     # nothing staged yet: inside shard 4, after its batch sampled (shard 3's tail may still run)
     ("shard-files@7", {6}, None),     # shard 6's final shards in place, its decision record not written
     ("publish", {SHARDS}, None),      # every shard decided and checked against the head, lock not taken
     ("manifest-written", {SHARDS}, None),  # manifest of version 1 written, HEAD not moved
@@ -140,36 +160,37 @@ def after_kill(data: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def scenarios(seeded) -> dict:
-    """Every scenario's first run (killed, or failing) and its rerun.
-
-    Scenarios use separate data folders, so their processes overlap, 3 at a time: most of a small
-    job's time is start-up and waiting on Prefect's API. A scenario's rerun is queued as soon as its
-    own first run has ended and its state is read, behind the first runs not yet started, so no
-    slot sits idle waiting for the slowest first run of all (15 processes: 5 rounds of 3 where
-    two batches of 8 and 7 took 6).
+    """The uninterrupted run; the kill chain (a run killed at each point in turn, then one to the end); the
+    failing run and its rerun. Three data folders, three lanes of processes at once: most of a small job's
+    time is start-up and waiting on Prefect's API. Each killed run's state is read before the next run starts.
     """
-    names = ["uninterrupted", *[f"kill-{p}" for p, _, _ in KILL_POINTS], "broken"]
-    data = {n: fresh(seeded, n.replace("@", "-")) for n in names}
-    first = {"uninterrupted": (data["uninterrupted"], None, {}), "broken": (data["broken"], *BROKEN),
-             **{f"kill-{p}": (data[f"kill-{p}"], p, {}) for p, _, _ in KILL_POINTS}}
-    again = {n: (data[n], *(FLAKY if n == "broken" else (None, {}))) for n in names[1:]}
+    data = {n: fresh(seeded, n) for n in ("uninterrupted", "chain", "broken")}
+
+    def chain():
+        killed, states, staged_by = [], [], []
+        for point, _, _ in KILL_POINTS:
+            before = fingerprints(data["chain"])
+            killed.append(run_job(seeded, (data["chain"], after_reused(point, len(before)), {})))
+            states.append(after_kill(data["chain"]))
+            staged_by.append((before, fingerprints(data["chain"])))
+        return killed, states, staged_by, run_job(seeded, (data["chain"], None, {}))
+
+    def broken():
+        proc = run_job(seeded, (data["broken"], *BROKEN))
+        return proc, after_kill(data["broken"]), run_job(seeded, (data["broken"], *FLAKY))
 
     with ThreadPoolExecutor(3) as pool:
-        def scenario(name: str):
-            proc = run_job(seeded, first[name])
-            state = after_kill(data[name])  # before this scenario reruns
-            return proc, state, pool.submit(run_job, seeded, again[name]) if name in again else None
-
-        started = {n: pool.submit(scenario, n) for n in names}
-        done = {n: f.result() for n, f in started.items()}
-        reruns = {n: rerun.result() for n, (_, _, rerun) in done.items() if rerun is not None}
-    return {"data": data, "first": {n: d[0] for n, d in done.items()}, "state": {n: d[1] for n, d in done.items()},
-            "rerun": reruns}
+        lanes = [pool.submit(chain), pool.submit(run_job, seeded, (data["uninterrupted"], None, {})),
+                 pool.submit(broken)]
+        (killed, states, staged_by, last), uninterrupted, broken_lane = [f.result() for f in lanes]
+    return {"data": data, "uninterrupted": uninterrupted, "broken": broken_lane, "last": last,
+            **{key: dict(zip((p for p, _, _ in KILL_POINTS), value))
+               for key, value in (("killed", killed), ("state", states), ("staged_by", staged_by))}}
 
 
 @pytest.fixture(scope="module")
 def baseline(scenarios) -> dict:
-    proc = scenarios["first"]["uninterrupted"]
+    proc = scenarios["uninterrupted"]
     assert proc.returncode == 0, proc.stderr[-3000:]
     m, tables, layout = version_rows(scenarios["data"]["uninterrupted"])
     assert sum(s.rows for s in m.shards) == 3 * SHARDS and {s.role for s in m.shards} <= {"train", "excluded"}
@@ -185,10 +206,9 @@ def assert_same_rows(data: Path, baseline: dict) -> None:
 
 
 @pytest.mark.parametrize("point,staged_at_kill,visible", KILL_POINTS, ids=[p[0] for p in KILL_POINTS])
-def test_sigkill_then_rerun_gives_the_uninterrupted_version(scenarios, baseline, point, staged_at_kill, visible):
-    name = f"kill-{point}"
-    killed, state, data = scenarios["first"][name], scenarios["state"][name], scenarios["data"][name]
-    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+def test_sigkill_leaves_a_state_the_next_run_resumes(scenarios, point, staged_at_kill, visible):
+    killed, state = scenarios["killed"][point], scenarios["state"][point]
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]  # the failpoint fired: nothing cleaned up
 
     # After the kill: the catalog reads as before (no version, or the committed one), verify passes,
     # and whatever the kill left half-written is only ever a temp name.
@@ -197,27 +217,32 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_version(scenarios, baseline,
     # Decided shards wait in the job's folder: the catalog holds no file a version does not list,
     # except in the publish's own window (shards moved in, manifest written, HEAD not moved yet).
     assert (state["unlisted"] != []) == (point == "manifest-written")
+    # The run resumed the previous run's staging: each shard staged before it is the same file, untouched
+    # (reused, not generated and decided again), so it redid at most the shard the previous kill interrupted.
+    before, after = scenarios["staged_by"][point]
+    if visible is None:
+        assert {f: after.get(f) for f in before} == before
+    else:  # committed: the version holds them and the staging area is gone
+        assert after == {} and len(before) == SHARDS
 
-    rerun = scenarios["rerun"][name]
+
+def test_the_run_after_the_last_kill_gives_the_uninterrupted_version(scenarios, baseline):
+    rerun, data = scenarios["last"], scenarios["data"]["chain"]
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     result = json.loads((data / "result.json").read_text())
-    m = result["metrics"]
-    if visible is None:  # redo at most the interrupted shard: every shard staged before the kill is reused
-        assert m["shards_reused"] == len(state["staged"])
-        assert m["generated_this_run"] == 3 * (SHARDS - len(state["staged"]))
-    else:  # killed after its commit: the version is reused and nothing is generated again
-        assert m["generated_this_run"] == 0
-    assert result["reused"] == (visible is not None)
+    # Killed after its commit: the version is reused and nothing is generated again.
+    assert result["reused"] and result["metrics"]["generated_this_run"] == 0
     assert_same_rows(data, baseline)
     assert result["counts"] == baseline["result"]["counts"]
     assert verify(Catalog(data / "catalog"), DATASET, 1).ok
     assert not list((data / "catalog").rglob(".tmp-*")), "a rerun leaves no temporary files behind"
     assert unlisted_shards(data) == [], "a rerun leaves no shard file that no version lists"
+    assert not (data / "staging").exists() or staged(data) == []
 
 
 def test_failing_shard_is_retried_then_named(scenarios, baseline):
     # A shard that keeps failing: the run ends naming the shard and the error; earlier shards stay staged.
-    proc, state = scenarios["first"]["broken"], scenarios["state"]["broken"]
+    proc, state, rerun = scenarios["broken"]
     assert proc.returncode == 2
     message = " ".join(proc.stderr.split())
     assert "shard-00002 (plan [6:9)) failed: InjectedFailure" in message and "rerun the same command" in message
@@ -225,7 +250,6 @@ def test_failing_shard_is_retried_then_named(scenarios, baseline):
 
     # The rerun meets a transient error on its first shard: the retry succeeds, and the result
     # equals the uninterrupted run's.
-    rerun = scenarios["rerun"]["broken"]
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "injected failure at sampling (hit 1)" in rerun.stderr  # Prefect logged the failed try
     data = scenarios["data"]["broken"]
@@ -234,75 +258,74 @@ def test_failing_shard_is_retried_then_named(scenarios, baseline):
 
 
 def test_killed_runs_are_marked_failed_by_the_run_that_resumed_them(seeded, scenarios):
-    # The killed process could not close its runs; the rerun of the same spec finds them (same host, pid gone)
-    # and marks them: MLflow FAILED, Prefect Crashed, each with a note naming the resuming run.
+    # The killed process could not close its runs; the next run of the same spec finds them (same host, pid
+    # gone) and marks them: MLflow FAILED, Prefect Crashed, each with a note naming the resuming run. In the
+    # chain each killed run is resumed by the next one (itself killed at the next point, after it marked them).
     from uuid import UUID
 
     from mlflow import MlflowClient
     from prefect import get_client
 
-    def status(point: str) -> subprocess.CompletedProcess:
-        return subprocess.run([SYNTHGEN, "--data-dir", str(scenarios["data"][f"kill-{point}"]), "status", "--json"],
-                              env=seeded["env"], capture_output=True, text=True, timeout=120)
-
-    # `synthgen status` for a run killed before its commit and for one killed after it (the same code shows
-    # every point's runs; the stores are checked for all six below).
-    shown_for = ("sampling@5", "finishing")
-    with ThreadPoolExecutor(2) as pool:
-        statuses = dict(zip(shown_for, pool.map(status, shown_for)))
-    for point, _, _ in KILL_POINTS:
-        data = scenarios["data"][f"kill-{point}"]
-        resumed = json.loads((data / "result.json").read_text())
-        client = MlflowClient(tracking_uri=f"sqlite:///{data / 'mlflow' / 'mlflow.db'}")
-        runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
-        killed = [r for r in runs if r.info.run_id != resumed["mlflow_run_id"]]
-        assert len(runs) == 2 and len(killed) == 1, point
-        dead = killed[0]
-        assert dead.info.status == "FAILED", point
-        assert resumed["mlflow_run_id"] in dead.data.tags["synthgen.note"]
-        with get_client(sync_client=True) as prefect:
+    data = scenarios["data"]["chain"]
+    status = subprocess.run([SYNTHGEN, "--data-dir", str(data), "status", "--json"], env=seeded["env"],
+                            capture_output=True, text=True, timeout=120)
+    client = MlflowClient(tracking_uri=f"sqlite:///{data / 'mlflow' / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    by_pid = {r.data.tags["synthgen.pid"]: r for r in runs}
+    procs = [scenarios["killed"][p] for p, _, _ in KILL_POINTS] + [scenarios["last"]]
+    assert len(runs) == len(procs) and set(by_pid) == {str(proc.pid) for proc in procs}  # one run per process
+    resumed = json.loads((data / "result.json").read_text())
+    assert by_pid[str(procs[-1].pid)].info.run_id == resumed["mlflow_run_id"]
+    shown = {r["mlflow_run_id"]: r for r in json.loads(status.stdout)["runs"]}
+    with get_client(sync_client=True) as prefect:
+        for (point, _, _), proc, resumer in zip(KILL_POINTS, procs, procs[1:]):
+            dead, by = by_pid[str(proc.pid)], by_pid[str(resumer.pid)].info.run_id
+            assert dead.info.status == "FAILED", point
+            assert by in dead.data.tags["synthgen.note"], point
             state = prefect.read_flow_run(UUID(dead.data.tags["prefect.flow_run_id"])).state
-            resumer = prefect.read_flow_run(UUID(resumed["prefect_flow_run_id"])).state
-        assert state.is_crashed() and resumed["mlflow_run_id"] in state.message, (point, state)
-        assert resumer.is_completed()
-
-        if point not in statuses:
-            continue
-        shown = {r["mlflow_run_id"]: r for r in json.loads(statuses[point].stdout)["runs"]}
-        assert shown[dead.info.run_id]["state"] == "FAILED" and "process died" in shown[dead.info.run_id]["note"]
-        assert shown[resumed["mlflow_run_id"]]["state"] == "FINISHED"
-        assert "RUNNING" not in {r["state"] for r in shown.values()}
+            assert state.is_crashed() and by in state.message, (point, state)
+            # `synthgen status` shows each killed run failed, killed before its commit or after it
+            assert shown[dead.info.run_id]["state"] == "FAILED" and "process died" in shown[dead.info.run_id]["note"]
+        assert prefect.read_flow_run(UUID(resumed["prefect_flow_run_id"])).state.is_completed()
+    assert status.returncode == 0, status.stderr[-3000:]
+    assert shown[resumed["mlflow_run_id"]]["state"] == "FINISHED"
+    assert "RUNNING" not in {r["state"] for r in shown.values()}
 
 
-@pytest.mark.parametrize("action, code, message", [
+SIGNALS = [  # (failpoint action, exit status, the one line the run ends with)
     ("interrupt", 130, "interrupted; committed versions are intact, rerun the job to resume"),
     ("terminate", 143, "terminated (SIGTERM); committed versions are intact, rerun the job to resume"),
-])
-def test_ctrl_c_or_sigterm_stops_the_shards_in_flight_leaves_no_process_and_a_rerun_resumes(seeded, action, code,
-                                                                                           message):
+]
+
+
+def test_ctrl_c_or_sigterm_stops_the_shards_in_flight_leaves_no_process_and_a_rerun_resumes(seeded):
     # Shards overlap (flows.executors.local) in worker threads, which signals do not reach: the executor
     # tells them to stop, and each stops at its next batch instead of finishing (and writing) its shard.
     # The run starts its own temporary Prefect server, as a user's does: Ctrl-C reaches the server too
     # (the terminal signals the whole process group) and SIGTERM used to leave it running.
+    # A Ctrl-C'd run, then a SIGTERM'd one in the same folder (each leaves it as it found it: nothing
+    # staged, no version), then a rerun.
     spec = job_spec()
     spec["generator"]["batch_size"] = 1  # 3 batches per shard: the signal lands inside shard 0
-    job = seeded["root"] / f"job-{action}.yaml"
+    job = seeded["root"] / "job-signals.yaml"
     job.write_text(yaml.safe_dump(spec))
-    data = fresh(seeded, action)
+    data = fresh(seeded, "signals")
     cmd = [SYNTHGEN, "--data-dir", str(data), "run", str(job), "--json", str(data / "result.json")]
-    env = {**seeded["env"], "SYNTHGEN_FAILPOINT": f"sampling@1:{action}"}  # the signal after the first batch
-    env.pop("PREFECT_API_URL")
-    # As from a terminal: its own process group, and the default SIGINT disposition (a test runner started
-    # in the background, as CI and `make test &` are, ignores SIGINT, and its children would inherit that).
-    as_terminal = [sys.executable, "-c", "import os, signal, sys; os.setsid(); "
-                   "signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"]
-    proc = subprocess.Popen(as_terminal + cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _, stderr = proc.communicate(timeout=600)
-    assert proc.returncode == code, stderr[-3000:]
-    assert message in stderr and "Traceback" not in stderr, stderr[-3000:]
-    assert staged(data) == [], "a shard in flight finished after the signal"
-    assert not Catalog(data / "catalog").exists(DATASET) or Catalog(data / "catalog").head(DATASET) is None
-    assert not group_alive(proc.pid), "a process of the run (Prefect's temporary server?) outlived it"
+    for action, code, message in SIGNALS:
+        env = {**seeded["env"], "SYNTHGEN_FAILPOINT": f"sampling@1:{action}"}  # the signal after the first batch
+        env.pop("PREFECT_API_URL")
+        # As from a terminal: its own process group, and the default SIGINT disposition (a test runner started
+        # in the background, as CI and `make test &` are, ignores SIGINT, and its children would inherit that).
+        as_terminal = [sys.executable, "-c", "import os, signal, sys; os.setsid(); "
+                       "signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"]
+        proc = subprocess.Popen(as_terminal + cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        _, stderr = proc.communicate(timeout=600)
+        assert proc.returncode == code, (action, stderr[-3000:])
+        assert message in stderr and "Traceback" not in stderr, (action, stderr[-3000:])
+        assert staged(data) == [], f"{action}: a shard in flight finished after the signal"
+        assert not Catalog(data / "catalog").exists(DATASET) or Catalog(data / "catalog").head(DATASET) is None
+        assert not group_alive(proc.pid), f"{action}: a process of the run (Prefect's temporary server?) outlived it"
     rerun = subprocess.run(cmd, env=seeded["env"], capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert json.loads((data / "result.json").read_text())["metrics"]["generated_this_run"] == 3 * SHARDS

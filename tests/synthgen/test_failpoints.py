@@ -1,4 +1,4 @@
-"""Failpoints: ``kill-once`` SIGKILLs only the first of the processes that share its marker file."""
+"""Failpoints: ``kill-once`` SIGKILLs only the first of the processes that share its marker file; a resumed run's count."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
+from synthgen.failpoints import after_reused
 from tests.conftest import REPO
 
 SCRIPT = "from synthgen.failpoints import failpoint; failpoint('sampling'); failpoint('sampling'); print('went on')"
@@ -19,3 +22,11 @@ def test_kill_once_kills_the_first_process_only(tmp_path):
     assert runs[0].returncode == -signal.SIGKILL and not runs[0].stdout
     assert runs[1].returncode == 0 and runs[1].stdout.strip() == "went on"
     assert (tmp_path / "died").exists()
+
+
+def test_after_reused_counts_only_the_shards_a_resumed_run_works_on():
+    assert after_reused("shard-files@7", 4) == "shard-files@3"  # shard 6 of the plan, 4 shards reused
+    assert after_reused("sampling@3:raise", 1) == "sampling@2:raise"
+    assert after_reused("publish", 10) == "publish"  # passed once per run, whatever was reused
+    with pytest.raises(ValueError, match="reused"):
+        after_reused("sampling@2", 2)  # the place it names was finished by the earlier run

@@ -9,7 +9,16 @@ import pytest
 
 from catalog import Catalog, open_version, samples_to_table
 from tests.conftest import REPO, make_samples
-from tests.flows.cli_process import seed_data, synthgen
+from tests.flows.cli_process import MODEL_LIBRARIES, ForkedCli, seed_data
+
+
+@pytest.fixture(scope="module")
+def synthgen():
+    """``synthgen(data, *args)``: each command a process of its own, forked from one interpreter that imported the
+    CLI and the model libraries (the pipe and Ctrl-C cases below start theirs as a user does)."""
+    cli = ForkedCli(preload=MODEL_LIBRARIES)
+    yield cli
+    cli.close()
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +30,7 @@ def seeded(tmp_path_factory):
     return {"data": data, "good": good}
 
 
-def test_json_documents(seeded):
+def test_json_documents(seeded, synthgen):
     data = seeded["data"]
     listed = json.loads(synthgen(data, "datasets", "--json").stdout)
     assert {d["name"]: (d["origin"], d["head"], d["rows"]) for d in listed["datasets"]} == {
@@ -38,7 +47,7 @@ def test_json_documents(seeded):
     assert json.loads(status.stdout)["runs"] == []  # no job has run in this folder
 
 
-def test_verify_reports_corruption_in_json_with_exit_1(seeded, tmp_path):
+def test_verify_reports_corruption_in_json_with_exit_1(seeded, tmp_path, synthgen):
     data = tmp_path / "data"
     shutil.copytree(seeded["data"], data)
     shard = next((data / "catalog" / "synth" / "shards").glob("*.parquet"))
@@ -48,7 +57,7 @@ def test_verify_reports_corruption_in_json_with_exit_1(seeded, tmp_path):
     assert proc.returncode == 1 and report["ok"] is False and shard.name in " ".join(report["problems"])
 
 
-def test_piped_output_never_wraps(seeded):
+def test_piped_output_never_wraps(seeded, synthgen):
     data = seeded["data"]
     proc = synthgen(data, "verify", "synth", env={"COLUMNS": "40"})
     sha = Catalog(data / "catalog").head_sha256("synth")
@@ -58,7 +67,7 @@ def test_piped_output_never_wraps(seeded):
     assert str(data / "catalog") in table  # the title's long path is whole
 
 
-def test_ingest_skip_bad_counts_what_it_left_out(seeded, tmp_path):
+def test_ingest_skip_bad_counts_what_it_left_out(seeded, tmp_path, synthgen):
     data = tmp_path / "data"
     shutil.copytree(seeded["data"], data)
     folder = tmp_path / "mixed"
@@ -116,7 +125,7 @@ def hostile(tmp_path_factory):
 
 @pytest.mark.parametrize("args", [["query", "SELECT label_name, prompt FROM evil"], ["load", "evil"],
                                   ["audit", "{sid}"], ["card", "evil"], ["query", "SELECT chr(27) || '[2J' AS x"]])
-def test_no_control_character_from_data_reaches_the_terminal(hostile, args):
+def test_no_control_character_from_data_reaches_the_terminal(hostile, args, synthgen):
     args = [a.format(sid=hostile["sid"]) for a in args]
     proc = synthgen(hostile["data"], *args)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -127,12 +136,12 @@ def test_no_control_character_from_data_reaches_the_terminal(hostile, args):
         assert "[red]x[/]" in proc.stdout  # data is never read as markup
 
 
-def test_json_output_keeps_the_data_exact(hostile):
+def test_json_output_keeps_the_data_exact(hostile, synthgen):
     audited = json.loads(synthgen(hostile["data"], "audit", hostile["sid"], "--json").stdout)
     assert audited["records"][0]["row"]["label_name"] == HOSTILE
 
 
-def test_a_pipe_gets_field_value_lines_and_tab_separated_lists_never_padded(hostile):
+def test_a_pipe_gets_field_value_lines_and_tab_separated_lists_never_padded(hostile, synthgen):
     audited = synthgen(hostile["data"], "audit", hostile["sid"]).stdout.splitlines()
     assert audited[0].startswith(f"sample {hostile['sid']} in evil (versions 1)")
     assert f"sample_id: {hostile['sid']}" in audited and "origin: synthetic" in audited
@@ -144,7 +153,7 @@ def test_a_pipe_gets_field_value_lines_and_tab_separated_lists_never_padded(host
     assert rows[:2] == ["sample_id\tlabel", f"{hostile['sid']}\t0"]
 
 
-def test_float32_values_are_shown_as_written_not_with_float64_noise(hostile):
+def test_float32_values_are_shown_as_written_not_with_float64_noise(hostile, synthgen):
     audited = synthgen(hostile["data"], "audit", hostile["sid"]).stdout
     assert "nn_similarity: 0.98" in audited.splitlines()
     assert "0.9800000190734863" not in audited

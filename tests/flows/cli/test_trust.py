@@ -1,7 +1,8 @@
 """Restricted data stays restricted, paths stay inside their folder, readers trust only what verifies (issue 24).
 
-Every case runs the real CLI in a subprocess on a copy of one seeded data
-folder: ``real`` (20 digits), ``synth`` (6 rows), a restricted ``secret``
+Every case runs the real CLI on a copy of one seeded data folder, each
+command its own process (forked after the CLI's imports: ``synthgen``
+below): ``real`` (20 digits), ``synth`` (6 rows), a restricted ``secret``
 (the same digits) and ``gen``, a synthetic dataset whose excluded rows are
 blocked copies of ``secret``'s images.
 """
@@ -20,11 +21,25 @@ import pytest
 from catalog import Catalog, ingest_folder, open_version, samples_to_table
 from catalog.layout import head_line
 from tests.conftest import make_samples
-from tests.flows.cli_process import assert_clean_error, seed_data, synthgen
+from tests.flows.cli_process import (
+    MODEL_LIBRARIES,
+    ForkedCli,
+    assert_clean_error,
+    seed_data,
+)
 
 pytestmark = pytest.mark.long  # minutes of work: started first (tests/conftest.py)
 
 BLOCKED = "blocked_real_copy"
+
+
+@pytest.fixture(scope="module")
+def synthgen():
+    """``synthgen(data, *args)``: each command a process of its own, forked from one interpreter that imported the
+    CLI and the model libraries (no command here starts a service or is signalled)."""
+    cli = ForkedCli(preload=MODEL_LIBRARIES)
+    yield cli
+    cli.close()
 
 
 @pytest.fixture(scope="module")
@@ -65,13 +80,13 @@ def no_secret_bytes(world, folder: Path) -> None:
 
 
 # -- 1. restricted is decided at creation and travels ------------------------------------------------
-def test_ingest_restricted_into_an_unrestricted_dataset_is_refused(world, data):
+def test_ingest_restricted_into_an_unrestricted_dataset_is_refused(world, data, synthgen):
     proc = synthgen(data, "ingest", str(world["good"]), "--name", "real", "--restricted")
     assert_clean_error(proc, ["real", "not restricted"])
     assert cat_of(data).head("real") == 1  # nothing added
 
 
-def test_mix_of_restricted_rows_into_an_unrestricted_mix_is_refused(data):
+def test_mix_of_restricted_rows_into_an_unrestricted_mix_is_refused(data, synthgen):
     assert synthgen(data, "mix", "synth", "real", "--name", "m", "--ratio", "0.2").returncode == 0
     proc = synthgen(data, "mix", "synth", "secret", "--name", "m", "--ratio", "0.2", "--allow-restricted")
     assert_clean_error(proc, ["m", "not restricted"])
@@ -79,7 +94,7 @@ def test_mix_of_restricted_rows_into_an_unrestricted_mix_is_refused(data):
     assert synthgen(data, "export", "m", str(data.parent / "m.parquet")).returncode == 0  # still only open rows
 
 
-def test_the_restricted_flag_is_in_the_hash_chain(data):
+def test_the_restricted_flag_is_in_the_hash_chain(data, synthgen):
     info = data / "catalog" / "secret" / "dataset.json"
     info.write_text(json.dumps({**json.loads(info.read_text()), "restricted": False}))
     assert_clean_error(synthgen(data, "load", "secret"), ["secret is restricted"])
@@ -87,7 +102,7 @@ def test_the_restricted_flag_is_in_the_hash_chain(data):
     assert proc.returncode == 1 and "CORRUPT" in proc.stdout and "dataset.json" in " ".join(proc.stderr.split())
 
 
-def test_blocked_copies_of_restricted_images_are_withheld(world, data):
+def test_blocked_copies_of_restricted_images_are_withheld(world, data, synthgen):
     proc = synthgen(data, "query", "SELECT count(*) + 1000 * count_if(status = 'blocked_real_copy') AS n FROM gen_all")
     assert proc.returncode == 0 and proc.stdout.split()[:2] == ["n", "2"], proc.stdout  # the 2 kept rows only
     out = data.parent / "out"  # an image folder: the copies are left out
@@ -109,7 +124,7 @@ def test_blocked_copies_of_restricted_images_are_withheld(world, data):
     assert proc.returncode == 0 and pq.read_table(whole).num_rows == 4
 
 
-def test_audit_of_a_restricted_file_answers_as_for_an_unknown_one(world, data, tmp_path):
+def test_audit_of_a_restricted_file_answers_as_for_an_unknown_one(world, data, tmp_path, synthgen):
     copy = next((world["good"]).rglob("*.png"))  # ingested into `real` (open) and `secret`
     shutil.rmtree(data / "catalog" / "real")  # so only the restricted set holds it
     proc = synthgen(data, "audit", str(copy))
@@ -118,7 +133,7 @@ def test_audit_of_a_restricted_file_answers_as_for_an_unknown_one(world, data, t
     assert not any(sid in both for sid in world["secret_ids"])
 
 
-def test_audit_of_a_restricted_id_tells_nothing(world, data):
+def test_audit_of_a_restricted_id_tells_nothing(world, data, synthgen):
     shutil.rmtree(data / "catalog" / "real")  # it holds the same digits (same ids): only `secret` has them now
     hit = synthgen(data, "audit", world["secret_ids"][0])
     miss = synthgen(data, "audit", "real-no-such-id")
@@ -128,19 +143,19 @@ def test_audit_of_a_restricted_id_tells_nothing(world, data):
 
 
 # -- 2. names are checked where they enter -----------------------------------------------------------
-def test_a_dataset_name_with_a_trailing_newline_is_refused(world, data):
+def test_a_dataset_name_with_a_trailing_newline_is_refused(world, data, synthgen):
     assert_clean_error(synthgen(data, "ingest", str(world["good"]), "--name", "nl\n"), ["invalid dataset name"])
     assert not any(p.name.startswith("nl") for p in (data / "catalog").iterdir())
 
 
-def test_a_dataset_name_that_shares_a_query_view_is_refused(world, data):
+def test_a_dataset_name_that_shares_a_query_view_is_refused(world, data, synthgen):
     assert synthgen(data, "ingest", str(world["good"]), "--name", "my-set").returncode == 0
     assert_clean_error(synthgen(data, "ingest", str(world["good"]), "--name", "my.set"), ["my_set", "my-set"])
     assert not (data / "catalog" / "my.set").exists()
 
 
 # -- 3. readers verify what they read ----------------------------------------------------------------
-def test_a_rolled_back_head_is_detected_and_nothing_is_deleted(data):
+def test_a_rolled_back_head_is_detected_and_nothing_is_deleted(data, synthgen):
     head = data / "catalog" / "synth" / "HEAD"
     old = head.read_bytes()
     proc = synthgen(data, "takedown", "synth", "--where", "sample_id = 's00001'", "--reason", "legal")
@@ -155,7 +170,7 @@ def test_a_rolled_back_head_is_detected_and_nothing_is_deleted(data):
 
 
 @pytest.mark.parametrize("content", [b"", b"1\n", b"1 abc\n", b"100000000 " + b"a" * 64 + b"\n", b"100000000 abc"])
-def test_a_malformed_head_is_corrupt_not_ok(data, content):
+def test_a_malformed_head_is_corrupt_not_ok(data, content, synthgen):
     (data / "catalog" / "synth" / "HEAD").write_bytes(content)
     t0 = time.monotonic()
     proc = synthgen(data, "verify", "synth", timeout=60)
@@ -164,7 +179,7 @@ def test_a_malformed_head_is_corrupt_not_ok(data, content):
     assert_clean_error(synthgen(data, "load", "synth"), ["HEAD"])
 
 
-def test_readers_refuse_a_manifest_verify_calls_corrupt(data):
+def test_readers_refuse_a_manifest_verify_calls_corrupt(data, synthgen):
     manifest = data / "catalog" / "synth" / "versions" / "000001.json"
     manifest.write_text(manifest.read_text().replace('"message": ""', '"message": "x"'))
     assert synthgen(data, "verify", "synth").returncode == 1
@@ -173,7 +188,7 @@ def test_readers_refuse_a_manifest_verify_calls_corrupt(data):
     assert not (data.parent / "o.parquet").exists()
 
 
-def test_a_replaced_shard_is_refused(data):
+def test_a_replaced_shard_is_refused(data, synthgen):
     cat = cat_of(data)
     ref = cat.manifest("synth").shards[0]
     path = cat.path("synth") / ref.file
@@ -184,7 +199,7 @@ def test_a_replaced_shard_is_refused(data):
     assert_clean_error(proc, ["does not match", ref.sha256[:16]])
 
 
-def test_a_shard_path_outside_the_dataset_is_refused_even_with_head_rehashed(data):
+def test_a_shard_path_outside_the_dataset_is_refused_even_with_head_rehashed(data, synthgen):
     cat = cat_of(data)
     secret = cat.manifest("secret").shards[0]
     m = cat.manifest("synth")
@@ -201,7 +216,7 @@ def test_a_shard_path_outside_the_dataset_is_refused_even_with_head_rehashed(dat
 
 # -- 5. the query sandbox's temp directory -----------------------------------------------------------
 @pytest.mark.parametrize("sql", ["SELECT * FROM read_text('.tmp/*')", "COPY (SELECT 1 AS x) TO '.tmp/y.csv'"])
-def test_query_cannot_use_the_current_folder_s_tmp(data, tmp_path, sql):
+def test_query_cannot_use_the_current_folder_s_tmp(data, tmp_path, sql, synthgen):
     cwd = tmp_path / "cwd"
     (cwd / ".tmp").mkdir(parents=True)
     (cwd / ".tmp" / "s.txt").write_text("top secret")
