@@ -63,8 +63,13 @@ from prefect import flow  # noqa: E402
 from bench.bench_job import parquet_bytes  # noqa: E402
 from bench.bench_overlap import SimulatedGPU, job  # noqa: E402
 from bench.bench_throughput import photo_like  # noqa: E402
+from catalog import Catalog, RunRef  # noqa: E402
 from flows.executors.prefect_pool import SHARD_FLOW, PrefectPoolExecutor, stage_shard  # noqa: E402
-from flows.settings import Settings  # noqa: E402
+from flows.executors.ray_cluster import RayExecutor  # noqa: E402
+from flows.job.components import ComponentLoader, with_generator  # noqa: E402
+from flows.job.run import run_job  # noqa: E402
+from flows.settings import Settings, configure  # noqa: E402
+from synthgen.spec import parse_spec  # noqa: E402
 
 WORKERS = (1, 2)
 GOALS = {"efficiency": 0.9, "bytes_ratio": 1.1}
@@ -74,13 +79,9 @@ class SimulatedSetup:
     """A job's components with a simulated GPU for a generator; picklable, so each worker builds its own."""
 
     def __init__(self, spec, catalog_root: str, img_s: float, px: int):
-        from flows.job.components import ComponentLoader
-
         self.loader, self.img_s, self.px = ComponentLoader(spec, catalog_root), img_s, px
 
     def __call__(self, device: str | None = None, share: int = 1):
-        from flows.job.components import with_generator
-
         parts = self.loader(device, share)
         return with_generator(parts, SimulatedGPU(parts.generator, photo_like(16, self.px), self.img_s))
 
@@ -92,8 +93,6 @@ class SimulatedSetup:
 def ray_engine(workers: int, data_dir: Path) -> Iterator[object]:
     """A local Ray cluster with one CPU per worker, and a ``RayExecutor`` with that many actors."""
     import ray
-
-    from flows.executors.ray_cluster import RayExecutor
 
     os.environ["PYTHONPATH"] = str(REPO)  # the actors import this checkout (bench/ for SimulatedSetup)
     ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
@@ -171,11 +170,6 @@ SERVICES: dict[str, Callable[[int, argparse.Namespace, Path], ContextManager[dic
 
 def child(engine: str, workers: int, models: Path, args: argparse.Namespace) -> dict:
     """One job on ``workers`` workers of ``engine`` in this process; its measurements."""
-    from catalog import Catalog, RunRef
-    from flows.job.run import run_job
-    from flows.settings import configure
-    from synthgen.spec import parse_spec
-
     n = args.shards * args.shard_size
     spec = parse_spec(job(models / "sd", models / "clip", args.px, n, args.shard_size, args.batch))
     with tempfile.TemporaryDirectory() as tmp, ENGINES[engine](workers, Path(tmp)) as executor:
