@@ -7,6 +7,8 @@ local folder except the read cache.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 
 import pyarrow.compute as pc
@@ -17,7 +19,7 @@ from catalog.errors import HeadMoved, IntegrityError
 from catalog.layout import head_key, manifest_key
 from catalog.verify import verify
 from synthgen import failpoints
-from tests.conftest import make_samples
+from tests.conftest import REPO, make_samples
 from tests.s3_server import moto_s3
 
 
@@ -214,3 +216,29 @@ def test_a_commit_that_loses_the_race_for_its_version_builds_on_the_winner(url, 
     assert (m.version, m.parent) == (3, 2)  # b's version 2 lost the put-if-absent; it rebuilt on a's
     assert [v.message for v in b.versions("ds")][1:] == ["a", "b"]
     assert open_version(b, "ds").table().num_rows == 15 and verify(b, "ds").ok
+
+
+COMMITTER = """
+import sys
+from catalog import Catalog, samples_to_table
+from tests.conftest import make_samples
+url, who, first, cache = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+cat = Catalog(url, cache=cache)
+shards = [cat.write_split("ds", samples_to_table(make_samples(5, start=first + 10 * i))) for i in range(3)]
+sys.stdin.readline()  # both processes hold their shards: go
+print(" ".join(str(cat.commit("ds", refs, message=who).version) for refs in shards))
+"""
+
+
+def test_two_processes_committing_at_once_both_land(url, tmp_path):
+    at_url(url, tmp_path).create("ds", "synthetic")
+    procs = [subprocess.Popen([sys.executable, "-c", COMMITTER, url, who, str(first), str(tmp_path / who)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO)
+             for who, first in (("a", 0), ("b", 1000))]
+    outs = [p.communicate("go\n", timeout=120)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    landed = [list(map(int, out.split())) for out in outs]
+    assert sorted(landed[0] + landed[1]) == list(range(1, 7))
+    cat = at_url(url, tmp_path, "reader")
+    assert [m.message for m in cat.versions("ds")] == ["a" if v in landed[0] else "b" for v in range(1, 7)]
+    assert open_version(cat, "ds").table().num_rows == 6 * 5 and verify(cat, "ds").ok

@@ -7,8 +7,8 @@ shard dies with its actor and is run again by a new one; the same job runs
 in this process (``run_job``, the data path every executor shares) in
 another data folder; the two committed versions must hold the same rows and
 the same dedup decisions. Nothing is shared between the
-driver and the actors but the cluster: the samples come back through Ray's
-object store.
+driver and the actors but the cluster and the catalog, on moto's S3
+server: the samples come back through Ray's object store.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from catalog import Catalog
 from flows.job.run import run_job
 from tests.conftest import REPO, small_job
 from tests.flows.test_schedule import BIN, base_env, free_port
+from tests.s3_server import moto_s3
 
 pytestmark = pytest.mark.long  # a cluster and two jobs: started first (tests/conftest.py)
 
@@ -85,7 +86,13 @@ def end_sessions(sessions: list[int]) -> None:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def s3():
+    with moto_s3() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, s3):
     """A head node (no CPU: nothing runs there) and two worker nodes of one CPU each, on loopback."""
     tmp = tmp_path_factory.mktemp("ray")
     temp_dir = Path(tempfile.mkdtemp(prefix="sgray-"))  # short: Ray's socket paths must fit in 107 bytes
@@ -94,6 +101,7 @@ def cluster(tmp_path_factory):
     # outright: a token a local ray.init() once left in ~/.ray would otherwise turn it on for some processes only.
     env.update(PYTHONPATH=str(REPO), RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled",
                SYNTHGEN_RETRY_DELAYS="0", HF_HUB_OFFLINE="1")
+    env.update({k: v for k, v in os.environ.items() if k.startswith("AWS_")})  # every node reaches the S3 server
     port = free_port()
     sessions: list[int] = []
     try:
@@ -112,21 +120,20 @@ def cluster(tmp_path_factory):
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def synthgen_run(cluster: dict, name: str, extra_env: dict) -> tuple[subprocess.CompletedProcess, Path]:
-    """``synthgen run`` of the job in a fresh data folder."""
+def synthgen_run(cluster: dict, name: str, extra_env: dict, catalog: str) -> tuple[subprocess.CompletedProcess, Path]:
+    """``synthgen run`` of the job in a fresh data folder, against the catalog at ``catalog``."""
     data = cluster["tmp"] / name
-    cmd = [str(BIN / "synthgen"), "--data-dir", str(data), "run", str(cluster["job"]), "--json",
-           str(cluster["tmp"] / f"{name}.json")]
+    cmd = [str(BIN / "synthgen"), "--data-dir", str(data), "--catalog", catalog, "run", str(cluster["job"]),
+           "--json", str(cluster["tmp"] / f"{name}.json")]
     proc = subprocess.run(cmd, env={**cluster["env"], **extra_env}, cwd=REPO, capture_output=True, text=True,
                           timeout=400)
     (cluster["tmp"] / f"{name}.log").write_text(proc.stderr)
     return proc, data
 
 
-def version_rows(data: Path) -> tuple[list[list[str]], list]:
+def version_rows(cat: Catalog) -> tuple[list[list[str]], list]:
     """The committed version's shard layout (sample ids) and rows minus the per-run columns."""
-    cat = Catalog(data / "catalog")
-    tables = [pq.read_table(cat.path(DATASET) / s.file) for s in cat.manifest(DATASET).shards]
+    tables = [pq.read_table(cat.verified_shard(DATASET, s)) for s in cat.manifest(DATASET).shards]
     return [t["sample_id"].to_pylist() for t in tables], [t.drop_columns(RUN_COLUMNS) for t in tables]
 
 
@@ -136,11 +143,12 @@ def actor_processes(temp_dir: Path) -> int:
     return sum(1 for f in logs if ACTOR_LINE in f.read_text(errors="replace"))
 
 
-def test_actors_killed_mid_job_still_commit_the_one_process_version(cluster):
+def test_actors_killed_mid_job_still_commit_the_one_process_version(cluster, s3, tmp_path):
     # Each actor process is SIGKILLed when it samples its second shard: with three shards and two actors,
-    # at least one shard dies with its actor and runs again on a new one.
+    # at least one shard dies with its actor and runs again on a new one. The catalog is on the S3 server.
+    url = f"s3://{s3.bucket()}/catalog"
     dist, dist_data = synthgen_run(cluster, "ray", {"SYNTHGEN_RAY_ADDRESS": cluster["address"],
-                                                    "SYNTHGEN_FAILPOINT": "sampling@2:kill"})
+                                                    "SYNTHGEN_FAILPOINT": "sampling@2:kill"}, url)
     assert dist.returncode == 0, dist.stderr[-4000:]
     single_data = cluster["tmp"] / "single"
     theirs = run_job(job_spec(), single_data)  # the one-process reference: the same shard step, this process
@@ -152,8 +160,9 @@ def test_actors_killed_mid_job_still_commit_the_one_process_version(cluster):
     assert mine["counts"]["dropped_duplicate"]  # a decision to compare
     assert f"Ray cluster at {cluster['address']}" in mine["models"]["generator"]
     assert mine["metrics"]["generated_this_run"] == 9
-    layout, tables = version_rows(dist_data)
-    single_layout, single_tables = version_rows(single_data)
+    layout, tables = version_rows(Catalog(url, cache=tmp_path / "reader-cache"))
+    single_layout, single_tables = version_rows(Catalog(single_data / "catalog"))
+    assert not list(dist_data.rglob("*.parquet"))  # the driver kept no Parquet file of the job
     # 3 plan shards, each a training shard plus (when it dropped rows) an excluded one
     assert layout == single_layout and len(tables) >= 3 and sum(t.num_rows for t in tables) == 9
     for a, b in zip(tables, single_tables):
