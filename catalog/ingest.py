@@ -38,7 +38,7 @@ from catalog.guard import pixel_guard, store_guard
 from catalog.ingest_decode import Decoded, EmbedSteps, PixelBudget, decode_file, nbytes, ordered_map
 from catalog.ingest_source import IngestError, LocalSource, Source, SourceFile, UrlSource, open_source
 from catalog.ingest_stage import Stage, StagedShard, ingest_key, plan_shards, staged_in_order
-from catalog.manifest import Manifest
+from catalog.manifest import Manifest, ShardRef
 from catalog.schema import samples_to_table
 from catalog.store import Catalog
 from catalog.version import DatasetVersion
@@ -196,8 +196,8 @@ def ingest_folder(
     plan = plan_shards(files, shard_rows, shard_bytes)
     classes = sorted({(f.class_id, f.class_name) for f in files})
     key = ingest_key(name, source.label, [c for _, c in classes], files, embedding_model, plan)
-    if staging is None:
-        with tempfile.TemporaryDirectory(prefix=".synthgen-ingest-", dir=catalog.root.parent) as tmp:
+    if staging is None:  # beside a catalog folder (same file system: the commit renames); at a URL, anywhere
+        with tempfile.TemporaryDirectory(prefix=".synthgen-ingest-", dir=None if catalog.url else catalog.root.parent) as tmp:
             return _ingest(catalog, name, source, files, plan, key, Path(tmp), embed, embedding_model, restricted,
                            description, batch, skip_bad, workers, progress)
     return _ingest(catalog, name, source, files, plan, key, Path(staging), embed, embedding_model, restricted,
@@ -208,7 +208,7 @@ def _ingest(catalog, name, source, files, plan, key, staging, embed, embedding_m
             skip_bad, workers, progress) -> Manifest:
     state = IngestProgress(files=len(files), shards=len(plan))
     report = progress or (lambda _: None)
-    with Stage(staging, name, key, catalog.path(name)) as stage:
+    with Stage(staging, name, key, committed_shard(catalog, name)) as stage:
         done = _already_committed(catalog, name, key)
         if done is not None:  # a rerun after a kill past the commit: finish what followed it
             pixel_guard(DatasetVersion(catalog, done))
@@ -250,6 +250,13 @@ def _ingest(catalog, name, source, files, plan, key, staging, embed, embedding_m
         store_guard(DatasetVersion(catalog, manifest), manifest.rows, staged_in_order(stage, shards))
         stage.remove()
         return manifest
+
+
+def committed_shard(catalog: Catalog, name: str) -> Callable[[ShardRef], Path]:
+    """Where a shard is read once a commit took it from staging: the catalog's file, or its verified copy from a URL."""
+    if catalog.url is None:
+        return lambda ref: catalog.path(name) / ref.file
+    return lambda ref: catalog.verified_shard(name, ref)
 
 
 def _already_committed(catalog: Catalog, name: str, key: str) -> Manifest | None:

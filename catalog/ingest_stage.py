@@ -20,7 +20,7 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -77,9 +77,9 @@ class StagedShard:
 class Stage:
     """One ingest's staging folder, locked while it is used (a second identical ingest is refused)."""
 
-    def __init__(self, root: Path, name: str, key: str, dataset_dir: Path):
+    def __init__(self, root: Path, name: str, key: str, committed: Callable[[ShardRef], Path]):
         self.parent = root / name
-        self.dataset_dir = dataset_dir  # where the commit moves the Parquet files (a killed commit may have)
+        self.committed = committed  # a shard's file once a commit took it (a killed commit may have moved it)
         self.folder = self.parent / key[:32]
         self.folder.mkdir(parents=True, exist_ok=True)
         self._lock = FileLock(str(self.folder / ".lock"))
@@ -111,7 +111,7 @@ class Stage:
     def parquet(self, ref: ShardRef) -> Path:
         """The shard's file: staged, or already moved into the catalog by a commit that did not finish."""
         staged = self.folder / Path(ref.file).name
-        return staged if staged.is_file() else self.dataset_dir / ref.file
+        return staged if staged.is_file() else self.committed(ref)
 
     def thumbs_path(self, ref: ShardRef) -> Path:
         return self.folder / f"{ref.sha256}.thumbs.u8"

@@ -75,8 +75,9 @@ class ObjectWrites:
         """Whether the store holds the shard named ``digest``."""
         return self.store.files.exists(f"{name}/{shard_file(digest)}")
 
-    def put_shard(self, name: str, src: Path, digest: str) -> None:
-        """Upload a finished local shard to its content-addressed key (unless there), then remove the local file.
+    def put_shard(self, name: str, src: Path, digest: str, keep: bool = False) -> None:
+        """Upload a finished local shard to its content-addressed key (unless there), then remove the local file
+        (``keep``: leave it; its folder's owner removes it, e.g. a job's or an ingest's staging).
 
         Nothing names the object until a manifest does, so an upload that
         dies half-way (S3 shows a multipart upload only once complete) or a
@@ -85,7 +86,8 @@ class ObjectWrites:
         self.ready()
         if not self.has_shard(name, digest):
             self.store.upload(f"{name}/{shard_file(digest)}", src)
-        src.unlink()
+        if not keep:
+            src.unlink()
 
     def head(self, name: str) -> tuple[int, str | None]:
         """HEAD as (version, sha256), after rolling it over versions whose writer died before moving it."""

@@ -462,14 +462,15 @@ class Catalog(CatalogFiles):
 
         Idempotent (a rerun after a kill finds some moved already). A folder on
         another file system is copied (temp name, fsync, rename) and then removed.
-        At a URL each is uploaded (unless there) and then removed.
+        At a URL each is uploaded (unless there) and left in ``folder`` (its owner reads it on, e.g. to store
+        the guard, and removes the folder).
         """
         if self.objects is not None:
             for ref in refs:
                 check_shard_entry(name, ref.file, ref.sha256)
                 src = confined(folder, f"{ref.sha256}.parquet")
                 if src.is_file():
-                    self.objects.put_shard(name, src, ref.sha256)
+                    self.objects.put_shard(name, src, ref.sha256, keep=True)
                 elif not self.objects.has_shard(name, ref.sha256):
                     raise CatalogError(f"cannot commit {name}: shard {ref.file} is neither staged nor in the catalog")
             return

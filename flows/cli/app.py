@@ -233,7 +233,7 @@ def ingest(
         m = ingest_folder(cat, name, source, steps, lambda: emb().name,
                           restricted=restricted, skip_bad=skip_bad, staging=paths.staging / "ingest",
                           shard_rows=shard_size or SHARD_ROWS, workers=workers or None, progress=progress)
-    written = sum((cat.path(name) / s.file).stat().st_size for s in m.shards)
+    written = sum(cat.storage.files.size(f"{name}/{s.file}") for s in m.shards)
     summary(out, m, last[0] if last else None, name, emb().name, written)
     for item in m.prov.get("skipped", []):
         err.print(f"  skipped {escape(item['file'])}: {escape(item['reason'])}")

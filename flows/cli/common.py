@@ -32,7 +32,7 @@ STARTS_DATA_FOLDER = frozenset({"run", "ingest", "demo", "pull", "schedule"})
 # work pool's workers stage shards on the store. The others still read or write the catalog's files in a
 # folder (id indexes, cards, thumbnails, the web app's caches, ingest staging) and are refused before
 # anything is read or written.
-WORKS_AT_URL = frozenset({"run", "schedule", "gc", "datasets", "versions", "load", "diff", "query", "quality", "dedup-report", "verify",
+WORKS_AT_URL = frozenset({"run", "schedule", "gc", "ingest", "datasets", "versions", "load", "diff", "query", "quality", "dedup-report", "verify",
                           "takedown", "export", "remote-versions", "remote-load", "remote-verify",
                           "expand-prompts", "status", "schedules", "unschedule"})
 

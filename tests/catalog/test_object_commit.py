@@ -126,14 +126,17 @@ def test_a_commit_under_the_lock_lands_only_on_the_head_the_lock_saw(url, tmp_pa
     assert a.commit("ds", refs, expected_parent=2).version == 3
 
 
-def test_staged_shards_are_uploaded_on_commit_and_leave_no_local_file(url, tmp_path):
+def test_staged_shards_are_uploaded_on_commit_and_left_to_their_folder_s_owner(url, tmp_path):
     cat = at_url(url, tmp_path)
     cat.create("ds", "synthetic")
     staging = tmp_path / "staging"
     refs = cat.write_split("ds", rows_from(0), folder=staging)
     assert len(list(staging.glob("*.parquet"))) == 2
     m = cat.commit("ds", refs, expected_parent=None, adopt_from=staging)
-    assert m.version == 1 and not list(staging.glob("*.parquet"))
+    # Uploaded; the local files stay for whoever owns the folder (an ingest reads them on to store its
+    # guard, then removes its staging; a job removes its staging after the commit).
+    assert m.version == 1 and all(cat.storage.files.exists(f"ds/{r.file}") for r in refs)
+    assert len(list(staging.glob("*.parquet"))) == 2 and not list((tmp_path / "cache-a").glob("*.parquet"))
     assert open_version(at_url(url, tmp_path, "b"), "ds").table().num_rows == 5
 
 

@@ -63,7 +63,7 @@ def test_reading_verifying_and_taking_down_at_a_url(url, tmp_path):
 
 def test_commands_that_need_a_local_catalog_are_refused_before_anything_is_written(url, tmp_path):
     data = tmp_path / "data"
-    for args in (["card", "ds"], ["audit", "s00001"], ["ingest", str(tmp_path), "--name", "real"]):
+    for args in (["card", "ds"], ["audit", "s00001"], ["rededup", "ds"]):
         proc = synthgen(data, "--catalog", url, *args, env=aws_env())
         assert_clean_error(proc, [f"`synthgen {args[0]}` does not work with a catalog at a URL", url])
     assert not data.exists()
@@ -83,3 +83,19 @@ def test_gc_removes_shard_objects_no_manifest_names(url, tmp_path):
     assert gone.returncode == 0, gone.stderr
     assert json.loads(gone.stdout)["removed"] == [f"ds/{lost.file}"]
     assert not cat.storage.files.exists(f"ds/{lost.file}") and cat.versions("ds")[-1].version == 2
+
+
+def test_an_ingest_at_a_url_stores_what_a_local_ingest_does(url, tmp_path, real_digits_dir):
+    data = tmp_path / "data"
+    remote = synthgen(data, "--catalog", url, "ingest", str(real_digits_dir), "--name", "real", env=aws_env())
+    assert remote.returncode == 0, remote.stderr
+    local = synthgen(tmp_path / "local", "ingest", str(real_digits_dir), "--name", "real")
+    assert local.returncode == 0, local.stderr
+    at_url = Catalog(url, cache=tmp_path / "reader")
+    # Content-addressed shards: the same files byte for byte, the same rows.
+    assert [s.sha256 for s in at_url.manifest("real").shards] == \
+        [s.sha256 for s in Catalog(tmp_path / "local" / "catalog").manifest("real").shards]
+    checked = synthgen(data, "--catalog", url, "verify", "real", "--json", env=aws_env())
+    assert checked.returncode == 0 and json.loads(checked.stdout)["ok"], checked.stdout
+    assert not list(data.rglob("*.parquet"))  # staging removed; nothing of the catalog in the data folder
+    assert list((data / "derived").rglob("guard/index.faiss"))  # the guard, kept on this machine
