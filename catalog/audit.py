@@ -76,7 +76,7 @@ def shard_versions(manifests: list[tuple[Manifest, str]]) -> dict[str, tuple[str
 
 
 def _plan(cat: Catalog, name: str) -> _Plan:
-    head_file = cat.root / head_key(name)
+    head_file = cat.where(head_key(name))  # a path or a URL: the key of this HEAD in the plan cache
     head = (cat.storage.read_prefix(head_key(name), HEAD_MAX_BYTES + 1) or b"").decode("ascii", "replace")
     if head_file in _plans and _plans[head_file][0] == head:  # manifests and segments are immutable
         return _plans[head_file][1]

@@ -27,14 +27,15 @@ GENERATE, INSPECT, AUDIT, SHARE, SCHEDULE = "Generate", "Inspect and load", "Aud
 # The commands that may start a new data folder; every other one needs an existing one, so a
 # mistyped --data-dir is named instead of created (and a read leaves nothing behind).
 STARTS_DATA_FOLDER = frozenset({"run", "ingest", "demo", "pull", "schedule"})
-# The commands that work with a catalog at a URL (--catalog s3://...), checked against an S3 server. A job
-# (`run`) keeps what is derived from versions (vector indexes, guards, grids) in the data folder, and its
-# work pool's workers stage shards on the store. The others still read or write the catalog's files in a
-# folder (id indexes, cards, thumbnails, the web app's caches, ingest staging) and are refused before
-# anything is read or written.
-WORKS_AT_URL = frozenset({"run", "schedule", "gc", "ingest", "datasets", "versions", "load", "diff", "query", "quality", "dedup-report", "verify",
-                          "takedown", "export", "remote-versions", "remote-load", "remote-verify",
-                          "expand-prompts", "status", "schedules", "unschedule"})
+# The commands that work with a catalog at a URL (--catalog s3://...), checked against an S3 server. What
+# is derived from versions (vector and id indexes, guards, grids) is kept in the data folder, and a work
+# pool's workers stage shards on the store. The others still read or write the catalog's files in a
+# folder (cards, thumbnails, the web app's caches, release's flag) and are refused before anything is
+# read or written.
+WORKS_AT_URL = frozenset({"run", "schedule", "ingest", "datasets", "versions", "load", "diff", "query", "quality",
+                          "dedup-report", "audit", "verify", "gc", "takedown", "rededup", "export",
+                          "remote-versions", "remote-load", "remote-verify", "expand-prompts", "status", "schedules",
+                          "unschedule"})
 
 
 class _State:

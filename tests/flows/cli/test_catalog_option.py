@@ -63,7 +63,7 @@ def test_reading_verifying_and_taking_down_at_a_url(url, tmp_path):
 
 def test_commands_that_need_a_local_catalog_are_refused_before_anything_is_written(url, tmp_path):
     data = tmp_path / "data"
-    for args in (["card", "ds"], ["audit", "s00001"], ["rededup", "ds"]):
+    for args in (["card", "ds"], ["release", "ds"], ["ui"]):
         proc = synthgen(data, "--catalog", url, *args, env=aws_env())
         assert_clean_error(proc, [f"`synthgen {args[0]}` does not work with a catalog at a URL", url])
     assert not data.exists()
@@ -99,3 +99,16 @@ def test_an_ingest_at_a_url_stores_what_a_local_ingest_does(url, tmp_path, real_
     assert checked.returncode == 0 and json.loads(checked.stdout)["ok"], checked.stdout
     assert not list(data.rglob("*.parquet"))  # staging removed; nothing of the catalog in the data folder
     assert list((data / "derived").rglob("guard/index.faiss"))  # the guard, kept on this machine
+
+
+def test_audit_and_rededup_at_a_url(url, tmp_path):
+    data = tmp_path / "data"
+    found = synthgen(data, "--catalog", url, "audit", "s00101", "--json", env=aws_env())
+    assert found.returncode == 0, found.stderr
+    report = json.loads(found.stdout)
+    assert report["sample_id"] == "s00101" and report["records"]
+    assert all(r["dataset"] == "ds" and r["row"]["sample_id"] == "s00101" for r in report["records"])
+    again = synthgen(data, "--catalog", url, "rededup", "ds", "--threshold", "0.5", env=aws_env())
+    assert again.returncode == 0, again.stderr
+    m = Catalog(url, cache=tmp_path / "reader").manifest("ds")
+    assert m.version == 3 and m.parent == 2 and m.rows == 12
