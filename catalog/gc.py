@@ -19,7 +19,9 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from catalog.errors import IntegrityError
 from catalog.layout import SHARDS
+from catalog.safe_paths import check_name
 from catalog.storage import Storage
 
 GRACE_S = 24 * 3600  # longer than any commit takes between its first upload and its manifest
@@ -37,26 +39,34 @@ class Garbage:
 
 
 def named_shards(storage: Storage, name: str) -> set[str]:
-    """Every shard key any manifest of ``name`` names, those past HEAD (a commit in progress) included."""
+    """Every shard key any manifest of ``name`` names, those past HEAD (a commit in progress) included.
+
+    ``IntegrityError`` when a manifest cannot be read: its shards would look unnamed.
+    """
     named: set[str] = set()
-    for key in storage.glob(f"{name}/versions/*.json"):
+    for key in storage.glob(f"{check_name(name)}/versions/*.json"):
         data = storage.read(key)
         if data is None:
             continue
-        named.update(f"{name}/{s['file']}" for s in json.loads(data).get("shards", []))
+        try:
+            named.update(f"{name}/{s['file']}" for s in json.loads(data).get("shards", []))
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise IntegrityError(f"{storage.where(key)}: not a readable manifest ({exc}); run synthgen verify "
+                                 f"{name}") from None
     return named
 
 
 def unnamed_shards(storage: Storage, name: str) -> list[str]:
-    """Shard keys under ``name/shards/`` that no manifest names, sorted."""
-    return sorted(set(storage.glob(f"{name}/{SHARDS}/*.parquet")) - named_shards(storage, name))
+    """Shard keys under ``name/shards/`` that no manifest names, sorted (``IntegrityError``: see ``named_shards``)."""
+    return sorted(set(storage.glob(f"{check_name(name)}/{SHARDS}/*.parquet")) - named_shards(storage, name))
 
 
 def collect_garbage(storage: Storage, name: str, older_than_s: float = GRACE_S, dry_run: bool = False) -> Garbage:
     """Remove ``name``'s unnamed shard files older than ``older_than_s`` (``dry_run``: only list them)."""
     found = Garbage(name, len(named_shards(storage, name)), unnamed_shards(storage, name))
     now = time.time()
-    for key in found.unnamed:
+    named = named_shards(storage, name)  # read again just before removing: a manifest may have landed meanwhile
+    for key in (k for k in found.unnamed if k not in named):
         modified = storage.files.modified(key)
         age = now - (modified.timestamp() if isinstance(modified, datetime) else float(modified))
         if age < older_than_s:

@@ -84,8 +84,9 @@ class ObjectWrites:
         shard of a commit that loses is never read.
         """
         self.ready()
-        if not self.has_shard(name, digest):
-            self.store.upload(f"{name}/{shard_file(digest)}", src)
+        # Uploaded even when present (a commit resumed after a kill): the object's time is then fresh, so
+        # ``synthgen gc`` cannot take it for a leftover while this commit's manifest is still to come.
+        self.store.upload(f"{name}/{shard_file(digest)}", src)
         if not keep:
             src.unlink()
 

@@ -485,9 +485,11 @@ class Catalog(CatalogFiles):
                 continue
             if dst.is_file():
                 src.unlink()
+                os.utime(dst)  # fresh: `synthgen gc` must not take it for a leftover before the manifest lands
                 continue
             try:
                 os.replace(src, dst)
+                os.utime(dst)  # a staged file may be days old (a resumed job): see above
             except OSError as exc:
                 if exc.errno != errno.EXDEV:
                     raise

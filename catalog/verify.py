@@ -228,7 +228,10 @@ def verify_storage(storage: Storage, name: str, version: int | None = None) -> V
         report.notes.append(f"{where(head + 1)}: written by a commit that has not moved HEAD (in progress, or "
                             "killed: the next commit replaces it); not published")
     check_restricted(storage, name, manifests, report)
-    unnamed = unnamed_shards(storage, name)
+    try:
+        unnamed = unnamed_shards(storage, name)
+    except IntegrityError:  # an unreadable manifest: reported above as a problem of the chain
+        unnamed = []
     if unnamed:
         report.notes.append(f"{len(unnamed)} shard file(s) that no manifest names (left by a commit that died before "
                             f"its manifest; never read): `synthgen gc {name}` removes them")

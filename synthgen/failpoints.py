@@ -62,6 +62,8 @@ def _parse(value: str) -> tuple[str, int, str]:
     name, _, nth = target.partition("@")
     if name not in POINTS:
         raise ValueError(f"{ENV}={value!r}: unknown failpoint {name!r} (known: {', '.join(POINTS)})")
+    if action == "kill-once" and not os.environ.get(ONCE_ENV):
+        raise ValueError(f"{ENV}={value!r}: kill-once needs ${ONCE_ENV}, the marker file its first process creates")
     return name, int(nth or 1), action or "kill"
 
 

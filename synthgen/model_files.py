@@ -83,7 +83,10 @@ def fetch_model(url: str, cache: Path | None = None) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=".fetch-", dir=cache))
     try:
         for src in fs.find(root):
-            target = tmp / src[len(root) + 1:]
+            rel = src[len(root) + 1:]
+            target = (tmp / rel).resolve()
+            if not rel or rel.endswith("/") or not target.is_relative_to(tmp.resolve()):
+                raise ValueError(f"{url}: object key {src!r} leads out of the model folder")
             target.parent.mkdir(parents=True, exist_ok=True)
             fs.get_file(src, str(target))
         (tmp / HASH_FILE).write_text(weights_sha256(tmp) + "\n")

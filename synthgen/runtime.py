@@ -116,8 +116,11 @@ def code_commit() -> str | None:
     try:
         top = subprocess.run(["git", "-C", str(root), "rev-parse", "--show-toplevel"], capture_output=True,
                              text=True, timeout=10).stdout.strip()
-        if not top or Path(top).resolve() != root:
-            return (BUILT_FROM.read_text().strip() or None) if BUILT_FROM.is_file() else None
+    except (OSError, subprocess.SubprocessError):  # no git at all (a slim image)
+        top = ""
+    if not top or Path(top).resolve() != root:
+        return (BUILT_FROM.read_text().strip() or None) if BUILT_FROM.is_file() else None
+    try:
         sha = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
         ).stdout.strip()

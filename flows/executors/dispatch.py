@@ -54,6 +54,7 @@ class Dispatch:
         return self.attempts.get(shard.index, 0)
 
     def done(self, shard: Shard, result: ShardResult) -> None:
+        """Keep ``shard``'s result until the driver reaches it in plan order."""
         self.results[shard.index] = result
 
     def failed(self, shard: Shard, error: str) -> None:

@@ -225,11 +225,13 @@ class PrefectPoolExecutor:
     def map(self, step: ShardStep, shards: list[Shard], setup: Setup) -> Iterator[ShardResult]:
         """Submit every shard, then hand each back (staged, ``samples=None``) in plan order as its run completes.
 
-        A shard whose run ends without completing (its process killed, its
-        machine's worker stopped: Crashed, Failed, Cancelled) is submitted
+        A shard whose run died (its process killed, its machine's worker
+        stopped or the run cancelled: Crashed, Cancelled, deleted) is submitted
         again, up to ``settings.shard_retries`` times, to whichever worker
-        takes it; after that it raises ``ShardFailed`` naming it. The shards
-        that did complete stay staged for a rerun.
+        takes it. A run that Failed raised after the shard step's own retries
+        on its worker, so it is not submitted again. A shard that does not
+        complete raises ``ShardFailed`` naming it; the shards that did stay
+        staged for a rerun.
         """
         log = get_run_logger()
         deploy_shard_flow(self.pool, self.entrypoint)
@@ -263,7 +265,7 @@ class PrefectPoolExecutor:
             for run_id, state in poll_flow_runs(runs.waiting(), log).items():
                 runs.states[run_id] = state
                 s = runs.shard_of[run_id]
-                if runs.current[s.index] == run_id and not (state and state.is_completed()) \
+                if runs.current[s.index] == run_id and died(state) \
                         and runs.attempts[s.index] < self.settings.shard_retries:
                     log.warning(f"{s.name}: flow run {run_id} ended {state.type.value if state else 'deleted'}; "
                                 f"submitted again ({runs.attempts[s.index] + 1} of {self.settings.shard_retries})")
@@ -293,6 +295,7 @@ class ShardRuns:
     states: dict = field(default_factory=dict)  # run id -> final state (None: deleted)
 
     def add(self, run_id: str, shard: Shard, attempt: int) -> None:
+        """Record ``run_id`` as ``shard``'s latest run (attempt 0: its first)."""
         self.shard_of[run_id], self.current[shard.index], self.attempts[shard.index] = shard, run_id, attempt
 
     def waiting(self) -> list[str]:
@@ -303,6 +306,11 @@ class ShardRuns:
         """One line per shard whose latest run did not complete, in plan order."""
         latest = {run_id: self.shard_of[run_id] for run_id in self.current.values()}
         return failures(latest, self.states)
+
+
+def died(state) -> bool:
+    """Whether a finished run's process died or was stopped (worth another process), not a shard that raised."""
+    return state is None or state.type in (StateType.CRASHED, StateType.CANCELLED, StateType.CANCELLING)
 
 
 def failures(submitted: dict[str, Shard], states: dict) -> list[str]:

@@ -45,7 +45,7 @@ from synthgen.spec import JobSpec
 POLL_S = 1.0
 # What the driver's environment hands the actors (a worker node's own environment is its raylet's): the
 # offline policy of the run, and a planted fault, which reaches Ray actors as it reaches device workers.
-WORKER_ENV = ("SYNTHGEN_FAILPOINT", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+WORKER_ENV = ("SYNTHGEN_FAILPOINT", "SYNTHGEN_FAILPOINT_ONCE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 
 def import_ray() -> Any:
@@ -170,6 +170,7 @@ class RayExecutor:
         return max(1, self.workers or offered), gpus
 
     def map(self, step: ShardStep, shards: list[Shard], setup: Setup) -> Iterator[ShardResult]:
+        """Run ``shards`` on the cluster's actors; their results in plan order (``Executor``)."""
         if not shards:  # nothing to run (a resumed round): no actor is started
             self.close()
             return

@@ -58,16 +58,20 @@ class FolderDrop:
         return pq.read_metadata(p).num_rows if p.is_file() else None
 
     def read(self, shard: str, columns: list[str] | None = None) -> pa.Table:
+        """The shard's rows (``columns`` only, when given)."""
         return pq.read_table(self.root / f"{shard}.parquet", columns=columns, schema=None if columns else SCHEMA)
 
     def put_record(self, shard: str, record: dict) -> None:
+        """Write what the shard's run recorded (host, GPU slot, times)."""
         atomic_write(self.root / f"{shard}.run.json", json.dumps(record).encode())
 
     def record(self, shard: str) -> dict | None:
+        """What the shard's run recorded, or None."""
         p = self.root / f"{shard}.run.json"
         return json.loads(p.read_text()) if p.is_file() else None
 
     def remove(self) -> None:
+        """Delete every shard and record left here."""
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -79,6 +83,7 @@ class StoreDrop:
     prefix: str
 
     def key(self, name: str) -> str:
+        """The store key of ``name`` under this prefix."""
         return f"{self.prefix}/{name}"
 
     def put_rows(self, shard: str, table: pa.Table) -> None:
@@ -88,6 +93,7 @@ class StoreDrop:
         self.files.pipe_file(self.key(f"{shard}.parquet"), buf.getvalue())
 
     def rows(self, shard: str) -> int | None:
+        """How many rows the shard left, or None when it left none."""
         try:
             with self.files.open(self.key(f"{shard}.parquet"), "rb") as f:
                 return pq.read_metadata(f).num_rows
@@ -95,19 +101,23 @@ class StoreDrop:
             return None
 
     def read(self, shard: str, columns: list[str] | None = None) -> pa.Table:
+        """The shard's rows (``columns`` only, when given)."""
         with self.files.open(self.key(f"{shard}.parquet"), "rb") as f:
             return pq.read_table(f, columns=columns, schema=None if columns else SCHEMA)
 
     def put_record(self, shard: str, record: dict) -> None:
+        """Write what the shard's run recorded (one PUT)."""
         self.files.pipe_file(self.key(f"{shard}.run.json"), json.dumps(record).encode())
 
     def record(self, shard: str) -> dict | None:
+        """What the shard's run recorded, or None."""
         try:
             return json.loads(self.files.cat_file(self.key(f"{shard}.run.json")))
         except FileNotFoundError:
             return None
 
     def remove(self) -> None:
+        """Delete the prefix: every shard and record left under it."""
         try:
             self.files.rm(self.prefix, recursive=True)
         except FileNotFoundError:

@@ -8,6 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from catalog import Catalog, samples_to_table
+from catalog.errors import IntegrityError
 from catalog.gc import collect_garbage, unnamed_shards
 from catalog.manifest import sha256_bytes
 from catalog.verify import verify
@@ -48,3 +49,15 @@ def test_unnamed_shards_are_noted_then_collected(where, s3, tmp_path):
     assert done.removed == [key] and not cat.storage.files.exists(key)
     after = verify(cat, "ds")
     assert after.ok and not after.notes and after.shards_checked == 1  # the named shard is untouched
+
+
+def test_an_unreadable_manifest_stops_gc_and_is_reported_by_verify(tmp_path):
+    cat = Catalog(tmp_path / "catalog")
+    cat.create("ds", "synthetic")
+    cat.commit("ds", cat.write_split("ds", samples_to_table(make_samples(6))))
+    key = orphan(cat, "ds")
+    (tmp_path / "catalog" / "ds" / "versions" / "000001.json").write_text("{not json")
+    with pytest.raises(IntegrityError, match="not a readable manifest"):
+        collect_garbage(cat.storage, "ds", older_than_s=0)  # its shards would look unnamed: nothing removed
+    assert cat.storage.files.exists(key)
+    assert not verify(Catalog(tmp_path / "catalog"), "ds").ok  # a finding, not a crash
