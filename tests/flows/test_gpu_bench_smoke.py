@@ -5,7 +5,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO
+
+pytestmark = pytest.mark.long  # a minute of CPU: started first (tests/conftest.py), not left to run alone at the end
 
 
 def test_gpu_bench_smoke_runs_both_models_through_synthgen_run(prefect_server, tmp_path):

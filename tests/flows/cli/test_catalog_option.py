@@ -16,6 +16,8 @@ from tests.conftest import make_samples
 from tests.flows.cli_process import assert_clean_error, synthgen
 from tests.s3_server import moto_s3
 
+pytestmark = pytest.mark.long  # real processes against an S3 server: started first (tests/conftest.py)
+
 
 @pytest.fixture(scope="module")
 def s3():
