@@ -71,6 +71,11 @@ class ObjectWrites:
             return False
         return True
 
+    def replace_info(self, name: str, data: bytes) -> None:
+        """Overwrite ``dataset.json`` (one whole-object PUT: readers see the old or the new bytes)."""
+        self.ready()
+        self.store.put(f"{name}/dataset.json", data)
+
     def has_shard(self, name: str, digest: str) -> bool:
         """Whether the store holds the shard named ``digest``."""
         return self.store.files.exists(f"{name}/{shard_file(digest)}")

@@ -12,12 +12,10 @@ job deriving from a restricted set cannot add rows to the released dataset
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 
 import pyarrow.parquet as pq
 
-from catalog.atomic import atomic_write
 from catalog.manifest import Manifest
 from catalog.schema import SCHEMA
 from catalog.store import Catalog, CatalogError
@@ -63,7 +61,7 @@ def release(cat: Catalog, ref: str, by: str, reason: str) -> Manifest:
         record = {"by": by, "reason": reason, "at": datetime.now(timezone.utc).isoformat(),
                   "version": head, "sources": _sources(cat, name, parent)}
         # dataset.json first: until the manifest below lands, the head manifest's flag keeps it restricted.
-        atomic_write(cat.path(name) / "dataset.json", json.dumps({**info, "restricted": False}, indent=2).encode())
+        cat.set_info(name, {**info, "restricted": False})
         return cat.commit(
             name, [], expected_parent=head, job=parent.job, job_digest=None, runs=parent.runs,
             embedding_model=parent.embedding_model, restricted=False,

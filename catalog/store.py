@@ -185,6 +185,14 @@ class Catalog(CatalogFiles):
             return self.create(name, origin, description, restricted)  # created by another writer: check theirs
         return info
 
+    def set_info(self, name: str, info: dict) -> None:
+        """Replace an existing dataset's ``dataset.json`` (only ``catalog.release`` changes it after creation)."""
+        data = json.dumps(info, indent=2).encode()
+        if self.objects is None:
+            atomic_write(self.path(name) / "dataset.json", data)
+        else:
+            self.objects.replace_info(check_name(name), data)
+
     # -- versions -----------------------------------------------------------
     def head(self, name: str) -> int | None:
         """The current version number, or None for an empty dataset."""

@@ -136,9 +136,11 @@ def mix(
     """Build a training mix of real and synthetic rows at an explicit ratio."""
     from catalog import CatalogError
     from catalog.derive import mix as run_mix
+    from catalog.safe_paths import check_name
 
     cat = open_catalog()
-    cat.path(name)  # a bad --name fails before any row is read
+    with failing_on(CatalogError):
+        check_name(name)  # a bad --name fails before any row is read
     with failing_on(CatalogError):
         m = run_mix(cat, synthetic, real, ratio, name, seed, allow_restricted)
     say(f"{name}@{m.version}: {m.message}")

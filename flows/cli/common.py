@@ -27,15 +27,16 @@ GENERATE, INSPECT, AUDIT, SHARE, SCHEDULE = "Generate", "Inspect and load", "Aud
 # The commands that may start a new data folder; every other one needs an existing one, so a
 # mistyped --data-dir is named instead of created (and a read leaves nothing behind).
 STARTS_DATA_FOLDER = frozenset({"run", "ingest", "demo", "pull", "schedule"})
-# The commands that work with a catalog at a URL (--catalog s3://...), checked against an S3 server. What
-# is derived from versions (vector and id indexes, guards, grids) is kept in the data folder, and a work
-# pool's workers stage shards on the store. The others still read or write the catalog's files in a
-# folder (cards, thumbnails, the web app's caches, release's flag) and are refused before anything is
-# read or written.
-WORKS_AT_URL = frozenset({"run", "schedule", "ingest", "datasets", "versions", "load", "diff", "query", "quality",
-                          "dedup-report", "audit", "verify", "gc", "takedown", "rededup", "export",
-                          "remote-versions", "remote-load", "remote-verify", "expand-prompts", "status", "schedules",
-                          "unschedule"})
+# Every command works with a catalog at a URL (--catalog s3://...) but these, which copy between the local
+# catalog and a shared one or set up a catalog of their own: at a URL there is no local catalog for them. What is
+# derived from versions (vector and id indexes, guards, grids, cards, the web app's caches) is kept in the
+# data folder, and a work pool's workers stage shards on the store.
+NEEDS_LOCAL_CATALOG = {
+    "push": "copies the local catalog's versions to the URL given as its argument",
+    "pull": "copies the versions at the URL given as its argument into the local catalog",
+    "demo": "builds its own catalog in the data folder",
+}
+
 
 
 class _State:
@@ -139,10 +140,9 @@ def main(
         fail(f"--catalog is empty: name the catalog (a folder or s3://bucket/prefix), or leave it out "
              f"(then ${CATALOG_ENV}, else DATA_DIR/catalog)")
     command = ctx.invoked_subcommand
-    if catalog is not None and catalog_url(catalog) and command not in WORKS_AT_URL:
-        fail(f"`synthgen {command}` does not work with a catalog at a URL yet ({catalog}): it needs the "
-             f"catalog's files in a folder. Use a local catalog (leave out --catalog and ${CATALOG_ENV}), or pull "
-             f"the dataset into one. At a URL: {', '.join(sorted(WORKS_AT_URL))}")
+    if catalog is not None and catalog_url(catalog) and command in NEEDS_LOCAL_CATALOG:
+        fail(f"`synthgen {command}` {NEEDS_LOCAL_CATALOG[command]}, so it needs a local catalog, not {catalog}: "
+             f"leave out --catalog and ${CATALOG_ENV}")
     _State.data_dir = data_dir
     _State.catalog = catalog
     _State.create = ctx.invoked_subcommand in STARTS_DATA_FOLDER

@@ -24,7 +24,7 @@ def ui(
     from flows.ui.app import create_app
 
     paths, settings = cli_paths(), Settings()
-    config = UiConfig(catalog=paths.catalog, cache=paths.ui_cache, allow_restricted=allow_restricted,
+    config = UiConfig(catalog=paths.catalog, cache=paths.ui_cache, shard_cache=paths.cache, allow_restricted=allow_restricted,
                       mlflow_url=settings.mlflow_ui_url, prefect_url=settings.prefect_ui_url, embedder=embedder)
     if host not in ("127.0.0.1", "localhost", "::1"):
         err.print(f"[yellow]warning:[/] listening on {host}: anyone who can reach it sees the catalog's images")

@@ -44,7 +44,7 @@ def _log_failures(failed: list[str]) -> None:
 
 def create_app(config: UiConfig) -> FastAPI:
     """The app over ``config.catalog``; nothing it serves writes to the catalog."""
-    cat = Catalog(config.catalog, create=False)
+    cat = Catalog(config.catalog, create=False, cache=config.shard_cache)
     indexes = Indexes(config.cache / "index")
 
     @asynccontextmanager

@@ -15,7 +15,9 @@ class UiConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    catalog: Path = Field(description="the catalog folder (read only)")
+    catalog: Path | str = Field(description="the catalog: a folder, or a URL such as s3://bucket/prefix (read only)")
+    shard_cache: Path | None = Field(None, description="verified local copies of a URL catalog's shards "
+                                                        "(the data folder's cache/; default: the user's cache)")
     cache: Path = Field(description="where gallery indexes and thumbnails are made once (the data folder's ui/)")
     allow_restricted: bool = Field(False, description="serve rows of restricted datasets (--allow-restricted)")
     mlflow_url: str | None = Field(None, description="MLflow's web UI, for run links")

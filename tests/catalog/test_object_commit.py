@@ -14,9 +14,10 @@ import threading
 import pyarrow.compute as pc
 import pytest
 
-from catalog import Catalog, CatalogError, load, open_version, samples_to_table
+from catalog import Catalog, CatalogError, RestrictedError, load, open_version, samples_to_table
 from catalog.errors import HeadMoved, IntegrityError
 from catalog.layout import head_key, manifest_key
+from catalog.release import release
 from catalog.verify import verify
 from synthgen import failpoints
 from tests.conftest import REPO, make_samples
@@ -245,3 +246,16 @@ def test_two_processes_committing_at_once_both_land(url, tmp_path):
     cat = at_url(url, tmp_path, "reader")
     assert [m.message for m in cat.versions("ds")] == ["a" if v in landed[0] else "b" for v in range(1, 7)]
     assert open_version(cat, "ds").table().num_rows == 6 * 5 and verify(cat, "ds").ok
+
+
+def test_a_release_at_a_url_opens_the_dataset_for_every_reader(url, tmp_path):
+    cat = at_url(url, tmp_path)
+    cat.create("rs", "synthetic", restricted=True)
+    cat.commit("rs", cat.write_split("rs", rows_from(0)))
+    reader = at_url(url, tmp_path, "b")
+    with pytest.raises(RestrictedError):
+        open_version(reader, "rs").table()
+    m = release(cat, "rs", "Ada (DPO)", "reviewed")
+    assert (m.version, m.restricted) == (2, False)
+    assert reader.info("rs")["restricted"] is False and open_version(reader, "rs").table().num_rows == 5
+    assert verify(reader, "rs").ok

@@ -63,12 +63,27 @@ def test_reading_verifying_and_taking_down_at_a_url(url, tmp_path):
     assert not (data / "catalog").exists()  # nothing of the catalog in the data folder
 
 
-def test_commands_that_need_a_local_catalog_are_refused_before_anything_is_written(url, tmp_path):
+def test_commands_that_copy_to_or_from_a_local_catalog_are_refused_before_anything_is_written(url, tmp_path):
     data = tmp_path / "data"
-    for args in (["card", "ds"], ["release", "ds"], ["ui"]):
+    for args in (["push", url, "ds"], ["pull", url, "ds"], ["demo"]):
         proc = synthgen(data, "--catalog", url, *args, env=aws_env())
-        assert_clean_error(proc, [f"`synthgen {args[0]}` does not work with a catalog at a URL", url])
+        assert_clean_error(proc, [f"`synthgen {args[0]}`", "needs a local catalog", url])
     assert not data.exists()
+
+
+def test_card_and_mix_at_a_url(url, tmp_path):
+    data = tmp_path / "data"
+    Catalog(url, cache=tmp_path / "seed-cache").create("real", "real")
+    real = Catalog(url, cache=tmp_path / "seed-cache")
+    real.commit("real", real.write_split("real", samples_to_table(make_samples(6, origin="real", start=500))))
+    mixed = synthgen(data, "--catalog", url, "mix", "ds@2", "real@1", "--name", "mx", "--ratio", "0.5", env=aws_env())
+    assert mixed.returncode == 0 and "mx@1: mix: 6 real + 6 synthetic" in mixed.stdout, mixed.stderr
+    card = synthgen(data, "--catalog", url, "card", "mx", "--write", env=aws_env())
+    assert card.returncode == 0 and "# mx@1" in card.stdout, card.stderr
+    written = list((data / "derived").rglob("mx/versions/000001/card.md"))  # on this machine, like indexes
+    assert len(written) == 1 and f"wrote {written[0]}" in card.stdout
+    text = written[0].read_text()
+    assert text.startswith("# mx@1") and f"Catalog('{url}')" in text  # its "load it" snippet names the URL
 
 
 def test_an_unreachable_bucket_or_an_empty_value_is_one_clear_error(s3, tmp_path):
@@ -101,6 +116,9 @@ def test_an_ingest_at_a_url_stores_what_a_local_ingest_does(url, tmp_path, real_
     assert checked.returncode == 0 and json.loads(checked.stdout)["ok"], checked.stdout
     assert not list(data.rglob("*.parquet"))  # staging removed; nothing of the catalog in the data folder
     assert list((data / "derived").rglob("guard/index.faiss"))  # the guard, kept on this machine
+    query = ("search", "real", "a handwritten zero", "--k", "3", "--where", "label = 0")
+    found, here = synthgen(data, "--catalog", url, *query, env=aws_env()), synthgen(tmp_path / "local", *query)
+    assert found.returncode == 0 and found.stdout.count("  0.") == 3 and found.stdout == here.stdout, found.stderr
 
 
 def test_audit_and_rededup_at_a_url(url, tmp_path):

@@ -79,9 +79,9 @@ def free_port() -> int:
 
 
 class Server:
-    """``synthgen --data-dir DATA ui --port P [ARGS]`` in a subprocess, until closed."""
+    """``synthgen --data-dir DATA [--catalog URL] ui --port P [ARGS]`` in a subprocess, until closed."""
 
-    def __init__(self, data: Path, *args: str):
+    def __init__(self, data: Path, *args: str, catalog: str | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if k not in ("SYNTHGEN_DATA",)}
@@ -89,7 +89,8 @@ class Server:
                    SYNTHGEN_PREFECT_UI_URL="http://prefect.invalid:4200")
         self.log = data.parent / f"ui-{self.port}.log"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "flows.cli", "--data-dir", str(data), "ui", "--port", str(self.port), *args],
+            [sys.executable, "-m", "flows.cli", "--data-dir", str(data), *(["--catalog", catalog] if catalog else []),
+             "ui", "--port", str(self.port), *args],
             stdout=self.log.open("w"), stderr=subprocess.STDOUT, env=env, cwd=data.parent)
         deadline = time.monotonic() + 120
         while True:

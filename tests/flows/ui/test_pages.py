@@ -12,9 +12,13 @@ import urllib.request
 
 import psutil
 
+from catalog import open_version
+from catalog.publish import push
+
 from tests.conftest import REPO
 from tests.flows.cli_process import assert_clean_error, synthgen
-from tests.flows.ui.conftest import MARKUP
+from tests.flows.ui.conftest import MARKUP, Server
+from tests.s3_server import moto_s3
 from tests.tree_hash import tree_hash
 
 
@@ -73,6 +77,38 @@ def test_no_request_changes_the_catalog(ui_world, ui_server):
     png = ui_server.get(f"/image/digits-ui/{sid}")[1]
     assert _post_file(ui_server, png)[0] == 200  # followed to the sample's page
     assert tree_hash(ui_world["catalog"].root) == ui_world["catalog_hash"]
+
+
+def test_the_app_over_a_catalog_at_a_url_serves_what_it_serves_from_a_folder(ui_world, ui_server, tmp_path):
+    with moto_s3() as s3:
+        url = f"s3://{s3.bucket()}/catalog"
+        for name in ("digits-ui", "digits-secret"):
+            push(ui_world["catalog"], name, url, allow_restricted=True)
+        objects = sorted(o["Key"] for o in s3.client().list_objects_v2(Bucket=url.split("/")[2])["Contents"])
+        remote = Server(tmp_path / "data", catalog=url)  # its own, empty data folder: caches only
+        try:
+            ids = []
+            for path in ["/d/digits-ui/1", "/d/digits-ui/1?status=blocked_real_copy", "/d/digits-ui/1?sort=nn"]:
+                status, page, _ = remote.get(path)
+                # The same page up to the card and its figures, which `card --write` made on the folder's machine.
+                here, there = (p.split(b'<details open id="card">')[0].split(b"<p>No card written")[0]
+                               for p in (page, ui_server.get(path)[1]))
+                assert status == 200 and here == there, path
+                ids += re.findall(r'data-sample="([^"]+)"', page.decode())
+            assert len(set(ids)) == 24
+            for path in [f"/image/digits-ui/{ids[0]}", f"/thumb/digits-ui/{ids[-1]}"]:
+                assert remote.get(path)[:2] == ui_server.get(path)[:2], path
+            assert remote.get(f"/sample/{ids[0]}")[0] == 200
+            listing = remote.get("/")[1].decode()
+            assert "digits-ui" in listing and "digits-secret" in listing
+            secret = open_version(ui_world["catalog"], "digits-secret", allow_restricted=True)
+            sid = secret.table(["sample_id"]).column("sample_id")[0].as_py()
+            assert remote.get(f"/image/digits-secret/{sid}")[0] == 403  # restricted at a URL as in a folder
+        finally:
+            remote.close()
+        # Read only: the bucket holds what the pushes put there, and the data folder no Parquet file.
+        assert sorted(o["Key"] for o in s3.client().list_objects_v2(Bucket=url.split("/")[2])["Contents"]) == objects
+        assert not (tmp_path / "data" / "catalog").exists()
 
 
 def test_a_missing_data_folder_is_a_clear_error(tmp_path):
