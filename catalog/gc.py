@@ -9,6 +9,13 @@ can mistake one for another), only stored: ``verify`` notes them and
 ``collect_garbage`` removes those older than a grace period, so a commit in
 progress elsewhere, whose manifest is not written yet, keeps its shards.
 
+It also removes what a work pool's job staged on the store
+(``_staging/<dataset>/<job digest>/``, ``catalog.layout.staging_key``) and
+never committed: a driver that died and was not run again. A job's staging
+goes whole, once even its newest object is past the grace period (a job
+still running keeps adding shards there); a rerun after that generates the
+shards again.
+
 Works on any catalog root (a folder or a URL) through ``Storage.files``.
 """
 
@@ -20,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from catalog.errors import IntegrityError
-from catalog.layout import SHARDS
+from catalog.layout import SHARDS, STAGING
 from catalog.safe_paths import check_name
 from catalog.storage import Storage
 
@@ -36,6 +43,8 @@ class Garbage:
     unnamed: list[str] = field(default_factory=list)  # keys no manifest names
     removed: list[str] = field(default_factory=list)
     kept_young: list[str] = field(default_factory=list)  # unnamed, but younger than the grace period
+    staged: list[str] = field(default_factory=list)  # job staging prefixes on the store
+    staged_removed: list[str] = field(default_factory=list)
 
 
 def named_shards(storage: Storage, name: str) -> set[str]:
@@ -61,15 +70,32 @@ def unnamed_shards(storage: Storage, name: str) -> list[str]:
     return sorted(set(storage.glob(f"{check_name(name)}/{SHARDS}/*.parquet")) - named_shards(storage, name))
 
 
+def _age_s(storage: Storage, key: str, now: float) -> float:
+    modified = storage.files.modified(key)
+    return now - (modified.timestamp() if isinstance(modified, datetime) else float(modified))
+
+
+def staged_jobs(storage: Storage, name: str) -> dict[str, list[str]]:
+    """Each job staging prefix of ``name`` (``_staging/<name>/<job>``) and the keys under it."""
+    jobs: dict[str, list[str]] = {}
+    for key in storage.glob(f"{STAGING}/{check_name(name)}/*/*"):
+        jobs.setdefault(key.rsplit("/", 1)[0], []).append(key)
+    return dict(sorted(jobs.items()))
+
+
 def collect_garbage(storage: Storage, name: str, older_than_s: float = GRACE_S, dry_run: bool = False) -> Garbage:
-    """Remove ``name``'s unnamed shard files older than ``older_than_s`` (``dry_run``: only list them)."""
+    """Remove ``name``'s unnamed shard files and job staging older than ``older_than_s`` (``dry_run``: only list)."""
     found = Garbage(name, len(named_shards(storage, name)), unnamed_shards(storage, name))
     now = time.time()
+    for prefix, keys in staged_jobs(storage, name).items():
+        found.staged.append(prefix)
+        if min(_age_s(storage, k, now) for k in keys) >= older_than_s:
+            if not dry_run:
+                storage.files.rm(prefix, recursive=True)
+            found.staged_removed.append(prefix)
     named = named_shards(storage, name)  # read again just before removing: a manifest may have landed meanwhile
     for key in (k for k in found.unnamed if k not in named):
-        modified = storage.files.modified(key)
-        age = now - (modified.timestamp() if isinstance(modified, datetime) else float(modified))
-        if age < older_than_s:
+        if _age_s(storage, key, now) < older_than_s:
             found.kept_young.append(key)
             continue
         if not dry_run:

@@ -23,7 +23,8 @@ def gc(
     dry_run: bool = typer.Option(False, "--dry-run", help="List what would be removed; remove nothing."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Remove shard files that no manifest names (left by commits that died before their manifest)."""
+    """Remove shard files that no manifest names (left by commits that died before their manifest) and what a work
+    pool's jobs staged on the store and never committed."""
     from catalog.gc import collect_garbage
 
     cat = open_catalog()
@@ -31,11 +32,15 @@ def gc(
     found = collect_garbage(cat.storage, name, older_than * 3600, dry_run)
     if as_json:
         print_json({"dataset": name, "named": found.named, "unnamed": found.unnamed, "removed": found.removed,
-                    "kept_young": found.kept_young, "dry_run": dry_run})
+                    "kept_young": found.kept_young, "staged": found.staged, "staged_removed": found.staged_removed,
+                    "dry_run": dry_run})
         return
     verb = "would remove" if dry_run else "removed"
     out.print(f"{name}: {found.named} shard file(s) named by manifests; {verb} {len(found.removed)} that none "
               f"names; kept {len(found.kept_young)} younger than {older_than:g} h")
+    if found.staged:
+        out.print(f"{name}: {len(found.staged)} job(s) staged on the store and not committed; {verb} "
+                  f"{len(found.staged_removed)} untouched for {older_than:g} h")
 
 
 @app.command(rich_help_panel=AUDIT)

@@ -10,8 +10,10 @@ import pytest
 from catalog import Catalog, samples_to_table
 from catalog.errors import IntegrityError
 from catalog.gc import collect_garbage, unnamed_shards
+from catalog.layout import staging_key
 from catalog.manifest import sha256_bytes
 from catalog.verify import verify
+from flows.job.shard_drop import StoreDrop
 from tests.conftest import make_samples
 from tests.s3_server import moto_s3
 
@@ -61,3 +63,24 @@ def test_an_unreadable_manifest_stops_gc_and_is_reported_by_verify(tmp_path):
         collect_garbage(cat.storage, "ds", older_than_s=0)  # its shards would look unnamed: nothing removed
     assert cat.storage.files.exists(key)
     assert not verify(Catalog(tmp_path / "catalog"), "ds").ok  # a finding, not a crash
+
+
+def test_a_job_staged_on_the_store_and_never_committed_is_collected_whole(s3, tmp_path):
+    cat = Catalog(f"s3://{s3.bucket()}/c", cache=tmp_path)
+    for name in ("ds", "other"):
+        cat.create(name, "synthetic")
+    rows = samples_to_table(make_samples(3))
+    abandoned = StoreDrop(cat.storage.files, staging_key("ds", "job-a"))  # as a pool's workers leave them
+    for shard in ("shard-00000", "shard-00001"):
+        abandoned.put_rows(shard, rows)
+        abandoned.put_record(shard, {"host": "gpu-1"})
+    StoreDrop(cat.storage.files, staging_key("other", "job-b")).put_rows("shard-00000", rows)
+
+    young = collect_garbage(cat.storage, "ds")  # maybe a job still running: kept
+    assert young.staged == [staging_key("ds", "job-a")] and not young.staged_removed
+    assert collect_garbage(cat.storage, "ds", older_than_s=0, dry_run=True).staged_removed == young.staged
+    assert abandoned.rows("shard-00000") == 3
+    done = collect_garbage(cat.storage, "ds", older_than_s=0)
+    assert done.staged_removed == young.staged and abandoned.rows("shard-00000") is None
+    assert not cat.storage.glob(f"{staging_key('ds', 'job-a')}/*")
+    assert StoreDrop(cat.storage.files, staging_key("other", "job-b")).rows("shard-00000") == 3  # not this dataset's
