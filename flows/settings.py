@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     # memory next to another job, a storage hiccup) to clear, short enough not to stall a nightly run.
     shard_retries: int = Field(2, ge=0, description="how often a failed shard is retried")
     retry_delays: Annotated[list[float], NoDecode] = Field([2.0, 10.0], description="backoff (s), comma-separated")
+    # Prefect's floor is 30 s. Two missed (plus a margin) and a pool's shard run counts as lost with its machine.
+    shard_heartbeat_s: int = Field(60, ge=30, description="seconds between a pool shard run's heartbeats")
     artifact_root: str | None = Field(None, description="MLflow artifact root for new experiments (e.g. s3://bucket/mlflow)")
     tracking_uri: str | None = Field(None, validation_alias="MLFLOW_TRACKING_URI", description="MLflow tracking URI")
     mlflow_ui_url: str | None = Field(None, description="MLflow's web UI (e.g. http://127.0.0.1:5000): `synthgen ui` links runs there")

@@ -1,6 +1,6 @@
 """Named failure points for crash and retry tests (off unless an env var names one).
 
-``SYNTHGEN_FAILPOINT="<name>[@<n>][:kill|:kill-once|:raise|:raise-always|:interrupt|:terminate]"`` makes the
+``SYNTHGEN_FAILPOINT="<name>[@<n>][:kill|:kill-once|:raise|:raise-always|:interrupt|:terminate|:hang]"`` makes the
 ``n``-th time the process passes ``failpoint(name)`` (default the first)
 either SIGKILL the process (``kill``, the default: nothing gets to clean
 up, exactly like a machine losing power; ``kill-once``: only the first
@@ -11,7 +11,9 @@ it creates: one machine of a fleet dies once), raise ``InjectedFailure`` once
 hold the thread that hit it for ``INTERRUPT_HOLD_S`` before it goes on:
 SIGINT (``interrupt``: a user's Ctrl-C, sent to the whole process group,
 as a terminal does, when this process leads one) or SIGTERM to this
-process (``terminate``: ``kill``, a scheduler or a container stopping). With the variable unset a
+process (``terminate``: ``kill``, a scheduler or a container stopping), or hold the thread that hit it
+for ever (``hang``: a GPU that stops answering; with ``$SYNTHGEN_FAILPOINT_ONCE`` set it first creates
+that file, so a test knows the process is there and can kill its machine). With the variable unset a
 failpoint is one dictionary lookup.
 
 The crash tests (tests/flows/test_resume.py) run whole jobs in a subprocess
@@ -100,6 +102,11 @@ def failpoint(name: str, detail: str = "") -> None:
         if _first_of_all(os.environ[ONCE_ENV]):
             os.kill(os.getpid(), signal.SIGKILL)
         return
+    if hit == nth and action == "hang":
+        if os.environ.get(ONCE_ENV):
+            _first_of_all(os.environ[ONCE_ENV])
+        while True:
+            time.sleep(3600)
     if action in ("interrupt", "terminate"):
         if hit == nth:
             _signal(action)

@@ -39,11 +39,13 @@ from prefect.concurrency.sync import concurrency
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.runtime import flow_run
+from prefect.utilities.importtools import import_object
 
 from catalog import Catalog, RunRef
 from catalog.schema import samples_to_table
 from catalog.storage import Storage
 from flows.executors.base import Retry, ShardFailed, with_retries
+from flows.executors.lost_runs import ensure_lost_run_automation, heartbeat_env
 from flows.job.components import ComponentLoader, Setup
 from flows.job.shard_step import ShardReport, ShardResult, ShardStep
 from flows.job.staging import Staging
@@ -200,10 +202,16 @@ def deployment_name(pool: str) -> str:
     return f"{SHARD_FLOW}/{pool}"
 
 
-def deploy_shard_flow(pool: str, entrypoint: str = ENTRYPOINT) -> str:
-    """(Re)register the shard flow on ``pool``; workers import it from the synthgen they have installed."""
+def deploy_shard_flow(pool: str, entrypoint: str = ENTRYPOINT, heartbeat_s: int = 60) -> str:
+    """(Re)register the shard flow on ``pool``; workers import it from the synthgen they have installed.
+
+    Its runs send a heartbeat every ``heartbeat_s`` seconds, and the server crashes one that goes silent
+    (``flows.executors.lost_runs``): a run whose machine died is then submitted again like any crashed run.
+    """
     require_server()
-    return deploy(entrypoint, pool, pool, tags=[TAG, "shard"])
+    deployment = deploy(entrypoint, pool, pool, tags=[TAG, "shard"], job_variables={"env": heartbeat_env(heartbeat_s)})
+    ensure_lost_run_automation(import_object(entrypoint).name, heartbeat_s)
+    return deployment
 
 
 @dataclass
@@ -225,8 +233,8 @@ class PrefectPoolExecutor:
     def map(self, step: ShardStep, shards: list[Shard], setup: Setup) -> Iterator[ShardResult]:
         """Submit every shard, then hand each back (staged, ``samples=None``) in plan order as its run completes.
 
-        A shard whose run died (its process killed, its machine's worker
-        stopped or the run cancelled: Crashed, Cancelled, deleted) is submitted
+        A shard whose run died (its process killed, its machine gone silent
+        (``lost_runs``) or the run cancelled: Crashed, Cancelled, deleted) is submitted
         again, up to ``settings.shard_retries`` times, to whichever worker
         takes it. A run that Failed raised after the shard step's own retries
         on its worker, so it is not submitted again. A shard that does not
@@ -234,7 +242,7 @@ class PrefectPoolExecutor:
         staged for a rerun.
         """
         log = get_run_logger()
-        deploy_shard_flow(self.pool, self.entrypoint)
+        deploy_shard_flow(self.pool, self.entrypoint, self.settings.shard_heartbeat_s)
         job = step.spec
         # At a URL a worker keeps its own data folder: neither the path nor the setting travels.
         data_dir, settings = ((None, self.settings.model_copy(update={"data": None})) if self.store is not None

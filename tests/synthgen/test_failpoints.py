@@ -1,4 +1,4 @@
-"""Failpoints: ``kill-once`` SIGKILLs only the first of the processes that share its marker file; a resumed run's count."""
+"""Failpoints: ``kill-once`` SIGKILLs only the first of the processes that share its marker file; ``hang``; a resumed run's count."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -30,3 +31,18 @@ def test_after_reused_counts_only_the_shards_a_resumed_run_works_on():
     assert after_reused("publish", 10) == "publish"  # passed once per run, whatever was reused
     with pytest.raises(ValueError, match="reused"):
         after_reused("sampling@2", 2)  # the place it names was finished by the earlier run
+
+
+def test_hang_holds_the_process_there_after_marking_it(tmp_path):
+    marker = tmp_path / "hanging"
+    env = {**os.environ, "SYNTHGEN_FAILPOINT": "sampling:hang", "SYNTHGEN_FAILPOINT_ONCE": str(marker)}
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT], env=env, cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        while not marker.exists():
+            assert proc.poll() is None  # reached the point alive
+            time.sleep(0.05)
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.wait(1)  # and stays there
+    finally:
+        proc.kill()
+    assert proc.wait(10) == -signal.SIGKILL and proc.stdout.read() == ""

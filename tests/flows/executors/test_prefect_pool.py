@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +26,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import psutil
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -139,7 +141,7 @@ def cluster(real_digits_dir, embedder, tmp_path_factory, s3):
                                 "--limit", "2", "--name", f"worker-gpus-{gpus}"],
                                {**worker_env(env, home, site), "SYNTHGEN_GPUS": gpus, **died},
                                tmp / f"worker-{gpus}.log", cwd=home))
-        yield {"tmp": tmp, "env": env, "seed": seed, "job": job, "url": url, "site": site}
+        yield {"tmp": tmp, "env": env, "seed": seed, "job": job, "url": url, "site": site, "workers": procs[2:]}
     finally:
         for proc in reversed(procs):
             stop(proc)
@@ -367,3 +369,54 @@ def test_a_schedule_can_send_its_shards_to_the_pool(cluster):
     dep = json.loads(urllib.request.urlopen(url.replace("nightly-dist", "nightly-s3"), timeout=10).read())
     assert dep["parameters"]["data_dir"] is None and dep["parameters"]["settings"]["catalog"] == cluster["url"]
     assert dep["parameters"]["settings"]["data"] is None
+
+
+def test_a_shard_run_whose_machine_died_is_crashed_by_the_server_and_run_again(cluster, jobs):
+    """A third machine takes a shard and dies whole while sampling (its worker and the shard's process
+    SIGKILLed: nothing is left to report); the run's heartbeats stop, the server's automation crashes it,
+    the job submits it again to the other machines, and the version equals the single-process run's."""
+    tmp, env = cluster["tmp"], {**cluster["env"], "SYNTHGEN_SHARD_HEARTBEAT_S": "30"}
+    url = f"{cluster['url']}-lost-machine"
+    push(Catalog(cluster["seed"] / "catalog"), "digits-real", url)
+    sampling = tmp / "doomed-machine-sampling"
+    home = tmp / "doomed-machine"
+    # The others are paused, so the doomed machine takes the first shard; it hangs there until killed.
+    for w in cluster["workers"]:
+        os.killpg(w.pid, signal.SIGSTOP)
+    doomed = start([str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--type", "process", "--limit", "1",
+                    "--name", "worker-doomed"],
+                   {**worker_env(env, home, cluster["site"]), "SYNTHGEN_GPUS": "9",
+                    "SYNTHGEN_FAILPOINT": "sampling:hang", "SYNTHGEN_FAILPOINT_ONCE": str(sampling)},
+                   tmp / "worker-doomed.log", cwd=home)
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            run = pool.submit(synthgen_run, cluster, "lost-machine", {**env, "SYNTHGEN_SHARD_POOL": POOL}, url)
+            deadline = time.monotonic() + 240
+            while not sampling.exists():
+                assert time.monotonic() < deadline and not run.done(), (tmp / "worker-doomed.log").read_text()[-3000:]
+                time.sleep(0.5)
+            machine = psutil.Process(doomed.pid)
+            for p in [*machine.children(recursive=True), machine]:  # the machine goes: everything on it at once
+                p.kill()
+            for w in cluster["workers"]:
+                os.killpg(w.pid, signal.SIGCONT)
+            proc, data = run.result()
+    finally:
+        for w in cluster["workers"]:
+            os.killpg(w.pid, signal.SIGCONT)
+        stop(doomed)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    result = json.loads((data / "result.json").read_text())
+    lost = [r for r in flow_runs(cluster, "CRASHED") if "no heartbeat" in read_state_message(cluster, r["flow_run_id"])]
+    assert len(lost) == 1, flow_runs(cluster, "CRASHED")
+    assert all(r["gpu"] in "0123" for r in result["shard_runs"])  # every shard was made by the machines left
+    layout, tables = version_rows(Catalog(url, cache=tmp / "lost-reader-cache"))
+    single_layout, single_tables = version_rows(Catalog(jobs["single"]["data"] / "catalog"))
+    assert layout == single_layout
+    for mine, theirs in zip(tables, single_tables):
+        assert [c for c in mine.column_names if not mine[c].equals(theirs[c])] == []
+
+
+def read_state_message(cluster: dict, run_id: str) -> str:
+    url = f"{cluster['env']['PREFECT_API_URL']}/flow_runs/{run_id}"
+    return json.loads(urllib.request.urlopen(url, timeout=10).read())["state"]["message"] or ""
