@@ -165,18 +165,47 @@ def synthgen_run(cluster: dict, name: str, extra_env: dict, catalog: str | None 
 
 @pytest.fixture(scope="module")
 def jobs(cluster) -> dict:
-    """The same job twice, at the same time: on the pool's workers, and in one process."""
-    with ThreadPoolExecutor(2) as pool:
-        dist = pool.submit(synthgen_run, cluster, "distributed", {"SYNTHGEN_SHARD_POOL": POOL}, cluster["url"])
-        single = pool.submit(synthgen_run, cluster, "single", {})
-        out = {}
-        for name, fut in (("distributed", dist), ("single", single)):
-            proc, data = fut.result()
-            logs = "".join(f"\n--- {p.name}\n{p.read_text()[-2000:]}" for p in cluster["tmp"].glob("worker-*.log"))
-            assert proc.returncode == 0, proc.stderr[-4000:] + logs
-            out[name] = {"data": data, "result": json.loads((data / "result.json").read_text())}
-    return out
+    """The same job twice, at the same time: on the pool's workers, and in one process.
 
+    On the pool two machines fail. A third machine takes the first shard and dies whole while sampling
+    (its worker and the shard's process SIGKILLed: nothing is left to report; the others are paused until
+    it has taken it); on the other two, one shard process is SIGKILLed at its first batch (``cluster``).
+    """
+    tmp = cluster["tmp"]
+    sampling = tmp / "doomed-machine-sampling"
+    for w in cluster["workers"]:
+        os.killpg(w.pid, signal.SIGSTOP)
+    doomed = start([str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--type", "process", "--limit", "1",
+                    "--name", "worker-doomed"],
+                   {**worker_env(cluster["env"], tmp / "doomed-machine", cluster["site"]), "SYNTHGEN_GPUS": "9",
+                    "SYNTHGEN_FAILPOINT": "sampling:hang", "SYNTHGEN_FAILPOINT_ONCE": str(sampling)},
+                   tmp / "worker-doomed.log", cwd=tmp / "doomed-machine")
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            # Heartbeats 30 s apart (Prefect's floor): the lost run is crashed 75 s after its last one.
+            dist = pool.submit(synthgen_run, cluster, "distributed",
+                               {"SYNTHGEN_SHARD_POOL": POOL, "SYNTHGEN_SHARD_HEARTBEAT_S": "30"}, cluster["url"])
+            single = pool.submit(synthgen_run, cluster, "single", {})
+            deadline = time.monotonic() + 240
+            while not sampling.exists():
+                assert time.monotonic() < deadline and not dist.done(), (tmp / "worker-doomed.log").read_text()[-3000:]
+                time.sleep(0.5)
+            machine = psutil.Process(doomed.pid)
+            for p in [*machine.children(recursive=True), machine]:  # the machine goes: everything on it at once
+                p.kill()
+            for w in cluster["workers"]:
+                os.killpg(w.pid, signal.SIGCONT)
+            out = {}
+            for name, fut in (("distributed", dist), ("single", single)):
+                proc, data = fut.result()
+                logs = "".join(f"\n--- {p.name}\n{p.read_text()[-2000:]}" for p in tmp.glob("worker-*.log"))
+                assert proc.returncode == 0, proc.stderr[-4000:] + logs
+                out[name] = {"data": data, "result": json.loads((data / "result.json").read_text())}
+    finally:
+        for w in cluster["workers"]:
+            os.killpg(w.pid, signal.SIGCONT)
+        stop(doomed)
+    return out
 
 def version_rows(cat: Catalog) -> tuple[list[list[str]], list]:
     """The committed version's shard layout (sample ids) and rows minus the per-run columns."""
@@ -223,12 +252,15 @@ def test_two_workers_make_the_single_process_dataset(cluster, jobs):
             if a is not b and a["slot"] == b["slot"]:
                 assert a["held_until"] <= b["held_from"] or b["held_until"] <= a["held_from"], (a, b)
     assert len({r["flow_run_id"] for r in runs}) == 4 and single["shard_runs"] == []
-    # The shard whose process was killed crashed, was submitted again, and its second run made its rows.
-    assert (cluster["tmp"] / "a-shard-died").exists()
+    # The shard whose process was killed crashed (its worker said so), the one whose machine died went silent
+    # and the server's automation crashed it; each was submitted again and its second run made its rows.
+    assert (cluster["tmp"] / "a-shard-died").exists() and (cluster["tmp"] / "doomed-machine-sampling").exists()
     crashed = flow_runs(cluster, "CRASHED")
-    assert len(crashed) == 1 and crashed[0]["name"].startswith(f"{DATASET}-job-shard-"), crashed
+    assert len(crashed) == 2 and all(r["name"].startswith(f"{DATASET}-job-shard-") for r in crashed), crashed
+    lost = [r for r in crashed if "no heartbeat" in read_state_message(cluster, r["flow_run_id"])]
+    assert len(lost) == 1, crashed
     retried = {r["flow_run_id"] for r in flow_runs(cluster, "COMPLETED") if r["name"].endswith("-retry-1")}
-    assert len(retried) == 1 and retried <= {r["flow_run_id"] for r in runs}
+    assert len(retried) == 2 and retried <= {r["flow_run_id"] for r in runs}
     assert {r["installed_at"] for r in runs} == {str(cluster["site"])}  # the wheel, not this checkout
     assert dist["metrics"]["generated_this_run"] == 12 and "workers of pool" in dist["models"]["generator"]
     for gpu in {r["gpu"] for r in runs}:
@@ -246,8 +278,8 @@ def test_two_workers_make_the_single_process_dataset(cluster, jobs):
     assert not shard_files & {p.name for p in coordinator.rglob("*.parquet")}
     assert not list((coordinator / "staging").rglob("*.parquet")) and not (coordinator / "catalog").exists()
     assert not [k for k in at_url.storage.files.find("_staging")]  # the store's staging is gone after the commit
-    machines = sorted(cluster["tmp"].glob("machine-*"))
-    assert len(machines) == 2 and not any(shard_files & {p.name for p in m.rglob("*.parquet")} for m in machines)
+    machines = sorted(cluster["tmp"].glob("machine-*")) + [cluster["tmp"] / "doomed-machine"]
+    assert len(machines) == 3 and not any(shard_files & {p.name for p in m.rglob("*.parquet")} for m in machines)
     checked = subprocess.run([str(BIN / "synthgen"), "--data-dir", str(coordinator), "--catalog", cluster["url"],
                               "verify", DATASET, "--json"], env=cluster["env"], capture_output=True, text=True,
                              timeout=120)
@@ -371,52 +403,7 @@ def test_a_schedule_can_send_its_shards_to_the_pool(cluster):
     assert dep["parameters"]["settings"]["data"] is None
 
 
-def test_a_shard_run_whose_machine_died_is_crashed_by_the_server_and_run_again(cluster, jobs):
-    """A third machine takes a shard and dies whole while sampling (its worker and the shard's process
-    SIGKILLed: nothing is left to report); the run's heartbeats stop, the server's automation crashes it,
-    the job submits it again to the other machines, and the version equals the single-process run's."""
-    tmp, env = cluster["tmp"], {**cluster["env"], "SYNTHGEN_SHARD_HEARTBEAT_S": "30"}
-    url = f"{cluster['url']}-lost-machine"
-    push(Catalog(cluster["seed"] / "catalog"), "digits-real", url)
-    sampling = tmp / "doomed-machine-sampling"
-    home = tmp / "doomed-machine"
-    # The others are paused, so the doomed machine takes the first shard; it hangs there until killed.
-    for w in cluster["workers"]:
-        os.killpg(w.pid, signal.SIGSTOP)
-    doomed = start([str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--type", "process", "--limit", "1",
-                    "--name", "worker-doomed"],
-                   {**worker_env(env, home, cluster["site"]), "SYNTHGEN_GPUS": "9",
-                    "SYNTHGEN_FAILPOINT": "sampling:hang", "SYNTHGEN_FAILPOINT_ONCE": str(sampling)},
-                   tmp / "worker-doomed.log", cwd=home)
-    try:
-        with ThreadPoolExecutor(1) as pool:
-            run = pool.submit(synthgen_run, cluster, "lost-machine", {**env, "SYNTHGEN_SHARD_POOL": POOL}, url)
-            deadline = time.monotonic() + 240
-            while not sampling.exists():
-                assert time.monotonic() < deadline and not run.done(), (tmp / "worker-doomed.log").read_text()[-3000:]
-                time.sleep(0.5)
-            machine = psutil.Process(doomed.pid)
-            for p in [*machine.children(recursive=True), machine]:  # the machine goes: everything on it at once
-                p.kill()
-            for w in cluster["workers"]:
-                os.killpg(w.pid, signal.SIGCONT)
-            proc, data = run.result()
-    finally:
-        for w in cluster["workers"]:
-            os.killpg(w.pid, signal.SIGCONT)
-        stop(doomed)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    result = json.loads((data / "result.json").read_text())
-    lost = [r for r in flow_runs(cluster, "CRASHED") if "no heartbeat" in read_state_message(cluster, r["flow_run_id"])]
-    assert len(lost) == 1, flow_runs(cluster, "CRASHED")
-    assert all(r["gpu"] in "0123" for r in result["shard_runs"])  # every shard was made by the machines left
-    layout, tables = version_rows(Catalog(url, cache=tmp / "lost-reader-cache"))
-    single_layout, single_tables = version_rows(Catalog(jobs["single"]["data"] / "catalog"))
-    assert layout == single_layout
-    for mine, theirs in zip(tables, single_tables):
-        assert [c for c in mine.column_names if not mine[c].equals(theirs[c])] == []
-
-
 def read_state_message(cluster: dict, run_id: str) -> str:
+    """The message of a flow run's current state (why it ended)."""
     url = f"{cluster['env']['PREFECT_API_URL']}/flow_runs/{run_id}"
     return json.loads(urllib.request.urlopen(url, timeout=10).read())["state"]["message"] or ""
