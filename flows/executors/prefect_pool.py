@@ -37,7 +37,7 @@ from prefect.client.schemas.objects import ConcurrencyLeaseHolder, StateType
 from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
 from prefect.concurrency.sync import concurrency
 from prefect.deployments import run_deployment
-from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound, PrefectHTTPStatusError
 from prefect.runtime import flow_run
 from prefect.utilities.importtools import import_object
 
@@ -210,7 +210,12 @@ def deploy_shard_flow(pool: str, entrypoint: str = ENTRYPOINT, heartbeat_s: int 
     """
     require_server()
     deployment = deploy(entrypoint, pool, pool, tags=[TAG, "shard"], job_variables={"env": heartbeat_env(heartbeat_s)})
-    ensure_lost_run_automation(import_object(entrypoint).name, heartbeat_s)
+    try:
+        ensure_lost_run_automation(import_object(entrypoint).name, heartbeat_s)
+    except PrefectHTTPStatusError as exc:  # e.g. an account without automations: the job runs, unguarded
+        logging.getLogger("synthgen").warning(
+            f"could not keep the automation that crashes shard runs of dead machines ({exc}); a machine that "
+            "dies leaves its shard runs Running until they are cancelled (prefect flow-run cancel ID)")
     return deployment
 
 
