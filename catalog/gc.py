@@ -13,8 +13,9 @@ It also removes what a work pool's job staged on the store
 (``_staging/<dataset>/<job digest>/``, ``catalog.layout.staging_key``) and
 never committed: a driver that died and was not run again. A job's staging
 goes whole, once even its newest object is past the grace period (a job
-still running keeps adding shards there); a rerun after that generates the
-shards again.
+still running keeps adding shards there, and its driver refreshes a record
+of its own there while it waits); a rerun after that generates the shards
+again.
 
 Works on any catalog root (a folder or a URL) through ``Storage.files``.
 """
@@ -76,23 +77,43 @@ def _age_s(storage: Storage, key: str, now: float) -> float:
 
 
 def staged_jobs(storage: Storage, name: str) -> dict[str, list[str]]:
-    """Each job staging prefix of ``name`` (``_staging/<name>/<job>``) and the keys under it."""
+    """Each job staging prefix of ``name`` on an object store (``_staging/<name>/<job>``) and the keys under it.
+
+    A catalog in a folder has none (its jobs stage in the data folder): nothing is looked for there.
+    """
+    if storage.local:
+        return {}
     jobs: dict[str, list[str]] = {}
     for key in storage.glob(f"{STAGING}/{check_name(name)}/*/*"):
         jobs.setdefault(key.rsplit("/", 1)[0], []).append(key)
     return dict(sorted(jobs.items()))
 
 
-def collect_garbage(storage: Storage, name: str, older_than_s: float = GRACE_S, dry_run: bool = False) -> Garbage:
-    """Remove ``name``'s unnamed shard files and job staging older than ``older_than_s`` (``dry_run``: only list)."""
-    found = Garbage(name, len(named_shards(storage, name)), unnamed_shards(storage, name))
+def _collect_staging(storage: Storage, name: str, older_than_s: float, dry_run: bool, found: Garbage) -> None:
+    """Remove the keys of each job staging whose newest object is older than ``older_than_s``, one by one."""
     now = time.time()
     for prefix, keys in staged_jobs(storage, name).items():
         found.staged.append(prefix)
-        if min(_age_s(storage, k, now) for k in keys) >= older_than_s:
-            if not dry_run:
-                storage.files.rm(prefix, recursive=True)
-            found.staged_removed.append(prefix)
+        try:
+            young = min(_age_s(storage, k, now) for k in keys) < older_than_s
+        except FileNotFoundError:  # its job committed meanwhile and removed it
+            continue
+        if young:
+            continue
+        if not dry_run:
+            for key in keys:  # exactly those listed (a name is never read as a pattern), not what came since
+                try:
+                    storage.files.rm_file(key)
+                except FileNotFoundError:
+                    pass
+        found.staged_removed.append(prefix)
+
+
+def collect_garbage(storage: Storage, name: str, older_than_s: float = GRACE_S, dry_run: bool = False) -> Garbage:
+    """Remove ``name``'s unnamed shard files and job staging older than ``older_than_s`` (``dry_run``: only list)."""
+    found = Garbage(name, len(named_shards(storage, name)), unnamed_shards(storage, name))
+    _collect_staging(storage, name, older_than_s, dry_run, found)
+    now = time.time()
     named = named_shards(storage, name)  # read again just before removing: a manifest may have landed meanwhile
     for key in (k for k in found.unnamed if k not in named):
         if _age_s(storage, key, now) < older_than_s:

@@ -86,12 +86,11 @@ def schedule(spec: JobSpec, data_dir: str, cron: str | None, pool: str, name: st
 
 
 def deploy(entrypoint: str, name: str, pool: str, parameters: dict | None = None, tags: list[str] | None = None,
-           cron: str | None = None, job_variables: dict | None = None) -> str:
+           cron: str | None = None) -> str:
     """Register (or update) a deployment of the flow at ``entrypoint`` on ``pool`` (created if missing).
 
     ``entrypoint`` is a module path (``flows.generate.generate_dataset``): a worker imports the flow from
     the synthgen it has installed (a wheel, an image), with no checkout, pull step or shared path.
-    ``job_variables``: the pool's per-run settings, e.g. ``{"env": {...}}`` for the run's process.
     """
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import DeploymentScheduleCreate
@@ -108,7 +107,7 @@ def deploy(entrypoint: str, name: str, pool: str, parameters: dict | None = None
         deployment_id = client.create_deployment(
             flow_id, name, entrypoint=entrypoint, work_pool_name=pool, parameters=parameters or {},
             tags=tags or [], schedules=schedules, pull_steps=[], parameter_openapi_schema=parameter_schema(flow).model_dump(),
-            enforce_parameter_schema=False, job_variables=job_variables or {})
+            enforce_parameter_schema=False)
     return str(deployment_id)
 
 

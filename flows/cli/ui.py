@@ -24,13 +24,15 @@ def ui(
     from flows.ui.app import create_app
 
     paths, settings = cli_paths(), Settings()
-    config = UiConfig(catalog=paths.catalog, cache=paths.ui_cache, shard_cache=paths.cache, allow_restricted=allow_restricted,
-                      mlflow_url=settings.mlflow_ui_url, prefect_url=settings.prefect_ui_url, embedder=embedder)
+    config = UiConfig(catalog=paths.catalog, cache=paths.ui_cache, shard_cache=paths.cache,
+                      allow_restricted=allow_restricted, mlflow_url=settings.mlflow_ui_url,
+                      prefect_url=settings.prefect_ui_url, embedder=embedder)
+    web_app = create_app(config)  # a catalog it cannot read (a missing bucket) is an error before the banner
     if host not in ("127.0.0.1", "localhost", "::1"):
         err.print(f"[yellow]warning:[/] listening on {host}: anyone who can reach it sees the catalog's images")
     err.print(f"synthgen ui: http://{'[' + host + ']' if ':' in host else host}:{port}/ "
               f"(catalog {paths.catalog}{'; restricted datasets shown' if allow_restricted else ''}; Ctrl-C stops it)")
     try:
-        uvicorn.run(create_app(config), host=host, port=port, log_level="warning", access_log=False)
+        uvicorn.run(web_app, host=host, port=port, log_level="warning", access_log=False)
     except (KeyboardInterrupt, Terminated):  # uvicorn shut down cleanly, then re-raised the signal: how a server stops
         err.print("synthgen ui: stopped")

@@ -5,12 +5,19 @@ worker, and the driver submits it again. When the whole machine goes (power,
 a preempted VM, a container killed with its worker) nothing is left to
 report, and the run would stay Running: the job's driver would wait for
 ever. Prefect's flow engine sends a heartbeat event every
-``PREFECT_FLOWS_HEARTBEAT_FREQUENCY`` seconds; the shard deployment sets that
-to ``Settings.shard_heartbeat_s``, and the driver keeps one automation on the
-server (Prefect's own way to catch such "zombie" runs) that sets a shard run
+``PREFECT_FLOWS_HEARTBEAT_FREQUENCY`` seconds; the driver sets that in each
+shard run's environment (``Settings.shard_heartbeat_s``) and tags the run
+with the interval, and keeps one automation per interval on the server
+(Prefect's own way to catch such "zombie" runs) that sets a run with that tag
 Crashed when neither a heartbeat nor a final state came for ``MISSED``
 heartbeats and a margin. The driver then submits the shard again, as for any
 crashed run (``PrefectPoolExecutor``).
+
+One automation per interval, never replaced while its definition is the
+same: Prefect resets an automation's pending windows when it is updated, so
+a driver starting another job must not blind the automation to a machine
+that died before it started; and jobs with different intervals never judge
+each other's runs.
 """
 
 from __future__ import annotations
@@ -22,7 +29,6 @@ from prefect.client.schemas.objects import StateType
 from prefect.events.actions import ChangeFlowRunState
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 
-AUTOMATION = "synthgen: crash shard runs whose heartbeats stopped"
 HEARTBEAT_ENV = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
 MISSED = 2  # heartbeats missed in a row before a run counts as lost
 MARGIN_S = 15  # for an event delayed on its way to the server
@@ -35,39 +41,65 @@ def heartbeat_env(heartbeat_s: int) -> dict[str, str]:
     return {HEARTBEAT_ENV: str(heartbeat_s)}
 
 
+def heartbeat_tag(heartbeat_s: int) -> str:
+    """The tag of shard runs sending heartbeats ``heartbeat_s`` seconds apart (what the automation watches)."""
+    return f"synthgen-heartbeat-{heartbeat_s}s"
+
+
 def silence_limit(heartbeat_s: int) -> timedelta:
     """How long a run may go without a heartbeat before it is crashed."""
     return timedelta(seconds=MISSED * heartbeat_s + MARGIN_S)
 
 
-def lost_run_automation(flow_name: str, heartbeat_s: int) -> AutomationCore:
-    """The automation that crashes runs of flow ``flow_name`` silent for ``silence_limit(heartbeat_s)``."""
+def automation_name(heartbeat_s: int) -> str:
+    """The name of the automation for runs tagged ``heartbeat_tag(heartbeat_s)``."""
+    return f"synthgen: crash shard runs whose heartbeats stopped ({heartbeat_s} s apart)"
+
+
+def lost_run_automation(heartbeat_s: int) -> AutomationCore:
+    """The automation that crashes runs tagged ``heartbeat_tag(heartbeat_s)`` silent for ``silence_limit``."""
+    limit = silence_limit(heartbeat_s)
     return AutomationCore(
-        name=AUTOMATION,
-        description=f"Sets a {flow_name} flow run Crashed when its heartbeats ({heartbeat_s} s apart) stop "
-                    "without a final state: its machine died. The synthgen job that submitted it runs it again.",
+        name=automation_name(heartbeat_s),
+        description=f"Sets a synthgen shard run Crashed when its heartbeats ({heartbeat_s} s apart) stop without a "
+                    "final state: its machine died. The synthgen job that submitted it runs it again.",
         trigger=EventTrigger(
             after={"prefect.flow-run.heartbeat"},
             expect={"prefect.flow-run.heartbeat", *ENDED},
             match={"prefect.resource.id": "prefect.flow-run.*"},
-            match_related={"prefect.resource.role": "flow", "prefect.resource.name": flow_name},
+            match_related={"prefect.resource.role": "tag",
+                           "prefect.resource.id": f"prefect.tag.{heartbeat_tag(heartbeat_s)}"},
             for_each={"prefect.resource.id"},
             posture=Posture.Proactive,
             threshold=1,
-            within=silence_limit(heartbeat_s),
+            within=limit,
         ),
         actions=[ChangeFlowRunState(state=StateType.CRASHED,
-                                    message=f"no heartbeat for {silence_limit(heartbeat_s).seconds} s: the machine "
-                                            "running this shard died; its job submits the shard again")],
+                                    message=f"no heartbeat for {int(limit.total_seconds())} s: the machine running "
+                                            "this shard died; its job submits the shard again")],
     )
 
 
-def ensure_lost_run_automation(flow_name: str, heartbeat_s: int) -> str:
-    """Create the automation on the server, or update the one there to these settings; its id."""
-    want = lost_run_automation(flow_name, heartbeat_s)
+def _definition(automation) -> dict:
+    """What an automation does (its ids and server-side fields left out), to compare two."""
+    d = automation.model_dump(mode="json", include={"name", "description", "enabled", "trigger", "actions"})
+    d["trigger"].pop("id", None)
+    return d
+
+
+def ensure_lost_run_automation(heartbeat_s: int) -> str:
+    """The id of the automation for ``heartbeat_s``, created if missing and replaced only if it differs.
+
+    Extra copies (two drivers that created it at once) are removed, the oldest kept: one is enough.
+    """
+    want = lost_run_automation(heartbeat_s)
     with get_client(sync_client=True) as client:
-        found = client.read_automations_by_name(AUTOMATION)
+        found = client.read_automations_by_name(want.name)
         if not found:
             return str(client.create_automation(want))
-        client.update_automation(found[0].id, want)
-        return str(found[0].id)
+        *extra, keep = found  # newest first (by when written): keep the oldest, whose windows are running
+        for automation in extra:
+            client.delete_automation(automation.id)
+        if _definition(keep) != _definition(want):
+            client.update_automation(keep.id, want)
+        return str(keep.id)

@@ -39,13 +39,12 @@ from prefect.concurrency.sync import concurrency
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound, PrefectHTTPStatusError
 from prefect.runtime import flow_run
-from prefect.utilities.importtools import import_object
 
 from catalog import Catalog, RunRef
 from catalog.schema import samples_to_table
 from catalog.storage import Storage
 from flows.executors.base import Retry, ShardFailed, with_retries
-from flows.executors.lost_runs import ensure_lost_run_automation, heartbeat_env
+from flows.executors.lost_runs import ensure_lost_run_automation, heartbeat_env, heartbeat_tag
 from flows.job.components import ComponentLoader, Setup
 from flows.job.shard_step import ShardReport, ShardResult, ShardStep
 from flows.job.staging import Staging
@@ -59,6 +58,7 @@ ENTRYPOINT = "flows.executors.prefect_pool.generate_shard_flow"  # a module path
 GPUS_ENV = "SYNTHGEN_GPUS"  # "0,1": the GPUs this worker owns
 HOST_ENV = "SYNTHGEN_HOST"  # the host part of slot names (containers on one machine must share it)
 POLL_S = 2.0
+DRIVER_ALIVE_EVERY_S = 600.0  # how often a waiting driver refreshes its record in the job's staging
 # Where the worker's synthgen is installed (recorded per shard: a fleet with mixed installs shows which ran it).
 INSTALLED_AT = Path(__file__).resolve().parents[2]
 
@@ -202,21 +202,19 @@ def deployment_name(pool: str) -> str:
     return f"{SHARD_FLOW}/{pool}"
 
 
-def deploy_shard_flow(pool: str, entrypoint: str = ENTRYPOINT, heartbeat_s: int = 60) -> str:
-    """(Re)register the shard flow on ``pool``; workers import it from the synthgen they have installed.
-
-    Its runs send a heartbeat every ``heartbeat_s`` seconds, and the server crashes one that goes silent
-    (``flows.executors.lost_runs``): a run whose machine died is then submitted again like any crashed run.
-    """
+def deploy_shard_flow(pool: str, entrypoint: str = ENTRYPOINT) -> str:
+    """(Re)register the shard flow on ``pool``; workers import it from the synthgen they have installed."""
     require_server()
-    deployment = deploy(entrypoint, pool, pool, tags=[TAG, "shard"], job_variables={"env": heartbeat_env(heartbeat_s)})
+    return deploy(entrypoint, pool, pool, tags=[TAG, "shard"])
+
+
+def guard_lost_runs(heartbeat_s: int, log) -> None:
+    """Keep the automation that crashes shard runs whose machine died (``lost_runs``); warn if the server refuses."""
     try:
-        ensure_lost_run_automation(import_object(entrypoint).name, heartbeat_s)
+        ensure_lost_run_automation(heartbeat_s)
     except PrefectHTTPStatusError as exc:  # e.g. an account without automations: the job runs, unguarded
-        logging.getLogger("synthgen").warning(
-            f"could not keep the automation that crashes shard runs of dead machines ({exc}); a machine that "
-            "dies leaves its shard runs Running until they are cancelled (prefect flow-run cancel ID)")
-    return deployment
+        log.warning(f"could not keep the automation that crashes shard runs of dead machines ({exc}); a machine "
+                    "that dies leaves its shard runs Running until they are cancelled (prefect flow-run cancel ID)")
 
 
 @dataclass
@@ -247,7 +245,9 @@ class PrefectPoolExecutor:
         staged for a rerun.
         """
         log = get_run_logger()
-        deploy_shard_flow(self.pool, self.entrypoint, self.settings.shard_heartbeat_s)
+        deploy_shard_flow(self.pool, self.entrypoint)
+        heartbeat_s = self.settings.shard_heartbeat_s
+        guard_lost_runs(heartbeat_s, log)
         job = step.spec
         # At a URL a worker keeps its own data folder: neither the path nor the setting travels.
         data_dir, settings = ((None, self.settings.model_copy(update={"data": None})) if self.store is not None
@@ -265,7 +265,8 @@ class PrefectPoolExecutor:
                 timeout=0,  # submit only; the loop below waits for all of them together
                 flow_run_name=f"{job.name}-{s.name}{again}",
                 idempotency_key=f"{step.runs.prefect_flow_run_id}:{s.name}{again}",
-                tags=[TAG, f"dataset:{job.output.dataset}"],
+                tags=[TAG, f"dataset:{job.output.dataset}", heartbeat_tag(heartbeat_s)],
+                job_variables={"env": heartbeat_env(heartbeat_s)},  # per run: jobs may differ
             )
             runs.add(str(fr.id), s, attempt)
 
@@ -274,7 +275,12 @@ class PrefectPoolExecutor:
         log.info(f"{job.name}: {len(shards)} shard runs on pool {self.pool!r}")
         staging = Staging.of(self.settings.paths(self.data_dir), job, self.store)
 
+        alive_at = [0.0]
+
         def poll() -> None:
+            if time.time() - alive_at[0] > DRIVER_ALIVE_EVERY_S:  # gc keeps a staging with a young object
+                staging.mark_driver_alive({"host": socket.gethostname(), "pid": os.getpid(), "at": time.time()})
+                alive_at[0] = time.time()
             for run_id, state in poll_flow_runs(runs.waiting(), log).items():
                 runs.states[run_id] = state
                 s = runs.shard_of[run_id]
@@ -293,6 +299,9 @@ class PrefectPoolExecutor:
                     poll()
                 raise ShardFailed(f"shard run(s) on pool {self.pool!r} failed: " + "; ".join(runs.failures()))
             record = staging.read_run_record(s)
+            if record is None:  # its run completed, so something removed what it staged
+                raise ShardFailed(f"{s.name}: its run completed but its staged rows are gone from the job's staging "
+                                  "(removed by `synthgen gc --older-than` while the job ran?); run the job again")
             self.records.append(record)
             yield ShardResult(ShardReport(record["shard"], record["rows"], False, record["sampling_s"],
                                           record["wall_s"], record["pid"], record.get("device")))

@@ -56,6 +56,9 @@ class Decision(BaseModel):
     kept_by_condition: dict[int, int] = {}  # kept rows by condition position: what the plan's next round asks from
 
 
+DRIVER_RECORD = "driver"  # <drop>/driver.run.json: refreshed by a waiting driver (never a shard's name)
+
+
 @dataclass(frozen=True)
 class Staging:
     """Paths and records of one job's staging folder, and its shard drop (default: the folder itself)."""
@@ -104,6 +107,11 @@ class Staging:
 
     def write_run_record(self, shard: Shard, record: dict) -> None:
         self.shards_drop.put_record(shard.name, record)
+
+    def mark_driver_alive(self, record: dict) -> None:
+        """Leave (refresh) the driver's own record beside the shards': ``synthgen gc`` keeps a staging
+        with a young object, so a driver waiting long for one shard keeps the others."""
+        self.shards_drop.put_record(DRIVER_RECORD, record)
 
     # -- undecided shards ------------------------------------------------------------
     def stage(self, shard: Shard, table: pa.Table) -> None:
