@@ -92,7 +92,7 @@ def generate_dataset(spec: dict, data_dir: str | None = None, shard_pool: str | 
                                                   "synthgen.watermark": f"{wm.method}:{wm.strength}" if wm.enabled else "off"})
     try:
         _close_dead_runs(tracker, job, runs)
-        setup = components or ComponentLoader(job, str(paths.catalog))
+        setup = components or ComponentLoader(job, str(paths.catalog), str(paths.cache))
         executor = choose_executor(job, paths, settings, shard_pool, progress.advance if progress else None,
                                    store=catalog.storage if catalog.url else None)
         get_run_logger().info(f"{job.name}: {job.size_text} -> {job.output.dataset} ({describe(executor)})")

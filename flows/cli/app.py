@@ -92,7 +92,7 @@ def _run_job(spec_path: Path, params: str | None = None, assignments: list[str] 
     from flows.tracking import warm_up
 
     server = start_in_background(paths.prefect_home)
-    components = components or ComponentLoader(spec, str(paths.catalog))
+    components = components or ComponentLoader(spec, str(paths.catalog), str(paths.cache))
     # A committed spec loads nothing: the flow answers it from the catalog.
     if not Catalog(paths.catalog).find_job(spec.output.dataset, spec.digest()):
         components.prefetch()  # loads the models on the second core while Prefect's server starts
@@ -276,7 +276,7 @@ def demo(
         # The ingest runs mostly on one core (per-image preprocessing): the job's models and
         # MLflow's store load on the other, before the flow needs them (the guard after the ingest).
         paths = cli_paths()
-        components = ComponentLoader(spec, str(paths.catalog))
+        components = ComponentLoader(spec, str(paths.catalog), str(paths.cache))
         components.prefetch(guard=False)
         warm_up(paths.tracking_uri, paths.artifact_root, after=server_orm_defined)
         with tempfile.TemporaryDirectory() as tmp:

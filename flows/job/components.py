@@ -94,13 +94,20 @@ class ComponentLoader:
     starts the loads in a background thread, e.g. while Prefect's server starts.
     """
 
-    def __init__(self, spec: JobSpec, catalog_root: str):
-        self.spec, self.catalog_root = spec, str(catalog_root)
+    def __init__(self, spec: JobSpec, catalog_root: str, cache: str | None = None):
+        """``cache``: where this machine keeps what it reads from a catalog at a URL (the data folder's
+        cache/; default ``~/.cache/synthgen``)."""
+        self.spec, self.catalog_root, self.cache = spec, str(catalog_root), cache
         self._lock = threading.RLock()  # one loader at a time: a prefetch and the job never load twice
         self._loaded: dict[str, object] = {}
 
     def __getstate__(self) -> dict:
-        return {"spec": self.spec, "catalog_root": self.catalog_root}  # a worker loads its own
+        # A worker loads its own, and keeps its reads in its own cache: the path is this machine's.
+        return {"spec": self.spec, "catalog_root": self.catalog_root}
+
+    def catalog(self) -> Catalog:
+        """The job's catalog, reading through this machine's cache."""
+        return Catalog(self.catalog_root, cache=self.cache)
 
     def __setstate__(self, state: dict) -> None:
         self.__init__(state["spec"], state["catalog_root"])
@@ -119,15 +126,15 @@ class ComponentLoader:
 
     def guard(self) -> PixelGuard | None:
         """The pixel guard over the real set's head when first asked (after an ingest that makes it, say)."""
-        return self._once("guard", lambda: load_guard(self.spec, Catalog(self.catalog_root)))
+        return self._once("guard", lambda: load_guard(self.spec, self.catalog()))
 
     def init_images(self) -> InitImages | None:
         """The real rows the job's samples start from (real-image guidance), or None."""
-        return self._once("init", lambda: load_init_images(Catalog(self.catalog_root), self.spec))
+        return self._once("init", lambda: load_init_images(self.catalog(), self.spec))
 
     def __call__(self, device: str | None = None, share: int = 1) -> Components:
         if device is not None or share != 1:  # a device worker: its own device, nothing kept here
-            return load_components(self.spec, Catalog(self.catalog_root), device, share)
+            return load_components(self.spec, self.catalog(), device, share)
         return Components(self.generator(), self.embedder(), self.guard(), init=self.init_images())
 
     def prefetch(self, guard: bool = True) -> threading.Thread:

@@ -110,7 +110,7 @@ def run_job(spec: SpecLike, data_dir: str | Path | None = None, *, paths: Paths 
         staging.remove()
         return JobResult(job, commit_report(catalog, done, reused=True))
     runs = runs or RunRef()
-    setup = setup or ComponentLoader(job, str(paths.catalog))
+    setup = setup or ComponentLoader(job, str(paths.catalog), str(paths.cache))
     executor = executor or LocalExecutor()
     decisions = OrderedDecisions(job, catalog, staging, setup.embedder())
     step, shards, reports = ShardStep(job, runs), list(decisions.shards), []

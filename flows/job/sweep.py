@@ -184,8 +184,8 @@ class ProbeLoader(ComponentLoader):
     by every probe whose spec sections they come from agree (a grid over sampler settings loads them once).
     """
 
-    def __init__(self, spec: JobSpec, catalog_root: str, shared: dict | None = None):
-        super().__init__(spec, catalog_root)
+    def __init__(self, spec: JobSpec, catalog_root: str, shared: dict | None = None, cache: str | None = None):
+        super().__init__(spec, catalog_root, cache)
         self.shared = {} if shared is None else shared  # a worker process (unpickled) shares nothing
 
     def _shared(self, key: tuple, load):
@@ -199,7 +199,7 @@ class ProbeLoader(ComponentLoader):
 
     def guard(self) -> PixelGuard | None:
         key = ("guard", self.spec.dedup.model_dump_json())  # the real set's head is fixed for the sweep
-        return self._once("guard", lambda: self._shared(key, lambda: load_guard(self.spec, Catalog(self.catalog_root))))
+        return self._once("guard", lambda: self._shared(key, lambda: load_guard(self.spec, self.catalog())))
 
 
 def run_probe(probe: Probe, paths: Paths, catalog: Catalog, classifier: Classifier | None = None,
@@ -208,7 +208,7 @@ def run_probe(probe: Probe, paths: Paths, catalog: Catalog, classifier: Classifi
 
     ``shared``: models kept between the probes of one sweep (see ``ProbeLoader``).
     """
-    setup = ProbeLoader(probe.spec, str(paths.catalog), shared)
+    setup = ProbeLoader(probe.spec, str(paths.catalog), shared, str(paths.cache))
     result = run_job(probe.spec, paths=paths, catalog=catalog, setup=setup)
     ref = f"{result.dataset}@{result.version}"
     timing = catalog.version_dir(result.dataset, result.version) / TIMING_FILE
