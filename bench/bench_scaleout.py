@@ -38,7 +38,6 @@ import json
 import logging
 import os
 import resource
-import signal
 import socket
 import subprocess
 import sys
@@ -68,6 +67,7 @@ from flows.executors.prefect_pool import SHARD_FLOW, PrefectPoolExecutor, stage_
 from flows.executors.ray_cluster import RayExecutor  # noqa: E402
 from flows.job.components import ComponentLoader, with_generator  # noqa: E402
 from flows.job.run import run_job  # noqa: E402
+from flows.processes import stop_group  # noqa: E402
 from flows.settings import Settings, configure  # noqa: E402
 from synthgen.spec import parse_spec  # noqa: E402
 
@@ -149,12 +149,7 @@ def pool_services(workers: int, args: argparse.Namespace, log_dir: Path) -> Iter
         yield env
     finally:
         for proc in reversed(procs):
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
+            stop_group(proc)
 
 
 @contextmanager

@@ -12,6 +12,8 @@ process was started with, and chosen environment variables, must match too.
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 
 
 def started(pid: int | None = None) -> str:
@@ -55,3 +57,15 @@ def is_same_process(pid: int, started_at: str | None, cmdline: list[str], enviro
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return False
     return all(env.get(k) == v for k, v in environ.items())
+
+
+def stop_group(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """Stop the process group ``proc`` leads (started with ``start_new_session``): SIGTERM, then SIGKILL
+    after ``timeout`` seconds. A process that already ended is left alone."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

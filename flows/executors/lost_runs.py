@@ -81,10 +81,8 @@ def lost_run_automation(heartbeat_s: int) -> AutomationCore:
 
 
 def _definition(automation) -> dict:
-    """What an automation does (its ids and server-side fields left out), to compare two."""
-    d = automation.model_dump(mode="json", include={"name", "description", "enabled", "trigger", "actions"})
-    d["trigger"].pop("id", None)
-    return d
+    """What an automation does (its id and server-side fields left out), to compare two."""
+    return automation.model_dump(mode="json", include={"name", "description", "enabled", "trigger", "actions"})
 
 
 def ensure_lost_run_automation(heartbeat_s: int) -> str:

@@ -275,12 +275,13 @@ class PrefectPoolExecutor:
         log.info(f"{job.name}: {len(shards)} shard runs on pool {self.pool!r}")
         staging = Staging.of(self.settings.paths(self.data_dir), job, self.store)
 
-        alive_at = [0.0]
+        alive_at = 0.0
 
         def poll() -> None:
-            if time.time() - alive_at[0] > DRIVER_ALIVE_EVERY_S:  # gc keeps a staging with a young object
-                staging.mark_driver_alive({"host": socket.gethostname(), "pid": os.getpid(), "at": time.time()})
-                alive_at[0] = time.time()
+            nonlocal alive_at
+            if time.time() - alive_at > DRIVER_ALIVE_EVERY_S:  # gc keeps a staging with a young object
+                alive_at = time.time()
+                staging.mark_driver_alive({"host": socket.gethostname(), "pid": os.getpid(), "at": alive_at})
             for run_id, state in poll_flow_runs(runs.waiting(), log).items():
                 runs.states[run_id] = state
                 s = runs.shard_of[run_id]

@@ -1,7 +1,6 @@
 """Scheduling for real: `prefect server start`, a work pool, a worker process, a deployment run."""
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import pytest
 import yaml
 
 from catalog import Catalog
+from flows.processes import stop_group
 from tests.conftest import REPO, small_job
 
 pytestmark = pytest.mark.long  # minutes of work: started first (tests/conftest.py)
@@ -34,16 +34,6 @@ def base_env(tmp: Path) -> dict:
     return env
 
 
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("sched")
@@ -61,11 +51,11 @@ def server(tmp_path_factory):
         except OSError:
             time.sleep(0.5)
     else:
-        stop(proc)
+        stop_group(proc)
         pytest.fail("prefect server did not start within 180 s")
     env["PREFECT_API_URL"] = url
     yield tmp, env
-    stop(proc)
+    stop_group(proc)
 
 
 def synthgen(env, *args, timeout=180):
@@ -103,7 +93,7 @@ def test_scheduled_job_runs_on_a_worker_and_commits_a_version(server):
         assert cat.head("digits-nightly") == 1
         assert cat.manifest("digits-nightly").rows == 6
     finally:
-        stop(worker)
+        stop_group(worker)
     assert synthgen(env, "unschedule", "nightly").returncode == 0
     assert "nightly" not in synthgen(env, "schedules").stdout
 

@@ -33,8 +33,9 @@ import yaml
 
 from catalog import Catalog, ingest_folder
 from catalog.publish import push
+from flows.processes import stop_group
 from tests.conftest import REPO, small_job
-from tests.flows.test_schedule import BIN, base_env, free_port, stop
+from tests.flows.test_schedule import BIN, base_env, free_port
 from tests.s3_server import moto_s3
 
 pytestmark = pytest.mark.long  # minutes of work: started first (tests/conftest.py)
@@ -144,7 +145,7 @@ def cluster(real_digits_dir, embedder, tmp_path_factory, s3):
         yield {"tmp": tmp, "env": env, "seed": seed, "job": job, "url": url, "site": site, "workers": procs[2:]}
     finally:
         for proc in reversed(procs):
-            stop(proc)
+            stop_group(proc)
 
 
 def synthgen_run(cluster: dict, name: str, extra_env: dict, catalog: str | None = None
@@ -204,7 +205,7 @@ def jobs(cluster) -> dict:
     finally:
         for w in cluster["workers"]:
             os.killpg(w.pid, signal.SIGCONT)
-        stop(doomed)
+        stop_group(doomed)
     return out
 
 def version_rows(cat: Catalog) -> tuple[list[list[str]], list]:
