@@ -47,6 +47,12 @@ class Finished:
         return f"{self.commit.dataset}@{self.commit.version}"
 
     @property
+    def restricted(self) -> bool:
+        """Whether the committed version is restricted (its manifest's sealed flag): e.g. made from restricted
+        real images (real-image guidance). Its images then stay in the catalog: no report sends them to MLflow."""
+        return self.catalog.manifest(self.commit.dataset, self.commit.version).restricted
+
+    @property
     def folder(self) -> Path:
         """The version's folder, where its reports are written."""
         return self.catalog.version_dir(self.commit.dataset, self.commit.version)
@@ -102,6 +108,8 @@ class Grid:
     """A contact sheet of kept samples, one row per class or prompt."""
 
     def write(self, done: Finished) -> Logged:
+        if done.restricted:
+            return Logged()
         c = done.commit
         return Logged([write_grid(done.catalog, c.dataset, c.version, shard_files(done))])
 
@@ -150,12 +158,13 @@ class RealPairs:
 
     Against a restricted real set, the blocked rows are left out: they are
     copies of its images, and the image goes to MLflow. Only kept rows (which
-    passed the guard) are shown, without their real partners.
+    passed the guard) are shown, without their real partners. A restricted
+    output gets none: its own rows are restricted.
     """
 
     def write(self, done: Finished) -> Logged:
         real = done.job.dedup.real_dataset
-        if not real:
+        if not real or done.restricted:
             return Logged()
         c = done.commit
         restricted = open_version(done.catalog, real).restricted
@@ -181,10 +190,13 @@ class Card:
 
 
 class Histogram:
-    """Nearest-neighbour similarities, and how many rows other thresholds would drop or block."""
+    """Nearest-neighbour similarities, and how many rows other thresholds would drop or block.
+
+    Only counts and a histogram leave, so a restricted output gets it too (as its card does).
+    """
 
     def write(self, done: Finished) -> Logged:
-        r = dedup_report(open_version(done.catalog, done.ref), done.folder / "dedup-histogram.png")
+        r = dedup_report(open_version(done.catalog, done.ref, allow_restricted=True), done.folder / "dedup-histogram.png")
         return Logged([r.histogram], metrics={f"rows_nn_synthetic_ge_{x:.2f}": n for x, n in r.would_drop.items()}
                       | {f"rows_nn_real_ge_{x:.2f}": n for x, n in r.would_block.items()})
 

@@ -15,10 +15,12 @@ from typer.testing import CliRunner
 
 from catalog import Catalog, RestrictedError, audit, ingest_folder, open_version
 from catalog.card import render_card
+from catalog.per_condition import condition_counts
 from catalog.verify import verify
 from flows.cli.app import app
 from flows.job.regenerate import regenerate_sample_check
 from flows.job.run import run_job
+from flows.outputs.reports import Finished, write_reports
 from flows.settings import Paths
 from flows.ui.samples import evidence
 from synthgen.init_images import pick
@@ -59,12 +61,11 @@ def data(tmp_path_factory, real_digits_dir, embedder):
                        "steps": 2, "height": 32, "width": 32, "batch_size": 4}
     sd["output"]["shard_size"] = 4
     jobs["digits-sd"] = sd
-    for spec in jobs.values():
-        run_job(parse_spec(spec), paths=paths)
+    results = {name: run_job(parse_spec(spec), paths=paths) for name, spec in jobs.items()}
     rows = {name: open_version(cat, name, allow_restricted=True).table(COLUMNS, status="all").to_pylist()
             for name in jobs}
     real = open_version(cat, "digits-real", allow_restricted=True).table(["sample_id", "label_name", "source_path"])
-    return {"paths": paths, "cat": cat, "rows": rows, "jobs": jobs, "real": real.to_pylist()}
+    return {"paths": paths, "cat": cat, "rows": rows, "jobs": jobs, "real": real.to_pylist(), "results": results}
 
 
 def cli(data, *args):
@@ -102,6 +103,21 @@ def test_rows_from_a_restricted_real_set_are_restricted(data):
     spec.write_text(yaml.safe_dump(guided("open-synth", 0.6, 1)))
     r = cli(data, "run", str(spec), "--check")
     assert r.exit_code == 2 and "would derive from the restricted 'digits-real'" in r.output, r.output
+
+
+def test_a_restricted_output_gets_its_reports_and_none_sends_its_images_to_mlflow(data):
+    # The flow's reports after the commit: they used to fail the run (exit 2, version committed) on the
+    # histogram's read of the restricted rows. Counts and plots of numbers leave; images of the rows do not.
+    cat, result = data["cat"], data["results"]["digits-guided"]
+    ref = f"{result.dataset}@{result.version}"
+    done = Finished(cat, parse_spec(data["jobs"]["digits-guided"]), result.commit, {"kept": 1.0},
+                    per_condition=condition_counts(open_version(cat, ref)))
+    logged = write_reports(done)
+    files = {p.name for entry in logged for p in entry.artifacts}
+    assert {"dedup-histogram.png", "card.md", "job.yaml"} <= files, files
+    assert not files & {"grid.png", "closest-real-pairs.png"}, files
+    assert not [p for entry in logged for d in entry.folders.values() if d.is_dir() for p in d.iterdir()]
+    assert any(k.startswith("rows_nn_real_ge_") for entry in logged for k in entry.metrics)
 
 
 def test_the_guard_blocks_a_near_copy_of_its_source_and_not_a_resembling_sample(data):
