@@ -11,6 +11,12 @@ loaders, remote and DVC reads, query, mix, export, push, audit, trace) calls
 Rows derived from restricted rows travel with the restriction: a synthetic
 row the memorisation guard blocked as a copy of a restricted image
 (``copies_of_restricted``) is withheld like the image it copies.
+
+A copy is shown only beside the image it copies: its real set must be open
+*and* hold the very rows the copy was matched to (``open_sources``). A name
+alone proves nothing: an open dataset made under the name of a restricted
+set that stayed behind (a pull, a catalog rebuilt) holds other rows, so the
+copies stay withheld.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from typing import Any, Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 
 from catalog.errors import RestrictedError
 from synthgen.records import KEPT, REAL_COPY
@@ -26,9 +33,11 @@ from synthgen.records import KEPT, REAL_COPY
 _FALSE = pa.scalar(False)
 # The columns ``copies_of_restricted`` reads: a row's status and its memorisation-guard evidence.
 GUARD_COLUMNS = ["status", "real_dataset", "real_threshold", "real_nn_similarity", "pixel_threshold",
-                 "real_pixel_distance", "init_dataset"]
+                 "real_pixel_distance", "init_dataset", "real_nn_id", "real_pixel_nn_id", "init_image_id"]
+# Which real rows a copy was matched to, per column naming the real set: checked by ``open_sources``.
+_MATCHED = {"real_dataset": ("real_nn_id", "real_pixel_nn_id"), "init_dataset": ("init_image_id",)}
 
-__all__ = ["GUARD_COLUMNS", "RestrictedError", "copies_of_restricted", "require_access", "sealed"]
+__all__ = ["GUARD_COLUMNS", "RestrictedError", "copies_of_restricted", "open_sources", "require_access", "sealed"]
 
 
 def require_access(info: dict, allow_restricted: bool, what: str = "rows") -> None:
@@ -45,12 +54,50 @@ def open_datasets(cat: Any) -> list[str]:
     return [n for n in cat.names() if not cat.info(n).get("restricted")]
 
 
+def open_sources(cat: Any, table: pa.Table) -> list[str]:
+    """The open datasets of ``cat`` that ``table``'s copies may be shown beside.
+
+    Each open dataset named by a copy in ``table`` (a row ``copies_of_restricted``
+    would withhold if the name were closed) must hold, at its head, every real
+    row those copies were matched to (``real_nn_id``, ``real_pixel_nn_id``,
+    ``init_image_id``): else it is not the set they were guarded against, or
+    the rows were taken down since, and the name counts as closed for ``table``.
+    ``table`` needs the ``GUARD_COLUMNS``.
+    """
+    names = open_datasets(cat)
+    if table.num_rows == 0:
+        return names
+    copies = table.filter(restricted_copy_test([], table.column))  # every copy, as if no set were open
+    keep = set(names)
+    for source, id_columns in _MATCHED.items():
+        for name in set(copies[source].drop_null().to_pylist()) & keep:
+            mine = copies.filter(pc.equal(copies[source], name))
+            wanted = {i for c in id_columns for i in mine[c].drop_null().to_pylist()}
+            if not wanted or not holds_all(cat, name, wanted):  # nothing to check against: unproven
+                keep.discard(name)
+    return [n for n in names if n in keep]
+
+
+def holds_all(cat: Any, name: str, sample_ids: set[str]) -> bool:
+    """Whether the head of dataset ``name`` holds rows with every one of ``sample_ids``."""
+    head = cat.head(name)
+    if head is None:
+        return False
+    files = [str(cat.verified_shard(name, ref)) for ref in cat.manifest(name, head).shards]
+    if not files:
+        return False
+    found = ds.dataset(files, format="parquet").to_table(
+        columns=["sample_id"], filter=ds.field("sample_id").isin(sorted(sample_ids)))
+    return set(found["sample_id"].to_pylist()) >= sample_ids
+
+
 def copies_of_restricted(cat: Any, table: pa.Table) -> pa.ChunkedArray:
     """Which rows of ``table`` are excluded rows that copy a restricted (or unknown) real dataset.
 
     A row counts when it is not kept, was guarded against a real dataset that
-    is not an open one in ``cat`` (restricted, or absent: e.g. a pulled
-    synthetic dataset whose real set stayed behind), and its evidence makes
+    is not an open one in ``cat`` holding the rows it copies (restricted,
+    absent, e.g. a pulled synthetic dataset whose real set stayed behind, or
+    another dataset under its name: ``open_sources``), and its evidence makes
     it a copy: blocked by the guard, or past the CLIP or pixel threshold.
     A row started from a real image of such a dataset (real-image guidance)
     and blocked counts too: it may copy its own source, even once its
@@ -59,7 +106,7 @@ def copies_of_restricted(cat: Any, table: pa.Table) -> pa.ChunkedArray:
     """
     if table.num_rows == 0:
         return pa.chunked_array([pa.array([], pa.bool_())])
-    return restricted_copy_test(open_datasets(cat), table.column)
+    return restricted_copy_test(open_sources(cat, table), table.column)
 
 
 def restricted_copy_test(open_names: list[str], col: Callable[[str], Any]) -> Any:

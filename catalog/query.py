@@ -27,11 +27,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from catalog.access import open_datasets, restricted_copy_test
+from catalog.access import GUARD_COLUMNS, open_sources, restricted_copy_test
 from catalog.safe_paths import view_base
 from catalog.schema import SCHEMA
 from catalog.store import Catalog, CatalogError
-from catalog.version import DatasetVersion
+from catalog.version import DatasetVersion, read_rows
 
 
 def view_name(dataset: str, version: int | None = None, every_row: bool = False) -> str:
@@ -63,7 +63,7 @@ def connect(cat: Catalog, allow_restricted: bool = False) -> duckdb.DuckDBPyConn
                     continue
                 rows = ds.dataset(files, schema=SCHEMA, format="parquet")
                 if every_row and not allow_restricted and version.withheld_shards():
-                    rows = rows.filter(_not_a_restricted_copy(cat))
+                    rows = rows.filter(_not_a_restricted_copy(cat, version))
                 for view in (view_name(name, m.version, every_row),) + ((view_name(name, None, every_row),)
                                                                         if m.version == head else ()):
                     views.setdefault(view, []).append((name, rows))
@@ -74,9 +74,11 @@ def connect(cat: Catalog, allow_restricted: bool = False) -> duckdb.DuckDBPyConn
     return seal(con)
 
 
-def _not_a_restricted_copy(cat: Catalog) -> ds.Expression:
-    """``catalog.access.copies_of_restricted``, negated, as a filter Arrow applies while DuckDB scans."""
-    return pc.invert(restricted_copy_test(open_datasets(cat), ds.field))
+def _not_a_restricted_copy(cat: Catalog, version: DatasetVersion) -> ds.Expression:
+    """``catalog.access.copies_of_restricted`` of ``version``'s rows, negated, as a filter Arrow applies while
+    DuckDB scans (the open sources its copies may be shown beside are found first, from its guard columns)."""
+    guard = read_rows(version, ["sample_id", *GUARD_COLUMNS], "all", None)
+    return pc.invert(restricted_copy_test(open_sources(cat, guard), ds.field))
 
 
 def seal(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:

@@ -1,0 +1,65 @@
+"""Blocked copies are shown only beside the real rows they copy (``catalog.access.open_sources``).
+
+The withholding used to trust a name: any open dataset called like the real
+set counted as it. A pulled synthetic dataset, whose restricted real set
+stayed behind, then gave up its copies to anyone who ingested some other
+images under that name.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from catalog import Catalog, RestrictedError, open_version, samples_to_table
+from catalog.access import open_sources
+from catalog.query import query
+from synthgen.records import KEPT, REAL_COPY
+from tests.conftest import make_samples
+
+
+def real_set(cat: Catalog, name: str, restricted: bool, start: int = 0) -> list[str]:
+    """A real dataset of 4 rows; their ids."""
+    cat.create(name, "real", restricted=restricted)
+    t = samples_to_table(make_samples(4, "real", start=start, dim=8), embedding_model="test-clip")
+    cat.commit(name, [cat.write_shard(name, t)])
+    return t["sample_id"].to_pylist()
+
+
+def copies_of(cat: Catalog, name: str, real: str, matched: list[str]) -> None:
+    """An open synthetic dataset: 2 kept rows, 2 rows the guard blocked as copies of ``matched`` rows of ``real``."""
+    t = samples_to_table(make_samples(4, start=50, dim=8), embedding_model="test-clip")
+    for column, values in (("status", [KEPT, KEPT, REAL_COPY, REAL_COPY]), ("real_dataset", [real] * 4),
+                           ("real_nn_id", ["x", "y", *matched]), ("real_nn_similarity", [0.5, 0.5, 0.99, 0.99]),
+                           ("real_threshold", [0.9] * 4)):
+        i = t.schema.get_field_index(column)
+        t = t.set_column(i, column, pa.array(values, t.schema.field(column).type))
+    cat.create(name, "synthetic")
+    cat.commit(name, cat.write_split(name, t))
+
+
+def test_copies_of_an_open_real_set_that_holds_what_they_copy_are_shown(tmp_path):
+    cat = Catalog(tmp_path / "catalog")
+    ids = real_set(cat, "pub", restricted=False)
+    copies_of(cat, "gen", "pub", ids[:2])
+    assert open_version(cat, "gen").table(["status"], status="all").num_rows == 4
+    assert query(cat, "SELECT count(*) AS n FROM gen_all")["n"].to_pylist() == [4]
+
+
+def test_an_open_dataset_under_the_real_sets_name_does_not_release_its_copies(tmp_path):
+    cat = Catalog(tmp_path / "catalog")
+    ids = real_set(cat, "private", restricted=True)
+    copies_of(cat, "gen", "private", ids[:2])
+    # Elsewhere the restricted set is gone (a pull of `gen` alone, a catalog rebuilt), and someone makes an
+    # open real dataset under its name from other images.
+    (tmp_path / "catalog" / "private").rename(tmp_path / "private-elsewhere")
+    impostor = real_set(cat, "private", restricted=False, start=20)
+    assert not set(impostor) & set(ids[:2])
+    v = open_version(cat, "gen")
+    t = v.table(["status"], status="all")
+    assert sorted(set(t.column("status").to_pylist())) == [KEPT]  # the copies are withheld
+    assert "private" not in open_sources(cat, open_version(cat, "gen", allow_restricted=True).table(status="all"))
+    assert v.images(["s00052", "s00053"]) == {}
+    assert query(cat, "SELECT count(*) AS n FROM gen_all")["n"].to_pylist() == [2]
+    with pytest.raises(RestrictedError, match="blocked copies"):
+        v.excluded_files  # noqa: B018 - the shards holding them (what export and push hand out whole)
