@@ -110,3 +110,8 @@ def page(cur: duckdb.DuckDBPyConnection, q: GalleryQuery, size: int) -> Page:
 def groups(cur: duckdb.DuckDBPyConnection) -> list[tuple[str, int]]:
     """The classes or prompts of the version, most rows first (what the group filter offers)."""
     return [(n, c) for n, c in cur.execute("SELECT name, rows FROM facets ORDER BY rows DESC, name").fetchall()]
+
+
+def withheld(cur: duckdb.DuckDBPyConnection) -> int:
+    """How many rows of the version the index leaves out: blocked copies of restricted images, without the flag."""
+    return cur.execute("SELECT rows FROM withheld").fetchone()[0]

@@ -8,6 +8,12 @@ light columns per sort order, physically in that order and numbered
 (``rank``). A page is then ``WHERE rank > last_seen [AND filters] ORDER BY
 rank LIMIT n``: DuckDB skips the row groups before ``last_seen`` by their
 min/max and stops once the page is full (keyset paging, no OFFSET).
+
+The rows are read through ``DatasetVersion.table``, so an index holds what
+the app may show: without ``--allow-restricted`` the blocked copies of
+restricted real images are left out (only their number is kept, for the
+page to say so). The file is named by the access it was built with, so an
+index an app with the flag built is never read by one without it.
 """
 
 from __future__ import annotations
@@ -17,7 +23,6 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
 from filelock import FileLock
 
 from catalog import Catalog, CatalogError, DatasetVersion, open_version
@@ -25,7 +30,7 @@ from catalog.atomic import temp_path
 from catalog.schema import SCHEMA
 from synthgen.rules import evidence_columns
 
-FORMAT = 2  # bump when the index's tables change: older files are then simply not used
+FORMAT = 3  # bump when the index's tables change: older files are then simply not used
 SIMILARITIES = ["nn_similarity", "real_nn_similarity", "real_pixel_distance"]
 MEASURES = ["clip_score", *[c for c in evidence_columns() if c != "clip_score"]]
 NUMERIC = SIMILARITIES + MEASURES  # the columns a gallery filters by range
@@ -33,9 +38,9 @@ LIGHT = ["sample_id", "origin", "status", "label", "label_name", "prompt", "plan
          "real_nn_id", "drop_reason", *NUMERIC]
 # Sort orders: the table holding them and its ORDER BY. Most similar first: what a reviewer looks at.
 SORTS = {
-    "plan": "plan_index NULLS LAST, file_no, row_no",
-    "nn": "nn_similarity DESC NULLS LAST, file_no, row_no",
-    "real": "real_nn_similarity DESC NULLS LAST, file_no, row_no",
+    "plan": "plan_index NULLS LAST, row_no",
+    "nn": "nn_similarity DESC NULLS LAST, row_no",
+    "real": "real_nn_similarity DESC NULLS LAST, row_no",
 }
 FACETS_LIMIT = 1000  # classes or prompts offered in the filter's list (most frequent first)
 # DuckDB skips data by row group (default 122,880 rows): a page would decode that many rows at 10^6 and
@@ -43,18 +48,10 @@ FACETS_LIMIT = 1000  # classes or prompts offered in the filter's list (most fre
 ROW_GROUP_SIZE = 16_384
 
 
-def _read_light(files: list[str]) -> pa.Table:
-    """The light columns of every row, with the shard number and row number within it."""
-    cols = [c for c in LIGHT if c in SCHEMA.names]
-    parts = []
-    for i, f in enumerate(files):
-        t = pq.read_table(f, columns=cols, schema=SCHEMA)
-        t = t.append_column("file_no", pa.array([i] * t.num_rows, pa.int32()))
-        parts.append(t.append_column("row_no", pa.array(range(t.num_rows), pa.int64())))
-    if not parts:
-        empty = SCHEMA.empty_table().select(cols)
-        return empty.append_column("file_no", pa.array([], pa.int32())).append_column("row_no", pa.array([], pa.int64()))
-    return pa.concat_tables(parts)
+def _read_light(version: DatasetVersion) -> pa.Table:
+    """The light columns of every row ``version`` hands out, numbered in shard and row order (``row_no``)."""
+    light = version.table([c for c in LIGHT if c in SCHEMA.names], status="all")
+    return light.append_column("row_no", pa.array(range(light.num_rows), pa.int64()))
 
 
 def build(version: DatasetVersion, path: Path) -> None:
@@ -64,7 +61,7 @@ def build(version: DatasetVersion, path: Path) -> None:
     con = duckdb.connect(config={"temp_directory": str(path.parent / ".duckdb-tmp")})
     try:
         con.execute(f"ATTACH '{str(tmp).replace(chr(39), chr(39) * 2)}' AS ix (ROW_GROUP_SIZE {ROW_GROUP_SIZE})")
-        light = _read_light(version.all_files)
+        light = _read_light(version)
         con.register("light", light)
         for sort, order in SORTS.items():
             con.execute(f"CREATE TABLE ix.t_{sort} AS SELECT row_number() OVER (ORDER BY {order}) AS rank, * "
@@ -72,9 +69,9 @@ def build(version: DatasetVersion, path: Path) -> None:
         con.execute("CREATE TABLE ix.facets AS SELECT coalesce(label_name, prompt) AS name, count(*) AS rows "
                     f"FROM light WHERE coalesce(label_name, prompt) IS NOT NULL GROUP BY ALL "
                     f"ORDER BY rows DESC, name LIMIT {FACETS_LIMIT}")
-        con.execute("CREATE TABLE ix.files (file_no INTEGER, file VARCHAR)")
-        if version.all_files:
-            con.executemany("INSERT INTO ix.files VALUES (?, ?)", list(enumerate(version.all_files)))
+        # How many rows the version holds that this index leaves out (blocked copies of restricted images).
+        held = sum(shard.rows for shard in version.manifest.shards)
+        con.execute("CREATE TABLE ix.withheld AS SELECT ?::BIGINT AS rows", [held - light.num_rows])
         con.execute("DETACH ix")
     finally:
         con.close()
@@ -94,8 +91,11 @@ class Indexes:
         self._lock = threading.Lock()
 
     def path(self, version: DatasetVersion, manifest_sha256: str) -> Path:
+        """Where ``version``'s index lives, for the access it is opened with."""
         # Named by the manifest's hash: a dataset deleted and made again under the same name gets a new index.
-        return self.root / version.name / f"v{version.version:06d}-{manifest_sha256[:16]}-f{FORMAT}.duckdb"
+        # And by access: an index built with --allow-restricted lists rows an app without it must not show.
+        access = "all" if version.allow_restricted else "open"
+        return self.root / version.name / f"v{version.version:06d}-{manifest_sha256[:16]}-{access}-f{FORMAT}.duckdb"
 
     def cursor(self, version: DatasetVersion, manifest_sha256: str) -> duckdb.DuckDBPyConnection:
         """A cursor on ``version``'s index, building the index first if no process has yet."""

@@ -2,7 +2,9 @@
 
 Byte routes (``/image``, ``/thumb``, ``/figure``) answer for one dataset,
 named in the URL, and refuse a restricted one unless the app was started
-with ``--allow-restricted``: the check comes before any cache is looked at,
+with ``--allow-restricted``; a row's routes also answer a row that copies a
+restricted image (blocked by the memorisation guard) as missing, as
+``synthgen audit ID`` does. The checks come before any cache is looked at,
 so a thumbnail made by an earlier, allowed run is not served either.
 """
 
@@ -15,7 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from catalog import open_version
+from catalog import AuditRecord, open_version
 from catalog.access import require_access
 from catalog.audit import image_of
 from catalog.diff import diff
@@ -56,6 +58,11 @@ def _restricted(st: UiState, name: str) -> bool:
     return bool(st.catalog.info(name).get("restricted")) and not st.config.allow_restricted
 
 
+def _withheld_hint(st: UiState) -> str:
+    """What a 404 for a row adds without the flag: the row may be a withheld copy (said of every miss alike)."""
+    return "" if st.config.allow_restricted else " (blocked copies of restricted images need --allow-restricted)"
+
+
 def _image_type(data: bytes) -> str:
     return next((t for magic, t in MAGIC if data.startswith(magic)), "application/octet-stream")
 
@@ -88,12 +95,12 @@ def version_page(request: Request, name: str, version: str):
     q = gallery.GalleryQuery.from_params(request.query_params)
     cur = st.indexes.cursor(v, st.catalog.manifest_sha256(name, v.version))
     try:
-        page, groups = gallery.page(cur, q, st.config.page_size), gallery.groups(cur)
+        page, groups, withheld = gallery.page(cur, q, st.config.page_size), gallery.groups(cur), gallery.withheld(cur)
     finally:
         cur.close()
     card = card_html(st.catalog.version_dir(name, v.version) / "card.md", f"/figure/{name}/{v.version}")
-    return render(request, "version.html", restricted=False, q=q, page=page, groups=groups, card=card,
-                  link=lambda **change: f"/d/{name}/{v.version}?" + urlencode(q.params(**change)), **ctx)
+    return render(request, "version.html", restricted=False, q=q, page=page, groups=groups, withheld=withheld,
+                  card=card, link=lambda **change: f"/d/{name}/{v.version}?" + urlencode(q.params(**change)), **ctx)
 
 
 @router.get("/d/{name}/{version}/diff", response_class=HTMLResponse)
@@ -112,25 +119,32 @@ def sample_page(request: Request, sample_id: str, how: str | None = None):
     """A sample: image, every provenance field, the evidence beside it, versions, links."""
     st = state(request)
     view = sample_view(st.catalog, sample_id, st.config.allow_restricted, st.config.mlflow_url, st.config.prefect_url)
-    if not view.rows and not view.restricted:
-        raise HTTPException(404, f"no sample {sample_id!r} in any committed version")
+    if not view.rows and not view.restricted:  # absent, or a withheld copy of a restricted image: answered alike
+        raise HTTPException(404, f"no sample {sample_id!r} in any committed version{_withheld_hint(st)}")
     return render(request, "sample.html", view=view, how=how.splitlines() if how else [],
                   code=403 if view.restricted and not view.rows else 200)
 
 
-def _row_image(st: UiState, name: str, sample_id: str) -> bytes:
+def _shown_row(st: UiState, name: str, sample_id: str) -> AuditRecord:
+    """The row whose image is asked for, if the app may show it: 403 for a restricted dataset, else 404."""
     require_access(st.catalog.info(name), st.config.allow_restricted, "images")  # before anything is read
-    rec = image_record(st.catalog, name, sample_id)
-    data = image_of(rec) if rec is not None else None
+    rec = image_record(st.catalog, name, sample_id, st.config.allow_restricted)
+    if rec is None:  # absent, or a withheld copy of a restricted image: the same answer, so no oracle
+        raise HTTPException(404, f"no sample {sample_id!r} in {name!r}{_withheld_hint(st)}")
+    return rec
+
+
+def _row_image(rec: AuditRecord) -> bytes:
+    data = image_of(rec)
     if data is None:
-        raise HTTPException(404, f"no sample {sample_id!r} in {name!r}")
+        raise HTTPException(404, f"no sample {rec.sample_id!r} in {rec.dataset!r}")
     return data
 
 
 @router.get("/image/{name}/{sample_id:path}")
 def image(request: Request, name: str, sample_id: str):
     """A row's image bytes, as stored."""
-    data = _row_image(state(request), name, sample_id)
+    data = _row_image(_shown_row(state(request), name, sample_id))
     return Response(data, media_type=_image_type(data), headers={"Cache-Control": "private, max-age=3600"})
 
 
@@ -138,8 +152,8 @@ def image(request: Request, name: str, sample_id: str):
 def thumb(request: Request, name: str, sample_id: str):
     """A row's thumbnail (made on the first request, then read from the cache)."""
     st = state(request)
-    require_access(st.catalog.info(name), st.config.allow_restricted, "images")  # before the cache is looked at
-    data = st.thumbs.get(name, sample_id, lambda: _row_image(st, name, sample_id))
+    rec = _shown_row(st, name, sample_id)  # before the cache is looked at: it may hold an allowed app's thumbnails
+    data = st.thumbs.get(name, sample_id, lambda: _row_image(rec))
     return Response(data, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
 

@@ -7,6 +7,11 @@ row names the row it was compared with (``nn_id``, ``real_nn_id``,
 applied: the page shows that row's image beside it, through the same
 guarded image route as any other, so a restricted real match shows as
 "restricted", not as pixels.
+
+Without ``--allow-restricted``, rows are found as ``synthgen audit ID``
+finds them: a synthetic row that the guard blocked as a copy of a
+restricted real image is withheld like that image, answered as an id the
+catalog lacks (``catalog.access.copies_of_restricted``).
 """
 
 from __future__ import annotations
@@ -131,14 +136,15 @@ def _added_by(cat: Catalog, rec: AuditRecord) -> list[RunRef]:
 
 def sample_view(cat: Catalog, sample_id: str, allow: bool, mlflow_url: str | None = None,
                 prefect_url: str | None = None) -> SampleView:
-    """What the sample page shows: its rows, less those of restricted datasets (named in ``restricted``)."""
+    """What the sample page shows: its rows, less those of restricted datasets (named in ``restricted``)
+    and, without ``allow``, less blocked copies of restricted images (not named: as if absent)."""
     try:
         records, hidden = audit(cat, sample_id, allow), []
     except RestrictedError:
-        # Which datasets hold it is said (as `synthgen audit` says it is restricted); nothing of their rows is.
-        found = audit(cat, sample_id, True)
-        records = [rec for rec in found if not _is_restricted(cat, rec.dataset, allow)]
-        hidden = sorted({rec.dataset for rec in found} - {rec.dataset for rec in records})
+        # No row the app may show: which restricted datasets hold it is said, nothing of their rows is. A row of
+        # an open dataset found only now is a withheld copy of a restricted image: left out, as audit leaves it.
+        records, found = [], audit(cat, sample_id, True)
+        hidden = sorted({rec.dataset for rec in found if _is_restricted(cat, rec.dataset, allow)})
     rows = []
     for rec in records:
         source = {k: v for k, v in rec.row.items()
@@ -147,6 +153,11 @@ def sample_view(cat: Catalog, sample_id: str, allow: bool, mlflow_url: str | Non
     return SampleView(sample_id, rows, hidden)
 
 
-def image_record(cat: Catalog, dataset: str, sample_id: str) -> AuditRecord | None:
-    """The row of ``sample_id`` in ``dataset`` (the caller has checked that it may show that dataset)."""
-    return next((rec for rec in audit(cat, sample_id, True) if rec.dataset == dataset), None)
+def image_record(cat: Catalog, dataset: str, sample_id: str, allow: bool) -> AuditRecord | None:
+    """The row of ``sample_id`` in ``dataset`` if the app may show it, else None (the caller has checked
+    that it may show that dataset): without ``allow``, a blocked copy of a restricted image is None."""
+    try:
+        found = audit(cat, sample_id, allow)
+    except RestrictedError:
+        return None  # in no dataset the app may read, or withheld: answered alike, as audit answers them
+    return next((rec for rec in found if rec.dataset == dataset), None)

@@ -4,8 +4,10 @@
 ``digits-secret`` restricted, other images), and two small jobs whose last
 shard is planted copies of one of them, so each version holds kept and
 blocked rows: ``digits-ui`` (guarded against the open set, with its card
-written) and ``digits-guarded`` (against the restricted one); and ``markup``,
-three rows whose description, class and prompt are HTML.
+written) and ``digits-guarded`` (against the restricted one); ``digits-copies``,
+a plain run guarded against the restricted set with loose thresholds, so
+that some rows are blocked copies of it, withheld without the flag; and
+``markup``, three rows whose description, class and prompt are HTML.
 """
 
 from __future__ import annotations
@@ -62,6 +64,10 @@ def ui_world(tmp_path_factory, real_digits_dir, embedder) -> dict:
     ingest_folder(cat, "digits-secret", secret, embedder.embed_images, embedder.name, restricted=True)
     _job_with_planted_copies(paths, "digits-ui", "digits-real", 0)
     _job_with_planted_copies(paths, "digits-guarded", "digits-secret", 1)
+    # Planted rows skip the provenance stage (no real_dataset): a plain run's blocked rows carry it.
+    loose = {"real_dataset": "digits-secret", "real_threshold": 0.6, "pixel_threshold": 0.5}
+    run_job(parse_spec(small_job(dataset="digits-copies", classes=(0, 1), dedup=loose)), paths=paths,
+            runs=RunRef(prefect_flow_run_id="digits-copies-flow-run"))
     card = synthgen(paths.root, "card", "digits-ui", "--write")
     assert card.returncode == 0, card.stderr
     cat.create("markup", "synthetic", description=MARKUP)  # data that looks like HTML: shown, never run

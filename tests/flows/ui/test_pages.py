@@ -82,7 +82,7 @@ def test_no_request_changes_the_catalog(ui_world, ui_server):
 def test_the_app_over_a_catalog_at_a_url_serves_what_it_serves_from_a_folder(ui_world, ui_server, tmp_path):
     with moto_s3() as s3:
         url = f"s3://{s3.bucket()}/catalog"
-        for name in ("digits-ui", "digits-secret"):
+        for name in ("digits-ui", "digits-secret", "digits-copies"):
             push(ui_world["catalog"], name, url, allow_restricted=True)
         objects = sorted(o["Key"] for o in s3.client().list_objects_v2(Bucket=url.split("/")[2])["Contents"])
         remote = Server(tmp_path / "data", catalog=url)  # its own, empty data folder: caches only
@@ -104,6 +104,12 @@ def test_the_app_over_a_catalog_at_a_url_serves_what_it_serves_from_a_folder(ui_
             secret = open_version(ui_world["catalog"], "digits-secret", allow_restricted=True)
             sid = secret.table(["sample_id"]).column("sample_id")[0].as_py()
             assert remote.get(f"/image/digits-secret/{sid}")[0] == 403  # restricted at a URL as in a folder
+            every, shown = (set(open_version(ui_world["catalog"], "digits-copies", allow_restricted=allow)
+                                .table(["sample_id"], status="all")["sample_id"].to_pylist()) for allow in (True, False))
+            copy = sorted(every - shown)[0]
+            for path in [f"/image/digits-copies/{copy}", f"/thumb/digits-copies/{copy}", f"/sample/{copy}"]:
+                assert remote.get(path)[0] == 404, path  # a blocked copy of a restricted image: withheld alike
+            assert copy not in remote.get("/d/digits-copies/1")[1].decode()
         finally:
             remote.close()
         # Read only: the bucket holds what the pushes put there, and the data folder no Parquet file.
