@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from catalog.ingest_source import Source, SourceFile
-from synthgen.imaging import ImageReadError, naming, open_image, pixel_sha256
+from synthgen.imaging import ImageReadError, naming, open_image, pixel_sha256, to_8bit
 from synthgen.memorisation import THUMB, grey
 
 EMBED_SIDE = 512  # the embedder's copy of a larger image is resized so its shorter side is this
@@ -99,18 +99,25 @@ def decode_file(source: Source, f: SourceFile, budget: PixelBudget, embed: Embed
         with naming(where):
             img = open_image(data)  # the header only: the pixel limit is checked before decoding
             # Decoded bytes plus the conversions below (grey for the thumbnail, RGB for the embedder).
-            with budget.hold(img.width * img.height * (len(img.getbands()) + 4)):
+            need = img.width * img.height * (len(img.getbands()) + 4)  # a garbled mode fails here: a bad file
+        with budget.hold(need):
+            with naming(where):  # everything Pillow does with the file's pixels
                 img.load()
                 out = Decoded(f, data, None, pixel_sha256(img), img.width, img.height, grey(img, THUMB))
-                if embed is not None:
-                    out.for_embedder = embed.prepare(embedder_copy(img))
-                return out
+                copy = embedder_copy(img) if embed is not None else None
+            if embed is not None:  # the embedder's own code, outside: a failure there is not the file's
+                out.for_embedder = embed.prepare(copy)
+            return out
     except ImageReadError as exc:
         return Decoded(f, error=str(exc))
 
 
 def embedder_copy(img: Image.Image) -> Image.Image:
-    """``img`` as RGB, resized (bicubic, as CLIP's processor) so its shorter side is at most ``EMBED_SIDE``."""
+    """``img`` as RGB, resized (bicubic, as CLIP's processor) so its shorter side is at most ``EMBED_SIDE``.
+
+    A 16-bit or float image is scaled to 8 bits first (``synthgen.imaging.to_8bit``), as for its thumbnail.
+    """
+    img = to_8bit(img)
     short = min(img.size)
     if short > EMBED_SIDE:
         scale = EMBED_SIDE / short

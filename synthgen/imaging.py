@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
@@ -40,6 +41,31 @@ def array_to_pil(arr: np.ndarray) -> Image.Image:
     if u8.ndim == 3 and u8.shape[-1] == 1:
         return Image.fromarray(u8[..., 0], mode="L")
     return Image.fromarray(u8)
+
+
+def to_8bit(img: Image.Image) -> Image.Image:
+    """``img`` with 8-bit samples: unchanged unless its mode is 16-bit or wider (``I;16*``, ``I``, ``F``).
+
+    Pillow's ``convert("L")`` / ``convert("RGB")`` clip such pixels to 0..255, which turns a 16-bit
+    photo or scan all white (and distinct images into the same thumbnail and embedding). So they are
+    scaled first, to an ``L`` image: ``I;16*`` keeps its high byte (``>> 8``); ``I`` (32-bit integers)
+    likewise once any value exceeds 255 (clipped to 0..65535, the 16-bit range), else it is already
+    8-bit and kept as is, negatives as 0; ``F`` is assumed to be in [0, 1] when its largest value is at
+    most 1 (scaled by 255, rounded, as ``to_uint8``), else clipped to 0..255 and rounded (NaN as 0).
+    """
+    if not (img.mode.startswith("I;16") or img.mode in ("I", "F")):
+        return img
+    a = np.asarray(img)
+    if img.mode.startswith("I;16"):
+        out = a.astype(np.uint16) >> 8
+    elif img.mode == "I":
+        a = np.clip(a, 0, 65535)
+        out = a >> 8 if a.size and a.max() > 255 else a
+    else:
+        a = np.nan_to_num(a.astype(np.float32), nan=0.0, posinf=255.0, neginf=0.0)
+        out = np.clip(a, 0.0, 1.0) * 255 if a.size and a.max() <= 1 else np.clip(a, 0.0, 255.0)
+        out = out.round()
+    return Image.fromarray(out.astype(np.uint8), mode="L")
 
 
 def encode_png(img: Image.Image, text: Mapping[str, str] | None = None, level: int = 6) -> bytes:
@@ -110,6 +136,8 @@ def read_regular_file(path: Path | str, max_bytes: int = MAX_FILE_BYTES) -> byte
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
+        if exc.errno == errno.ELOOP and os.path.islink(path):  # exists() is False for a loop too: not "dangling"
+            raise ImageReadError(f"{path}: symlink loop (to {os.readlink(path)})") from None
         if os.path.islink(path) and not os.path.exists(path):
             raise ImageReadError(f"{path}: dangling symlink (to {os.readlink(path)})") from None
         raise ImageReadError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
@@ -150,12 +178,18 @@ def naming(where: str) -> Iterator[None]:
         yield
     except ImageTooLarge as exc:
         raise ImageTooLarge(f"{where}: image too large: {exc}") from None
-    except ImageReadError:
+    except (ImageReadError, MemoryError):
         raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         # PIL names a BytesIO, not the file, and says "cannot identify image file" for any non-image.
         reason = "not an image PIL can decode" if isinstance(exc, Image.UnidentifiedImageError) else str(exc)
         raise ImageReadError(f"{where}: {reason}") from None
+    except Exception as exc:
+        # A damaged file makes Pillow's plugins raise anything (KeyError for a garbled mode, AttributeError,
+        # NotImplementedError): still one bad file, not a crash of the whole run. MemoryError, and
+        # BaseExceptions (KeyboardInterrupt, SystemExit), are not about the file and go on.
+        raise ImageReadError(f"{where}: damaged or unsupported image (Pillow raised {type(exc).__name__}: "
+                             f"{exc})") from None
 
 
 def decode_named(data: bytes, where: str, max_pixels: int = MAX_PIXELS) -> Image.Image:

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 from threadpoolctl import threadpool_limits
 
+from synthgen.imaging import to_8bit
 from synthgen.index import build_index
 from synthgen.preprocess import thumbnails, to_batch
 from synthgen.runtime import map_threads
@@ -33,8 +34,12 @@ def standardise(img: Image.Image | np.ndarray, size: int | None = None) -> np.nd
 
 
 def grey(img: Image.Image, size: int | None = None) -> np.ndarray:
-    """``img`` in grayscale (uint8), resized (bilinear) to ``size`` x ``size``: what ``standardise`` standardises."""
-    g = img.convert("L")
+    """``img`` in grayscale (uint8), resized (bilinear) to ``size`` x ``size``: what ``standardise`` standardises.
+
+    A 16-bit or float image is scaled to 8 bits first (``synthgen.imaging.to_8bit``): converted directly,
+    its pixels would be clipped (all white), and distinct images would give the same thumbnail.
+    """
+    g = to_8bit(img).convert("L")
     if size and g.size != (size, size):
         g = g.resize((size, size), Image.BILINEAR)
     return np.asarray(g)

@@ -14,9 +14,11 @@ from synthgen.imaging import (
     ImageReadError,
     ImageTooLarge,
     decode,
+    naming,
     pixel_sha256,
     read_image_file,
     read_regular_file,
+    to_8bit,
 )
 
 
@@ -46,6 +48,9 @@ def test_only_regular_files_are_read(tmp_path):
     (tmp_path / "gone.png").symlink_to(tmp_path / "nowhere.png")
     with pytest.raises(ImageReadError, match=r"gone.png: dangling symlink"):
         read_regular_file(tmp_path / "gone.png")
+    (tmp_path / "loop.png").symlink_to("loop.png")
+    with pytest.raises(ImageReadError, match=r"loop.png: symlink loop \(to loop.png\)"):
+        read_regular_file(tmp_path / "loop.png")
     (tmp_path / "big.bin").write_bytes(b"x" * 100)
     with pytest.raises(ImageReadError, match="100 bytes, more than the limit of 99"):
         read_regular_file(tmp_path / "big.bin", max_bytes=99)
@@ -68,3 +73,43 @@ def test_a_file_is_read_whole_whatever_its_reported_size(tmp_path):
     assert read_regular_file(proc) == proc.read_bytes()
     with pytest.raises(ImageReadError, match="limit"):
         read_regular_file(proc, max_bytes=2)
+
+
+@pytest.mark.parametrize("exc", [KeyError("RGB im\x12ge"), AttributeError("stkoffset"), NotImplementedError("format 0"),
+                                 OSError("truncated"), ValueError("bad"), SyntaxError("bad header")])
+def test_anything_pillow_raises_on_a_file_names_the_file(exc):
+    with pytest.raises(ImageReadError, match=r"^photo.jpg: "):
+        with naming("photo.jpg"):
+            raise exc
+
+
+@pytest.mark.parametrize("exc", [MemoryError(), KeyboardInterrupt(), SystemExit(1)])
+def test_what_is_not_about_the_file_goes_on_unchanged(exc):
+    with pytest.raises(type(exc)):
+        with naming("photo.jpg"):
+            raise exc
+
+
+@pytest.mark.parametrize("mode", ["I;16", "I;16B", "I"])
+def test_16_bit_images_keep_their_high_byte(mode):
+    ramp = np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000  # 0..63000
+    img = Image.fromarray(ramp).convert(mode) if mode != "I;16B" else Image.fromarray(ramp.astype(">u2"))
+    assert img.mode == mode
+    out = to_8bit(img)
+    assert out.mode == "L" and np.array_equal(np.asarray(out), (ramp >> 8).astype(np.uint8))
+
+
+def test_an_i_image_of_8_bit_values_and_a_float_image_are_scaled_as_documented():
+    small = np.arange(64, dtype=np.int32).reshape(8, 8) * 4 - 10  # -10..242: already 8-bit (negatives as 0)
+    assert np.array_equal(np.asarray(to_8bit(Image.fromarray(small))), np.clip(small, 0, 255).astype(np.uint8))
+    unit = np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)  # in [0, 1]: scaled by 255
+    assert np.array_equal(np.asarray(to_8bit(Image.fromarray(unit))), (unit * 255).round().astype(np.uint8))
+    wide = np.linspace(-50, 300, 64, dtype=np.float32).reshape(8, 8)  # beyond 1: clipped to 0..255
+    want = np.clip(wide, 0, 255).round().astype(np.uint8)
+    assert np.array_equal(np.asarray(to_8bit(Image.fromarray(wide))), want)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "P", "1", "LA", "CMYK"])
+def test_8_bit_images_are_left_as_they_are(mode):
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (8, 8, 3), dtype=np.uint8)).convert(mode)
+    assert to_8bit(img) is img
