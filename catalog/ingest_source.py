@@ -8,7 +8,9 @@ the ingest rather than silently left out.
 
 A local folder follows symlinks, to files and folders alike (image folders are often built from links
 into a shared store); a folder reached twice through links is walked once, and a dangling link is
-listed, so the ingest names it. Only regular files are read (``synthgen.imaging.read_regular_file``).
+listed, so the ingest names it. A link to the root or above it is refused, as is a folder that cannot be
+listed, and a class name that could not be a folder on export. Only regular files are read
+(``synthgen.imaging.read_regular_file``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 import fsspec
 
 from synthgen.imaging import MAX_FILE_BYTES, ImageReadError, read_regular_file
+from synthgen.path_names import component_problem
 
 CLASSES_TXT = "classes.txt"
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -50,11 +53,13 @@ def class_names(folders: list[str], listed: str | None, where: str) -> list[str]
     """
     folders = sorted(folders)
     if listed is None:
+        _check_names(folders, where.rsplit("/", 1)[0])
         return folders
     names = [line.strip() for line in listed.splitlines() if line.strip()]
     bad = [n for n in names if n in (".", "..") or "/" in n or "\\" in n]
     if bad:
         raise IngestError(f"{where}: class names must be sub-folder names, not paths: {bad}")
+    _check_names(names, where)
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise IngestError(f"{where}: class names listed twice: {dupes}")
@@ -65,9 +70,19 @@ def class_names(folders: list[str], listed: str | None, where: str) -> list[str]
     return names
 
 
+def _check_names(names: list[str], where: str) -> None:
+    # Export writes each class as a folder and refuses a name that cannot be one (a control character...),
+    # and the card's Markdown tables would break on a newline: refused here, before anything is written.
+    for n in names:
+        problem = component_problem(n)
+        if problem:
+            raise IngestError(f"{where}: class name {n!r} {problem}: each class becomes a folder on export, "
+                              "so rename its folder (and its line in classes.txt, if listed) to a plain name")
+
+
 def _text(data: bytes, where: str) -> str:
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8-sig")  # a byte order mark (as Windows Notepad writes) is not part of the first name
     except UnicodeDecodeError:
         raise IngestError(f"{where}: not a text file (one class name per line)") from None
 
@@ -143,19 +158,53 @@ def class_files(folder: Path) -> list[Path]:
 
     Symlinks are followed, to files and folders alike, wherever they point. A dangling link is
     kept, so ingest names it as a bad file instead of leaving it out. Hidden entries are not data;
-    a folder reached twice through links is walked once.
+    a folder reached twice through links is walked once. ``IngestError`` for a folder that cannot
+    be listed (rather than fewer images without a word) and for a link to the ingest root or a
+    folder above it (``folder``'s parent is the root), which would put every class into this one.
     """
     found: list[Path] = []
     seen: set[str] = set()
-    for top, dirs, files in os.walk(folder, followlinks=True):
+    above = _holders(folder)
+    if os.path.realpath(folder) in above:  # the class folder itself a link to the root (or above)
+        raise _pulls_root(str(folder), folder)
+    for top, dirs, files in os.walk(folder, followlinks=True, onerror=_unlistable):
         real = os.path.realpath(top)
         if real in seen:  # a link back up the tree: walking it again would never end
             dirs[:] = []
             continue
         seen.add(real)
         dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for d in dirs:
+            link = os.path.join(top, d)
+            if os.path.islink(link) and os.path.realpath(link) in above:
+                raise _pulls_root(link, folder)
         found += [Path(top) / f for f in files if not f.startswith(".")]
     return sorted(found)
+
+
+def _holders(folder: Path) -> set[str]:
+    """The resolved ingest root (``folder``'s parent) and every folder above it or above ``folder`` itself."""
+    held = set()
+    for start in (os.path.realpath(folder.parent), os.path.dirname(os.path.realpath(folder))):
+        path = start
+        while True:
+            held.add(path)
+            parent = os.path.dirname(path)
+            if parent == path:
+                break
+            path = parent
+    return held
+
+
+def _pulls_root(link: str, folder: Path) -> IngestError:
+    return IngestError(f"{link}: a link to {os.path.realpath(link)}, the ingest folder {folder.parent} or a folder "
+                       f"above it: following it would file every class under {folder.name!r}; remove the link or "
+                       "point it elsewhere")
+
+
+def _unlistable(exc: OSError) -> None:
+    raise IngestError(f"{exc.filename}: cannot list the folder ({exc.strerror or exc}); its images would be "
+                      "left out") from None
 
 
 class UrlSource:
