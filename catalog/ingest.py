@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import tempfile
 import time
+import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -46,12 +47,14 @@ from synthgen.failpoints import failpoint
 from synthgen.parallel import machine_cores
 from synthgen.records import KEPT, Sample
 
-__all__ = ["IngestError", "IngestProgress", "check_target", "ingest_folder"]
+__all__ = ["IngestError", "IngestProgress", "check_target", "ingest_folder", "shown"]
 
 EmbedFn = Callable[[list[Image.Image]], np.ndarray]
 SHARD_ROWS = 100_000  # at most this many images per shard ...
 SHARD_BYTES = 1 << 30  # ... or this many bytes of image files: few large files, as object stores and DVC like
 EMBED_BYTES = 96 << 20  # an embedding batch also closes once its prepared images hold this much memory
+_CONTROL = ("Cc", "Cf", "Zl", "Zp")  # the characters synthgen.path_names refuses in a file name: not shown raw
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 @dataclass
@@ -74,21 +77,43 @@ class IngestProgress:
         return time.monotonic() - self.started
 
 
-def check_target(catalog: Catalog, name: str) -> None:
-    """Fail unless ``name`` is a valid dataset name that is free or already a real dataset."""
-    if catalog.exists(name) and catalog.info(name)["origin"] != "real":
-        raise IngestError(f"--name {name}: dataset {name!r} holds {catalog.info(name)['origin']} data; "
+def check_target(catalog: Catalog, name: str, restricted: bool = False) -> None:
+    """Fail unless ``name`` is a valid dataset name that is free, or a real dataset as ``restricted`` as asked.
+
+    Restricted is decided when a dataset is created; checked here, before any file is read, rather than
+    at the commit after every file was decoded and embedded (or not at all, for a rerun of the same files).
+    """
+    if not catalog.exists(name):
+        return
+    info = catalog.info(name)
+    if info["origin"] != "real":
+        raise IngestError(f"--name {name}: dataset {name!r} holds {info['origin']} data; "
                           "ingest real images under another name")
+    if restricted and not info.get("restricted"):
+        raise IngestError(f"--name {name}: dataset {name!r} exists and is not restricted, so everyone may read "
+                          "it; restricted images cannot be added to it (restricted is decided when a dataset is "
+                          "created): ingest them under a new name")
+    if not restricted and info.get("restricted"):
+        raise IngestError(f"--name {name}: dataset {name!r} is restricted; pass --restricted to add images to it "
+                          "(they will be restricted too), or ingest them under another name")
+
+
+def shown(text: str) -> str:
+    """``text`` for one line of a message or listing, with line breaks, tabs and other control characters
+    escaped (``\\n``, ``\\t``, ``\\x1b``...): a file named ``a\\n  - b.png: ok`` cannot forge lines of a list
+    of bad files, nor an escape sequence recolour a terminal."""
+    return "".join(ch if unicodedata.category(ch) not in _CONTROL else _ESCAPES.get(ch) or repr(ch)[1:-1]
+                   for ch in text)
 
 
 def _describe_bad(root: str, bad: list[dict], ok: int, staged: int) -> str:
-    shown = "\n".join(f"  - {b['where']}: {b['reason']}" for b in bad[:50])
+    shown_bad = "\n".join(f"  - {shown(b['where'])}: {shown(b['reason'])}" for b in bad[:50])
     more = f"\n  ... and {len(bad) - 50} more" if len(bad) > 50 else ""
     fix = f"fix or remove them, or pass --skip-bad to ingest the other {ok}" if ok else "no file is a readable image"
     if ok and staged:
         fix += f" (the {staged} shard(s) finished are staged: a rerun with --skip-bad reuses them)"
-    return (f"{root}: {len(bad)} of {len(bad) + ok} files are not readable images; nothing was written to the "
-            f"catalog:\n{shown}{more}\n{fix}")
+    return (f"{shown(root)}: {len(bad)} of {len(bad) + ok} files are not readable images; nothing was written to the "
+            f"catalog:\n{shown_bad}{more}\n{fix}")
 
 
 def _sample(d: Decoded, embedding: np.ndarray | None) -> Sample:
@@ -187,7 +212,7 @@ def ingest_folder(
     (default: every core). ``progress`` is called as the ingest advances.
     """
     source = root if isinstance(root, (LocalSource, UrlSource)) else open_source(root, storage_options)
-    check_target(catalog, name)
+    check_target(catalog, name, restricted)
     files = source.files()  # the layout is checked before the catalog is touched or a model loads
     if callable(embedding_model):
         embedding_model = embedding_model()

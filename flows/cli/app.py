@@ -205,16 +205,16 @@ def ingest(
     --skip-bad). A killed ingest rerun with the same arguments resumes from the shards it finished.
     """
     from catalog import Catalog
-    from catalog.ingest import SHARD_ROWS, check_target, ingest_folder
+    from catalog.ingest import SHARD_ROWS, check_target, ingest_folder, shown
     from catalog.ingest_decode import EmbedSteps
     from catalog.ingest_source import open_source
     from flows.cli.ingest_display import ingest_progress, summary
     from synthgen.model_check import check_embedder
     from synthgen.spec import EmbedderSpec
 
-    # A bad or taken name, then the source's layout, then the embedder: before any file is read, any model
-    # loads, or a new data folder is created.
-    check_target(Catalog(cli_paths(resolve_only=True).catalog, create=False), name)
+    # A bad or taken name (or one restricted otherwise than asked), then the source's layout, then the
+    # embedder: before any file is read, any model loads, or a new data folder is created.
+    check_target(Catalog(cli_paths(resolve_only=True).catalog, create=False), name, restricted)
     source = open_source(folder)
     source.files()
     emb_spec = EmbedderSpec(model=embedder)
@@ -236,7 +236,7 @@ def ingest(
     written = sum(cat.storage.files.size(f"{name}/{s.file}") for s in m.shards)
     summary(out, m, last[0] if last else None, name, emb().name, written)
     for item in m.prov.get("skipped", []):
-        err.print(f"  skipped {escape(item['file'])}: {escape(item['reason'])}")
+        err.print(f"  skipped {escape(shown(item['file']))}: {escape(shown(item['reason']))}")
 
 
 @app.command(rich_help_panel=GENERATE)

@@ -129,3 +129,138 @@ def test_a_folder_ingested_with_other_shard_sizes_or_threads_has_the_same_rows(t
     b = ingest_folder(cat, "b", real_digits_dir, shard_rows=7, workers=3, batch=5)
     ta, tb = open_version(cat, "a").table(), open_version(cat, "b").table()
     assert len(b.shards) == 29 and ta.equals(tb)
+
+
+def _garbled_im(path) -> None:
+    """A PIL "IM" file whose header's mode has one byte changed: Pillow raises KeyError on it, not OSError."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.random.RandomState(1).randint(0, 255, (8, 8, 3)).astype("uint8")).save(buf, "IM")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(buf.getvalue().replace(b"RGB image", b"RGB im\x12ge", 1))
+
+
+def test_a_file_pillow_fails_on_with_any_exception_is_a_bad_file_not_a_crash(tmp_path):
+    cat = Catalog(tmp_path / "cat")
+    _png(tmp_path / "in" / "a" / "ok.png", 0)
+    _garbled_im(tmp_path / "in" / "a" / "photo.jpg")
+    with pytest.raises(IngestError, match=r"a/photo.jpg: damaged or unsupported image \(Pillow raised KeyError"):
+        ingest_folder(cat, "x", tmp_path / "in")
+    assert cat.names() == []
+    m = ingest_folder(cat, "x", tmp_path / "in", skip_bad=True)
+    assert m.rows == 1 and [s["file"] for s in m.prov["skipped"]] == ["a/photo.jpg"]
+
+
+def test_16_bit_images_reach_the_embedder_scaled_to_8_bits_not_clipped_white(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    cat = Catalog(tmp_path / "cat")
+    ramp = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000)  # 0..63000: all but one pixel above 255
+    for name, arr in (("up", ramp), ("down", ramp[::-1].copy())):
+        (tmp_path / "in" / "a").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(arr).save(tmp_path / "in" / "a" / f"{name}.png")
+    seen = {}
+
+    def embed(images):
+        for img in images:
+            seen[np.asarray(img).tobytes()] = np.asarray(img)
+        return np.tile(np.eye(1, 4, dtype=np.float32), (len(images), 1))
+
+    ingest_folder(cat, "x", tmp_path / "in", embed, "stub")
+    got = sorted(seen.values(), key=lambda a: a[0, 0, 0])
+    want = sorted((np.repeat((a >> 8).astype(np.uint8)[..., None], 3, axis=2) for a in (ramp, ramp[::-1])),
+                  key=lambda a: a[0, 0, 0])
+    assert len(got) == 2 and all(np.array_equal(g, w) for g, w in zip(got, want))
+
+
+def test_a_link_in_a_class_folder_to_the_root_or_above_it_is_refused_naming_it(tmp_path):
+    cat = Catalog(tmp_path / "cat")
+    _png(tmp_path / "in" / "cat" / "0.png", 0)
+    _png(tmp_path / "in" / "dog" / "0.png", 1)
+    (tmp_path / "in" / "dog" / "sub").mkdir()
+    for link, target in (("dog/up", ".."), ("dog/sub/top", "../.."), ("dog/sky", str(tmp_path))):
+        (tmp_path / "in" / link).symlink_to(target, target_is_directory=True)
+        with pytest.raises(IngestError, match=f"in/{link}: a link to .*: following it would file every class "
+                                              "under 'dog'"):
+            ingest_folder(cat, "x", tmp_path / "in")
+        (tmp_path / "in" / link).unlink()
+    (tmp_path / "in" / "all").symlink_to(".", target_is_directory=True)  # a class folder that is the root itself
+    with pytest.raises(IngestError, match="in/all: a link to"):
+        ingest_folder(cat, "x", tmp_path / "in")
+    assert cat.names() == []
+
+
+def test_a_symlink_loop_is_named_as_a_loop(tmp_path):
+    cat = Catalog(tmp_path / "cat")
+    _png(tmp_path / "in" / "a" / "0.png", 0)
+    (tmp_path / "in" / "a" / "loop.png").symlink_to("loop.png")
+    with pytest.raises(IngestError, match=r"a/loop.png: symlink loop \(to loop.png\)"):
+        ingest_folder(cat, "x", tmp_path / "in")
+
+
+def test_a_folder_that_cannot_be_listed_is_refused_not_left_out(tmp_path):
+    import os
+
+    cat = Catalog(tmp_path / "cat")
+    _png(tmp_path / "in" / "a" / "0.png", 0)
+    fd = os.open(tmp_path / "in" / "a", os.O_RDONLY)
+    for _ in range(20):  # 20 x 250 bytes: beyond PATH_MAX, so the walk cannot open the deepest (ENAMETOOLONG)
+        os.mkdir("d" * 250, dir_fd=fd)
+        fd, parent = os.open("d" * 250, os.O_RDONLY, dir_fd=fd), fd
+        os.close(parent)
+    os.close(fd)
+    with pytest.raises(IngestError, match=r"ddd: cannot list the folder \(File name too long\)"):
+        ingest_folder(cat, "x", tmp_path / "in")
+    assert cat.names() == []
+
+
+def test_an_existing_dataset_must_be_as_restricted_as_the_ingest_asks(tmp_path):
+    cat = Catalog(tmp_path / "cat")
+    _png(tmp_path / "in" / "a" / "0.png", 0)
+    ingest_folder(cat, "open", tmp_path / "in")
+    ingest_folder(cat, "secret", tmp_path / "in", restricted=True)
+    # Unchanged files too: the rerun must not pass as "already committed".
+    with pytest.raises(IngestError, match="'open' exists and is not restricted.*under a new name"):
+        ingest_folder(cat, "open", tmp_path / "in", restricted=True)
+    with pytest.raises(IngestError, match="'secret' is restricted; pass --restricted"):
+        ingest_folder(cat, "secret", tmp_path / "in")
+    assert cat.head("open") == 1 and cat.head("secret") == 1
+    assert ingest_folder(cat, "secret", tmp_path / "in", restricted=True).version == 1  # as asked: fine
+
+
+@pytest.mark.parametrize("name", ["new\nline", "esc\x1b[31mred", "tab\there"])
+def test_a_class_name_export_could_not_write_as_a_folder_is_refused(tmp_path, name):
+    cat = Catalog(tmp_path / "cat")
+    _png(tmp_path / "in" / "ok" / "0.png", 0)
+    _png(tmp_path / "in" / name / "0.png", 1)
+    with pytest.raises(IngestError, match="class name .* contains a control character"):
+        ingest_folder(cat, "x", tmp_path / "in")
+    (tmp_path / "in" / "classes.txt").write_text(f"ok\n{name}\n")  # splitlines: the newline's halves are unlisted
+    with pytest.raises(IngestError, match="contains a control character|does not list"):
+        ingest_folder(cat, "x", tmp_path / "in")
+    assert cat.names() == []
+
+
+def test_a_file_name_with_a_newline_cannot_forge_lines_of_the_bad_file_list(tmp_path):
+    cat = Catalog(tmp_path / "cat")
+    _png(tmp_path / "in" / "a" / "0.png", 0)
+    (tmp_path / "in" / "a" / "x.png\n  - fake.png: ok\t\x1b[2J").write_bytes(b"not an image")
+    with pytest.raises(IngestError) as refused:
+        ingest_folder(cat, "x", tmp_path / "in")
+    listed = [line for line in str(refused.value).splitlines() if line.startswith("  - ")]
+    assert len(listed) == 1 and listed[0].endswith("a/x.png\\n  - fake.png: ok\\t\\x1b[2J: not an image PIL can decode")
+
+
+def test_a_classes_txt_with_a_byte_order_mark_is_read(tmp_path):
+    cat = Catalog(tmp_path / "cat")
+    _png(tmp_path / "in" / "cat" / "0.png", 0)
+    _png(tmp_path / "in" / "dog" / "0.png", 1)
+    (tmp_path / "in" / "classes.txt").write_bytes("\ufeffdog\r\ncat\r\n".encode())  # as Windows Notepad saves it
+    ingest_folder(cat, "x", tmp_path / "in")
+    rows = open_version(cat, "x").table(["label", "label_name"]).to_pylist()
+    assert sorted((r["label_name"], r["label"]) for r in rows) == [("cat", 1), ("dog", 0)]

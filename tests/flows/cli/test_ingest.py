@@ -191,6 +191,34 @@ def test_a_link_to_dev_zero_and_a_fifo_are_named_not_read(folder, tmp_path, fork
     assert proc.returncode == 0 and Catalog(data / "catalog").manifest("real").rows == 60, proc.stderr[-2000:]
 
 
+def test_a_file_pillow_fails_on_with_any_exception_is_named_and_skip_bad_leaves_it_out(tmp_path, forked):
+    import io
+
+    images = tmp_path / "images"
+    (images / "a").mkdir(parents=True)
+    Image.new("L", (8, 8), 7).save(images / "a" / "ok.png")
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buf, "IM")  # a PIL "IM" file whose mode is garbled: Pillow raises KeyError
+    (images / "a" / "photo.jpg").write_bytes(buf.getvalue().replace(b"RGB image", b"RGB im\x12ge", 1))
+    data = tmp_path / "data"
+    refused = forked(data, "ingest", str(images), "--name", "real")
+    assert_clean_error(refused, ["a/photo.jpg: damaged or unsupported image (Pillow raised KeyError", "--skip-bad"])
+    proc = forked(data, "ingest", str(images), "--name", "real", "--skip-bad")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "skipped a/photo.jpg: damaged or unsupported image" in proc.stderr
+    assert Catalog(data / "catalog").manifest("real").rows == 1
+
+
+def test_restricted_otherwise_than_the_existing_dataset_is_refused_before_any_file_is_read(ingested, folder, tmp_path,
+                                                                                           forked):
+    data = tmp_path / "data"
+    shutil.copytree(ingested, data)  # holds `real`, not restricted, from these very files
+    refused = forked(data, "ingest", str(folder), "--name", "real", "--restricted")
+    assert_clean_error(refused, ["'real' exists and is not restricted", "under a new name"])
+    assert "already committed" not in refused.stdout
+    assert not list((data / "staging").rglob("*.parquet"))  # nothing decoded or staged
+
+
 def _huge_png(path: Path, side: int) -> None:
     Image.new("1", (side, side), 1).save(path)  # 1 bit per pixel: small to build, huge when decoded
 
