@@ -109,16 +109,21 @@ class DatasetVersion:
         """
         if self.allow_restricted:
             return {}
-        out = {}
+        tables, where = [], []
         for ref in self.manifest.shards:
             if set(ref.rows_by_status) - {KEPT} or not ref.rows_by_status:
                 path = str(self.catalog.verified_shard(self.name, ref))
                 if paths is not None and path not in paths:
                     continue
-                t = pq.read_table(path, columns=["sample_id", *GUARD_COLUMNS], schema=SCHEMA)
-                ids = t["sample_id"].filter(copies_of_restricted(self.catalog, t)).to_pylist()
-                if ids:
-                    out[path] = ids
+                tables.append(pq.read_table(path, columns=["sample_id", *GUARD_COLUMNS], schema=SCHEMA))
+                where += [path] * tables[-1].num_rows
+        if not tables:
+            return {}
+        t = pa.concat_tables(tables)  # one test over every shard: the real sets are looked up once, not per shard
+        out: dict[str, list[str]] = {}
+        for path, sid, copy in zip(where, t["sample_id"].to_pylist(), copies_of_restricted(self.catalog, t).to_pylist()):
+            if copy:
+                out.setdefault(path, []).append(sid)
         return out
 
     def check_shards_may_leave(self) -> None:
