@@ -35,12 +35,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from catalog.dvc_io import IntegrityError, copy_verified
-from catalog.errors import ConflictError
+from catalog.errors import ConflictError, RestrictedError
 from catalog.access import require_access
 from catalog.manifest import Manifest, sha256_bytes
 from catalog.objectstore import ObjectStore
 from catalog.layout import head_key, head_line, manifest_key, version_dir_key
-from catalog.remote import RemoteCatalog, missing_error, open_store
+from catalog.remote import RemoteCatalog, RemoteVersion, missing_error, open_store
 from catalog.safe_paths import check_name, confined_relative
 from catalog.shared_head import advance_head, roll_forward
 from catalog.store import TMP_PREFIX, Catalog, CatalogError, atomic_write, temp_path
@@ -213,9 +213,45 @@ def _pull_version(store: ObjectStore, cat: Catalog, data: bytes, m: Manifest) ->
     return fetched
 
 
-def pull(url: "str | ObjectStore", name: str, cat: Catalog, storage_options: dict | None = None) -> SyncResult:
+def check_copies_may_come(remote: RemoteCatalog, name: str, cat: Catalog, allow_restricted: bool) -> None:
+    """``RestrictedError`` unless the shards a pull of ``name`` would fetch may land on this machine.
+
+    ``push``'s rule, the other way: a shard holding excluded rows that copy a
+    restricted real dataset (as the shared catalog knows its datasets) is
+    copied only with ``allow_restricted``; once local, such rows would be
+    withheld only as long as no open local dataset has the real set's name.
+    Shards the local catalog already holds are not fetched, so not judged;
+    nor are a restricted version's, which stay unreadable here without the flag.
+    """
+    if allow_restricted:
+        return
+    local = (cat.head(name) or 0) if cat.exists(name) else 0
+    head = remote.head(name)[0]
+    if local >= head:
+        return
+    chain = [m for _data, m in remote.chain(name, local + 1)]
+    seen = {s.file for m in chain for s in m.shards if confined_relative(cat.path(name), s.file, "object").is_file()}
+    held: dict[str, list[str]] = {}
+    for m in chain:
+        if m.restricted:  # the whole version is restricted here too (its flag is sealed): nothing readable lands
+            continue
+        held |= RemoteVersion(remote, m).withheld_shards(skip=seen)
+        seen |= {s.file for s in m.shards}  # a version lists its parent's shards again: each is read once
+    if held:
+        span = f"{local + 1}..{head}" if head > local + 1 else f"{head}"
+        raise RestrictedError(
+            f"{name}@{span} at {remote.url}: {sum(map(len, held.values()))} excluded rows are blocked "
+            "copies of restricted real data; pulling the shards holding them needs allow_restricted=True "
+            "(--allow-restricted on the command line)")
+
+
+def pull(url: "str | ObjectStore", name: str, cat: Catalog, storage_options: dict | None = None,
+         allow_restricted: bool = False) -> SyncResult:
     """Copy the shared catalog's versions of ``name`` that the local catalog lacks, verifying every byte.
 
+    Shards holding blocked copies of a restricted real dataset's images are
+    refused (``RestrictedError``, nothing written) unless ``allow_restricted``,
+    as ``push`` refuses them (``check_copies_may_come``).
     The local history must be a prefix of the shared one; otherwise
     ``ConflictError``. The local HEAD moves last, so a killed pull leaves the
     local catalog at its previous version, and rerunning it resumes.
@@ -226,6 +262,7 @@ def pull(url: "str | ObjectStore", name: str, cat: Catalog, storage_options: dic
     result = SyncResult(name, store.url, head)
     if head == 0:
         raise CatalogError(f"dataset {name!r} in {store.url} has no versions yet")
+    check_copies_may_come(remote, check_name(name), cat, allow_restricted)
     info = store.read(f"{name}/dataset.json")
     theirs = json.loads(info)
     if not cat.exists(check_name(name)):

@@ -223,6 +223,8 @@ def rededup_cmd(
     pixel_threshold: Optional[float] = typer.Option(None, help="New pixel-distance threshold against real data."),
     min_clip_score: Optional[float] = typer.Option(None, help="Mark rows below this alignment low_quality."),
     keep: str = typer.Option("first", help="'first' (plan order) or 'quality' (best CLIP alignment wins)."),
+    allow_restricted: bool = typer.Option(False, help="Required when the new thresholds would keep rows the "
+                                          "memorisation guard blocked as copies of restricted real data."),
 ) -> None:
     """Re-deduplicate a version at new thresholds from stored evidence (a new derived version)."""
     from catalog import CatalogError
@@ -232,7 +234,8 @@ def rededup_cmd(
     check_options(DedupSpec, {"threshold": threshold, "real_threshold": real_threshold,
                               "pixel_threshold": pixel_threshold, "min_clip_score": min_clip_score, "keep": keep})
     with failing_on(CatalogError):
-        m = rededup(open_catalog(), name, threshold, real_threshold, pixel_threshold, min_clip_score, keep)
+        m = rededup(open_catalog(), name, threshold, real_threshold, pixel_threshold, min_clip_score, keep,
+                    allow_restricted=allow_restricted)
     say(f"{name}@{m.version}: {m.message}")
 
 

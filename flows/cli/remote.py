@@ -95,13 +95,15 @@ def pull(
     url: str = typer.Argument(..., help=URL_HELP),
     name: str = typer.Argument(..., help="Dataset name."),
     endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help=ENDPOINT_HELP),
+    allow_restricted: bool = typer.Option(False, help="Required to copy shards holding blocked copies of "
+                                          "restricted real data."),
 ) -> None:
     """Copy the shared catalog's new versions into the local one, checking every hash on the way."""
     from catalog import CatalogError
     from catalog.publish import pull as run_pull
 
     with failing_on(CatalogError):
-        r = run_pull(url, name, open_catalog(), _options(url, endpoint_url))
+        r = run_pull(url, name, open_catalog(), _options(url, endpoint_url), allow_restricted=allow_restricted)
     if r.versions:
         say(f"pulled {name}@{_span(r.versions)} from {r.url} ({r.objects} objects fetched); local head is {r.head}")
     else:
@@ -149,6 +151,10 @@ def remote_load(
         v = remote.open(ref, allow_restricted)
         table = v.table(status=status)
     say(f"{v.ref} at {url}: {table.num_rows} rows ({status}) from {len(v.manifest.shards)} shard(s)")
+    stored = v.manifest.rows if status == "all" else v.manifest.rows_by_status.get(status, 0)
+    if table.num_rows < stored:  # only blocked copies of restricted real data are left out (RemoteVersion.table)
+        say(f"{stored - table.num_rows} blocked copies of restricted real data withheld (--allow-restricted "
+            "to include them)")
     cols = [c for c in ("sample_id", "origin", "status", "label", "prompt", "seed") if c in table.column_names]
     print_rows(None, cols, [list(row.values()) for row in table.select(cols).slice(0, limit).to_pylist()], boxed=False)
     if target is not None:

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from catalog import Catalog, CatalogError, Manifest, open_version
-from catalog.schema import SCHEMA, samples_from_table, write_decisions
+from catalog import Catalog, CatalogError, Manifest, RestrictedError, open_version
+from catalog.access import GUARD_COLUMNS, copies_of_restricted
+from catalog.schema import DECISION_COLUMNS, SCHEMA, samples_from_table, write_decisions
 from catalog.vector_index import version_index
 from catalog.version import embeddings_of
 from synthgen.dedup import NearDuplicatePass
@@ -31,12 +33,17 @@ def rededup(
     pixel_threshold: float | None = None,
     min_clip_score: float | None = None,
     keep: str = "first",
+    allow_restricted: bool = False,
     **rule_fields,
 ) -> Manifest:
     """Commit a new head of ``name`` with every synthetic row decided again.
 
     ``rule_fields``: other ``DedupSpec`` fields of the rules (e.g. a rule's own
     threshold); rules read them from the stored evidence columns.
+    New decisions that would make rows the memorisation guard blocked as
+    copies of restricted real data readable (``released_copies``) raise
+    ``RestrictedError`` before anything is written, unless ``allow_restricted``;
+    the new version's manifest records how many were released.
     """
     origin = cat.info(name)["origin"]  # an unknown name fails here, before the lock creates its folder
     if origin != "synthetic":  # a real (or mixed) dataset's real rows are not ours to drop
@@ -48,6 +55,7 @@ def rededup(
                         "pixel_threshold", "real_pixel_distance", "real_pixel_nn_id", "clip_score",
                         "init_image_id", "init_distance",
                         *evidence_columns()], status="all")
+        guard = head.table(["sample_id", *GUARD_COLUMNS], status="all")  # the parent's evidence, rows in t's order
         ids, emb, models = embeddings_of(head, status="all")
         if len(models) > 1:
             raise CatalogError(f"{head.ref} mixes embedding models {sorted(models)}; cannot re-decide in one space")
@@ -74,6 +82,15 @@ def rededup(
         counts: dict[str, int] = {}
         for s in samples:
             counts[s.status] = counts.get(s.status, 0) + 1
+        # In a restricted dataset no row is readable without the flag, whatever its status.
+        released = [] if head.restricted else released_copies(cat, guard, samples)
+        if released and not allow_restricted:
+            raise RestrictedError(
+                f"{head.ref}: these thresholds would make {len(released)} rows that the memorisation guard blocked "
+                "as copies of restricted real data readable by everyone; pass allow_restricted=True "
+                "(--allow-restricted on the command line) to release them, or keep thresholds that still block them")
+        if released:
+            params["released_restricted_copies"] = len(released)
         refs, offset = [], 0
         for path in head.all_files:  # the rows in the order decided above (``status="all"`` reads all shards)
             table = pq.read_table(path, schema=SCHEMA)
@@ -89,6 +106,17 @@ def rededup(
             prov={"wasDerivedFrom": head.ref, "wasGeneratedBy": {"activity": "rededup", **params},
                   "used": [head.ref] + sorted(reals)},
         )
+
+
+def released_copies(cat: Catalog, guard: pa.Table, samples: list) -> list[str]:
+    """Ids of rows that copy restricted data in the parent (``copies_of_restricted`` over ``guard``, its
+    ``sample_id`` and ``GUARD_COLUMNS``) and no longer would with the new decisions of ``samples`` (same rows)."""
+    was = copies_of_restricted(cat, guard)
+    now = guard
+    for c in DECISION_COLUMNS:  # the re-decided status and evidence; the stored thresholds stay as they were
+        if c.name in now.column_names:
+            now = now.set_column(now.column_names.index(c.name), c.name, pa.array([c.get(s) for s in samples], c.type))
+    return guard["sample_id"].filter(pc.and_(was, pc.invert(copies_of_restricted(cat, now)))).to_pylist()
 
 
 def plan_order(t: pa.Table) -> np.ndarray:

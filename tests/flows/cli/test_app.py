@@ -14,6 +14,7 @@ from catalog import open_version
 from flows.cli.app import app
 from synthgen.imaging import pixel_sha256, png_text
 from tests.conftest import REPO, small_job
+from tests.flows.job.test_rededup import guarded
 
 runner = CliRunner()
 
@@ -152,6 +153,15 @@ def test_rededup_makes_a_derived_version_from_stored_evidence(demo_run):
     kept_before = before["status"].to_pylist().count("kept")
     assert after["status"].to_pylist().count("kept") < kept_before  # a much lower threshold drops more
     assert set(after["dedup_threshold"].to_pylist()) == {0.5}
+
+
+def test_rededup_releases_blocked_copies_of_restricted_data_only_with_the_flag(tmp_path):
+    data = tmp_path / "data"
+    cat = guarded(data)  # `gen`: 2 rows blocked at real threshold 0.9 as copies of the restricted `private`
+    result = cli(data, "rededup", "gen", "--threshold", "0.97", "--real-threshold", "0.99")
+    assert result.exit_code == 2 and "--allow-restricted" in result.output and cat.head("gen") == 1
+    result = cli(data, "rededup", "gen", "--threshold", "0.97", "--real-threshold", "0.99", "--allow-restricted")
+    assert result.exit_code == 0 and "kept=4" in result.output, result.output
 
 
 def test_status_lists_recent_runs(demo_run):

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
@@ -14,6 +15,7 @@ from catalog import Catalog, open_version, samples_to_table
 from catalog.remote import RemoteCatalog
 from flows.cli.app import app
 from tests.conftest import REPO, make_samples
+from tests.flows.job.test_rededup import guarded
 from tests.s3_server import moto_s3
 
 runner = CliRunner()
@@ -53,8 +55,6 @@ def test_push_pull_and_remote_reads_through_the_cli(s3, tmp_path):
     saved = tmp_path / "rows.parquet"
     shown = cli(a, "remote-load", url, "ds@1", "--out", str(saved))
     assert shown.exit_code == 0 and "ds@1 at" in shown.output and "6 rows" in shown.output and saved.is_file()
-    import pyarrow.parquet as pq
-
     assert pq.read_table(saved).equals(open_version(cat, "ds@1").table())
 
     b = tmp_path / "b"
@@ -94,6 +94,33 @@ def test_restricted_data_is_not_published_or_written_out_without_the_flag(s3, tm
     r = cli(data, "remote-load", url, "private", "--out", str(out))
     assert r.exit_code == 2 and "restricted" in r.output and not out.exists()
     assert cli(data, "remote-load", url, "private", "--out", str(out), "--allow-restricted").exit_code == 0
+
+
+def test_blocked_copies_of_restricted_data_are_not_loaded_or_pulled_without_the_flag(s3, tmp_path):
+    url = f"s3://{s3.bucket()}/copies"
+    data = tmp_path / "owner"
+    cat = guarded(data)  # `gen`: 2 kept rows, 2 blocked as copies of the restricted real set `private`
+    for name in ("private", "gen"):  # the data owner publishes both
+        assert cli(data, "push", name, url, "--allow-restricted").exit_code == 0
+    secret = {i["bytes"] for i in open_version(cat, "private", allow_restricted=True).table(["image"])["image"].to_pylist()}
+    copies = tmp_path / "copies.parquet"
+    r = cli(tmp_path / "reader", "remote-load", url, "gen", "--status", "blocked_real_copy", "--out", str(copies))
+    assert r.exit_code == 0 and "0 rows" in r.output and "2 blocked copies of restricted real data withheld" in r.output
+    everything = tmp_path / "all.parquet"
+    assert cli(tmp_path / "reader", "remote-load", url, "gen", "--status", "all", "--out", str(everything)).exit_code == 0
+    for f in (copies, everything):
+        assert not {i["bytes"] for i in pq.read_table(f)["image"].to_pylist()} & secret
+    assert pq.read_table(everything)["status"].to_pylist() == ["kept", "kept"]
+
+    reader = tmp_path / "reader"
+    r = cli(reader, "pull", url, "gen")
+    assert r.exit_code == 2 and "blocked copies" in r.output and "--allow-restricted" in r.output
+    assert not Catalog(reader / "catalog").exists("gen")  # nothing copied
+    r = cli(reader, "pull", url, "gen", "--allow-restricted")
+    assert r.exit_code == 0 and "pulled gen@1" in r.output
+    allowed = tmp_path / "allowed.parquet"
+    r = cli(reader, "remote-load", url, "gen", "--status", "all", "--out", str(allowed), "--allow-restricted")
+    assert r.exit_code == 0 and pq.read_table(allowed).num_rows == 4 and "withheld" not in r.output
 
 
 def test_push_killed_before_head_moves_reads_as_before_and_reruns_to_completion(s3, tmp_path):
