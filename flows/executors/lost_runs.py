@@ -80,7 +80,7 @@ def lost_run_automation(heartbeat_s: int) -> AutomationCore:
     )
 
 
-def _definition(automation) -> dict:
+def definition(automation) -> dict:
     """What an automation does (its id and server-side fields left out), to compare two."""
     return automation.model_dump(mode="json", include={"name", "description", "enabled", "trigger", "actions"})
 
@@ -98,6 +98,6 @@ def ensure_lost_run_automation(heartbeat_s: int) -> str:
         *extra, keep = found  # newest first (by when written): keep the oldest, whose windows are running
         for automation in extra:
             client.delete_automation(automation.id)
-        if _definition(keep) != _definition(want):
+        if definition(keep) != definition(want):
             client.update_automation(keep.id, want)
         return str(keep.id)
