@@ -43,16 +43,19 @@ from contextlib import contextmanager
 from typing import Any, BinaryIO, Iterator, Sequence
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from fsspec.implementations.dirfs import DirFileSystem
 
-from catalog.access import require_access
+from catalog.access import GUARD_COLUMNS, copies_of_restricted, require_access
 from catalog.layout import head_key, manifest_key, parse_head, shard_file
 from catalog.manifest import Manifest, sha256_bytes
 from catalog.schema import SCHEMA
 from catalog.storage import Storage
+from catalog.stored_datasets import stored_datasets
 from catalog.errors import CatalogError, IntegrityError
 from catalog.version import Status, parse_ref, read_columns, select_rows
+from synthgen.records import KEPT
 
 DEFAULT_CATALOG_PATH = "synthgen-data/catalog"
 
@@ -189,6 +192,32 @@ def read_verified_rows(
     return select_rows(parts, columns, status, origin)
 
 
+def read_shown_rows(
+    storage: Storage,
+    manifest: Manifest,
+    columns: Sequence[str] | None,
+    status: Status,
+    origin: str | None,
+    allow_restricted: bool,
+    missing=None,
+) -> pa.Table:
+    """``read_verified_rows``, less the rows only ``allow_restricted`` may read: excluded rows that copy a
+    restricted real dataset (``copies_of_restricted``), as ``DatasetVersion.table`` leaves them out.
+
+    The real sets are judged as ``storage`` itself holds them (a shared
+    catalog, a DVC revision), not as any local catalog does: one absent
+    there counts as restricted. The dataset's own restricted flag is the
+    caller's to check (``require_access``).
+    """
+    if status == KEPT or allow_restricted:  # a kept row passed the memorisation guard
+        return read_verified_rows(storage, manifest, columns, status, origin, missing)
+    cols = None if columns is None else sorted(set(columns) | set(GUARD_COLUMNS), key=SCHEMA.names.index)
+    t = read_verified_rows(storage, manifest, cols, status, origin, missing)
+    with stored_datasets(storage, missing or _missing) as judge:
+        t = t.filter(pc.invert(copies_of_restricted(judge, t)))
+    return t.select(list(columns)) if columns else t
+
+
 def read_version_at(
     repo: str,
     rev: str | None,
@@ -209,7 +238,10 @@ def read_version_at(
     catalog root relative to the repo root. ``status``, ``columns`` and
     ``origin`` filter as in ``DatasetVersion.table``. Raises
     ``IntegrityError`` naming the file when a shard's bytes do not match
-    its manifest. A dataset restricted at that revision needs ``allow_restricted``.
+    its manifest. A dataset restricted at that revision needs ``allow_restricted``,
+    and so do excluded rows that copy a restricted real dataset, judged
+    against the catalog at that revision: a real set it does not hold, or
+    holds without the rows copied, counts as restricted (``read_shown_rows``).
     """
     with dvc_fs(repo, rev, **fs_kwargs) as fs:
         storage = Storage.over(fs, catalog_path)
@@ -217,5 +249,5 @@ def read_version_at(
         info = json.loads(_read_small(storage, f"{manifest.dataset}/dataset.json", "dataset metadata"))
         # the manifest's flag is sealed by HEAD; dataset.json's is not
         require_access({**info, "restricted": bool(info.get("restricted") or manifest.restricted)}, allow_restricted)
-        return read_verified_rows(storage, manifest, columns, status, origin)
+        return read_shown_rows(storage, manifest, columns, status, origin, allow_restricted)
 

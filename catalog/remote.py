@@ -8,7 +8,8 @@ partial version, even in the middle of a push.
 Nothing read from shared storage is trusted: HEAD seals the head manifest's
 sha256, each manifest seals its parent's, so the manifests from the asked
 version up to HEAD are checked as a chain, and each shard is hashed as it
-arrives (``catalog.dvc_io.copy_verified``) before a row of it is parsed::
+arrives (``catalog.dvc_io.copy_verified``) before a row of it is parsed. Copies of restricted
+real rows are judged against this shared catalog's own datasets (``catalog.stored_datasets``)::
 
     from catalog.remote import RemoteCatalog
     remote = RemoteCatalog("s3://team-bucket/catalog", {"endpoint_url": "http://minio:9000"})
@@ -17,24 +18,18 @@ arrives (``catalog.dvc_io.copy_verified``) before a row of it is parsed::
 
 from __future__ import annotations
 
-import os
-import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Collection, Iterator, Sequence
+from typing import Any, Collection, Sequence
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from catalog.dvc_io import IntegrityError, copy_verified, read_verified_rows
+from catalog.dvc_io import read_shown_rows, read_verified_rows
 from catalog.access import GUARD_COLUMNS, copies_of_restricted, require_access
-from catalog.layout import manifest_key, shard_file
-from catalog.manifest import Manifest, ShardRef, sha256_bytes
+from catalog.manifest import Manifest
 from catalog.objectstore import ObjectStore
 from catalog.safe_paths import check_name
-from catalog.schema import SCHEMA
 from catalog.store import CatalogError
+from catalog.stored_datasets import manifest_chain, stored_datasets
 from catalog.verify import VerifyReport, verify_storage
 from catalog.version import Status, parse_ref
 from synthgen.records import KEPT
@@ -91,26 +86,8 @@ class RemoteCatalog:
         Raises ``IntegrityError`` naming the manifest whose bytes do not hash
         to what its child (or HEAD) recorded.
         """
-        head, sealed = self.head(name)
-        if head == 0:
-            raise CatalogError(f"dataset {name!r} in {self.url} has no versions yet")
-        if not 1 <= start <= head:
-            raise CatalogError(f"dataset {name!r} in {self.url} has no version {start} (head is {head})")
-        out: list[tuple[bytes, Manifest]] = []
-        for v in range(head, start - 1, -1):
-            key = manifest_key(name, v)
-            data = self.store.read(key)
-            if data is None:
-                raise IntegrityError(f"{self.store.where(key)}: manifest missing below HEAD")
-            if sealed is not None and sha256_bytes(data) != sealed:
-                raise IntegrityError(f"{self.store.where(key)}: sha256 {sha256_bytes(data)} does not match the "
-                                     f"hash recorded by {'HEAD' if v == head else f'version {v + 1}'} ({sealed})")
-            m = Manifest.model_validate_json(data)
-            if m.dataset != name or m.version != v:
-                raise IntegrityError(f"{self.store.where(key)} describes {m.dataset}@{m.version}")
-            out.append((data, m))
-            sealed = m.parent_sha256
-        return out[::-1]
+        self.info(name)  # an unknown dataset or a bad name is its own error
+        return manifest_chain(self.store, name, start)
 
     def manifest(self, name: str, version: int | None = None) -> Manifest:
         """A version's manifest (default the head), checked against HEAD through the chain."""
@@ -124,52 +101,6 @@ class RemoteCatalog:
         """'name' (head) or 'name@N', for reading (``allow_restricted`` to read a restricted one's rows)."""
         name, version = parse_ref(ref)
         return RemoteVersion(self, self.manifest(name, version), allow_restricted)
-
-
-class SharedDatasets:
-    """A shared catalog's datasets as ``catalog.access`` reads a ``Catalog``'s: the judge of which rows copy
-    restricted data (names, info, head version, manifest, and shards as local files: each fetched once,
-    hash-checked, into ``folder``, e.g. to check that an open real set holds the rows a copy was matched to)."""
-
-    def __init__(self, remote: RemoteCatalog, folder: Path):
-        self.remote = remote
-        self.folder = folder
-
-    def names(self) -> list[str]:
-        """The shared catalog's datasets."""
-        return self.remote.names()
-
-    def info(self, name: str) -> dict:
-        """A shared dataset's ``dataset.json``."""
-        return self.remote.info(name)
-
-    def head(self, name: str) -> int | None:
-        """The head version, None before the first push (as ``Catalog.head``)."""
-        return self.remote.head(name)[0] or None
-
-    def manifest(self, name: str, version: int | None = None) -> Manifest:
-        """A version's manifest (default the head), chain-checked against HEAD."""
-        return self.remote.manifest(name, version)
-
-    def verified_shard(self, name: str, ref: ShardRef) -> Path:
-        """A local copy of the shard, its bytes checked against the manifest's sha256 as they arrive."""
-        if ref.file != shard_file(ref.sha256):  # never a key outside the dataset's shards/
-            raise IntegrityError(f"{name}: manifest lists shard {ref.file!r}, not {shard_file(ref.sha256)}")
-        dest = self.folder / check_name(name) / ref.file
-        if not dest.is_file():
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dest.with_suffix(".part")
-            with open(tmp, "wb") as f:
-                copy_verified(self.remote.store.files, f"{name}/{ref.file}", ref.sha256, f, missing=missing_error)
-            os.replace(tmp, dest)
-        return dest
-
-
-@contextmanager
-def shared_datasets(remote: RemoteCatalog) -> Iterator[SharedDatasets]:
-    """``SharedDatasets`` over ``remote``, its fetched shards removed on exit."""
-    with tempfile.TemporaryDirectory(prefix="synthgen-shared-") as folder:
-        yield SharedDatasets(remote, Path(folder))
 
 
 @dataclass
@@ -202,13 +133,9 @@ class RemoteVersion:
         info = self.remote.info(self.manifest.dataset)  # the manifest's flag is sealed by HEAD; dataset.json's is not
         require_access({**info, "restricted": bool(info.get("restricted") or self.manifest.restricted)},
                        self.allow_restricted)
-        if status == KEPT or self.allow_restricted:  # a kept row passed the memorisation guard
-            return read_verified_rows(self.remote.store, self.manifest, columns, status, origin, missing=missing_error)
-        cols = None if columns is None else sorted(set(columns) | set(GUARD_COLUMNS), key=SCHEMA.names.index)
-        t = read_verified_rows(self.remote.store, self.manifest, cols, status, origin, missing=missing_error)
-        with shared_datasets(self.remote) as cat:  # the real sets this shared catalog holds, not a local one's
-            t = t.filter(pc.invert(copies_of_restricted(cat, t)))
-        return t.select(list(columns)) if columns else t
+        # the real sets this shared catalog holds judge the copies, not a local catalog's
+        return read_shown_rows(self.remote.store, self.manifest, columns, status, origin, self.allow_restricted,
+                               missing=missing_error)
 
     def withheld_shards(self, skip: Collection[str] = ()) -> dict[str, list[str]]:
         """Shard file -> ids of its rows that copy a restricted (or unpublished) real dataset; empty when allowed.
@@ -231,8 +158,8 @@ class RemoteVersion:
         if not tables:
             return {}
         t = pa.concat_tables(tables)  # one test over every shard: the real sets are looked up once
-        with shared_datasets(self.remote) as cat:
-            copies = copies_of_restricted(cat, t).to_pylist()
+        with stored_datasets(self.remote.store, missing_error) as judge:
+            copies = copies_of_restricted(judge, t).to_pylist()
         out: dict[str, list[str]] = {}
         for file, sid, copy in zip(where, t["sample_id"].to_pylist(), copies):
             if copy:

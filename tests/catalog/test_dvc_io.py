@@ -13,6 +13,7 @@ import pytest
 
 from catalog import Catalog, CatalogError, open_version, samples_to_table
 from catalog.dvc_io import IntegrityError, _read_shard, manifest_at, read_version_at
+from synthgen.records import KEPT, REAL_COPY
 from tests.conftest import make_samples
 
 DVC = str(Path(sys.executable).with_name("dvc")) if Path(sys.executable).with_name("dvc").exists() else "dvc"
@@ -34,10 +35,10 @@ def md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
 
-def snapshot(repo: Path, msg: str, tag: str) -> None:
+def snapshot(repo: Path, msg: str, tag: str, names: tuple[str, ...] = ("ds",)) -> None:
     """What a user does after a catalog commit: dvc add, git commit + tag, dvc push."""
-    sh(repo, DVC, "add", f"{CATALOG}/ds")
-    sh(repo, "git", "add", f"{CATALOG}/ds.dvc", f"{CATALOG}/.gitignore")
+    sh(repo, DVC, "add", *(f"{CATALOG}/{n}" for n in names))
+    sh(repo, "git", "add", *(f"{CATALOG}/{n}.dvc" for n in names), f"{CATALOG}/.gitignore")
     sh(repo, "git", "commit", "-q", "-m", msg)
     sh(repo, "git", "tag", tag)
     sh(repo, DVC, "push", "-q")
@@ -147,9 +148,8 @@ def test_shard_hash_mismatch_names_the_file():
         _read_shard(fs, "/cat/ds/shards/abc.parquet", "0" * 64, None)
 
 
-def test_a_restricted_dataset_at_a_revision_needs_allow_restricted(tmp_path):
-    from catalog import RestrictedError
-
+def new_project(tmp_path: Path) -> Path:
+    """An empty git + DVC project with a local DVC remote; ``.dvc`` staged for the first snapshot."""
     repo = tmp_path / "project"
     repo.mkdir()
     sh(repo, "git", "init", "-q")
@@ -158,14 +158,58 @@ def test_a_restricted_dataset_at_a_revision_needs_allow_restricted(tmp_path):
     sh(repo, "git", "config", "commit.gpgsign", "false")
     sh(repo, DVC, "init", "-q")
     sh(repo, DVC, "remote", "add", "-d", "local", str(tmp_path / "remote"))
+    sh(repo, "git", "add", ".dvc", ".dvcignore")
+    return repo
+
+
+def test_a_restricted_dataset_at_a_revision_needs_allow_restricted(tmp_path):
+    from catalog import RestrictedError
+
+    repo = new_project(tmp_path)
     cat = Catalog(repo / CATALOG)
     cat.create("ds", "real", restricted=True)
     cat.commit("ds", [cat.write_shard("ds", samples_to_table(make_samples(4, origin="real")))])
-    sh(repo, "git", "add", ".dvc", ".dvcignore")
     snapshot(repo, "restricted ds", "r1")
     with pytest.raises(RestrictedError, match="ds is restricted"):
         read_version_at(str(repo), "r1", "ds")
     assert read_version_at(str(repo), "r1", "ds", allow_restricted=True).num_rows == 4
+
+
+def test_blocked_copies_of_a_restricted_set_at_a_revision_need_allow_restricted(tmp_path):
+    """An open synthetic dataset's blocked copies of restricted real rows are withheld as in
+    ``DatasetVersion.table``, judged against the catalog at that revision."""
+    from tests.catalog.test_access_sources import copies_of, real_set
+
+    repo = new_project(tmp_path)
+    cat = Catalog(repo / CATALOG)
+    private = real_set(cat, "private", restricted=True)
+    public = real_set(cat, "pub", restricted=False, start=20)
+    copies_of(cat, "gen", "private", private[:2])
+    copies_of(cat, "gen_pub", "pub", public[:2])
+    snapshot(repo, "real sets and their copies", "r1", ("private", "pub", "gen", "gen_pub"))
+    at = str(repo)
+
+    kept_only = read_version_at(at, "r1", "gen", CATALOG, status="all")
+    assert kept_only["status"].to_pylist() == [KEPT, KEPT]  # the copies are withheld
+    assert read_version_at(at, "r1", "gen", CATALOG, status="excluded", columns=["sample_id"]).num_rows == 0
+    assert read_version_at(at, "r1", "gen", CATALOG, status=REAL_COPY, columns=["sample_id"]).num_rows == 0
+    allowed = read_version_at(at, "r1", "gen", CATALOG, status="all", allow_restricted=True)
+    assert allowed["status"].to_pylist().count(REAL_COPY) == 2
+    assert read_version_at(at, "r1", "gen", CATALOG, status="excluded", columns=["sample_id"],
+                           allow_restricted=True).column_names == ["sample_id"]
+
+    # Copies of an open real set that holds the rows they copy, at that revision, are shown.
+    shown = read_version_at(at, "r1", "gen_pub", CATALOG, status="all", columns=["sample_id", "status"])
+    assert shown.column_names == ["sample_id", "status"] and shown["status"].to_pylist().count(REAL_COPY) == 2
+
+    # A later revision without the open real set: its copies are withheld there (the set is absent at
+    # that revision, though this working copy still has it), and still shown at r1.
+    sh(repo, "git", "rm", "-q", "--cached", f"{CATALOG}/pub.dvc")
+    sh(repo, "git", "commit", "-q", "-m", "pub untracked")
+    sh(repo, "git", "tag", "r2")
+    assert (repo / CATALOG / "pub" / "dataset.json").is_file()
+    assert read_version_at(at, "r2", "gen_pub", CATALOG, status="all")["status"].to_pylist() == [KEPT, KEPT]
+    assert read_version_at(at, "r1", "gen_pub", CATALOG, status="all").num_rows == 4
 
 
 def test_verify_checks_a_revision_through_dvc(project):

@@ -14,11 +14,11 @@ import pytest
 from catalog import Catalog, open_version, samples_to_table
 from catalog.dvc_io import IntegrityError
 from catalog.id_index import read_ids_json
-from catalog.layout import head_line
+from catalog.layout import head_line, manifest_key
 from catalog.objectstore import ObjectStore, RemoteError
 from catalog.publish import ConflictError, pull, push
 from catalog.shared_head import advance_head
-from catalog.remote import RemoteCatalog, manifest_key, verify_remote
+from catalog.remote import RemoteCatalog, verify_remote
 from catalog.verify import verify
 from synthgen import failpoints
 from tests.conftest import make_samples
