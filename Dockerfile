@@ -32,9 +32,18 @@ ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 ARG TORCH_VERSION=2.13.0
 # torch first, from the index that matches the hardware; synthgen's other dependencies from PyPI.
 RUN pip install --no-cache-dir "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX}"
+# OpenCV's wheel (opencv-python: invisible-watermark requires it, not the headless build) links X11, GL and
+# GLib, which the slim image lacks: without them importing diffusers' pipelines fails (libxcb.so.1).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libgl1 libglib2.0-0 libsm6 libxext6 \
+ && rm -rf /var/lib/apt/lists/*
 COPY --from=wheel /wheels /wheels
+# Within the versions the tests passed with: the newest of every package at once does not resolve (pip
+# backtracks for an hour over s3fs / aiobotocore / botocore / boto3 pins) and would not be what was tested.
+COPY constraints.txt /wheels/
 ARG EXTRAS=""
-RUN pip install --no-cache-dir "$(ls /wheels/synthgen-*.whl)${EXTRAS:+[$EXTRAS]}" && rm -rf /wheels
+RUN pip install --no-cache-dir -c /wheels/constraints.txt "$(ls /wheels/synthgen-*.whl)${EXTRAS:+[$EXTRAS]}" \
+ && rm -rf /wheels
 # Telemetry off, as synthgen sets it for the services it starts.
 ENV PREFECT_SERVER_ANALYTICS_ENABLED=false MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=1 \
     HF_HUB_DISABLE_TELEMETRY=1 RAY_USAGE_STATS_ENABLED=0 PYTHONUNBUFFERED=1

@@ -14,7 +14,7 @@ export PYTHONUNBUFFERED := 1
 # to: the suite starts a few hundred Python processes, and each would compile every module it imports.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench clean constraints
 
 install: $(VENV)/.installed
 
@@ -44,6 +44,14 @@ bench: install
 	$(PY) bench/bench_embedder.py
 	$(PY) bench/bench_quality_sweep.py
 	$(PY) bench/bench_real_guidance.py
+
+# The Dockerfile's pins: what .venv holds once `make test` passed (torch and synthgen left out).
+constraints: install
+	{ echo "# The versions the test suite last passed with (\`make constraints\` writes this from .venv): the image"; \
+	  echo "# installs synthgen's dependencies within them (Dockerfile), so a build resolves at once and runs what was tested."; \
+	  echo "# torch is left out: the image takes the build for its hardware (TORCH_INDEX)."; \
+	  $(PY) -m pip freeze --exclude-editable | grep -viE "^(torch|torchvision|torchaudio|triton|nvidia-|synthgen)([=<>~ ]|$$)" \
+	    | grep -v "^-e " | LC_ALL=C sort -f; } > constraints.txt
 
 clean:
 	rm -rf synthgen-data
