@@ -60,7 +60,8 @@ def _restricted(st: UiState, name: str) -> bool:
 
 def _withheld_hint(st: UiState) -> str:
     """What a 404 for a row adds without the flag: the row may be a withheld copy (said of every miss alike)."""
-    return "" if st.config.allow_restricted else " (blocked copies of restricted images need --allow-restricted)"
+    return "" if st.config.allow_restricted else (" (restricted datasets are not searched, nor blocked copies of "
+                                                  "restricted images shown, without --allow-restricted)")
 
 
 def _image_type(data: bytes) -> str:
@@ -119,10 +120,9 @@ def sample_page(request: Request, sample_id: str, how: str | None = None):
     """A sample: image, every provenance field, the evidence beside it, versions, links."""
     st = state(request)
     view = sample_view(st.catalog, sample_id, st.config.allow_restricted, st.config.mlflow_url, st.config.prefect_url)
-    if not view.rows and not view.restricted:  # absent, or a withheld copy of a restricted image: answered alike
+    if not view.rows:  # absent, only in restricted datasets, or a withheld copy: answered alike, as audit ID does
         raise HTTPException(404, f"no sample {sample_id!r} in any committed version{_withheld_hint(st)}")
-    return render(request, "sample.html", view=view, how=how.splitlines() if how else [],
-                  code=403 if view.restricted and not view.rows else 200)
+    return render(request, "sample.html", view=view, how=how.splitlines() if how else [])
 
 
 def _shown_row(st: UiState, name: str, sample_id: str) -> AuditRecord:

@@ -51,11 +51,10 @@ class RowView:
 
 @dataclass
 class SampleView:
-    """The sample page: its rows, or the restricted datasets that hold it (then nothing else is shown)."""
+    """The sample page: the rows of it the app may show."""
 
     sample_id: str
     rows: list[RowView]
-    restricted: list[str] = field(default_factory=list)
 
 
 def _is_restricted(cat: Catalog, dataset: str | None, allow: bool) -> bool:
@@ -136,21 +135,19 @@ def _added_by(cat: Catalog, rec: AuditRecord) -> list[RunRef]:
 
 def sample_view(cat: Catalog, sample_id: str, allow: bool, mlflow_url: str | None = None,
                 prefect_url: str | None = None) -> SampleView:
-    """What the sample page shows: its rows, less those of restricted datasets (named in ``restricted``)
-    and, without ``allow``, less blocked copies of restricted images (not named: as if absent)."""
+    """What the sample page shows: its rows, less those of restricted datasets and, without ``allow``,
+    less blocked copies of restricted images. An id the app may show no row of has no rows, whether a
+    restricted dataset holds it or not: answered as ``synthgen audit ID`` answers it, so no oracle."""
     try:
-        records, hidden = audit(cat, sample_id, allow), []
+        records = audit(cat, sample_id, allow)
     except RestrictedError:
-        # No row the app may show: which restricted datasets hold it is said, nothing of their rows is. A row of
-        # an open dataset found only now is a withheld copy of a restricted image: left out, as audit leaves it.
-        records, found = [], audit(cat, sample_id, True)
-        hidden = sorted({rec.dataset for rec in found if _is_restricted(cat, rec.dataset, allow)})
+        records = []
     rows = []
     for rec in records:
         source = {k: v for k, v in rec.row.items()
                   if k.startswith(SOURCE_PREFIX) and v is not None and rec.row.get("origin") == "synthetic"}
         rows.append(RowView(rec, evidence(cat, rec, allow), links(rec.row, _added_by(cat, rec), mlflow_url, prefect_url), source))
-    return SampleView(sample_id, rows, hidden)
+    return SampleView(sample_id, rows)
 
 
 def image_record(cat: Catalog, dataset: str, sample_id: str, allow: bool) -> AuditRecord | None:

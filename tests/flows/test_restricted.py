@@ -93,7 +93,8 @@ def test_the_closest_pairs_report_leaves_out_blocked_copies_of_a_restricted_set(
     rows = v.table(["image", "status"], status="all").to_pylist()
     blocked = [np.asarray(decode(r["image"]["bytes"]).convert("L")) for r in rows if r["status"] == "blocked_real_copy"]
     assert blocked
-    done = SimpleNamespace(catalog=cat, job=SimpleNamespace(dedup=SimpleNamespace(real_dataset="digits-real")),
+    done = SimpleNamespace(catalog=cat, restricted=False,  # an open output guarded against a restricted set
+                           job=SimpleNamespace(dedup=SimpleNamespace(real_dataset="digits-real")),
                            commit=SimpleNamespace(dataset=v.name, version=v.version, files=v.files,
                                                   excluded_files=v.excluded_files))
     logged = RealPairs().write(done)
