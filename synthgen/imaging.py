@@ -6,6 +6,7 @@ import errno
 import hashlib
 import io
 import os
+import re
 import stat
 import warnings
 from contextlib import contextmanager
@@ -112,8 +113,11 @@ def open_image(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
         img = Image.open(io.BytesIO(data))
     # Over twice Pillow's own limit it refuses at open; over once, it warns, which is an error where
     # warnings are (python -W error).
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageTooLarge(f"more than {Image.MAX_IMAGE_PIXELS:,} pixels (the limit is {max_pixels:,})") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # Pillow's message holds the declared size ("Image size (N pixels) exceeds ..."): say it, when it is there.
+        declared = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(declared.group(1)):,} pixels" if declared else f"more than {Image.MAX_IMAGE_PIXELS:,} pixels"
+        raise ImageTooLarge(f"{size}, more than the limit of {max_pixels:,}") from None
     if img.width * img.height > max_pixels:
         raise ImageTooLarge(f"{img.width}x{img.height} is {img.width * img.height:,} pixels, more than the limit "
                             f"of {max_pixels:,}")

@@ -65,8 +65,8 @@ def describe(exc: BaseException) -> str | None:
     return None
 
 
-INTERRUPTED = "interrupted; committed versions are intact, rerun the job to resume"
-TERMINATED = "terminated (SIGTERM); committed versions are intact, rerun the job to resume"
+INTERRUPTED = "interrupted; committed versions are intact, rerun the same command to resume"
+TERMINATED = "terminated (SIGTERM); committed versions are intact, rerun the same command to resume"
 EXIT_TERMINATED = 128 + signal.SIGTERM  # what a shell reports for a process ended by SIGTERM
 
 

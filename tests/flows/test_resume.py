@@ -293,8 +293,8 @@ def test_killed_runs_are_marked_failed_by_the_run_that_resumed_them(seeded, scen
 
 
 SIGNALS = [  # (failpoint action, exit status, the one line the run ends with)
-    ("interrupt", 130, "interrupted; committed versions are intact, rerun the job to resume"),
-    ("terminate", 143, "terminated (SIGTERM); committed versions are intact, rerun the job to resume"),
+    ("interrupt", 130, "interrupted; committed versions are intact, rerun the same command to resume"),
+    ("terminate", 143, "terminated (SIGTERM); committed versions are intact, rerun the same command to resume"),
 ]
 
 

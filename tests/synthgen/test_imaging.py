@@ -33,6 +33,8 @@ def test_an_image_over_the_pixel_limit_is_refused_from_its_header(tmp_path):
         warnings.simplefilter("error")  # python -W error: Pillow's warning is raised, and still reads as ours
         with pytest.raises(ImageTooLarge, match=f"{path}: image too large"):
             read_image_file(path)
+        with pytest.raises(ImageTooLarge, match=r"^144,000,000 pixels, more than the limit of"):  # the declared size
+            decode(path.read_bytes())
     side = int(MAX_PIXELS ** 0.5)
     Image.new("1", (side, side), 1).save(path)
     assert decode(path.read_bytes()).size == (side, side)  # at the limit: decoded
