@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from catalog.errors import RestrictedError
 from synthgen.records import KEPT, REAL_COPY
@@ -86,9 +86,10 @@ def holds_all(cat: Any, name: str, sample_ids: set[str]) -> bool:
     files = [str(cat.verified_shard(name, ref)) for ref in cat.manifest(name, head).shards]
     if not files:
         return False
-    found = ds.dataset(files, format="parquet").to_table(
-        columns=["sample_id"], filter=ds.field("sample_id").isin(sorted(sample_ids)))
-    return set(found["sample_id"].to_pylist()) >= sample_ids
+    # Parquet, not pyarrow.dataset: this module is imported by every command, and that import costs ~0.2 s.
+    ids = pa.concat_tables([pq.read_table(f, columns=["sample_id"]) for f in files])["sample_id"]
+    found = ids.filter(pc.is_in(ids, value_set=pa.array(sorted(sample_ids), pa.string())))
+    return set(found.to_pylist()) >= sample_ids
 
 
 def copies_of_restricted(cat: Any, table: pa.Table) -> pa.ChunkedArray:
