@@ -50,8 +50,9 @@ constraints: install
 	{ echo "# The versions the test suite last passed with (\`make constraints\` writes this from .venv): the image"; \
 	  echo "# installs synthgen's dependencies within them (Dockerfile), so a build resolves at once and runs what was tested."; \
 	  echo "# torch is left out: the image takes the build for its hardware (TORCH_INDEX)."; \
-	  $(PY) -m pip freeze --exclude-editable | grep -viE "^(torch|torchvision|torchaudio|triton|nvidia-|synthgen)([=<>~ ]|$$)" \
-	    | grep -v "^-e " | LC_ALL=C sort -f; } > constraints.txt
+	  $(PY) -m pip freeze --exclude-editable \
+	    | grep -viE "^((torch|torchvision|torchaudio|triton|synthgen)([=<>~ ]|$$)|nvidia-)" \
+	    | grep -v -e "^-e " -e " @ " | LC_ALL=C sort -f; } > constraints.txt
 
 clean:
 	rm -rf synthgen-data

@@ -50,8 +50,16 @@ def require_access(info: dict, allow_restricted: bool, what: str = "rows") -> No
 
 
 def open_datasets(cat: Any) -> list[str]:
-    """Names of ``cat``'s datasets that anyone may read."""
-    return [n for n in cat.names() if not cat.info(n).get("restricted")]
+    """Names of ``cat``'s datasets that anyone may read: open by ``dataset.json`` *and* by the flag sealed in
+    their head manifest (a ``dataset.json`` edited to drop the flag, e.g. on a shared store, opens nothing)."""
+    out = []
+    for name in cat.names():
+        if cat.info(name).get("restricted"):
+            continue
+        head = cat.head(name)
+        if head is None or not cat.manifest(name, head).restricted:
+            out.append(name)
+    return out
 
 
 def open_sources(cat: Any, table: pa.Table) -> list[str]:

@@ -65,3 +65,12 @@ def test_copies_of_a_real_set_open_in_the_shared_catalog_are_ordinary_excluded_r
     _, url = published_copies(tmp_path)
     v = RemoteCatalog(url).open("gen_public")
     assert v.table(status="all").num_rows == 4 and v.withheld_shards() == {}
+
+
+def test_a_shared_dataset_json_edited_to_open_the_real_set_opens_none_of_its_copies(tmp_path):
+    # dataset.json is not sealed; the head manifest's flag is: an edit on the store releases nothing.
+    _, url = published_copies(tmp_path)
+    info = tmp_path / "shared" / "private" / "dataset.json"
+    info.write_text(info.read_text().replace('"restricted": true', '"restricted": false'))
+    assert not RemoteCatalog(url).info("private")["restricted"]  # the edit took
+    assert RemoteCatalog(url).open("gen").table(status="all")["status"].to_pylist() == [KEPT, KEPT]
