@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from catalog import Catalog, CatalogError, open_version, samples_to_table
+from catalog import Catalog, CatalogError, RestrictedError, open_version, samples_to_table
 from catalog.dvc_io import IntegrityError, _read_shard, manifest_at, read_version_at
 from synthgen.records import KEPT, REAL_COPY
 from tests.conftest import make_samples
@@ -163,8 +163,6 @@ def new_project(tmp_path: Path) -> Path:
 
 
 def test_a_restricted_dataset_at_a_revision_needs_allow_restricted(tmp_path):
-    from catalog import RestrictedError
-
     repo = new_project(tmp_path)
     cat = Catalog(repo / CATALOG)
     cat.create("ds", "real", restricted=True)

@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from catalog import Catalog, IngestError, ingest_folder, open_version
@@ -204,8 +206,6 @@ def test_a_symlink_loop_is_named_as_a_loop(tmp_path):
 
 
 def test_a_folder_that_cannot_be_listed_is_refused_not_left_out(tmp_path):
-    import os
-
     cat = Catalog(tmp_path / "cat")
     _png(tmp_path / "in" / "a" / "0.png", 0)
     fd = os.open(tmp_path / "in" / "a", os.O_RDONLY)
