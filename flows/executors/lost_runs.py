@@ -81,8 +81,14 @@ def lost_run_automation(heartbeat_s: int) -> AutomationCore:
 
 
 def definition(automation) -> dict:
-    """What an automation does (its id and server-side fields left out), to compare two."""
-    return automation.model_dump(mode="json", include={"name", "description", "enabled", "trigger", "actions"})
+    """What an automation does (its id and server-side fields left out), to compare two.
+
+    Python values, not JSON: the trigger's event names are sets, and a JSON dump lists a set in this
+    process's hash order, which for the same names can differ between a set built here and one
+    rebuilt from the server's list (itself in the server's hash order). Compared as JSON, an unchanged
+    automation then read as changed, and updating it reset its windows.
+    """
+    return automation.model_dump(include={"name", "description", "enabled", "trigger", "actions"})
 
 
 def ensure_lost_run_automation(heartbeat_s: int) -> str:
