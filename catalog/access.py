@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from catalog.errors import RestrictedError
+from catalog.id_index import version_holds
 from synthgen.records import KEPT, REAL_COPY
 
 _FALSE = pa.scalar(False)
@@ -86,12 +87,26 @@ def open_sources(cat: Any, table: pa.Table) -> list[str]:
     return [n for n in names if n in keep]
 
 
+# One id looked up in the id index (a row group of each segment, then its row confirmed in its shard)
+# costs about what scanning this many ids of the sample_id column does (bench/bench_access.py).
+ROWS_PER_LOOKUP = 50_000
+
+
 def holds_all(cat: Any, name: str, sample_ids: set[str]) -> bool:
-    """Whether the head of dataset ``name`` holds rows with every one of ``sample_ids``."""
+    """Whether the head of dataset ``name`` holds rows with every one of ``sample_ids``.
+
+    Few ids against a large set (a web page's row, an audit) are looked up in the head's id index;
+    else, or with no index to trust, the head's ``sample_id`` column is scanned.
+    """
     head = cat.head(name)
     if head is None:
         return False
-    files = [str(cat.verified_shard(name, ref)) for ref in cat.manifest(name, head).shards]
+    manifest = cat.manifest(name, head)
+    if len(sample_ids) * ROWS_PER_LOOKUP <= sum(ref.rows for ref in manifest.shards):
+        found = version_holds(cat, name, head, sample_ids)
+        if found is not None:
+            return found
+    files = [str(cat.verified_shard(name, ref)) for ref in manifest.shards]
     if not files:
         return False
     # Parquet, not pyarrow.dataset: this module is imported by every command, and that import costs ~0.2 s.

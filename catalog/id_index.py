@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from catalog.atomic import atomic_write
+from catalog.errors import CatalogError
 from catalog.files import CatalogFiles
 from catalog.manifest import Manifest, ShardRef, sha256_bytes, sha256_file
 from catalog.safe_paths import confined_relative
@@ -158,6 +159,47 @@ def open_segment(path: Path, sha256: str | None = None) -> Segment | None:
     except (OSError, ValueError, KeyError, TypeError, pa.ArrowException):
         return None
     return seg
+
+
+def version_holds(cat, name: str, version: int, sample_ids: set[str]) -> bool | None:
+    """Whether version ``version`` of ``name`` has rows with every id in ``sample_ids``, by its id index.
+
+    None when the version has no index to trust (none written, stale, a segment that does not hash to
+    its entry): the caller scans instead. Each id the index finds is confirmed in its shard, read
+    hash-checked (``cat.verified_file``), so a forged segment can hide rows but never invent them.
+    ``cat``: a ``catalog.Catalog``.
+    """
+    entries = read_ids_json(cat, name, version, cat.manifest_sha256(name, version))
+    if entries is None:
+        return None
+    segments = []
+    for entry in entries:
+        try:
+            seg = open_segment(confined_relative(cat.derived_path(name), entry["file"], "id segment"), entry["sha256"])
+        except (CatalogError, KeyError, TypeError):
+            return None
+        if seg is None:
+            return None
+        segments.append(seg)
+    files = {ref.sha256: ref.file for ref in cat.manifest(name, version).shards}
+    for sample_id in sample_ids:
+        hits = [(sha, row) for seg in segments for sha, row in seg.find(sample_id) if sha in files]
+        if not any(_row_id(cat.verified_file(name, files[sha], sha), row) == sample_id for sha, row in hits):
+            return False
+    return True
+
+
+def _row_id(path: Path, row: int) -> str | None:
+    """The sample id at ``row`` of the shard at ``path`` (one row group read)."""
+    meta = pq.read_metadata(path)
+    start = 0
+    for group in range(meta.num_row_groups):
+        rows = meta.row_group(group).num_rows
+        if row < start + rows:
+            ids = pq.ParquetFile(path, metadata=meta).read_row_group(group, columns=["sample_id"])["sample_id"]
+            return ids[row - start].as_py()
+        start += rows
+    return None
 
 
 def build_segment(cat: CatalogFiles, name: str, refs: list[ShardRef]) -> dict:

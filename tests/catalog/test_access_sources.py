@@ -8,11 +8,16 @@ images under that name.
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from catalog import Catalog, RestrictedError, open_version, samples_to_table
-from catalog.access import open_sources
+from catalog.access import holds_all, open_sources
+from catalog.id_index import version_holds
 from catalog.query import query
 from synthgen.records import KEPT, REAL_COPY
 from tests.conftest import make_samples
@@ -63,3 +68,41 @@ def test_an_open_dataset_under_the_real_sets_name_does_not_release_its_copies(tm
     assert query(cat, "SELECT count(*) AS n FROM gen_all")["n"].to_pylist() == [2]
     with pytest.raises(RestrictedError, match="blocked copies"):
         v.excluded_files  # noqa: B018 - the shards holding them (what export and push hand out whole)
+
+
+def test_the_id_index_answers_as_a_scan_does(tmp_path):
+    cat = Catalog(tmp_path / "catalog")
+    ids = real_set(cat, "pub", restricted=False)
+    head = cat.head("pub")
+    cases = [set(ids[:2]), set(ids), {ids[0], "s09999"}, {"s09999"}]
+    assert [version_holds(cat, "pub", head, c) for c in cases] == [True, True, False, False]
+    assert [holds_all(cat, "pub", c) for c in cases] == [True, True, False, False]
+    # With no index to trust, the same answers from a scan.
+    ids_json = cat.version_dir("pub", head) / "ids.json"
+    ids_json.write_text("{}")
+    assert version_holds(cat, "pub", head, set(ids)) is None
+    assert [holds_all(cat, "pub", c) for c in cases] == [True, True, False, False]
+
+
+def test_a_forged_id_index_cannot_make_the_real_set_hold_a_row_it_does_not(tmp_path):
+    cat = Catalog(tmp_path / "catalog")
+    ids = real_set(cat, "pub", restricted=False)
+    copies_of(cat, "gen", "pub", ["s09998", "s09999"])  # matched to rows `pub` does not hold
+    head = cat.head("pub")
+    shard = cat.manifest("pub", head).shards[0].sha256
+    # Someone who can write the catalog's folder indexes the copies' ids onto rows of the real set's shard.
+    forged = pa.table({"sample_id": ["s09998", "s09999"], "shard": pa.array([0, 0], pa.int32()),
+                       "row": pa.array([0, 1], pa.int32())}).replace_schema_metadata(
+        {b"synthgen.shards": json.dumps([shard]).encode()})
+    buf = pa.BufferOutputStream()
+    pq.write_table(forged, buf)
+    data = buf.getvalue().to_pybytes()
+    digest = hashlib.sha256(data).hexdigest()
+    (cat.derived_path("pub") / "ids" / f"{digest}.parquet").write_bytes(data)
+    (cat.version_dir("pub", head) / "ids.json").write_text(json.dumps({
+        "format": 1, "dataset": "pub", "version": head, "manifest_sha256": cat.manifest_sha256("pub", head),
+        "segments": [{"file": f"ids/{digest}.parquet", "sha256": digest, "rows": 2}]}))
+    assert version_holds(cat, "pub", head, {"s09998"}) is False  # found in the index, not in the shard
+    assert "pub" not in open_sources(cat, open_version(cat, "gen", allow_restricted=True).table(status="all"))
+    assert open_version(cat, "gen").table(["status"], status="all").num_rows == 2  # the copies stay withheld
+    assert version_holds(cat, "pub", head, {ids[0]}) is False  # the forgery hides rows: the safe side
