@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from catalog.ingest_source import Source, SourceFile
-from synthgen.imaging import ImageReadError, naming, open_image, pixel_sha256, to_8bit
+from synthgen.imaging import ImageReadError, naming, open_image, pixel_sha256, to_8bit, upright
 from synthgen.memorisation import THUMB, grey
 
 EMBED_SIDE = 512  # the embedder's copy of a larger image is resized so its shorter side is this
@@ -103,6 +103,7 @@ def decode_file(source: Source, f: SourceFile, budget: PixelBudget, embed: Embed
         with budget.hold(need):
             with naming(where):  # everything Pillow does with the file's pixels
                 img.load()
+                img = upright(img)  # what a person sees: the embedding, thumbnail and hash are of that
                 out = Decoded(f, data, None, pixel_sha256(img), img.width, img.height, grey(img, THUMB))
                 copy = embedder_copy(img) if embed is not None else None
             if embed is not None:  # the embedder's own code, outside: a failure there is not the file's

@@ -10,7 +10,7 @@ import pyarrow as pa
 import torch
 from torch.utils.data import Dataset
 
-from synthgen.imaging import open_image
+from synthgen.imaging import open_image, upright
 
 
 class ImageTableDataset(Dataset):
@@ -34,7 +34,7 @@ class ImageTableDataset(Dataset):
         return self._origins[i] if self._origins else None
 
     def __getitem__(self, i: int):
-        img = open_image(self._images[i].as_py())  # lazy, and refused above the pixel limit
+        img = upright(open_image(self._images[i].as_py()))  # refused above the pixel limit; as a viewer shows it
         if self.transform is not None:
             x = self.transform(img)
         else:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, Mapping
 
 import numpy as np
-from PIL import Image, PngImagePlugin
+from PIL import Image, ImageOps, PngImagePlugin
 
 PNG_TEXT_PREFIX = "synthgen:"
 
@@ -24,6 +24,7 @@ PNG_TEXT_PREFIX = "synthgen:"
 MAX_PIXELS = 89_478_485
 # The largest file read whole: far above any real photo or scan, far below what would exhaust memory.
 MAX_FILE_BYTES = 512 << 20
+ORIENTATION = 0x0112  # the EXIF tag that says how a camera's pixels are to be turned for display
 # Our check replaces Pillow's warning (printed by a CLI as noise after the refusal says it all).
 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
 
@@ -125,10 +126,27 @@ def open_image(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
 
 
 def decode(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """PIL image from encoded bytes (fully loaded); ``ImageTooLarge`` above ``max_pixels``, checked first."""
+    """PIL image from encoded bytes (fully loaded, turned upright); ``ImageTooLarge`` above ``max_pixels``, checked first."""
     img = open_image(data, max_pixels)
     img.load()
-    return img
+    return upright(img)
+
+
+def upright(img: Image.Image) -> Image.Image:
+    """``img`` turned as its EXIF orientation tag says; ``img`` itself when it has none (or says "as stored").
+
+    A phone stores a portrait photo's pixels sideways plus this tag; viewers, browsers and Hugging Face
+    ``datasets`` show it turned. Everything synthgen derives from an image (its embedding, guard
+    thumbnail, pixel hash, loaders' tensors, exports) uses what a person sees, so a generated image is
+    compared with the real photo as it looks. The file's bytes are kept as they are.
+    """
+    try:
+        orientation = img.getexif().get(ORIENTATION, 1)
+    except Exception:  # noqa: BLE001 - an EXIF block Pillow cannot parse says nothing about orientation
+        return img
+    if orientation == 1:
+        return img
+    return ImageOps.exif_transpose(img)
 
 
 def read_regular_file(path: Path | str, max_bytes: int = MAX_FILE_BYTES) -> bytes:

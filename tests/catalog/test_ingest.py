@@ -264,3 +264,47 @@ def test_a_classes_txt_with_a_byte_order_mark_is_read(tmp_path):
     ingest_folder(cat, "x", tmp_path / "in")
     rows = open_version(cat, "x").table(["label", "label_name"]).to_pylist()
     assert sorted((r["label_name"], r["label"]) for r in rows) == [("cat", 1), ("dog", 0)]
+
+
+def test_a_photo_stored_sideways_with_an_exif_orientation_is_ingested_as_it_looks(tmp_path):
+    """A phone's portrait photo: pixels stored turned, plus the tag that says so. Its embedding, guard
+    thumbnail, pixel hash and size are those of the upright picture (what a generator learns to draw and
+    what Hugging Face datasets show), and its bytes are kept as they are."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    picture = np.zeros((24, 16, 3), np.uint8)
+    picture[:8] = 255  # a bright top third: turned sideways it is a bright side
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    files = {"upright": tmp_path / "in" / "a" / "upright.png", "sideways": tmp_path / "in" / "b" / "sideways.png"}
+    for key, path in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        buf = io.BytesIO()
+        if key == "upright":
+            Image.fromarray(picture).save(buf, "PNG")
+        else:
+            Image.fromarray(np.ascontiguousarray(np.rot90(picture, 1))).save(buf, "PNG", exif=exif.tobytes())
+        path.write_bytes(buf.getvalue())
+    seen = []
+
+    def embed(images):
+        seen.extend(np.asarray(img) for img in images)
+        return np.tile(np.eye(1, 4, dtype=np.float32), (len(images), 1))
+
+    cat = Catalog(tmp_path / "cat")
+    ingest_folder(cat, "x", tmp_path / "in", embed, "stub")
+    assert len(seen) == 2 and all(np.array_equal(a, picture) for a in seen)
+    version = open_version(cat, "x")
+    rows = {r["source_path"]: r for r in version.table().to_pylist()}
+    up, side = rows["a/upright.png"], rows["b/sideways.png"]
+    assert side["image"]["bytes"] == files["sideways"].read_bytes()  # stored byte for byte, tag and all
+    assert side["image_sha256"] == up["image_sha256"]
+    assert (side["width"], side["height"]) == (up["width"], up["height"]) == (16, 24)
+    # The torch loader hands out the picture as it looks, as the rows' hash says.
+    data = version.to_torch()
+    tensors = {data[i][2]: data[i][0] for i in range(len(data))}
+    assert all(tuple(t.shape) == (3, 24, 16) for t in tensors.values())
+    assert np.array_equal(tensors[side["sample_id"]].numpy(), tensors[up["sample_id"]].numpy())

@@ -19,6 +19,7 @@ from synthgen.imaging import (
     read_image_file,
     read_regular_file,
     to_8bit,
+    upright,
 )
 
 
@@ -115,3 +116,48 @@ def test_an_i_image_of_8_bit_values_and_a_float_image_are_scaled_as_documented()
 def test_8_bit_images_are_left_as_they_are(mode):
     img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (8, 8, 3), dtype=np.uint8)).convert(mode)
     assert to_8bit(img) is img
+
+
+# How each EXIF orientation stores an upright picture (what a camera writes), as numpy on (rows, columns):
+# decoding must undo it. 6 is a phone held upright: the pixels are stored turned a quarter to the left.
+STORED_AS = {
+    2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+    5: lambda a: a.transpose(1, 0, 2), 6: lambda a: np.rot90(a, 1), 7: lambda a: np.rot90(a, 2).transpose(1, 0, 2),
+    8: lambda a: np.rot90(a, -1),
+}
+
+
+def _png_with_orientation(arr: np.ndarray, orientation: int | None) -> bytes:
+    import io
+
+    exif = Image.Exif()
+    if orientation is not None:
+        exif[0x0112] = orientation
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(arr)).save(buf, "PNG", exif=exif.tobytes())
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("orientation", sorted(STORED_AS))
+def test_an_image_is_decoded_as_its_exif_orientation_says_a_viewer_shows_it(orientation):
+    picture = np.random.RandomState(orientation).randint(0, 255, (6, 10, 3)).astype(np.uint8)  # 6 rows, 10 columns
+    stored = STORED_AS[orientation](picture)
+    assert not np.array_equal(stored, picture)
+    img = decode(_png_with_orientation(stored, orientation))
+    assert np.array_equal(np.asarray(img), picture)
+    assert pixel_sha256(img) == pixel_sha256(Image.fromarray(picture))  # the hash of what a person sees
+
+
+@pytest.mark.parametrize("orientation", [None, 1])
+def test_an_image_stored_upright_is_decoded_as_stored(orientation):
+    picture = np.random.RandomState(0).randint(0, 255, (6, 10, 3)).astype(np.uint8)
+    assert np.array_equal(np.asarray(decode(_png_with_orientation(picture, orientation))), picture)
+
+
+def test_an_exif_block_pillow_cannot_parse_leaves_the_image_as_stored():
+    class Unreadable:
+        def getexif(self):
+            raise SyntaxError("not a TIFF file")
+
+    img = Unreadable()
+    assert upright(img) is img
