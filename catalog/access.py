@@ -13,7 +13,7 @@ row the memorisation guard blocked as a copy of a restricted image
 (``copies_of_restricted``) is withheld like the image it copies.
 
 A copy is shown only beside the image it copies: its real set must be open
-*and* hold the very rows the copy was matched to (``open_sources``). A name
+*and* hold the very rows the copy was matched to (``judge_sources``). A name
 alone proves nothing: an open dataset made under the name of a restricted
 set that stayed behind (a pull, a catalog rebuilt) holds other rows, so the
 copies stay withheld.
@@ -21,6 +21,7 @@ copies stay withheld.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import pyarrow as pa
@@ -28,17 +29,18 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from catalog.errors import RestrictedError
-from catalog.id_index import version_holds
+from catalog.id_index import version_lacks
 from synthgen.records import KEPT, REAL_COPY
 
 _FALSE = pa.scalar(False)
 # The columns ``copies_of_restricted`` reads: a row's status and its memorisation-guard evidence.
 GUARD_COLUMNS = ["status", "real_dataset", "real_threshold", "real_nn_similarity", "pixel_threshold",
                  "real_pixel_distance", "init_dataset", "real_nn_id", "real_pixel_nn_id", "init_image_id"]
-# Which real rows a copy was matched to, per column naming the real set: checked by ``open_sources``.
+# Which real rows a copy was matched to, per column naming the real set: checked by ``judge_sources``.
 _MATCHED = {"real_dataset": ("real_nn_id", "real_pixel_nn_id"), "init_dataset": ("init_image_id",)}
 
-__all__ = ["GUARD_COLUMNS", "RestrictedError", "copies_of_restricted", "open_sources", "require_access", "sealed"]
+__all__ = ["GUARD_COLUMNS", "RestrictedError", "Sources", "copies_of_restricted", "judge_sources", "missing",
+           "require_access", "sealed"]
 
 
 def require_access(info: dict, allow_restricted: bool, what: str = "rows") -> None:
@@ -63,28 +65,36 @@ def open_datasets(cat: Any) -> list[str]:
     return out
 
 
-def open_sources(cat: Any, table: pa.Table) -> list[str]:
-    """The open datasets of ``cat`` that ``table``'s copies may be shown beside.
+@dataclass(frozen=True)
+class Sources:
+    """What decides which copies of real rows a reader may see: the open real sets, and the real rows
+    copies were matched to that their (open) set does not hold at its head."""
 
-    Each open dataset named by a copy in ``table`` (a row ``copies_of_restricted``
-    would withhold if the name were closed) must hold, at its head, every real
-    row those copies were matched to (``real_nn_id``, ``real_pixel_nn_id``,
-    ``init_image_id``): else it is not the set they were guarded against, or
-    the rows were taken down since, and the name counts as closed for ``table``.
-    ``table`` needs the ``GUARD_COLUMNS``.
+    open: list[str]
+    unheld: list[str] = field(default_factory=list)
+
+
+def judge_sources(cat: Any, table: pa.Table) -> Sources:
+    """The open datasets of ``cat``, and the real rows ``table``'s copies of them were matched to that
+    those datasets do not hold (taken down since, or another dataset under the name).
+
+    A copy is shown only beside the very rows it copies: its real set must be open and hold, at its
+    head, every real row the copy was matched to (``real_nn_id``, ``real_pixel_nn_id``,
+    ``init_image_id``). Judged row by row, so a row reads the same alone (a web page, an audit) as in
+    its whole version. ``table`` needs the ``GUARD_COLUMNS``.
     """
     names = open_datasets(cat)
     if table.num_rows == 0:
-        return names
-    copies = table.filter(restricted_copy_test([], table.column))  # every copy, as if no set were open
-    keep = set(names)
+        return Sources(names)
+    copies = table.filter(restricted_copy_test(Sources([]), table.column))  # every copy, as if no set were open
+    unheld: set[str] = set()
     for source, id_columns in _MATCHED.items():
-        for name in set(copies[source].drop_null().to_pylist()) & keep:
+        for name in set(copies[source].drop_null().to_pylist()) & set(names):
             mine = copies.filter(pc.equal(copies[source], name))
             wanted = {i for c in id_columns for i in mine[c].drop_null().to_pylist()}
-            if not wanted or not holds_all(cat, name, wanted):  # nothing to check against: unproven
-                keep.discard(name)
-    return [n for n in names if n in keep]
+            if wanted:
+                unheld |= missing(cat, name, wanted)
+    return Sources(names, sorted(unheld))
 
 
 # One id looked up in the id index (a row group of each segment, then its row confirmed in its shard)
@@ -92,61 +102,73 @@ def open_sources(cat: Any, table: pa.Table) -> list[str]:
 ROWS_PER_LOOKUP = 50_000
 
 
-def holds_all(cat: Any, name: str, sample_ids: set[str]) -> bool:
-    """Whether the head of dataset ``name`` holds rows with every one of ``sample_ids``.
+def missing(cat: Any, name: str, sample_ids: set[str]) -> set[str]:
+    """The ids of ``sample_ids`` that the head of dataset ``name`` holds no row with.
 
     Few ids against a large set (a web page's row, an audit) are looked up in the head's id index;
     else, or with no index to trust, the head's ``sample_id`` column is scanned.
     """
     head = cat.head(name)
     if head is None:
-        return False
+        return set(sample_ids)
     manifest = cat.manifest(name, head)
     if len(sample_ids) * ROWS_PER_LOOKUP <= sum(ref.rows for ref in manifest.shards):
-        found = version_holds(cat, name, head, sample_ids)
-        if found is not None:
-            return found
+        lacked = version_lacks(cat, name, head, sample_ids)
+        if lacked is not None:
+            return lacked
     files = [str(cat.verified_shard(name, ref)) for ref in manifest.shards]
     if not files:
-        return False
+        return set(sample_ids)
     # Parquet, not pyarrow.dataset: this module is imported by every command, and that import costs ~0.2 s.
     ids = pa.concat_tables([pq.read_table(f, columns=["sample_id"]) for f in files])["sample_id"]
     found = ids.filter(pc.is_in(ids, value_set=pa.array(sorted(sample_ids), pa.string())))
-    return set(found.to_pylist()) >= sample_ids
+    return set(sample_ids) - set(found.to_pylist())
 
 
 def copies_of_restricted(cat: Any, table: pa.Table) -> pa.ChunkedArray:
     """Which rows of ``table`` are excluded rows that copy a restricted (or unknown) real dataset.
 
-    A row counts when it is not kept, was guarded against a real dataset that
-    is not an open one in ``cat`` holding the rows it copies (restricted,
-    absent, e.g. a pulled synthetic dataset whose real set stayed behind, or
-    another dataset under its name: ``open_sources``), and its evidence makes
-    it a copy: blocked by the guard, or past the CLIP or pixel threshold.
-    A row started from a real image of such a dataset (real-image guidance)
-    and blocked counts too: it may copy its own source, even once its
-    dataset is released (``catalog.release``).
-    ``table`` needs the ``GUARD_COLUMNS``.
+    A row counts when it is not kept, its evidence makes it a copy (blocked by the guard, or past the
+    CLIP or pixel threshold), and it is not shown beside the real rows it copies: its real set is not
+    an open one in ``cat`` (restricted, absent, e.g. a pulled synthetic dataset whose real set stayed
+    behind), or that set does not hold every row the copy was matched to, or none was recorded
+    (``judge_sources``). A row started from a real image of such a dataset (real-image guidance) and
+    blocked counts too: it may copy its own source, even once its dataset is released
+    (``catalog.release``). ``table`` needs the ``GUARD_COLUMNS``.
     """
     if table.num_rows == 0:
         return pa.chunked_array([pa.array([], pa.bool_())])
-    return restricted_copy_test(open_sources(cat, table), table.column)
+    return restricted_copy_test(judge_sources(cat, table), table.column)
 
 
-def restricted_copy_test(open_names: list[str], col: Callable[[str], Any]) -> Any:
+def restricted_copy_test(sources: Sources, col: Callable[[str], Any]) -> Any:
     """The test of ``copies_of_restricted`` over ``col(name)``: table columns (an array) or
-    ``pyarrow.dataset.field`` (an expression Arrow applies while scanning, e.g. under DuckDB)."""
+    ``pyarrow.dataset.field`` (an expression Arrow applies while scanning, e.g. under DuckDB).
+
+    Real rows are named by id alone: an id one open set lacks withholds a copy of another set's row
+    with that id too (the safe side).
+    """
+    open_set = pa.array(sources.open, pa.string())
+    unheld = pa.array(sources.unheld, pa.string())
+
+    def gone(column: str) -> Any:  # the row was matched to a real row its set does not hold
+        return pc.coalesce(pc.is_in(col(column), value_set=unheld), _FALSE)
+
     real = col("real_dataset")
-    closed = pc.and_kleene(pc.is_valid(real), pc.invert(pc.is_in(real, value_set=pa.array(open_names, pa.string()))))
+    closed = pc.and_kleene(pc.is_valid(real), pc.invert(pc.is_in(real, value_set=open_set)))
+    unproven = pc.and_kleene(pc.is_valid(real), pc.and_kleene(pc.is_null(col("real_nn_id")),
+                                                              pc.is_null(col("real_pixel_nn_id"))))
+    apart = pc.or_kleene(pc.or_kleene(closed, unproven), pc.or_kleene(gone("real_nn_id"), gone("real_pixel_nn_id")))
     copy = pc.or_kleene(
         pc.equal(col("status"), REAL_COPY),
         pc.or_kleene(pc.coalesce(pc.greater_equal(col("real_nn_similarity"), col("real_threshold")), _FALSE),
                pc.coalesce(pc.less_equal(col("real_pixel_distance"), col("pixel_threshold")), _FALSE)))
-    guarded = pc.coalesce(pc.and_kleene(pc.and_kleene(pc.not_equal(col("status"), KEPT), closed), copy), _FALSE)
+    guarded = pc.coalesce(pc.and_kleene(pc.and_kleene(pc.not_equal(col("status"), KEPT), apart), copy), _FALSE)
     init = col("init_dataset")
-    open_set = pa.array(open_names, pa.string())
     closed_init = pc.and_kleene(pc.is_valid(init), pc.invert(pc.is_in(init, value_set=open_set)))
-    from_source = pc.coalesce(pc.and_kleene(pc.equal(col("status"), REAL_COPY), closed_init), _FALSE)
+    init_apart = pc.or_kleene(closed_init, pc.and_kleene(pc.is_valid(init), pc.or_kleene(
+        pc.is_null(col("init_image_id")), gone("init_image_id"))))
+    from_source = pc.coalesce(pc.and_kleene(pc.equal(col("status"), REAL_COPY), init_apart), _FALSE)
     return pc.or_kleene(guarded, from_source)
 
 

@@ -161,8 +161,8 @@ def open_segment(path: Path, sha256: str | None = None) -> Segment | None:
     return seg
 
 
-def version_holds(cat, name: str, version: int, sample_ids: set[str]) -> bool | None:
-    """Whether version ``version`` of ``name`` has rows with every id in ``sample_ids``, by its id index.
+def version_lacks(cat, name: str, version: int, sample_ids: set[str]) -> set[str] | None:
+    """The ids of ``sample_ids`` that version ``version`` of ``name`` holds no row with, by its id index.
 
     None when the version has no index to trust (none written, stale, a segment that does not hash to
     its entry): the caller scans instead. Each id the index finds is confirmed in its shard, read
@@ -182,11 +182,12 @@ def version_holds(cat, name: str, version: int, sample_ids: set[str]) -> bool | 
             return None
         segments.append(seg)
     files = {ref.sha256: ref.file for ref in cat.manifest(name, version).shards}
+    lacked = set()
     for sample_id in sample_ids:
         hits = [(sha, row) for seg in segments for sha, row in seg.find(sample_id) if sha in files]
         if not any(_row_id(cat.verified_file(name, files[sha], sha), row) == sample_id for sha, row in hits):
-            return False
-    return True
+            lacked.add(sample_id)
+    return lacked
 
 
 def _row_id(path: Path, row: int) -> str | None:

@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from catalog.access import GUARD_COLUMNS, open_sources, restricted_copy_test
+from catalog.access import GUARD_COLUMNS, judge_sources, restricted_copy_test
 from catalog.safe_paths import view_base
 from catalog.schema import SCHEMA
 from catalog.store import Catalog, CatalogError
@@ -76,9 +76,9 @@ def connect(cat: Catalog, allow_restricted: bool = False) -> duckdb.DuckDBPyConn
 
 def _not_a_restricted_copy(cat: Catalog, version: DatasetVersion) -> ds.Expression:
     """``catalog.access.copies_of_restricted`` of ``version``'s rows, negated, as a filter Arrow applies while
-    DuckDB scans (the open sources its copies may be shown beside are found first, from its guard columns)."""
+    DuckDB scans (the sources its copies may be shown beside are judged first, from its guard columns)."""
     guard = read_rows(version, ["sample_id", *GUARD_COLUMNS], "all", None)
-    return pc.invert(restricted_copy_test(open_sources(cat, guard), ds.field))
+    return pc.invert(restricted_copy_test(judge_sources(cat, guard), ds.field))
 
 
 def seal(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:

@@ -13,16 +13,24 @@ The rows are read through ``DatasetVersion.table``, so an index holds what
 the app may show: without ``--allow-restricted`` the blocked copies of
 restricted real images are left out (only their number is kept, for the
 page to say so). The file is named by the access it was built with, so an
-index an app with the flag built is never read by one without it.
+index an app with the flag built is never read by one without it; and,
+without the flag, by the state of the real sets its rows were guarded
+against (restriction and head): which copies may be shown depends on them
+(``catalog.access.judge_sources``), so a takedown or a restriction there
+makes a new index instead of leaving withheld rows listed.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from filelock import FileLock
 
 from catalog import Catalog, CatalogError, DatasetVersion, open_version
@@ -52,6 +60,17 @@ def _read_light(version: DatasetVersion) -> pa.Table:
     """The light columns of every row ``version`` hands out, numbered in shard and row order (``row_no``)."""
     light = version.table([c for c in LIGHT if c in SCHEMA.names], status="all")
     return light.append_column("row_no", pa.array(range(light.num_rows), pa.int64()))
+
+
+def real_sets_named(version: DatasetVersion) -> list[str]:
+    """The datasets ``version``'s rows name as the real set they were guarded against or started from."""
+    cat, names = version.catalog, set()
+    for ref in version.manifest.shards:
+        path = cat.verified_shard(version.name, ref)
+        columns = [c for c in ("real_dataset", "init_dataset") if c in pq.read_schema(path).names]
+        for column in pq.read_table(path, columns=columns).columns:
+            names.update(pc.unique(column.drop_null()).to_pylist())
+    return sorted(names)
 
 
 def build(version: DatasetVersion, path: Path) -> None:
@@ -89,13 +108,36 @@ class Indexes:
         self.root = root
         self._open: dict[Path, duckdb.DuckDBPyConnection] = {}
         self._lock = threading.Lock()
+        self._sources: dict[tuple[str, str], list[str]] = {}  # (dataset, manifest sha256) -> real sets named
 
     def path(self, version: DatasetVersion, manifest_sha256: str) -> Path:
         """Where ``version``'s index lives, for the access it is opened with."""
         # Named by the manifest's hash: a dataset deleted and made again under the same name gets a new index.
-        # And by access: an index built with --allow-restricted lists rows an app without it must not show.
-        access = "all" if version.allow_restricted else "open"
+        # And by access: an index built with --allow-restricted lists rows an app without it must not show;
+        # without it, by the state of the real sets that decides which copies it may show.
+        access = "all" if version.allow_restricted else f"open-{self.sources_state(version, manifest_sha256)}"
         return self.root / version.name / f"v{version.version:06d}-{manifest_sha256[:16]}-{access}-f{FORMAT}.duckdb"
+
+    def sources_state(self, version: DatasetVersion, manifest_sha256: str) -> str:
+        """A digest of each real set ``version``'s rows were guarded against or started from: restricted or
+        not, and its head manifest (what ``catalog.access.judge_sources`` judges the copies by)."""
+        key = (version.name, manifest_sha256)
+        with self._lock:
+            names = self._sources.get(key)
+        if names is None:  # a version's rows never change: read the names once
+            names = real_sets_named(version)
+            with self._lock:
+                self._sources[key] = names
+        cat = version.catalog
+        state = []
+        for name in names:
+            try:
+                head = cat.head(name) if cat.exists(name) else None
+            except CatalogError:  # not a name a dataset can have: no real set
+                head = None
+            state.append([name, bool(head is not None and cat.info(name).get("restricted")),
+                          None if head is None else cat.manifest_sha256(name, head)])
+        return hashlib.sha256(json.dumps(state).encode()).hexdigest()[:12]
 
     def cursor(self, version: DatasetVersion, manifest_sha256: str) -> duckdb.DuckDBPyConnection:
         """A cursor on ``version``'s index, building the index first if no process has yet."""

@@ -1,4 +1,4 @@
-"""Blocked copies are shown only beside the real rows they copy (``catalog.access.open_sources``).
+"""Blocked copies are shown only beside the real rows they copy (``catalog.access.judge_sources``).
 
 The withholding used to trust a name: any open dataset called like the real
 set counted as it. A pulled synthetic dataset, whose restricted real set
@@ -16,8 +16,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from catalog import Catalog, RestrictedError, open_version, samples_to_table
-from catalog.access import holds_all, open_sources
-from catalog.id_index import version_holds
+from catalog.access import judge_sources, missing
+from catalog.derive import takedown
+from catalog.id_index import version_lacks
 from catalog.query import query
 from synthgen.records import KEPT, REAL_COPY
 from tests.conftest import make_samples
@@ -63,7 +64,8 @@ def test_an_open_dataset_under_the_real_sets_name_does_not_release_its_copies(tm
     v = open_version(cat, "gen")
     t = v.table(["status"], status="all")
     assert sorted(set(t.column("status").to_pylist())) == [KEPT]  # the copies are withheld
-    assert "private" not in open_sources(cat, open_version(cat, "gen", allow_restricted=True).table(status="all"))
+    judged = judge_sources(cat, open_version(cat, "gen", allow_restricted=True).table(status="all"))
+    assert "private" in judged.open and set(ids[:2]) <= set(judged.unheld)  # open, but not holding what was copied
     assert v.images(["s00052", "s00053"]) == {}
     assert query(cat, "SELECT count(*) AS n FROM gen_all")["n"].to_pylist() == [2]
     with pytest.raises(RestrictedError, match="blocked copies"):
@@ -75,13 +77,14 @@ def test_the_id_index_answers_as_a_scan_does(tmp_path):
     ids = real_set(cat, "pub", restricted=False)
     head = cat.head("pub")
     cases = [set(ids[:2]), set(ids), {ids[0], "s09999"}, {"s09999"}]
-    assert [version_holds(cat, "pub", head, c) for c in cases] == [True, True, False, False]
-    assert [holds_all(cat, "pub", c) for c in cases] == [True, True, False, False]
+    want = [set(), set(), {"s09999"}, {"s09999"}]
+    assert [version_lacks(cat, "pub", head, c) for c in cases] == want
+    assert [missing(cat, "pub", c) for c in cases] == want
     # With no index to trust, the same answers from a scan.
     ids_json = cat.version_dir("pub", head) / "ids.json"
     ids_json.write_text("{}")
-    assert version_holds(cat, "pub", head, set(ids)) is None
-    assert [holds_all(cat, "pub", c) for c in cases] == [True, True, False, False]
+    assert version_lacks(cat, "pub", head, set(ids)) is None
+    assert [missing(cat, "pub", c) for c in cases] == want
 
 
 def test_a_forged_id_index_cannot_make_the_real_set_hold_a_row_it_does_not(tmp_path):
@@ -102,7 +105,28 @@ def test_a_forged_id_index_cannot_make_the_real_set_hold_a_row_it_does_not(tmp_p
     (cat.version_dir("pub", head) / "ids.json").write_text(json.dumps({
         "format": 1, "dataset": "pub", "version": head, "manifest_sha256": cat.manifest_sha256("pub", head),
         "segments": [{"file": f"ids/{digest}.parquet", "sha256": digest, "rows": 2}]}))
-    assert version_holds(cat, "pub", head, {"s09998"}) is False  # found in the index, not in the shard
-    assert "pub" not in open_sources(cat, open_version(cat, "gen", allow_restricted=True).table(status="all"))
+    assert version_lacks(cat, "pub", head, {"s09998"}) == {"s09998"}  # found in the index, not in the shard
     assert open_version(cat, "gen").table(["status"], status="all").num_rows == 2  # the copies stay withheld
-    assert version_holds(cat, "pub", head, {ids[0]}) is False  # the forgery hides rows: the safe side
+    assert version_lacks(cat, "pub", head, {ids[0]}) == {ids[0]}  # the forgery hides rows: the safe side
+
+
+def test_each_copy_is_judged_by_the_real_row_it_copies_alone_or_with_its_version(tmp_path):
+    cat = Catalog(tmp_path / "catalog")
+    ids = real_set(cat, "pub", restricted=False)
+    copies_of(cat, "gen", "pub", ids[:2])
+    takedown(cat, "pub", f"sample_id = '{ids[0]}'", "the owner withdrew it")
+    v = open_version(cat, "gen")
+    # s00052 copies the row taken down: withheld; s00053 copies a row `pub` still holds: shown, whether
+    # read with its version, alone (a web page, an audit) or through SQL.
+    assert v.table(["sample_id"], status="all")["sample_id"].to_pylist() == ["s00050", "s00051", "s00053"]
+    assert v.images(["s00052"]) == {} and set(v.images(["s00053"])) == {"s00053"}
+    assert query(cat, "SELECT sample_id FROM gen_all ORDER BY 1")["sample_id"].to_pylist() == [
+        "s00050", "s00051", "s00053"]
+
+
+def test_a_copy_with_no_matched_row_recorded_is_withheld_beside_an_open_set(tmp_path):
+    cat = Catalog(tmp_path / "catalog")
+    ids = real_set(cat, "pub", restricted=False)
+    copies_of(cat, "gen", "pub", [ids[0], None])
+    assert open_version(cat, "gen").table(["sample_id"], status="all")["sample_id"].to_pylist() == [
+        "s00050", "s00051", "s00052"]
