@@ -38,9 +38,10 @@ GUARD_COLUMNS = ["status", "real_dataset", "real_threshold", "real_nn_similarity
                  "real_pixel_distance", "init_dataset", "real_nn_id", "real_pixel_nn_id", "init_image_id"]
 # Which real rows a copy was matched to, per column naming the real set: checked by ``judge_sources``.
 _MATCHED = {"real_dataset": ("real_nn_id", "real_pixel_nn_id"), "init_dataset": ("init_image_id",)}
+KEY_SEPARATOR = "\x00"  # between a real set's name and a row id in ``row_key``: in no dataset name
 
 __all__ = ["GUARD_COLUMNS", "RestrictedError", "Sources", "copies_of_restricted", "judge_sources", "missing",
-           "require_access", "sealed"]
+           "require_access", "row_key", "sealed"]
 
 
 def require_access(info: dict, allow_restricted: bool, what: str = "rows") -> None:
@@ -68,10 +69,16 @@ def open_datasets(cat: Any) -> list[str]:
 @dataclass(frozen=True)
 class Sources:
     """What decides which copies of real rows a reader may see: the open real sets, and the real rows
-    copies were matched to that their (open) set does not hold at its head."""
+    copies were matched to that their (open) set does not hold at its head, each as ``row_key(set, id)``."""
 
     open: list[str]
     unheld: list[str] = field(default_factory=list)
+
+
+def row_key(dataset: str, sample_id: str) -> str:
+    """A real row named by its dataset and id (ids are unique within a dataset, not across datasets)."""
+    return f"{dataset}{KEY_SEPARATOR}{sample_id}"
+
 
 
 def judge_sources(cat: Any, table: pa.Table) -> Sources:
@@ -93,7 +100,7 @@ def judge_sources(cat: Any, table: pa.Table) -> Sources:
             mine = copies.filter(pc.equal(copies[source], name))
             wanted = {i for c in id_columns for i in mine[c].drop_null().to_pylist()}
             if wanted:
-                unheld |= missing(cat, name, wanted)
+                unheld |= {row_key(name, i) for i in missing(cat, name, wanted)}
     return Sources(names, sorted(unheld))
 
 
@@ -143,16 +150,14 @@ def copies_of_restricted(cat: Any, table: pa.Table) -> pa.ChunkedArray:
 
 def restricted_copy_test(sources: Sources, col: Callable[[str], Any]) -> Any:
     """The test of ``copies_of_restricted`` over ``col(name)``: table columns (an array) or
-    ``pyarrow.dataset.field`` (an expression Arrow applies while scanning, e.g. under DuckDB).
-
-    Real rows are named by id alone: an id one open set lacks withholds a copy of another set's row
-    with that id too (the safe side).
-    """
+    ``pyarrow.dataset.field`` (an expression Arrow applies while scanning, e.g. under DuckDB)."""
     open_set = pa.array(sources.open, pa.string())
     unheld = pa.array(sources.unheld, pa.string())
 
     def gone(column: str) -> Any:  # the row was matched to a real row its set does not hold
-        return pc.coalesce(pc.is_in(col(column), value_set=unheld), _FALSE)
+        source = "init_dataset" if column == "init_image_id" else "real_dataset"
+        key = pc.binary_join_element_wise(col(source), col(column), KEY_SEPARATOR)
+        return pc.coalesce(pc.is_in(key, value_set=unheld), _FALSE)
 
     real = col("real_dataset")
     closed = pc.and_kleene(pc.is_valid(real), pc.invert(pc.is_in(real, value_set=open_set)))

@@ -167,8 +167,18 @@ def version_lacks(cat, name: str, version: int, sample_ids: set[str]) -> set[str
     None when the version has no index to trust (none written, stale, a segment that does not hash to
     its entry): the caller scans instead. Each id the index finds is confirmed in its shard, read
     hash-checked (``cat.verified_file``), so a forged segment can hide rows but never invent them.
-    ``cat``: a ``catalog.Catalog``.
+    ``cat``: a ``catalog.Catalog`` (another judge, e.g. a shared catalog's ``StoredDatasets``, keeps no
+    index: None).
     """
+    if not isinstance(cat, CatalogFiles) or getattr(cat, "objects", None) is not None:  # no index at a URL
+        return None
+    try:
+        return _lacks(cat, name, version, sample_ids)
+    except (OSError, pa.ArrowException):  # a segment replaced or damaged since its hash was checked: scan
+        return None
+
+
+def _lacks(cat, name: str, version: int, sample_ids: set[str]) -> set[str] | None:
     entries = read_ids_json(cat, name, version, cat.manifest_sha256(name, version))
     if entries is None:
         return None

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from catalog.ingest_source import Source, SourceFile
-from synthgen.imaging import ImageReadError, naming, open_image, pixel_sha256, to_8bit, upright
+from synthgen.imaging import ImageReadError, naming, open_image, orientation, pixel_sha256, to_8bit, upright
 from synthgen.memorisation import THUMB, grey
 
 EMBED_SIDE = 512  # the embedder's copy of a larger image is resized so its shorter side is this
@@ -98,8 +98,10 @@ def decode_file(source: Source, f: SourceFile, budget: PixelBudget, embed: Embed
         data = source.read(f)
         with naming(where):
             img = open_image(data)  # the header only: the pixel limit is checked before decoding
-            # Decoded bytes plus the conversions below (grey for the thumbnail, RGB for the embedder).
-            need = img.width * img.height * (len(img.getbands()) + 4)  # a garbled mode fails here: a bad file
+            # Decoded bytes plus the conversions below (grey for the thumbnail, RGB for the embedder), and a
+            # turned copy beside the stored pixels while an EXIF orientation is applied.
+            bands = len(img.getbands())  # a garbled mode fails here: a bad file
+            need = img.width * img.height * (bands + 4 + (bands if orientation(img) != 1 else 0))
         with budget.hold(need):
             with naming(where):  # everything Pillow does with the file's pixels
                 img.load()

@@ -132,6 +132,21 @@ def decode(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
     return upright(img)
 
 
+# How to turn the stored pixels for each EXIF orientation (TIFF 6.0 / EXIF 2.3; Pillow's own table).
+TURNS = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+         5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+         8: Image.Transpose.ROTATE_90}
+
+
+def orientation(img: Image.Image) -> int:
+    """The EXIF orientation of ``img`` (1: as stored), read from its header; 1 when absent or unreadable."""
+    try:
+        value = img.getexif().get(ORIENTATION, 1)
+    except Exception:  # noqa: BLE001 - an EXIF block Pillow cannot parse says nothing about orientation
+        return 1
+    return value if value in TURNS else 1
+
+
 def upright(img: Image.Image) -> Image.Image:
     """``img`` turned as its EXIF orientation tag says; ``img`` itself when it has none (or says "as stored").
 
@@ -139,14 +154,20 @@ def upright(img: Image.Image) -> Image.Image:
     ``datasets`` show it turned. Everything synthgen derives from an image (its embedding, guard
     thumbnail, pixel hash, loaders' tensors, exports) uses what a person sees, so a generated image is
     compared with the real photo as it looks. The file's bytes are kept as they are.
+
+    Only the pixels are turned (``Image.transpose``): Pillow's ``exif_transpose`` also re-encodes the
+    EXIF block and fails on some that cameras write. The turned image keeps the file's format and PNG
+    text chunks (read by ``audit FILE``).
     """
-    try:
-        orientation = img.getexif().get(ORIENTATION, 1)
-    except Exception:  # noqa: BLE001 - an EXIF block Pillow cannot parse says nothing about orientation
+    turn = TURNS.get(orientation(img))
+    if turn is None:
         return img
-    if orientation == 1:
-        return img
-    return ImageOps.exif_transpose(img)
+    out = img.transpose(turn)
+    out.format = img.format
+    text = getattr(img, "text", None)
+    if text:
+        out.text = dict(text)
+    return out
 
 
 def read_regular_file(path: Path | str, max_bytes: int = MAX_FILE_BYTES) -> bytes:

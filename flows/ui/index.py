@@ -36,6 +36,7 @@ from filelock import FileLock
 from catalog import Catalog, CatalogError, DatasetVersion, open_version
 from catalog.atomic import temp_path
 from catalog.schema import SCHEMA
+from synthgen.records import KEPT
 from synthgen.rules import evidence_columns
 
 FORMAT = 3  # bump when the index's tables change: older files are then simply not used
@@ -62,10 +63,18 @@ def _read_light(version: DatasetVersion) -> pa.Table:
     return light.append_column("row_no", pa.array(range(light.num_rows), pa.int64()))
 
 
+def _base(version: DatasetVersion, manifest_sha256: str) -> str:
+    """The start of every index file name of ``version``."""
+    return f"v{version.version:06d}-{manifest_sha256[:16]}"
+
+
 def real_sets_named(version: DatasetVersion) -> list[str]:
-    """The datasets ``version``'s rows name as the real set they were guarded against or started from."""
+    """The datasets ``version``'s copies name as the real set they were guarded against or started from
+    (read from the shards holding rows that are not kept: a kept row is no copy)."""
     cat, names = version.catalog, set()
     for ref in version.manifest.shards:
+        if ref.rows_by_status and set(ref.rows_by_status) <= {KEPT}:
+            continue
         path = cat.verified_shard(version.name, ref)
         columns = [c for c in ("real_dataset", "init_dataset") if c in pq.read_schema(path).names]
         for column in pq.read_table(path, columns=columns).columns:
@@ -116,11 +125,12 @@ class Indexes:
         # And by access: an index built with --allow-restricted lists rows an app without it must not show;
         # without it, by the state of the real sets that decides which copies it may show.
         access = "all" if version.allow_restricted else f"open-{self.sources_state(version, manifest_sha256)}"
-        return self.root / version.name / f"v{version.version:06d}-{manifest_sha256[:16]}-{access}-f{FORMAT}.duckdb"
+        return self.root / version.name / f"{_base(version, manifest_sha256)}-{access}-f{FORMAT}.duckdb"
 
     def sources_state(self, version: DatasetVersion, manifest_sha256: str) -> str:
         """A digest of each real set ``version``'s rows were guarded against or started from: restricted or
-        not, and its head manifest (what ``catalog.access.judge_sources`` judges the copies by)."""
+        not, and its HEAD (what ``catalog.access.judge_sources`` judges the copies by). Two small reads per
+        set and request; the sets' names are read from the version once."""
         key = (version.name, manifest_sha256)
         with self._lock:
             names = self._sources.get(key)
@@ -132,11 +142,11 @@ class Indexes:
         state = []
         for name in names:
             try:
-                head = cat.head(name) if cat.exists(name) else None
-            except CatalogError:  # not a name a dataset can have: no real set
-                head = None
-            state.append([name, bool(head is not None and cat.info(name).get("restricted")),
-                          None if head is None else cat.manifest_sha256(name, head)])
+                sealed = cat.head_sha256(name)
+                restricted = bool(sealed and cat.info(name).get("restricted"))
+            except CatalogError:  # no such dataset, or not a name one can have: no real set
+                sealed, restricted = None, False
+            state.append([name, restricted, sealed])
         return hashlib.sha256(json.dumps(state).encode()).hexdigest()[:12]
 
     def cursor(self, version: DatasetVersion, manifest_sha256: str) -> duckdb.DuckDBPyConnection:
@@ -152,7 +162,19 @@ class Indexes:
                         build(version, path)
             with self._lock:
                 con = self._open.setdefault(path, duckdb.connect(str(path), read_only=True))
+            if not version.allow_restricted:
+                self._drop_stale(path, f"{_base(version, manifest_sha256)}-open-")
         return con.cursor()
+
+    def _drop_stale(self, path: Path, prefix: str) -> None:
+        """Close and delete the indexes of the same version built for an earlier state of its real sets."""
+        with self._lock:
+            for other in [p for p in self._open if p != path and p.parent == path.parent and p.name.startswith(prefix)]:
+                self._open.pop(other).close()
+        for other in path.parent.glob(f"{prefix}*.duckdb"):
+            if other != path:
+                other.unlink(missing_ok=True)  # a reader elsewhere keeps its open file until it closes it
+                Path(str(other) + ".lock").unlink(missing_ok=True)
 
     def close(self) -> None:
         """Close every open index."""

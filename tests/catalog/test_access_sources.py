@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from catalog import Catalog, RestrictedError, open_version, samples_to_table
-from catalog.access import judge_sources, missing
+from catalog.access import judge_sources, missing, row_key
 from catalog.derive import takedown
 from catalog.id_index import version_lacks
 from catalog.query import query
@@ -65,7 +65,8 @@ def test_an_open_dataset_under_the_real_sets_name_does_not_release_its_copies(tm
     t = v.table(["status"], status="all")
     assert sorted(set(t.column("status").to_pylist())) == [KEPT]  # the copies are withheld
     judged = judge_sources(cat, open_version(cat, "gen", allow_restricted=True).table(status="all"))
-    assert "private" in judged.open and set(ids[:2]) <= set(judged.unheld)  # open, but not holding what was copied
+    assert "private" in judged.open  # open, but not holding what was copied
+    assert {row_key("private", i) for i in ids[:2]} <= set(judged.unheld)
     assert v.images(["s00052", "s00053"]) == {}
     assert query(cat, "SELECT count(*) AS n FROM gen_all")["n"].to_pylist() == [2]
     with pytest.raises(RestrictedError, match="blocked copies"):
@@ -130,3 +131,21 @@ def test_a_copy_with_no_matched_row_recorded_is_withheld_beside_an_open_set(tmp_
     copies_of(cat, "gen", "pub", [ids[0], None])
     assert open_version(cat, "gen").table(["sample_id"], status="all")["sample_id"].to_pylist() == [
         "s00050", "s00051", "s00052"]
+
+
+def test_a_real_row_is_named_by_its_set_and_id_so_another_sets_missing_id_withholds_nothing_else(tmp_path):
+    cat = Catalog(tmp_path / "catalog")
+    pa_ids = real_set(cat, "pa", restricted=False)
+    real_set(cat, "pb", restricted=False, start=20)  # holds other ids
+    t = samples_to_table(make_samples(2, start=50, dim=8), embedding_model="test-clip")
+    for column, values in (("status", [REAL_COPY, REAL_COPY]), ("real_dataset", ["pa", "pb"]),
+                           ("real_nn_id", [pa_ids[0], pa_ids[0]]), ("real_nn_similarity", [0.99, 0.99]),
+                           ("real_threshold", [0.9, 0.9])):
+        t = t.set_column(t.schema.get_field_index(column), column, pa.array(values, t.schema.field(column).type))
+    cat.create("gen", "synthetic")
+    cat.commit("gen", cat.write_split("gen", t))
+    v = open_version(cat, "gen")
+    # s00050 copies pa's row, which pa holds; s00051 names the same id in pb, which pb does not hold.
+    assert v.table(["sample_id"], status="all")["sample_id"].to_pylist() == ["s00050"]
+    assert set(v.images(["s00050", "s00051"])) == {"s00050"}
+    assert query(cat, "SELECT sample_id FROM gen_all")["sample_id"].to_pylist() == ["s00050"]

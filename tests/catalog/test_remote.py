@@ -5,7 +5,8 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from catalog import Catalog, open_version, samples_to_table
+from catalog import Catalog, access, open_version, samples_to_table
+from catalog.access import ROWS_PER_LOOKUP
 from catalog.publish import push
 from catalog.remote import RemoteCatalog
 from synthgen.records import KEPT, REAL_COPY
@@ -61,7 +62,11 @@ def test_remote_reads_withhold_blocked_copies_of_restricted_data(tmp_path, real_
     assert allowed.withheld_shards() == {}
 
 
-def test_copies_of_a_real_set_open_in_the_shared_catalog_are_ordinary_excluded_rows(tmp_path):
+@pytest.mark.parametrize("rows_per_lookup", [ROWS_PER_LOOKUP, 1], ids=["scanned", "as-for-a-large-real-set"])
+def test_copies_of_a_real_set_open_in_the_shared_catalog_are_ordinary_excluded_rows(tmp_path, monkeypatch,
+                                                                                     rows_per_lookup):
+    # A local catalog looks few ids of a large real set up in its id index; a shared catalog keeps none and scans.
+    monkeypatch.setattr(access, "ROWS_PER_LOOKUP", rows_per_lookup)
     _, url = published_copies(tmp_path)
     v = RemoteCatalog(url).open("gen_public")
     assert v.table(status="all").num_rows == 4 and v.withheld_shards() == {}

@@ -161,3 +161,37 @@ def test_an_exif_block_pillow_cannot_parse_leaves_the_image_as_stored():
 
     img = Unreadable()
     assert upright(img) is img
+
+
+def test_an_orientation_beside_an_exif_field_pillow_cannot_write_back_still_turns_the_image():
+    # A camera's EXIF with a resolution stored as the signed fraction -1/0 (Pillow #8965): Pillow's
+    # exif_transpose re-encodes the block and fails on it; only the pixels need turning.
+    import io
+    import struct
+
+    ifd = (struct.pack("<H", 2) + struct.pack("<HHIHH", 0x0112, 3, 1, 6, 0) + struct.pack("<HHII", 0x011A, 10, 1, 38)
+           + struct.pack("<I", 0))
+    exif = b"Exif\x00\x00II*\x00" + struct.pack("<I", 8) + ifd + struct.pack("<ii", -1, 0)
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((6, 10, 3), np.uint8)).save(buf, "JPEG", exif=exif)
+    assert decode(buf.getvalue()).size == (6, 10)
+
+
+def test_a_turned_image_keeps_its_format_and_provenance_chunks():
+    import io
+
+    from PIL import PngImagePlugin
+
+    from synthgen.imaging import png_text
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    info = PngImagePlugin.PngInfo()
+    info.add_text("synthgen:sample_id", "s00001")
+    png, jpeg = io.BytesIO(), io.BytesIO()
+    Image.fromarray(np.zeros((4, 6, 3), np.uint8)).save(png, "PNG", pnginfo=info, exif=exif.tobytes())
+    Image.fromarray(np.zeros((4, 6, 3), np.uint8)).save(jpeg, "JPEG", exif=exif.tobytes())
+    turned_png, turned_jpeg = decode(png.getvalue()), decode(jpeg.getvalue())
+    assert turned_png.size == turned_jpeg.size == (4, 6)
+    assert turned_png.format == "PNG" and png_text(turned_png) == {"sample_id": "s00001"}
+    assert turned_jpeg.format == "JPEG"

@@ -55,3 +55,5 @@ def test_copies_go_from_the_gallery_when_the_real_rows_they_copy_are_taken_down(
         assert note and "1 row" in note.group(1)
         assert client.get(f"/image/gen/{ids[2]}").status_code == 404
         assert client.get(f"/image/gen/{ids[3]}").status_code == 200  # as its gallery says
+    # The index of the earlier state is gone: one file per version and access, not one per real-set commit.
+    assert len(list((tmp_path / "cache" / "index" / "gen").glob("*.duckdb"))) == 1
