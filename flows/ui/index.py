@@ -167,10 +167,11 @@ class Indexes:
         return con.cursor()
 
     def _drop_stale(self, path: Path, prefix: str) -> None:
-        """Close and delete the indexes of the same version built for an earlier state of its real sets."""
+        """Forget and delete the indexes of the same version built for an earlier state of its real sets."""
         with self._lock:
             for other in [p for p in self._open if p != path and p.parent == path.parent and p.name.startswith(prefix)]:
-                self._open.pop(other).close()
+                # Not closed here: a request may still read through a cursor of it; the last one frees it.
+                self._open.pop(other)
         for other in path.parent.glob(f"{prefix}*.duckdb"):
             if other != path:
                 other.unlink(missing_ok=True)  # a reader elsewhere keeps its open file until it closes it
