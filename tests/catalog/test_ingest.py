@@ -1,6 +1,9 @@
+import io
 import os
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from catalog import Catalog, IngestError, ingest_folder, open_version
 from synthgen.imaging import decode, pixel_sha256
@@ -270,11 +273,6 @@ def test_a_photo_stored_sideways_with_an_exif_orientation_is_ingested_as_it_look
     """A phone's portrait photo: pixels stored turned, plus the tag that says so. Its embedding, guard
     thumbnail, pixel hash and size are those of the upright picture (what a generator learns to draw and
     what Hugging Face datasets show), and its bytes are kept as they are."""
-    import io
-
-    import numpy as np
-    from PIL import Image
-
     picture = np.zeros((24, 16, 3), np.uint8)
     picture[:8] = 255  # a bright top third: turned sideways it is a bright side
     exif = Image.Exif()

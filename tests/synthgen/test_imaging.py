@@ -1,13 +1,15 @@
 """Decoding refuses what would exhaust memory: too many pixels, files that are not regular files."""
 
 import hashlib
+import io
 import os
+import struct
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from synthgen.imaging import (
     MAX_PIXELS,
@@ -16,6 +18,7 @@ from synthgen.imaging import (
     decode,
     naming,
     pixel_sha256,
+    png_text,
     read_image_file,
     read_regular_file,
     to_8bit,
@@ -128,8 +131,6 @@ STORED_AS = {
 
 
 def _png_with_orientation(arr: np.ndarray, orientation: int | None) -> bytes:
-    import io
-
     exif = Image.Exif()
     if orientation is not None:
         exif[0x0112] = orientation
@@ -166,9 +167,6 @@ def test_an_exif_block_pillow_cannot_parse_leaves_the_image_as_stored():
 def test_an_orientation_beside_an_exif_field_pillow_cannot_write_back_still_turns_the_image():
     # A camera's EXIF with a resolution stored as the signed fraction -1/0 (Pillow #8965): Pillow's
     # exif_transpose re-encodes the block and fails on it; only the pixels need turning.
-    import io
-    import struct
-
     ifd = (struct.pack("<H", 2) + struct.pack("<HHIHH", 0x0112, 3, 1, 6, 0) + struct.pack("<HHII", 0x011A, 10, 1, 38)
            + struct.pack("<I", 0))
     exif = b"Exif\x00\x00II*\x00" + struct.pack("<I", 8) + ifd + struct.pack("<ii", -1, 0)
@@ -178,12 +176,6 @@ def test_an_orientation_beside_an_exif_field_pillow_cannot_write_back_still_turn
 
 
 def test_a_turned_image_keeps_its_format_and_provenance_chunks():
-    import io
-
-    from PIL import PngImagePlugin
-
-    from synthgen.imaging import png_text
-
     exif = Image.Exif()
     exif[0x0112] = 6
     info = PngImagePlugin.PngInfo()
