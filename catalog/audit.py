@@ -10,9 +10,7 @@ depends on the index.
 
 from __future__ import annotations
 
-import bisect
 import functools
-import itertools
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -24,7 +22,7 @@ import pyarrow.parquet as pq
 
 from catalog.access import GUARD_COLUMNS, copies_of_restricted
 from catalog.errors import RestrictedError
-from catalog.id_index import FileCache, open_segment, read_ids_json
+from catalog.id_index import FileCache, open_segment, read_ids_json, read_row
 from catalog.layout import HEAD_MAX_BYTES, head_key
 from catalog.manifest import Manifest
 from catalog.safe_paths import confined_relative
@@ -123,24 +121,13 @@ def _like_duckdb(value):
     return value
 
 
-def _shard_layout(path: Path) -> tuple[pq.FileMetaData, list[int], list[str]]:
-    meta = pq.read_metadata(path)
-    starts = list(itertools.accumulate((meta.row_group(i).num_rows for i in range(meta.num_row_groups)), initial=0))
-    columns = [n for n in meta.schema.to_arrow_schema().names if n not in _SKIP]
-    return meta, starts, columns
-
-
-_shards = FileCache()
+_columns = FileCache()  # shard -> the columns an audit record shows
 
 
 def _read_row(path: Path, row: int) -> dict:
     """Row ``row`` of a shard, without image and embedding, reading only its row group."""
-    meta, starts, columns = _shards.get(path, _shard_layout)
-    group = bisect.bisect_right(starts, row) - 1
-    if not 0 <= group < meta.num_row_groups:
-        raise IndexError(f"{path}: no row {row}")
-    table = pq.ParquetFile(path, metadata=meta).read_row_group(group, columns=columns)
-    return {k: _like_duckdb(v) for k, v in table.slice(row - starts[group], 1).to_pylist()[0].items()}
+    columns = _columns.get(path, lambda p: [n for n in pq.read_schema(p).names if n not in _SKIP])
+    return {k: _like_duckdb(v) for k, v in read_row(path, row, columns).items()}
 
 
 def _from_index(cat: Catalog, name: str, plan: _Plan, sample_id: str) -> list[AuditRecord] | None:

@@ -18,6 +18,8 @@ readers that cannot fall back to a scan (``Catalog.ensure_index`` writes the mis
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import json
 import os
 import warnings
@@ -200,17 +202,32 @@ def _lacks(cat, name: str, version: int, sample_ids: set[str]) -> set[str] | Non
     return lacked
 
 
-def _row_id(path: Path, row: int) -> str | None:
-    """The sample id at ``row`` of the shard at ``path`` (one row group read)."""
+def _layout(path: Path) -> tuple[pq.FileMetaData, list[int]]:
     meta = pq.read_metadata(path)
-    start = 0
-    for group in range(meta.num_row_groups):
-        rows = meta.row_group(group).num_rows
-        if row < start + rows:
-            ids = pq.ParquetFile(path, metadata=meta).read_row_group(group, columns=["sample_id"])["sample_id"]
-            return ids[row - start].as_py()
-        start += rows
-    return None
+    return meta, list(itertools.accumulate((meta.row_group(i).num_rows for i in range(meta.num_row_groups)),
+                                           initial=0))
+
+
+_layouts = FileCache()
+
+
+def read_row(path: Path, row: int, columns: list[str]) -> dict:
+    """Row ``row`` of the Parquet file at ``path`` (``columns`` only), reading just its row group;
+    ``IndexError`` past its end. The footer is parsed once per process and file version."""
+    meta, starts = _layouts.get(path, _layout)
+    group = bisect.bisect_right(starts, row) - 1
+    if not 0 <= group < meta.num_row_groups:
+        raise IndexError(f"{path}: no row {row}")
+    table = pq.ParquetFile(path, metadata=meta).read_row_group(group, columns=columns)
+    return table.slice(row - starts[group], 1).to_pylist()[0]
+
+
+def _row_id(path: Path, row: int) -> str | None:
+    """The sample id at ``row`` of the shard at ``path``; None past its end."""
+    try:
+        return read_row(path, row, ["sample_id"])["sample_id"]
+    except IndexError:
+        return None
 
 
 def build_segment(cat: CatalogFiles, name: str, refs: list[ShardRef]) -> dict:
