@@ -13,6 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from synthgen.records import KEPT
+
 
 Role = Literal["train", "excluded"]
 
@@ -34,6 +36,12 @@ class ShardRef(BaseModel):
     rows: int
     rows_by_status: dict[str, int] = Field(default_factory=dict)
     role: Role = "train"
+
+    @property
+    def only_kept(self) -> bool:
+        """Whether the manifest says every row is kept (so none is a blocked copy); a shard listed
+        without counts may hold any status."""
+        return bool(self.rows_by_status) and set(self.rows_by_status) <= {KEPT}
 
 
 class RunRef(BaseModel):

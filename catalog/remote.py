@@ -32,7 +32,6 @@ from catalog.store import CatalogError
 from catalog.stored_datasets import manifest_chain, stored_datasets
 from catalog.verify import VerifyReport, verify_storage
 from catalog.version import Status, parse_ref
-from synthgen.records import KEPT
 
 
 def missing_error(fs: Any, path: str, what: str, exc: FileNotFoundError) -> CatalogError:
@@ -149,7 +148,7 @@ class RemoteVersion:
             return {}
         tables, where = [], []
         for shard in self.manifest.shards:
-            if shard.file in skip or (shard.rows_by_status and set(shard.rows_by_status) <= {KEPT}):
+            if shard.file in skip or shard.only_kept:
                 continue
             one = self.manifest.model_copy(update={"shards": [shard]})
             tables.append(read_verified_rows(self.remote.store, one, ["sample_id", *GUARD_COLUMNS], "all", None,

@@ -111,7 +111,7 @@ class DatasetVersion:
             return {}
         tables, where = [], []
         for ref in self.manifest.shards:
-            if set(ref.rows_by_status) - {KEPT} or not ref.rows_by_status:
+            if not ref.only_kept:
                 path = str(self.catalog.verified_shard(self.name, ref))
                 if paths is not None and path not in paths:
                     continue

@@ -36,7 +36,6 @@ from filelock import FileLock
 from catalog import Catalog, CatalogError, DatasetVersion, open_version
 from catalog.atomic import temp_path
 from catalog.schema import SCHEMA
-from synthgen.records import KEPT
 from synthgen.rules import evidence_columns
 
 FORMAT = 3  # bump when the index's tables change: older files are then simply not used
@@ -73,7 +72,7 @@ def real_sets_named(version: DatasetVersion) -> list[str]:
     (read from the shards holding rows that are not kept: a kept row is no copy)."""
     cat, names = version.catalog, set()
     for ref in version.manifest.shards:
-        if ref.rows_by_status and set(ref.rows_by_status) <= {KEPT}:
+        if ref.only_kept:
             continue
         path = cat.verified_shard(version.name, ref)
         columns = [c for c in ("real_dataset", "init_dataset") if c in pq.read_schema(path).names]
